@@ -1,0 +1,225 @@
+//! The domain types of the community plane. Stored records and API shapes share these where they
+//! coincide; views that combine several records (a message with its author and reactions) live in
+//! `view.rs`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
+use crate::permissions::Permissions;
+
+pub type Timestamp = DateTime<Utc>;
+
+/// A registered account, as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Id,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A user as stored, with the argon2id PHC hash of the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// A login session. The bearer token is never stored; only its SHA-256 digest (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: Id,
+    pub user_id: Id,
+    #[serde(skip)]
+    pub token_hash: String,
+    pub created_at: Timestamp,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guild {
+    pub id: Id,
+    pub name: String,
+    pub owner_id: Id,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    Text,
+    Voice,
+    Category,
+    /// A direct-message channel between two users; it has no guild.
+    Dm,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Text => "text",
+            ChannelKind::Voice => "voice",
+            ChannelKind::Category => "category",
+            ChannelKind::Dm => "dm",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "text" => ChannelKind::Text,
+            "voice" => ChannelKind::Voice,
+            "category" => ChannelKind::Category,
+            "dm" => ChannelKind::Dm,
+            _ => return None,
+        })
+    }
+    /// Can messages be posted here?
+    pub fn has_messages(self) -> bool {
+        matches!(self, ChannelKind::Text | ChannelKind::Dm)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverwriteKind {
+    Role,
+    Member,
+}
+
+/// A channel permission overwrite for one role or one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overwrite {
+    pub id: Id,
+    pub kind: OverwriteKind,
+    pub allow: Permissions,
+    pub deny: Permissions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: Id,
+    /// None for DM channels.
+    pub guild_id: Option<Id>,
+    pub name: String,
+    pub kind: ChannelKind,
+    pub parent_id: Option<Id>,
+    pub position: i32,
+    pub topic: Option<String>,
+    pub overwrites: Vec<Overwrite>,
+    /// The two users of a DM channel; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<Id>,
+    /// Newest message, maintained on every send (drives unread state).
+    pub last_message_id: Option<Id>,
+}
+
+/// A role. The @everyone role of a guild has the guild's id and position 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: Id,
+    pub guild_id: Id,
+    pub name: String,
+    pub permissions: Permissions,
+    pub position: i32,
+    pub color: u32,
+    pub hoist: bool,
+    pub mentionable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub guild_id: Id,
+    pub user_id: Id,
+    pub nick: Option<String>,
+    /// Role ids, not including @everyone.
+    pub roles: Vec<Id>,
+    pub joined_at: Timestamp,
+    /// While in the future, the member may only read.
+    pub timed_out_until: Option<Timestamp>,
+}
+
+impl Member {
+    pub fn is_timed_out(&self, now: Timestamp) -> bool {
+        self.timed_out_until.is_some_and(|t| t > now)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    pub guild_id: Id,
+    pub user_id: Id,
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    pub code: String,
+    pub guild_id: Id,
+    pub inviter_id: Id,
+    /// None: unlimited.
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+    pub created_at: Timestamp,
+    /// None: never expires.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Invite {
+    pub fn is_usable(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|t| t > now) && self.max_uses.is_none_or(|m| self.uses < m)
+    }
+}
+
+/// Who a message mentions, parsed on the server from `<@id>`, `<@&id>` and `@everyone`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mentions {
+    pub users: Vec<Id>,
+    pub roles: Vec<Id>,
+    pub everyone: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Id,
+    pub channel_id: Id,
+    pub guild_id: Option<Id>,
+    pub author_id: Id,
+    pub content: String,
+    pub created_at: Timestamp,
+    pub edited_at: Option<Timestamp>,
+    pub reply_to: Option<Id>,
+    pub mentions: Mentions,
+    pub nonce: Option<String>,
+    pub pinned: bool,
+}
+
+/// Reaction totals on one message, from the point of view of one reader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    pub message_id: Id,
+    pub emoji: String,
+    pub count: u32,
+    pub me: bool,
+}
+
+/// How far a user has read in a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadState {
+    pub user_id: Id,
+    pub channel_id: Id,
+    pub last_read_id: Id,
+}
+
+/// Where in a channel's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryAnchor {
+    /// Newest messages (newest first).
+    Latest,
+    /// Messages older than the id (newest first).
+    Before(Id),
+    /// Messages newer than the id (oldest first).
+    After(Id),
+    /// Up to limit/2 on each side of the id, including it (newest first).
+    Around(Id),
+}

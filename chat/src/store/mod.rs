@@ -1,0 +1,169 @@
+//! The storage boundary of the community plane: one async trait, two real backends.
+//!
+//! Both backends pass the same conformance suite (`tests/store_conformance.rs`). Every method that
+//! returns `Ok` has made its write durable (SQLite: committed in WAL with `synchronous=FULL`;
+//! MongoDB: acknowledged with journaled write concern). The trait speaks in domain types only; it
+//! knows nothing of HTTP, permissions or the gateway.
+
+mod mongo;
+mod sqlite;
+
+pub use mongo::MongoStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+use crate::id::Id;
+use crate::model::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (username taken, member already present, ...).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The backend failed or could not be reached.
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// Stored data could not be decoded into the domain types.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What `insert_message` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The message is new and stored.
+    Created,
+    /// A message with the same (channel, author, nonce) exists already; here it is. Nothing was written.
+    Existing(Message),
+}
+
+/// Opens the backend named by a store URI: `sqlite` (in `data_dir`), `sqlite:PATH`, or `mongodb://...`.
+pub async fn open(uri: &str, data_dir: &std::path::Path) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") {
+        mongo::open_dyn(uri).await
+    } else if uri == "sqlite" || uri.is_empty() {
+        sqlite::open_dyn(&data_dir.join("chorus.db")).await
+    } else if let Some(path) = uri.strip_prefix("sqlite:") {
+        sqlite::open_dyn(std::path::Path::new(path)).await
+    } else {
+        Err(StoreError::Backend(format!("unknown store URI {uri:?}: use sqlite, sqlite:PATH or mongodb://...")))
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short name for logs and metrics labels: "sqlite" or "mongodb".
+    fn backend(&self) -> &'static str;
+    /// Answers when the backend is reachable and usable.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Makes everything acknowledged so far durable and releases resources for shutdown.
+    async fn flush(&self) -> StoreResult<()>;
+
+    // ---- users and sessions
+    /// Conflict("username") when the username (case-insensitively) exists.
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn user(&self, id: Id) -> StoreResult<Option<UserRecord>>;
+    /// Case-insensitive lookup.
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// The users that exist among `ids`, in any order.
+    async fn users(&self, ids: &[Id]) -> StoreResult<Vec<User>>;
+    /// Replaces display name (and password hash) of an existing user.
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Session>>;
+    async fn sessions_of(&self, user_id: Id) -> StoreResult<Vec<Session>>;
+    /// Returns whether a session of that user with that id existed.
+    async fn delete_session(&self, user_id: Id, session_id: Id) -> StoreResult<bool>;
+
+    // ---- guilds
+    async fn insert_guild(&self, guild: &Guild) -> StoreResult<()>;
+    async fn guild(&self, id: Id) -> StoreResult<Option<Guild>>;
+    async fn update_guild(&self, guild: &Guild) -> StoreResult<()>;
+    /// Removes the guild and everything in it: channels, roles, members, bans, invites, messages.
+    async fn delete_guild(&self, id: Id) -> StoreResult<()>;
+
+    // ---- channels (guild channels and DM channels)
+    /// Inserts or replaces by id.
+    async fn put_channel(&self, channel: &Channel) -> StoreResult<()>;
+    async fn channel(&self, id: Id) -> StoreResult<Option<Channel>>;
+    /// All channels of a guild, ordered by (position, id).
+    async fn guild_channels(&self, guild_id: Id) -> StoreResult<Vec<Channel>>;
+    /// Removes the channel and its messages; children of a category lose their parent.
+    async fn delete_channel(&self, id: Id) -> StoreResult<()>;
+    /// The DM channel between two users, whichever order they are given in.
+    async fn dm_channel(&self, a: Id, b: Id) -> StoreResult<Option<Channel>>;
+    /// All DM channels a user is a recipient of.
+    async fn dm_channels_of(&self, user_id: Id) -> StoreResult<Vec<Channel>>;
+
+    // ---- roles
+    async fn put_role(&self, role: &Role) -> StoreResult<()>;
+    /// All roles of a guild, @everyone included, ordered by (position, id).
+    async fn guild_roles(&self, guild_id: Id) -> StoreResult<Vec<Role>>;
+    /// Removes the role and takes it from every member and every channel overwrite of the guild.
+    async fn delete_role(&self, guild_id: Id, role_id: Id) -> StoreResult<()>;
+
+    // ---- members and bans
+    /// Conflict("member") if already a member.
+    async fn insert_member(&self, member: &Member) -> StoreResult<()>;
+    async fn member(&self, guild_id: Id, user_id: Id) -> StoreResult<Option<Member>>;
+    /// Members ordered by user id, with user id > `after`, at most `limit`.
+    async fn members(&self, guild_id: Id, after: Id, limit: u32) -> StoreResult<Vec<Member>>;
+    async fn update_member(&self, member: &Member) -> StoreResult<()>;
+    /// Returns whether the member existed.
+    async fn delete_member(&self, guild_id: Id, user_id: Id) -> StoreResult<bool>;
+    async fn member_count(&self, guild_id: Id) -> StoreResult<u64>;
+    /// Ids of the guilds a user is a member of.
+    async fn guilds_of(&self, user_id: Id) -> StoreResult<Vec<Id>>;
+    async fn put_ban(&self, ban: &Ban) -> StoreResult<()>;
+    async fn ban(&self, guild_id: Id, user_id: Id) -> StoreResult<Option<Ban>>;
+    async fn bans(&self, guild_id: Id) -> StoreResult<Vec<Ban>>;
+    async fn delete_ban(&self, guild_id: Id, user_id: Id) -> StoreResult<bool>;
+
+    // ---- invites
+    /// Conflict("invite") when the code exists.
+    async fn insert_invite(&self, invite: &Invite) -> StoreResult<()>;
+    async fn invite(&self, code: &str) -> StoreResult<Option<Invite>>;
+    async fn guild_invites(&self, guild_id: Id) -> StoreResult<Vec<Invite>>;
+    async fn delete_invite(&self, code: &str) -> StoreResult<bool>;
+    /// Atomically counts one use if the invite exists, has not expired at `now` and has uses left;
+    /// returns the updated invite, or None if it could not be used.
+    async fn use_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<Invite>>;
+
+    // ---- messages
+    /// Stores a message and advances the channel's `last_message_id`. With a nonce, a second insert
+    /// with the same (channel, author, nonce) writes nothing and returns the first message.
+    async fn insert_message(&self, message: &Message) -> StoreResult<Inserted>;
+    async fn message(&self, channel_id: Id, id: Id) -> StoreResult<Option<Message>>;
+    /// Replaces content, edited_at, mentions and pinned of an existing message.
+    async fn update_message(&self, message: &Message) -> StoreResult<()>;
+    /// Removes the message and its reactions; returns whether it existed.
+    async fn delete_message(&self, channel_id: Id, id: Id) -> StoreResult<bool>;
+    /// A page of history through the (channel_id, id) index; see [`HistoryAnchor`] for order.
+    async fn messages(&self, channel_id: Id, anchor: HistoryAnchor, limit: u32) -> StoreResult<Vec<Message>>;
+    /// Pinned messages of a channel, newest first.
+    async fn pinned_messages(&self, channel_id: Id) -> StoreResult<Vec<Message>>;
+    /// Messages with id > `after` in the channel, counted up to `cap`.
+    async fn count_messages_after(&self, channel_id: Id, after: Id, cap: u32) -> StoreResult<u32>;
+    /// Messages with id > `after` in the channel that mention the user, one of the roles, or everyone;
+    /// counted up to `cap`.
+    async fn count_mentions_after(&self, channel_id: Id, after: Id, user_id: Id, role_ids: &[Id], cap: u32)
+    -> StoreResult<u32>;
+    /// Full-text search over the given channels, newest first, at most `limit`.
+    async fn search_messages(&self, channel_ids: &[Id], query: &str, limit: u32) -> StoreResult<Vec<Message>>;
+
+    // ---- reactions
+    /// Returns false if that user had already reacted with that emoji.
+    async fn add_reaction(&self, message_id: Id, emoji: &str, user_id: Id) -> StoreResult<bool>;
+    /// Returns false if there was no such reaction.
+    async fn remove_reaction(&self, message_id: Id, emoji: &str, user_id: Id) -> StoreResult<bool>;
+    /// Reaction totals for the given messages as seen by `viewer`, ordered by (message, first reaction).
+    async fn reactions(&self, message_ids: &[Id], viewer: Id) -> StoreResult<Vec<ReactionCount>>;
+
+    // ---- read states
+    /// Moves the read marker forward (never backwards).
+    async fn ack(&self, user_id: Id, channel_id: Id, message_id: Id) -> StoreResult<()>;
+    async fn read_states(&self, user_id: Id) -> StoreResult<Vec<ReadState>>;
+}
