@@ -6,12 +6,137 @@
 //! trait).
 //!
 //! It must not know about media: voice is reached only through the [`voice::VoiceGrants`] trait (who
-//! may join, answered with a signed token) and reported back through [`voice::VoiceStates`]. The binary
+//! may join, answered with a signed token) and reported back through [`Chat::voice_state`]. The binary
 //! wires both to the signaling side.
+//!
+//! Layout: `service/` holds the operations (permission checks, validation, store calls, events);
+//! `http/` maps them to routes; `gateway/` holds the WebSocket protocol, the per-session state and the
+//! hub that fans events out; `store/` the two backends.
 
+pub mod credentials;
+pub mod error;
+pub mod events;
+pub mod gateway;
+pub mod http;
 pub mod id;
+pub mod mentions;
+pub mod metrics;
 pub mod model;
 pub mod permissions;
+pub mod ratelimit;
+pub mod service;
 pub mod store;
+pub mod validate;
+pub mod view;
+pub mod voice;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+pub use error::Error;
 pub use id::{Id, Snowflakes};
+
+use events::Dispatch;
+use gateway::hub::{Hub, HubConfig};
+use store::Store;
+use voice::{VoiceGrants, VoiceState};
+
+/// Settings of the community plane.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// Snowflake node id (0–1023), distinct per node in a cluster.
+    pub node_id: u16,
+    pub heartbeat_interval: Duration,
+    pub hub: HubConfig,
+    pub limits: ratelimit::RateLimitConfig,
+    /// Largest accepted REST body.
+    pub max_body_bytes: usize,
+    /// Largest accepted gateway frame from a client.
+    pub max_frame_bytes: usize,
+    /// A gateway write that takes longer than this means the peer stopped reading: drop it.
+    pub gateway_write_timeout: Duration,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            node_id: 0,
+            heartbeat_interval: Duration::from_millis(41_250),
+            hub: HubConfig::default(),
+            limits: ratelimit::RateLimitConfig::default(),
+            max_body_bytes: 64 * 1024,
+            max_frame_bytes: 16 * 1024,
+            gateway_write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The community plane: shared by every request handler and gateway connection.
+pub struct Chat {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) ids: Snowflakes,
+    pub(crate) hub: Hub,
+    pub(crate) config: ChatConfig,
+    pub(crate) voice: Arc<dyn VoiceGrants>,
+    /// Who sits in which voice channel, by user (fed by the voice side).
+    pub(crate) voice_states: RwLock<HashMap<Id, VoiceState>>,
+    pub(crate) limits: ratelimit::RateLimits,
+    pub(crate) metrics: metrics::ChatMetrics,
+}
+
+impl Chat {
+    pub fn new(
+        store: Arc<dyn Store>,
+        voice: Arc<dyn VoiceGrants>,
+        config: ChatConfig,
+        registry: &prometheus::Registry,
+    ) -> Arc<Self> {
+        let hub = Hub::new(config.hub.clone());
+        let metrics = metrics::ChatMetrics::new(registry, &hub);
+        let chat = Arc::new(Chat {
+            store,
+            ids: Snowflakes::new(config.node_id),
+            hub,
+            limits: ratelimit::RateLimits::new(&config.limits),
+            config,
+            voice,
+            voice_states: RwLock::new(HashMap::new()),
+            metrics,
+        });
+        service::presence::spawn_presence_loop(&chat);
+        gateway::spawn_sweeper(&chat);
+        chat
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &ChatConfig {
+        &self.config
+    }
+
+    /// The REST API and the gateway, ready to merge into the binary's router.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// Delivers an event to this node's gateway sessions.
+    pub(crate) fn publish(&self, dispatch: Dispatch) {
+        self.metrics.events.with_label_values(&[dispatch.payload.name]).inc();
+        self.hub.publish(&dispatch);
+    }
+
+    /// First step of a graceful shutdown: every gateway client is told to reconnect (op 7).
+    pub fn hub_reconnect_all(&self) {
+        self.hub.reconnect_all();
+    }
+
+    /// Last step of a graceful shutdown: makes every acknowledged write durable.
+    pub async fn shutdown(&self) -> Result<(), store::StoreError> {
+        self.store.flush().await
+    }
+}

@@ -1,0 +1,635 @@
+//! The gateway hub: every gateway session of this node, which guilds each follows, and delivery of
+//! dispatches to the sessions allowed to see them.
+//!
+//! Delivery never blocks: each session has a bounded queue; when it is full the session is detached
+//! (its socket closes with 4010) and keeps recording into its replay buffer, so the client can resume
+//! without loss. Sessions without a socket stay resumable for the resume window, then are dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, mpsc};
+
+use super::protocol::Status;
+use super::replay::{ReplayBuffer, TooOld};
+use crate::events::{Audience, ChannelScope, Dispatch, Effect, Payload};
+use crate::id::Id;
+use crate::model::Member;
+use crate::permissions::{GuildContext, Permissions, channel_permissions};
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Frames queued per connection before it counts as too slow.
+    pub queue_len: usize,
+    /// Dispatches kept per session for RESUME.
+    pub replay_len: usize,
+    /// How long a session without a socket stays resumable.
+    pub resume_window: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig { queue_len: 512, replay_len: 1000, resume_window: Duration::from_secs(300) }
+    }
+}
+
+/// What a socket task receives from its session.
+#[derive(Debug)]
+pub enum Outgoing {
+    Dispatch(u64, Arc<Payload>),
+}
+
+/// Why a socket must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// The queue overflowed; resumable.
+    SlowConsumer,
+    /// Another connection resumed this session.
+    Replaced,
+    /// The session was invalidated (logout, ban from every guild is not one of these).
+    Invalidated,
+    /// The server is shutting down; reconnect and resume.
+    Reconnect,
+}
+
+/// One gateway session (survives reconnects within the resume window).
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub user_id: Id,
+    state: Mutex<SessionState>,
+    /// Wakes the socket task when it must close; the reason is in `state.kick`.
+    pub kick_signal: Notify,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    seq: u64,
+    replay: ReplayBuffer,
+    outbox: Option<mpsc::Sender<Outgoing>>,
+    /// Dispatches that arrived before READY was sent; they follow it.
+    pending: Option<Vec<Arc<Payload>>>,
+    /// The guilds this session follows, with the member's current state there.
+    members: HashMap<Id, Member>,
+    detached_at: Option<Instant>,
+    status: Status,
+    kick: Option<Kick>,
+}
+
+impl Session {
+    pub fn take_kick(&self) -> Option<Kick> {
+        self.state.lock().kick.take()
+    }
+
+    pub fn status(&self) -> Status {
+        self.state.lock().status.clone()
+    }
+
+    pub fn guild_ids(&self) -> Vec<Id> {
+        self.state.lock().members.keys().copied().collect()
+    }
+
+    pub fn member(&self, guild_id: Id) -> Option<Member> {
+        self.state.lock().members.get(&guild_id).cloned()
+    }
+
+    /// Queues a dispatch (or records it while detached). Returns false if the session became detached
+    /// because its queue is full.
+    fn deliver(&self, st: &mut SessionState, payload: &Arc<Payload>) -> bool {
+        if let Some(pending) = st.pending.as_mut() {
+            pending.push(payload.clone());
+            return true;
+        }
+        st.seq += 1;
+        let seq = st.seq;
+        st.replay.push(seq, payload.clone());
+        if let Some(tx) = &st.outbox {
+            if tx.try_send(Outgoing::Dispatch(seq, payload.clone())).is_err() {
+                st.outbox = None;
+                st.detached_at = Some(Instant::now());
+                st.kick = Some(Kick::SlowConsumer);
+                self.kick_signal.notify_one();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends READY as sequence 1, then whatever arrived while it was being built.
+    pub fn send_ready(&self, ready: Arc<Payload>) {
+        let mut st = self.state.lock();
+        let pending = st.pending.take().unwrap_or_default();
+        self.deliver(&mut st, &ready);
+        for p in &pending {
+            self.deliver(&mut st, p);
+        }
+    }
+}
+
+/// Live counters the hub exposes (gauges are read by the metrics layer).
+#[derive(Debug, Default)]
+pub struct HubCounts {
+    pub sessions: usize,
+    pub attached: usize,
+}
+
+#[derive(Debug, Default)]
+struct Indexes {
+    sessions: HashMap<String, Arc<Session>>,
+    by_guild: HashMap<Id, Vec<Arc<Session>>>,
+    by_user: HashMap<Id, Vec<Arc<Session>>>,
+}
+
+/// The result of a successful RESUME.
+#[derive(Debug)]
+pub struct Resumed {
+    pub session: Arc<Session>,
+    pub replay: Vec<(u64, Arc<Payload>)>,
+    pub receiver: mpsc::Receiver<Outgoing>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResumeError {
+    /// No such session, another user's, or expired: start over with IDENTIFY.
+    Unknown,
+    /// The missed events are no longer kept.
+    TooOld,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    idx: RwLock<Indexes>,
+    /// Presence changes the hub wants broadcast (user, status); drained by the chat service.
+    presence_tx: mpsc::UnboundedSender<(Id, Status)>,
+    presence_rx: Mutex<Option<mpsc::UnboundedReceiver<(Id, Status)>>>,
+    pub delivered: prometheus::IntCounter,
+    pub slow_consumers: prometheus::IntCounter,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Self {
+        let (presence_tx, presence_rx) = mpsc::unbounded_channel();
+        Hub {
+            config,
+            idx: RwLock::new(Indexes::default()),
+            presence_tx,
+            presence_rx: Mutex::new(Some(presence_rx)),
+            delivered: prometheus::IntCounter::new("chorus_gateway_dispatches_total", "Dispatches queued to sessions")
+                .expect("static metric definition"),
+            slow_consumers: prometheus::IntCounter::new(
+                "chorus_gateway_slow_consumers_total",
+                "Connections cut off because their send queue overflowed",
+            )
+            .expect("static metric definition"),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Takes the stream of presence changes (once).
+    pub fn presence_changes(&self) -> Option<mpsc::UnboundedReceiver<(Id, Status)>> {
+        self.presence_rx.lock().take()
+    }
+
+    /// Registers a new session that follows `members`' guilds. Dispatches are held until READY.
+    pub fn register(&self, id: String, user_id: Id, members: Vec<Member>) -> (Arc<Session>, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(self.config.queue_len);
+        let session = Arc::new(Session {
+            id: id.clone(),
+            user_id,
+            state: Mutex::new(SessionState {
+                seq: 0,
+                replay: ReplayBuffer::new(self.config.replay_len),
+                outbox: Some(tx),
+                pending: Some(Vec::new()),
+                members: members.iter().map(|m| (m.guild_id, m.clone())).collect(),
+                detached_at: None,
+                status: Status::Online,
+                kick: None,
+            }),
+            kick_signal: Notify::new(),
+        });
+        let came_online = {
+            let mut idx = self.idx.write();
+            for m in &members {
+                idx.by_guild.entry(m.guild_id).or_default().push(session.clone());
+            }
+            let mine = idx.by_user.entry(user_id).or_default();
+            let was_online = mine.iter().any(|s| s.state.lock().outbox.is_some());
+            mine.push(session.clone());
+            idx.sessions.insert(id, session.clone());
+            !was_online
+        };
+        if came_online {
+            let _ = self.presence_tx.send((user_id, Status::Online));
+        }
+        (session, rx)
+    }
+
+    /// Attaches a new socket to an existing session and returns what it missed after `seq`.
+    pub fn resume(&self, session_id: &str, user_id: Id, seq: u64) -> Result<Resumed, ResumeError> {
+        let session = self.idx.read().sessions.get(session_id).cloned().ok_or(ResumeError::Unknown)?;
+        if session.user_id != user_id {
+            return Err(ResumeError::Unknown);
+        }
+        let (tx, rx) = mpsc::channel(self.config.queue_len);
+        let mut st = session.state.lock();
+        if st.detached_at.is_some_and(|t| t.elapsed() > self.config.resume_window) {
+            return Err(ResumeError::Unknown);
+        }
+        let replay = match st.replay.since(seq, st.seq) {
+            Ok(r) => r,
+            Err(TooOld) => {
+                drop(st);
+                self.remove(&session);
+                return Err(ResumeError::TooOld);
+            }
+        };
+        if st.outbox.is_some() {
+            // Someone still holds the old socket: this connection takes the session over.
+            st.kick = Some(Kick::Replaced);
+            session.kick_signal.notify_one();
+        }
+        st.outbox = Some(tx);
+        st.detached_at = None;
+        st.pending = None;
+        drop(st);
+        Ok(Resumed { session, replay, receiver: rx })
+    }
+
+    /// Queues RESUMED (after the replay) with the next sequence number.
+    pub fn send_to_session(&self, session: &Session, payload: Arc<Payload>) {
+        let mut st = session.state.lock();
+        session.deliver(&mut st, &payload);
+    }
+
+    /// The socket of this session closed. The session stays resumable for the resume window.
+    pub fn detach(&self, session: &Arc<Session>) {
+        {
+            let mut st = session.state.lock();
+            st.outbox = None;
+            st.pending = None;
+            if st.detached_at.is_none() {
+                st.detached_at = Some(Instant::now());
+            }
+        }
+        let still_online = self
+            .idx
+            .read()
+            .by_user
+            .get(&session.user_id)
+            .is_some_and(|v| v.iter().any(|s| s.state.lock().outbox.is_some()));
+        if !still_online {
+            let _ = self.presence_tx.send((session.user_id, Status::Offline));
+        }
+    }
+
+    /// Sets the presence a session shows (op 3). Broadcast if the user's status changed.
+    pub fn set_status(&self, session: &Session, status: Status) {
+        let changed = {
+            let mut st = session.state.lock();
+            let changed = st.status != status;
+            st.status = status.clone();
+            changed
+        };
+        if changed {
+            let _ = self.presence_tx.send((session.user_id, status));
+        }
+    }
+
+    /// Invalidates every session of a user (logout of all, account deletion).
+    pub fn kick_user(&self, user_id: Id, kick: Kick) {
+        let sessions: Vec<_> = self.idx.read().by_user.get(&user_id).cloned().unwrap_or_default();
+        for s in sessions {
+            s.state.lock().kick = Some(kick);
+            s.kick_signal.notify_one();
+            if kick == Kick::Invalidated {
+                self.remove(&s);
+            }
+        }
+    }
+
+    /// Tells every connected socket to close with RECONNECT (shutdown).
+    pub fn reconnect_all(&self) {
+        let sessions: Vec<_> = self.idx.read().sessions.values().cloned().collect();
+        for s in sessions {
+            s.state.lock().kick = Some(Kick::Reconnect);
+            s.kick_signal.notify_one();
+        }
+    }
+
+    /// Whether any socket of the user is connected.
+    pub fn is_online(&self, user_id: Id) -> bool {
+        self.idx
+            .read()
+            .by_user
+            .get(&user_id)
+            .is_some_and(|v| v.iter().any(|s| s.state.lock().outbox.is_some()))
+    }
+
+    /// The status the user shows: the "most present" of their connected sessions.
+    pub fn status_of(&self, user_id: Id) -> Status {
+        let idx = self.idx.read();
+        let mut best = Status::Offline;
+        for s in idx.by_user.get(&user_id).into_iter().flatten() {
+            let st = s.state.lock();
+            if st.outbox.is_none() {
+                continue;
+            }
+            best = match (&best, &st.status) {
+                (_, Status::Online) => Status::Online,
+                (Status::Offline, other) => other.clone(),
+                (b, _) => b.clone(),
+            };
+        }
+        best
+    }
+
+    /// Users following the guild with a connected socket, with their status (one entry per user).
+    pub fn online_in_guild(&self, guild_id: Id) -> Vec<(Id, Status)> {
+        let users: Vec<Id> = {
+            let idx = self.idx.read();
+            let mut u: Vec<Id> = idx
+                .by_guild
+                .get(&guild_id)
+                .into_iter()
+                .flatten()
+                .filter(|s| s.state.lock().outbox.is_some())
+                .map(|s| s.user_id)
+                .collect();
+            u.sort_unstable();
+            u.dedup();
+            u
+        };
+        users.into_iter().map(|u| (u, self.status_of(u))).collect()
+    }
+
+    pub fn counts(&self) -> HubCounts {
+        let idx = self.idx.read();
+        HubCounts {
+            sessions: idx.sessions.len(),
+            attached: idx.sessions.values().filter(|s| s.state.lock().outbox.is_some()).count(),
+        }
+    }
+
+    /// Drops sessions detached for longer than the resume window.
+    pub fn sweep(&self) {
+        let expired: Vec<_> = self
+            .idx
+            .read()
+            .sessions
+            .values()
+            .filter(|s| s.state.lock().detached_at.is_some_and(|t| t.elapsed() > self.config.resume_window))
+            .cloned()
+            .collect();
+        for s in expired {
+            self.remove(&s);
+        }
+    }
+
+    fn remove(&self, session: &Arc<Session>) {
+        let guilds = session.guild_ids();
+        let mut idx = self.idx.write();
+        idx.sessions.remove(&session.id);
+        for g in guilds {
+            if let Some(v) = idx.by_guild.get_mut(&g) {
+                v.retain(|s| !Arc::ptr_eq(s, session));
+                if v.is_empty() {
+                    idx.by_guild.remove(&g);
+                }
+            }
+        }
+        if let Some(v) = idx.by_user.get_mut(&session.user_id) {
+            v.retain(|s| !Arc::ptr_eq(s, session));
+            if v.is_empty() {
+                idx.by_user.remove(&session.user_id);
+            }
+        }
+    }
+
+    fn apply(&self, effect: &Effect) {
+        match effect {
+            Effect::MemberUpsert(member) => {
+                let sessions: Vec<_> = self.idx.read().by_user.get(&member.user_id).cloned().unwrap_or_default();
+                for s in &sessions {
+                    let newly = s.state.lock().members.insert(member.guild_id, member.clone()).is_none();
+                    if newly {
+                        self.idx.write().by_guild.entry(member.guild_id).or_default().push(s.clone());
+                    }
+                }
+            }
+            Effect::MemberRemove { guild_id, user_id } => {
+                let sessions: Vec<_> = self.idx.read().by_user.get(user_id).cloned().unwrap_or_default();
+                for s in &sessions {
+                    s.state.lock().members.remove(guild_id);
+                }
+                let mut idx = self.idx.write();
+                if let Some(v) = idx.by_guild.get_mut(guild_id) {
+                    v.retain(|s| s.user_id != *user_id);
+                }
+            }
+            Effect::GuildRemove(guild_id) => {
+                let sessions = self.idx.write().by_guild.remove(guild_id).unwrap_or_default();
+                for s in sessions {
+                    s.state.lock().members.remove(guild_id);
+                }
+            }
+        }
+    }
+
+    /// Queues the event to every session allowed to see it, applying its effect on the way: a member
+    /// who joins hears of it (applied before delivery), one who leaves still does (applied after).
+    pub fn publish(&self, dispatch: &Dispatch) {
+        if let Some(effect @ Effect::MemberUpsert(_)) = &dispatch.effect {
+            self.apply(effect);
+        }
+        self.deliver(dispatch);
+        if let Some(effect @ (Effect::MemberRemove { .. } | Effect::GuildRemove(_))) = &dispatch.effect {
+            self.apply(effect);
+        }
+    }
+
+    /// Delivers `dispatch` (a CHANNEL_DELETE) to the sessions that could see the channel under `old`
+    /// but cannot under `new`, after an overwrite change hid it from them.
+    pub fn publish_lost_visibility(&self, dispatch: &Dispatch, old: &ChannelScope, new: &ChannelScope) {
+        let now = Utc::now();
+        let sees = |scope: &ChannelScope, m: &Member| {
+            let g = GuildContext { guild_id: scope.guild_id, owner_id: scope.owner_id, roles: &scope.roles };
+            channel_permissions(g, &scope.channel, m, now).contains(Permissions::VIEW_CHANNEL)
+        };
+        let idx = self.idx.read();
+        for s in idx.by_guild.get(&old.guild_id).into_iter().flatten() {
+            let mut st = s.state.lock();
+            let lost = st.members.get(&old.guild_id).is_some_and(|m| sees(old, m) && !sees(new, m));
+            if lost {
+                s.deliver(&mut st, &dispatch.payload);
+            }
+        }
+    }
+
+    fn deliver(&self, dispatch: &Dispatch) {
+        let now = Utc::now();
+        let mut delivered = 0u64;
+        let mut slow = 0u64;
+        let mut send = |s: &Session, st: &mut SessionState| {
+            if s.deliver(st, &dispatch.payload) {
+                delivered += 1;
+            } else {
+                slow += 1;
+            }
+        };
+        let idx = self.idx.read();
+        match &dispatch.audience {
+            Audience::Guild(guild_id) => {
+                for s in idx.by_guild.get(guild_id).into_iter().flatten() {
+                    let mut st = s.state.lock();
+                    if st.members.contains_key(guild_id) {
+                        send(s, &mut st);
+                    }
+                }
+            }
+            Audience::Channel(scope) => {
+                let guild = GuildContext { guild_id: scope.guild_id, owner_id: scope.owner_id, roles: &scope.roles };
+                for s in idx.by_guild.get(&scope.guild_id).into_iter().flatten() {
+                    let mut st = s.state.lock();
+                    let visible = st.members.get(&scope.guild_id).is_some_and(|m| {
+                        channel_permissions(guild, &scope.channel, m, now).contains(Permissions::VIEW_CHANNEL)
+                    });
+                    if visible {
+                        send(s, &mut st);
+                    }
+                }
+            }
+            Audience::Users(users) => {
+                for u in users {
+                    for s in idx.by_user.get(u).into_iter().flatten() {
+                        let mut st = s.state.lock();
+                        send(s, &mut st);
+                    }
+                }
+            }
+        }
+        drop(idx);
+        self.delivered.inc_by(delivered);
+        self.slow_consumers.inc_by(slow);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Channel, ChannelKind, Overwrite, OverwriteKind, Role};
+
+    const G: Id = Id::from_raw(10);
+
+    fn member(user: u64) -> Member {
+        Member { guild_id: G, user_id: Id::from_raw(user), nick: None, roles: vec![], joined_at: Utc::now(), timed_out_until: None }
+    }
+
+    fn event(n: u32) -> Dispatch {
+        Dispatch::new("TEST", &n, Audience::Guild(G))
+    }
+
+    fn hub(queue_len: usize) -> Hub {
+        Hub::new(HubConfig { queue_len, replay_len: 100, resume_window: Duration::from_secs(60) })
+    }
+
+    fn ready(s: &Session) {
+        s.send_ready(Arc::new(Payload { name: "READY", data: "{}".into() }));
+    }
+
+    #[test]
+    fn events_held_back_until_ready_follow_it_in_order() {
+        let h = hub(16);
+        let (s, mut rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
+        h.publish(&event(1));
+        ready(&s);
+        h.publish(&event(2));
+        let got: Vec<(u64, String)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|Outgoing::Dispatch(seq, p)| (seq, format!("{}{}", p.name, p.data)))
+            .collect();
+        assert_eq!(got, vec![(1, "READY{}".into()), (2, "TEST1".into()), (3, "TEST2".into())]);
+    }
+
+    #[test]
+    fn a_full_queue_detaches_the_session_and_keeps_recording_for_resume() {
+        let h = hub(2);
+        let (s, _rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
+        ready(&s);
+        for n in 0..10 {
+            h.publish(&event(n));
+        }
+        assert_eq!(s.take_kick(), Some(Kick::SlowConsumer));
+        assert_eq!(h.slow_consumers.get(), 1, "cut off once, not once per event");
+        let resumed = h.resume("s", Id::from_raw(1), 1).expect("resumable");
+        let seqs: Vec<u64> = resumed.replay.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (2..=11).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn resume_by_another_user_is_refused() {
+        let h = hub(8);
+        let (s, _rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
+        ready(&s);
+        h.detach(&s);
+        assert_eq!(h.resume("s", Id::from_raw(2), 0).err(), Some(ResumeError::Unknown));
+        assert_eq!(h.resume("nope", Id::from_raw(1), 0).err(), Some(ResumeError::Unknown));
+    }
+
+    #[test]
+    fn channel_events_reach_only_members_who_can_view() {
+        let h = hub(8);
+        let (a, mut rx_a) = h.register("a".into(), Id::from_raw(1), vec![member(1)]);
+        let (b, mut rx_b) = h.register("b".into(), Id::from_raw(2), vec![member(2)]);
+        ready(&a);
+        ready(&b);
+        let _ = (rx_a.try_recv(), rx_b.try_recv());
+        let everyone = Role {
+            id: G,
+            guild_id: G,
+            name: "@everyone".into(),
+            permissions: Permissions::DEFAULT_EVERYONE,
+            position: 0,
+            color: 0,
+            hoist: false,
+            mentionable: false,
+        };
+        let channel = Channel {
+            id: Id::from_raw(50),
+            guild_id: Some(G),
+            name: "secret".into(),
+            kind: ChannelKind::Text,
+            parent_id: None,
+            position: 0,
+            topic: None,
+            overwrites: vec![
+                Overwrite { id: G, kind: OverwriteKind::Role, allow: Permissions::empty(), deny: Permissions::VIEW_CHANNEL },
+                Overwrite { id: Id::from_raw(1), kind: OverwriteKind::Member, allow: Permissions::VIEW_CHANNEL, deny: Permissions::empty() },
+            ],
+            recipients: vec![],
+            last_message_id: None,
+        };
+        let scope = Arc::new(ChannelScope { guild_id: G, owner_id: Id::from_raw(99), roles: vec![everyone], channel });
+        h.publish(&Dispatch::new("MESSAGE_CREATE", &1, Audience::Channel(scope)));
+        assert!(rx_a.try_recv().is_ok(), "a may view");
+        assert!(rx_b.try_recv().is_err(), "b may not");
+    }
+
+    #[test]
+    fn a_member_who_leaves_hears_of_it_and_nothing_after() {
+        let h = hub(8);
+        let (s, mut rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
+        ready(&s);
+        let _ = rx.try_recv();
+        h.publish(&event(1).with_effect(Effect::MemberRemove { guild_id: G, user_id: Id::from_raw(1) }));
+        assert!(rx.try_recv().is_ok(), "the removal itself is delivered");
+        h.publish(&event(2));
+        assert!(rx.try_recv().is_err(), "later guild events are not");
+    }
+}

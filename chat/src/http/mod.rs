@@ -1,0 +1,66 @@
+//! REST routes under `/api/v1` and the gateway route. Handlers only extract and call the service.
+
+pub mod extract;
+mod handlers;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+
+use crate::Chat;
+use crate::error::Error;
+use handlers::*;
+
+pub fn router(chat: Arc<Chat>) -> Router {
+    let api = Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/users/@me", get(me).patch(update_me))
+        .route("/users/@me/sessions", get(sessions))
+        .route("/users/@me/sessions/{session_id}", delete(revoke_session))
+        .route("/users/@me/guilds", get(my_guilds))
+        .route("/users/@me/guilds/{guild_id}", delete(leave_guild))
+        .route("/users/@me/channels", get(my_dms).post(open_dm))
+        .route("/users/{user_id}", get(get_user))
+        .route("/guilds", post(create_guild))
+        .route("/guilds/{guild_id}", get(get_guild).patch(update_guild).delete(delete_guild))
+        .route("/guilds/{guild_id}/channels", get(guild_channels).post(create_channel))
+        .route("/guilds/{guild_id}/invites", get(invites).post(create_invite))
+        .route("/guilds/{guild_id}/members", get(members))
+        .route("/guilds/{guild_id}/members/{user_id}", get(member).patch(update_member).delete(kick))
+        .route("/guilds/{guild_id}/bans", get(bans))
+        .route("/guilds/{guild_id}/bans/{user_id}", put(ban).delete(unban))
+        .route("/guilds/{guild_id}/roles", get(roles).post(create_role))
+        .route("/guilds/{guild_id}/roles/{role_id}", axum::routing::patch(update_role).delete(delete_role))
+        .route("/guilds/{guild_id}/messages/search", get(search))
+        .route("/channels/{channel_id}", get(get_channel).patch(update_channel).delete(delete_channel))
+        .route("/channels/{channel_id}/permissions/{target_id}", put(put_overwrite).delete(delete_overwrite))
+        .route("/channels/{channel_id}/messages", get(history).post(send_message))
+        .route(
+            "/channels/{channel_id}/messages/{message_id}",
+            get(get_message).patch(edit_message).delete(delete_message),
+        )
+        .route("/channels/{channel_id}/messages/{message_id}/ack", post(ack))
+        .route("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", put(add_reaction).delete(remove_reaction))
+        .route(
+            "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/{user_id}",
+            delete(remove_reaction_of),
+        )
+        .route("/channels/{channel_id}/pins", get(pins))
+        .route("/channels/{channel_id}/pins/{message_id}", put(pin).delete(unpin))
+        .route("/channels/{channel_id}/typing", post(typing))
+        .route("/channels/{channel_id}/voice", post(grant_voice))
+        .route("/invites/{code}", get(preview_invite).post(join_invite).delete(revoke_invite))
+        .fallback(|| async { Error::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            Error::bad_request("method_not_allowed", "this method is not allowed on this route")
+        });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/gateway", get(crate::gateway::socket::handler))
+        .layer(DefaultBodyLimit::max(chat.config.max_body_bytes))
+        .with_state(chat)
+}

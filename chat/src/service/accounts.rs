@@ -1,0 +1,138 @@
+//! Accounts and sessions: register, login, logout, profile, session list and revocation.
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::Chat;
+use crate::credentials::{hash_password, hash_token, new_token, verify_password};
+use crate::error::{Error, Result};
+use crate::events::{Audience, Dispatch};
+use crate::gateway::hub::Kick;
+use crate::id::Id;
+use crate::model::{Session, User, UserRecord};
+use crate::store::StoreError;
+use crate::validate;
+
+#[derive(Debug, Serialize)]
+pub struct Authenticated {
+    pub user: User,
+    pub token: String,
+}
+
+/// A session as listed to its owner.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    #[serde(flatten)]
+    pub session: Session,
+    pub current: bool,
+}
+
+/// The verified identity behind a bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub session_id: Id,
+}
+
+impl Chat {
+    pub async fn register(&self, username: &str, password: &str, user_agent: Option<String>) -> Result<Authenticated> {
+        let username = validate::username(username)?;
+        let password = validate::password(password)?;
+        let user = User { id: self.ids.next(), username, display_name: None, created_at: now_ms() };
+        let password_hash = hash_password(password).await?;
+        match self.store.insert_user(&UserRecord { user: user.clone(), password_hash }).await {
+            Err(StoreError::Conflict(_)) => return Err(Error::Conflict("username_taken", "that username is taken")),
+            other => other?,
+        }
+        let token = self.open_session(user.id, user_agent).await?;
+        Ok(Authenticated { user, token })
+    }
+
+    pub async fn login(&self, username: &str, password: &str, user_agent: Option<String>) -> Result<Authenticated> {
+        let record = self.store.user_by_username(username).await?;
+        // Verify against a fixed hash when the user is unknown, so timing does not reveal usernames.
+        let (phc, user) = match record {
+            Some(r) => (r.password_hash, Some(r.user)),
+            None => (DUMMY_HASH.to_string(), None),
+        };
+        let ok = verify_password(password.to_string(), phc).await;
+        let Some(user) = user.filter(|_| ok) else {
+            return Err(Error::InvalidCredentials);
+        };
+        let token = self.open_session(user.id, user_agent).await?;
+        Ok(Authenticated { user, token })
+    }
+
+    async fn open_session(&self, user_id: Id, user_agent: Option<String>) -> Result<String> {
+        let token = new_token();
+        let session = Session {
+            id: self.ids.next(),
+            user_id,
+            token_hash: hash_token(&token),
+            created_at: now_ms(),
+            user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
+        };
+        self.store.insert_session(&session).await?;
+        Ok(token)
+    }
+
+    /// Resolves a bearer token to its user; `Unauthorized` if unknown or revoked.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(Error::Unauthorized);
+        }
+        let session = self.store.session_by_token_hash(&hash_token(token)).await?.ok_or(Error::Unauthorized)?;
+        let record = self.store.user(session.user_id).await?.ok_or(Error::Unauthorized)?;
+        Ok(Caller { user: record.user, session_id: session.id })
+    }
+
+    pub async fn logout(&self, caller: &Caller) -> Result<()> {
+        self.store.delete_session(caller.user.id, caller.session_id).await?;
+        Ok(())
+    }
+
+    pub async fn sessions(&self, caller: &Caller) -> Result<Vec<SessionView>> {
+        let sessions = self.store.sessions_of(caller.user.id).await?;
+        Ok(sessions.into_iter().map(|s| SessionView { current: s.id == caller.session_id, session: s }).collect())
+    }
+
+    pub async fn revoke_session(&self, caller: &Caller, session_id: Id) -> Result<()> {
+        if !self.store.delete_session(caller.user.id, session_id).await? {
+            return Err(Error::NotFound("session"));
+        }
+        Ok(())
+    }
+
+    pub async fn update_me(&self, caller: &Caller, display_name: Option<Option<String>>) -> Result<User> {
+        let mut record = self.store.user(caller.user.id).await?.ok_or(Error::Unauthorized)?;
+        if let Some(name) = display_name {
+            record.user.display_name = validate::optional_text("display_name", name.as_deref(), 32)?;
+        }
+        self.store.update_user(&record).await?;
+        let user = record.user;
+        // Everyone who shares a guild with the user sees the new name.
+        for guild_id in self.store.guilds_of(user.id).await? {
+            self.publish(Dispatch::new("USER_UPDATE", &user, Audience::Guild(guild_id)));
+        }
+        self.publish(Dispatch::new("USER_UPDATE", &user, Audience::Users(vec![user.id])));
+        Ok(user)
+    }
+
+    pub async fn user(&self, id: Id) -> Result<User> {
+        Ok(self.store.user(id).await?.ok_or(Error::NotFound("user"))?.user)
+    }
+
+    /// Ends every gateway session of the user (used when an account must re-authenticate).
+    pub fn disconnect_user(&self, user_id: Id) {
+        self.hub.kick_user(user_id, Kick::Invalidated);
+    }
+}
+
+/// Times are kept at millisecond precision so that stored and returned values are equal.
+pub fn now_ms() -> chrono::DateTime<Utc> {
+    let now = Utc::now();
+    chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+/// An argon2id hash of a random password nobody knows, for constant-time failed logins.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Hn8bMRk3nMZ7xJZk7Q9pYV6sY0c8gYb8mYk3K2ZQ0s";

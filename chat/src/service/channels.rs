@@ -1,0 +1,215 @@
+//! Channels: create, update, delete, permission overwrites, and direct-message channels.
+
+use serde::Deserialize;
+
+use super::accounts::Caller;
+use super::access::GuildAccess;
+use crate::Chat;
+use crate::error::{Error, Result};
+use crate::events::{Audience, Dispatch};
+use crate::id::Id;
+use crate::model::{Channel, ChannelKind, Overwrite, OverwriteKind};
+use crate::permissions::Permissions;
+use crate::validate;
+
+#[derive(Debug, Deserialize)]
+pub struct NewChannel {
+    pub name: String,
+    pub kind: Option<String>,
+    pub parent_id: Option<Id>,
+    pub position: Option<i32>,
+    pub topic: Option<String>,
+}
+
+/// Fields absent from the request stay unchanged; `parent_id: null` moves a channel out of its category.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChannelPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub topic: Option<Option<String>>,
+    pub position: Option<i32>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub parent_id: Option<Option<Id>>,
+}
+
+/// Distinguishes an absent field (None) from an explicit null (Some(None)).
+pub fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OverwriteBody {
+    pub kind: OverwriteKind,
+    #[serde(default)]
+    pub allow: Permissions,
+    #[serde(default)]
+    pub deny: Permissions,
+}
+
+impl Chat {
+    pub async fn guild_channels(&self, caller: &Caller, guild_id: Id) -> Result<Vec<Channel>> {
+        let access = self.guild_access(caller.user.id, guild_id).await?;
+        Ok(self.guild_view(&access).await?.channels)
+    }
+
+    pub async fn create_channel(&self, caller: &Caller, guild_id: Id, body: NewChannel) -> Result<Channel> {
+        let access = self.guild_access(caller.user.id, guild_id).await?;
+        access.require(Permissions::MANAGE_CHANNELS)?;
+        let kind = match body.kind.as_deref() {
+            None => ChannelKind::Text,
+            Some(k) => match ChannelKind::parse(k) {
+                Some(ChannelKind::Dm) | None => {
+                    return Err(Error::field("kind", "must be one of text, voice, category"));
+                }
+                Some(kind) => kind,
+            },
+        };
+        let name = validate::channel_name(&body.name, kind == ChannelKind::Text)?;
+        let topic = validate::optional_text("topic", body.topic.as_deref(), 1024)?;
+        let parent_id = self.check_parent(&access, body.parent_id, kind).await?;
+        let position = match body.position {
+            Some(p) => p.clamp(0, 10_000),
+            None => self.store.guild_channels(guild_id).await?.iter().map(|c| c.position + 1).max().unwrap_or(0),
+        };
+        let channel = Channel {
+            id: self.ids.next(),
+            guild_id: Some(guild_id),
+            name,
+            kind,
+            parent_id,
+            position,
+            topic,
+            overwrites: vec![],
+            recipients: vec![],
+            last_message_id: None,
+        };
+        self.store.put_channel(&channel).await?;
+        self.publish(Dispatch::new("CHANNEL_CREATE", &channel, Audience::Channel(access.scope(&channel).into())));
+        Ok(channel)
+    }
+
+    async fn check_parent(&self, access: &GuildAccess, parent: Option<Id>, kind: ChannelKind) -> Result<Option<Id>> {
+        let Some(parent_id) = parent else { return Ok(None) };
+        if kind == ChannelKind::Category {
+            return Err(Error::field("parent_id", "a category cannot have a parent"));
+        }
+        match self.store.channel(parent_id).await? {
+            Some(p) if p.guild_id == Some(access.guild.id) && p.kind == ChannelKind::Category => Ok(Some(parent_id)),
+            _ => Err(Error::field("parent_id", "must be a category of this guild")),
+        }
+    }
+
+    pub async fn get_channel(&self, caller: &Caller, channel_id: Id) -> Result<Channel> {
+        Ok(self.channel_access(caller.user.id, channel_id).await?.channel)
+    }
+
+    /// Loads a guild channel the caller may manage.
+    async fn managed_channel(&self, caller: &Caller, channel_id: Id, needed: Permissions) -> Result<(GuildAccess, Channel)> {
+        let access = self.channel_access(caller.user.id, channel_id).await?;
+        access.require(needed)?;
+        let Some(guild) = access.guild else {
+            return Err(Error::Forbidden("direct-message channels cannot be changed"));
+        };
+        Ok((guild, access.channel))
+    }
+
+    pub async fn update_channel(&self, caller: &Caller, channel_id: Id, patch: ChannelPatch) -> Result<Channel> {
+        let (guild, mut channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_CHANNELS).await?;
+        if let Some(name) = patch.name {
+            channel.name = validate::channel_name(&name, channel.kind == ChannelKind::Text)?;
+        }
+        if let Some(topic) = patch.topic {
+            channel.topic = validate::optional_text("topic", topic.as_deref(), 1024)?;
+        }
+        if let Some(position) = patch.position {
+            channel.position = position.clamp(0, 10_000);
+        }
+        if let Some(parent) = patch.parent_id {
+            channel.parent_id = self.check_parent(&guild, parent, channel.kind).await?;
+        }
+        self.store.put_channel(&channel).await?;
+        self.publish(Dispatch::new("CHANNEL_UPDATE", &channel, Audience::Channel(guild.scope(&channel).into())));
+        Ok(channel)
+    }
+
+    pub async fn delete_channel(&self, caller: &Caller, channel_id: Id) -> Result<()> {
+        let (guild, channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_CHANNELS).await?;
+        self.store.delete_channel(channel_id).await?;
+        self.publish(Dispatch::new("CHANNEL_DELETE", &channel, Audience::Channel(guild.scope(&channel).into())));
+        Ok(())
+    }
+
+    /// Sets a role or member overwrite. Needs MANAGE_ROLES, and nobody may allow or deny a
+    /// permission they do not have themselves in that channel.
+    pub async fn put_overwrite(&self, caller: &Caller, channel_id: Id, target: Id, body: OverwriteBody) -> Result<Channel> {
+        let (guild, mut channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_ROLES).await?;
+        let mine = guild.in_channel(&channel);
+        if !mine.contains(body.allow | body.deny) && !guild.base().contains(Permissions::ADMINISTRATOR) {
+            return Err(Error::Forbidden("cannot grant or deny permissions you do not have"));
+        }
+        let exists = match body.kind {
+            OverwriteKind::Role => guild.role(target).is_some(),
+            OverwriteKind::Member => self.store.member(guild.guild.id, target).await?.is_some(),
+        };
+        if !exists {
+            return Err(Error::NotFound("overwrite target"));
+        }
+        let old_scope = guild.scope(&channel);
+        channel.overwrites.retain(|o| o.id != target);
+        channel.overwrites.push(Overwrite { id: target, kind: body.kind, allow: body.allow, deny: body.deny - body.allow });
+        self.store.put_channel(&channel).await?;
+        self.announce_visibility_change(&guild, old_scope, &channel);
+        Ok(channel)
+    }
+
+    pub async fn delete_overwrite(&self, caller: &Caller, channel_id: Id, target: Id) -> Result<Channel> {
+        let (guild, mut channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_ROLES).await?;
+        let old_scope = guild.scope(&channel);
+        let before = channel.overwrites.len();
+        channel.overwrites.retain(|o| o.id != target);
+        if channel.overwrites.len() == before {
+            return Err(Error::NotFound("overwrite"));
+        }
+        self.store.put_channel(&channel).await?;
+        self.announce_visibility_change(&guild, old_scope, &channel);
+        Ok(channel)
+    }
+
+    /// CHANNEL_UPDATE to those who can see the channel now, CHANNEL_DELETE to those who just lost it.
+    fn announce_visibility_change(&self, guild: &GuildAccess, old: crate::events::ChannelScope, channel: &Channel) {
+        let new = guild.scope(channel);
+        self.publish(Dispatch::new("CHANNEL_UPDATE", channel, Audience::Channel(new.clone().into())));
+        let gone = Dispatch::new("CHANNEL_DELETE", channel, Audience::Guild(guild.guild.id));
+        self.hub.publish_lost_visibility(&gone, &old, &new);
+    }
+
+    /// Opens (or returns) the DM channel between the caller and another user.
+    pub async fn open_dm(&self, caller: &Caller, recipient: Id) -> Result<Channel> {
+        if recipient == caller.user.id {
+            return Err(Error::field("recipient_id", "cannot open a DM with yourself"));
+        }
+        self.store.user(recipient).await?.ok_or(Error::NotFound("user"))?;
+        if let Some(existing) = self.store.dm_channel(caller.user.id, recipient).await? {
+            return Ok(existing);
+        }
+        let channel = Channel {
+            id: self.ids.next(),
+            guild_id: None,
+            name: String::new(),
+            kind: ChannelKind::Dm,
+            parent_id: None,
+            position: 0,
+            topic: None,
+            overwrites: vec![],
+            recipients: vec![caller.user.id, recipient],
+            last_message_id: None,
+        };
+        self.store.put_channel(&channel).await?;
+        self.publish(Dispatch::new("CHANNEL_CREATE", &channel, Audience::Users(channel.recipients.clone())));
+        Ok(channel)
+    }
+
+    pub async fn my_dms(&self, caller: &Caller) -> Result<Vec<Channel>> {
+        Ok(self.store.dm_channels_of(caller.user.id).await?)
+    }
+}

@@ -1,0 +1,198 @@
+//! The SQLite schema as an ordered list of migrations, applied at open.
+//!
+//! `PRAGMA user_version` holds how many migrations a database file has had. Each migration runs in
+//! its own transaction together with the version bump, so a crash mid-migration leaves the previous
+//! version intact. Migrations are append-only: never edit one that has shipped, add a new one.
+//! Every index the backend's queries rely on is declared here, nowhere else.
+
+use rusqlite::Connection;
+
+use super::rows::db;
+use crate::store::{StoreError, StoreResult};
+
+/// The schema version this build writes and expects.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Ordered migrations; migration `i` brings a database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Version 1: the whole community plane.
+///
+/// Ids are INTEGER snowflakes; times are unix milliseconds (INTEGER); lists that are only ever read
+/// and written whole (member roles, channel overwrites, DM recipients, message mentions) are JSON
+/// text. Foreign keys exist only towards containers that get deleted (guild, channel, message) so
+/// that deleting one cascades inside SQLite in the same transaction.
+const V1: &str = r#"
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL,
+    -- lower(username), computed in Rust: SQLite's lower() folds ASCII only.
+    username_key  TEXT NOT NULL,
+    display_name  TEXT,
+    password_hash TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX users_username_lower ON users (username_key);
+
+CREATE TABLE sessions (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL,
+    token_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    user_agent TEXT
+) STRICT;
+CREATE UNIQUE INDEX sessions_token_hash ON sessions (token_hash);
+CREATE INDEX sessions_user ON sessions (user_id, id);
+
+CREATE TABLE guilds (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    owner_id   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE channels (
+    id              INTEGER PRIMARY KEY,
+    guild_id        INTEGER REFERENCES guilds (id) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    parent_id       INTEGER,
+    position        INTEGER NOT NULL,
+    topic           TEXT,
+    overwrites      TEXT NOT NULL,
+    recipients      TEXT NOT NULL,
+    -- The two DM recipients, smaller id first, so a pair is found in either order.
+    dm_a            INTEGER,
+    dm_b            INTEGER,
+    last_message_id INTEGER
+) STRICT;
+CREATE INDEX channels_guild ON channels (guild_id, position, id);
+CREATE INDEX channels_parent ON channels (parent_id) WHERE parent_id IS NOT NULL;
+CREATE UNIQUE INDEX channels_dm_pair ON channels (dm_a, dm_b) WHERE dm_a IS NOT NULL;
+CREATE INDEX channels_dm_b ON channels (dm_b) WHERE dm_b IS NOT NULL;
+
+CREATE TABLE roles (
+    id          INTEGER PRIMARY KEY,
+    guild_id    INTEGER NOT NULL REFERENCES guilds (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    permissions INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
+    color       INTEGER NOT NULL,
+    hoist       INTEGER NOT NULL,
+    mentionable INTEGER NOT NULL
+) STRICT;
+CREATE INDEX roles_guild ON roles (guild_id, position, id);
+
+CREATE TABLE members (
+    guild_id        INTEGER NOT NULL REFERENCES guilds (id) ON DELETE CASCADE,
+    user_id         INTEGER NOT NULL,
+    nick            TEXT,
+    roles           TEXT NOT NULL,
+    joined_at       INTEGER NOT NULL,
+    timed_out_until INTEGER,
+    PRIMARY KEY (guild_id, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX members_user ON members (user_id);
+
+CREATE TABLE bans (
+    guild_id   INTEGER NOT NULL REFERENCES guilds (id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL,
+    reason     TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (guild_id, user_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE invites (
+    code       TEXT PRIMARY KEY,
+    guild_id   INTEGER NOT NULL REFERENCES guilds (id) ON DELETE CASCADE,
+    inviter_id INTEGER NOT NULL,
+    max_uses   INTEGER,
+    uses       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER
+) STRICT, WITHOUT ROWID;
+CREATE INDEX invites_guild ON invites (guild_id, created_at);
+
+CREATE TABLE messages (
+    id         INTEGER PRIMARY KEY,
+    channel_id INTEGER NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
+    guild_id   INTEGER,
+    author_id  INTEGER NOT NULL,
+    content    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    edited_at  INTEGER,
+    reply_to   INTEGER,
+    mentions   TEXT NOT NULL,
+    nonce      TEXT,
+    pinned     INTEGER NOT NULL
+) STRICT;
+-- History pagination reads only through this index (queries say INDEXED BY).
+CREATE INDEX messages_channel ON messages (channel_id, id);
+CREATE UNIQUE INDEX messages_nonce ON messages (channel_id, author_id, nonce) WHERE nonce IS NOT NULL;
+CREATE INDEX messages_pinned ON messages (channel_id, id) WHERE pinned = 1;
+
+-- kind: 0 = @everyone (target 0), 1 = user, 2 = role.
+CREATE TABLE message_mentions (
+    message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    channel_id INTEGER NOT NULL,
+    kind       INTEGER NOT NULL,
+    target     INTEGER NOT NULL,
+    PRIMARY KEY (message_id, kind, target)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX message_mentions_channel ON message_mentions (channel_id, message_id, kind, target);
+
+-- seq orders reactions by first use; AUTOINCREMENT so a deleted newest row's seq is never reused.
+CREATE TABLE reactions (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    emoji      TEXT NOT NULL,
+    user_id    INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX reactions_unique ON reactions (message_id, emoji, user_id);
+
+CREATE TABLE read_states (
+    user_id      INTEGER NOT NULL,
+    channel_id   INTEGER NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
+    last_read_id INTEGER NOT NULL,
+    PRIMARY KEY (user_id, channel_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX read_states_channel ON read_states (channel_id);
+
+-- Full-text index over message content, kept in sync by triggers (also on cascaded deletes).
+CREATE VIRTUAL TABLE messages_fts USING fts5 (
+    content, content = 'messages', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
+WHEN old.content IS NOT new.content BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+END;
+"#;
+
+/// Brings the database to [`SCHEMA_VERSION`]; a no-op on an up-to-date file.
+pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+    if current > SCHEMA_VERSION {
+        // A newer binary wrote this file; running on it could corrupt data we do not understand.
+        return Err(StoreError::Backend(format!(
+            "database schema version {current} is newer than this build's {SCHEMA_VERSION}"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index + 1;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Backend(format!("sqlite migration {version} failed: {e}")))?;
+        // PRAGMA takes no bound parameters; `version` is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {version}")).map_err(db)?;
+        tx.commit().map_err(db)?;
+        tracing::info!(version, "sqlite schema migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Composes the planes into one HTTP server: chat's REST API and gateway, voice signaling, the
+//! web client, health and metrics; runs it until SIGINT/SIGTERM, then shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chat::{Chat, ChatConfig};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+#[derive(Clone)]
+struct AppState {
+    chat: Arc<Chat>,
+    registry: Registry,
+}
+
+/// A running Chorus: its planes and its metrics registry.
+pub struct App {
+    pub chat: Arc<Chat>,
+    pub registry: Registry,
+    pub router: Router,
+}
+
+pub async fn build(config: &Config) -> Result<App> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+
+    let store = chat::store::open(&config.store, &config.data_dir).await.context("opening the store")?;
+    let secret = crate::voice::load_secret(config.voice_secret.as_deref(), &config.data_dir)?;
+    let tokens = Arc::new(signaling::token::VoiceTokens::new(&secret));
+    let grants = Arc::new(crate::voice::TokenGrants {
+        tokens: tokens.clone(),
+        endpoint: config.voice_endpoint(),
+        ttl: Duration::from_secs(config.voice_token_ttl),
+    });
+    let mut chat_config = ChatConfig {
+        node_id: config.node_id,
+        heartbeat_interval: Duration::from_millis(config.heartbeat_ms),
+        ..ChatConfig::default()
+    };
+    if config.no_rate_limits {
+        chat_config.limits = chat::ratelimit::RateLimitConfig::unlimited();
+    }
+    let chat = Chat::new(store, grants, chat_config, &registry);
+
+    let state = AppState { chat: chat.clone(), registry: registry.clone() };
+    let ops = Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    let router = Router::new().merge(chat.router()).merge(ops);
+    Ok(App { chat, registry, router })
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    match tokio::time::timeout(Duration::from_secs(2), s.chat.store().ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"code": "store_unavailable", "message": "the store does not answer"})),
+        ),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&s.registry.gather(), &mut buf) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string().into_bytes());
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf)
+}
+
+/// Serves until a shutdown signal; then tells gateway clients to reconnect, stops accepting,
+/// waits briefly for open requests and flushes the store.
+pub async fn run(config: Config) -> Result<()> {
+    let app = build(&config).await?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("Chorus is running: open http://{addr}/ (store: {}, data: {})", app.chat.store().backend(), config.data_dir.display());
+
+    let chat = app.chat.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = axum::serve(listener, app.router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        });
+    let server = tokio::spawn(async move { serve.await });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: asking gateway clients to reconnect");
+    chat.hub_reconnect_all();
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(Duration::from_secs(10), server).await.is_err() {
+        tracing::warn!("connections still open after 10 s; closing anyway");
+    }
+    chat.shutdown().await.context("flushing the store")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,63 @@
+//! The binary's side of the chat ↔ voice seams: it answers chat's voice grants with tokens the
+//! signaling side verifies, and forwards signaling's voice-state changes to chat.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use chat::voice::{GrantError, GrantRequest, VoiceGrant, VoiceGrants};
+use rand::RngCore;
+
+/// Loads the voice-token secret from the settings, or from DATA_DIR/voice-secret (created once).
+pub fn load_secret(configured: Option<&str>, data_dir: &Path) -> Result<Vec<u8>> {
+    if let Some(s) = configured {
+        anyhow::ensure!(s.len() >= 32, "voice_secret must be at least 32 characters");
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = data_dir.join("voice-secret");
+    if let Ok(existing) = std::fs::read(&path) {
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+    }
+    let mut secret = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(secret)
+}
+
+/// Grants voice by issuing a signed token through signaling's issuer.
+pub struct TokenGrants {
+    pub tokens: Arc<signaling::token::VoiceTokens>,
+    pub endpoint: String,
+    pub ttl: std::time::Duration,
+}
+
+#[async_trait]
+impl VoiceGrants for TokenGrants {
+    async fn grant(&self, r: GrantRequest) -> Result<VoiceGrant, GrantError> {
+        let grant = signaling::token::VoiceGrant {
+            user_id: r.user_id.get(),
+            guild_id: r.guild_id.map(|g| g.get()),
+            channel_id: r.channel_id.get(),
+            rights: signaling::token::Rights {
+                speak: r.rights.speak,
+                video: r.rights.video,
+                mute_members: r.rights.mute_members,
+                deafen_members: r.rights.deafen_members,
+                move_members: r.rights.move_members,
+            },
+        };
+        let (token, expires_unix) =
+            self.tokens.issue(&grant, self.ttl).map_err(|e| GrantError::Unavailable(e.to_string()))?;
+        let expires_at = chrono::DateTime::from_timestamp(i64::try_from(expires_unix).unwrap_or(i64::MAX), 0)
+            .ok_or_else(|| GrantError::Unavailable("token expiry out of range".into()))?;
+        Ok(VoiceGrant { endpoint: self.endpoint.clone(), token, expires_at })
+    }
+}
