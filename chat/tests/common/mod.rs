@@ -47,10 +47,21 @@ impl TestServer {
     }
 
     pub async fn with_config(config: ChatConfig) -> TestServer {
+        Self::with_socket_send_buffer(config, None).await
+    }
+
+    /// A server whose accepted sockets have a fixed, small send buffer (to make backpressure show
+    /// after kilobytes instead of megabytes).
+    pub async fn with_socket_send_buffer(config: ChatConfig, send_buffer: Option<u32>) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = chat::store::open("sqlite", dir.path()).await.expect("open sqlite");
         let chat = Chat::new(store, Arc::new(EchoGrants), config, &prometheus::Registry::new());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(size) = send_buffer {
+            socket.set_send_buffer_size(size).expect("sndbuf");
+        }
+        socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let listener = socket.listen(128).expect("listen");
         let addr = listener.local_addr().expect("addr");
         let app = chat.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {

@@ -57,12 +57,17 @@ struct Pending<R> {
 }
 
 fn sql(conn: &Connection, text: &str) -> StoreResult<()> {
-    conn.prepare_cached(text).and_then(|mut s| s.execute([])).map(drop).map_err(db)
+    conn.prepare_cached(text)
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+        .map_err(db)
 }
 
 impl<R: Send + 'static> GroupJob for Pending<R> {
     fn run(&mut self, conn: &Connection) -> bool {
-        let Some(op) = self.op.take() else { return true };
+        let Some(op) = self.op.take() else {
+            return true;
+        };
         if let Err(e) = sql(conn, "SAVEPOINT job") {
             self.result = Some(Err(e));
             return false;
@@ -87,7 +92,9 @@ impl<R: Send + 'static> GroupJob for Pending<R> {
         let answer = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(v)), Ok(())) => Ok(v),
-            (Some(Ok(_)) | None, Err(why)) => Err(StoreError::Backend(format!("sqlite write not committed: {why}"))),
+            (Some(Ok(_)) | None, Err(why)) => Err(StoreError::Backend(format!(
+                "sqlite write not committed: {why}"
+            ))),
             (None, Ok(())) => Err(StoreError::Backend("sqlite write job was never run".into())),
         };
         // The caller may have given up waiting; the write stands either way.
@@ -190,33 +197,55 @@ impl Engine {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
         }
-        let mut writer = Connection::open(path).map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+        let mut writer = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
         configure(&writer)?;
-        let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(db)?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(db)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!("sqlite refused WAL mode (got {mode})")));
+            return Err(StoreError::Backend(format!(
+                "sqlite refused WAL mode (got {mode})"
+            )));
         }
         // FULL: the WAL is fsynced at every COMMIT, so an acknowledged write survives power loss
         // and kill -9 (NORMAL would only survive the latter).
-        writer.pragma_update(None, "synchronous", "FULL").map_err(db)?;
-        writer.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
-        writer.pragma_update(None, "temp_store", "MEMORY").map_err(db)?;
+        writer
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        writer
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(db)?;
+        writer
+            .pragma_update(None, "temp_store", "MEMORY")
+            .map_err(db)?;
         // Keep the WAL file from staying huge after a burst once it has been checkpointed.
-        writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(db)?;
-        let fk: i64 = writer.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).map_err(db)?;
+        writer
+            .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(db)?;
+        let fk: i64 = writer
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .map_err(db)?;
         if fk != 1 {
-            return Err(StoreError::Backend("sqlite foreign keys could not be enabled".into()));
+            return Err(StoreError::Backend(
+                "sqlite foreign keys could not be enabled".into(),
+            ));
         }
         migrations::migrate(&mut writer)?;
 
         let mut idle = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI;
             let conn = Connection::open_with_flags(path, flags).map_err(db)?;
             configure(&conn)?;
             idle.push(conn);
         }
-        let readers = Arc::new(Readers { idle: Mutex::new(idle), permits: Arc::new(Semaphore::new(READERS)) });
+        let readers = Arc::new(Readers {
+            idle: Mutex::new(idle),
+            permits: Arc::new(Semaphore::new(READERS)),
+        });
 
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
@@ -233,8 +262,15 @@ impl Engine {
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Pending { op: Some(Box::new(op) as WriteOp<R>), result: None, reply };
-        self.queue.send(Job::Tx(Box::new(job))).await.map_err(|_| writer_gone())?;
+        let job = Pending {
+            op: Some(Box::new(op) as WriteOp<R>),
+            result: None,
+            reply,
+        };
+        self.queue
+            .send(Job::Tx(Box::new(job)))
+            .await
+            .map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 
@@ -248,7 +284,10 @@ impl Engine {
         let job: RawOp = Box::new(move |conn| {
             let _ = reply.send(op(conn));
         });
-        self.queue.send(Job::Raw(job)).await.map_err(|_| writer_gone())?;
+        self.queue
+            .send(Job::Raw(job))
+            .await
+            .map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 
@@ -266,11 +305,16 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let conn = readers.idle.lock().pop();
-            let checkout = Checkout { pool: &readers, conn };
+            let checkout = Checkout {
+                pool: &readers,
+                conn,
+            };
             match &checkout.conn {
                 Some(conn) => op(conn),
                 // The semaphore has as many permits as connections, so this means a lost connection.
-                None => Err(StoreError::Backend("no idle sqlite reader connection".into())),
+                None => Err(StoreError::Backend(
+                    "no idle sqlite reader connection".into(),
+                )),
             }
         })
         .await

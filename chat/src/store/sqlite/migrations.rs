@@ -177,7 +177,9 @@ END;
 
 /// Brings the database to [`SCHEMA_VERSION`]; a no-op on an up-to-date file.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+    let current: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db)?;
     if current > SCHEMA_VERSION {
         // A newer binary wrote this file; running on it could corrupt data we do not understand.
         return Err(StoreError::Backend(format!(
@@ -186,11 +188,14 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index + 1;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Backend(format!("sqlite migration {version} failed: {e}")))?;
         // PRAGMA takes no bound parameters; `version` is our own integer.
-        tx.execute_batch(&format!("PRAGMA user_version = {version}")).map_err(db)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {version}"))
+            .map_err(db)?;
         tx.commit().map_err(db)?;
         tracing::info!(version, "sqlite schema migrated");
     }
