@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the whole Chorus test suite on a fresh machine: installs what the tests need (Debian
+# packages), starts the services they use (the MongoDB stand-in from ../shared, Redis), checks
+# formatting and lints, then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- system packages: cmake and libopus for the Opus codec used by the media tests, redis-server.
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# --- Redis (cluster-mode tests); start one if none answers.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  mkdir -p /tmp/chorus-redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /tmp/chorus-redis \
+    --logfile /tmp/chorus-redis/redis.log || echo "warning: could not start redis-server"
+fi
+
+# --- MongoDB stand-in (the store conformance suite runs against it when the URI is set).
+mongo_tools=../shared/tools/mongo-test-server
+if [ -z "${CHORUS_TEST_MONGODB_URI:-}" ] && [ -x "$mongo_tools/start.sh" ]; then
+  CHORUS_TEST_MONGODB_URI=$("$mongo_tools/start.sh")
+  export CHORUS_TEST_MONGODB_URI
+  trap '"$mongo_tools/stop.sh"' EXIT
+  echo "MongoDB stand-in at $CHORUS_TEST_MONGODB_URI"
+elif [ -z "${CHORUS_TEST_MONGODB_URI:-}" ]; then
+  echo "note: ../shared/tools/mongo-test-server not found and CHORUS_TEST_MONGODB_URI unset: MongoDB conformance will be SKIPPED"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi

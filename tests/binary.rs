@@ -1,0 +1,194 @@
+//! The real `chorus` binary: zero-configuration start, health and metrics, durability across
+//! `kill -9`, graceful shutdown on SIGTERM, and voice grants the signaling side accepts.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+struct Chorus {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+impl Chorus {
+    /// Starts the binary on a free port with the given data dir and waits until /readyz answers.
+    async fn start(data_dir: &std::path::Path, port: u16) -> Chorus {
+        let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--udp-port-base", &(20000 + port % 20000).to_string(), "--sfu-workers", "1"])
+            .env("CHORUS_NO_RATE_LIMITS", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chorus");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chorus did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Chorus { child, base }
+    }
+
+    async fn api(&self, token: Option<&str>, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().request(method, format!("{}/api/v1{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Chorus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn register(c: &Chorus, name: &str) -> String {
+    let (s, b) = c
+        .api(None, reqwest::Method::POST, "/auth/register", Some(json!({"username": name, "password": "password123"})))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    b["token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start(dir.path(), free_port()).await;
+    let h: Value = reqwest::get(format!("{}/healthz", c.base)).await.expect("healthz").json().await.expect("json");
+    assert_eq!(h, json!({"status": "ok"}));
+    let m = reqwest::get(format!("{}/metrics", c.base)).await.expect("metrics").text().await.expect("text");
+    assert!(m.contains("process_resident_memory_bytes"), "process metrics");
+    assert!(m.contains("chorus_gateway_connections"), "gateway metrics");
+    assert!(dir.path().join("chorus.db").exists(), "SQLite file created in the data dir");
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut c = Chorus::start(dir.path(), port).await;
+    let token = register(&c, "alice").await;
+    let (_, g) = c.api(Some(&token), reqwest::Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    let channel = g["channels"][0]["id"].as_str().expect("channel").to_string();
+    let mut acked = Vec::new();
+    for i in 0..200 {
+        let (s, m) = c
+            .api(Some(&token), reqwest::Method::POST, &format!("/channels/{channel}/messages"), Some(json!({"content": format!("m{i}")})))
+            .await;
+        assert_eq!(s, 201);
+        acked.push(m["id"].as_str().expect("id").to_string());
+    }
+    c.kill9();
+
+    let c = Chorus::start(dir.path(), port).await;
+    let (s, _) = c.api(None, reqwest::Method::POST, "/auth/login", Some(json!({"username": "alice", "password": "password123"}))).await;
+    assert_eq!(s, 200);
+    let mut found = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let q = before.as_ref().map(|b| format!("&before={b}")).unwrap_or_default();
+        let (s, page) = c.api(Some(&token), reqwest::Method::GET, &format!("/channels/{channel}/messages?limit=100{q}"), None).await;
+        assert_eq!(s, 200, "the old token still works after restart");
+        let page = page.as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            break;
+        }
+        for m in &page {
+            found.push(m["id"].as_str().expect("id").to_string());
+        }
+        before = page.last().and_then(|m| m["id"].as_str()).map(str::to_string);
+    }
+    found.reverse();
+    assert_eq!(found, acked, "all 200 acknowledged messages, in order");
+}
+
+#[tokio::test]
+async fn sigterm_tells_gateway_clients_to_reconnect_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = Chorus::start(dir.path(), free_port()).await;
+    let token = register(&c, "alice").await;
+    let url = format!("{}/gateway", c.base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    use futures::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(json!({"op": 2, "d": {"token": token}}).to_string().into()))
+        .await
+        .expect("identify");
+    let mut saw_ready = false;
+    while let Some(Ok(msg)) = ws.next().await {
+        if msg.to_text().unwrap_or_default().contains("\"READY\"") {
+            saw_ready = true;
+            break;
+        }
+    }
+    assert!(saw_ready);
+    let pid = c.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let mut saw_reconnect = false;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        if let Ok(text) = msg.to_text() {
+            if serde_json::from_str::<Value>(text).is_ok_and(|v| v["op"] == 7) {
+                saw_reconnect = true;
+            }
+        }
+    }
+    assert!(saw_reconnect, "op 7 RECONNECT before the server went away");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = c.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "chorus did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn voice_grant_is_a_token_the_signaling_side_accepts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start(dir.path(), free_port()).await;
+    let token = register(&c, "alice").await;
+    let (_, g) = c.api(Some(&token), reqwest::Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    let voice = g["channels"].as_array().expect("channels").iter().find(|ch| ch["kind"] == "voice").expect("voice")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (s, grant) = c.api(Some(&token), reqwest::Method::POST, &format!("/channels/{voice}/voice"), None).await;
+    assert_eq!(s, 200, "{grant}");
+    assert!(grant["endpoint"].as_str().is_some_and(|e| e.starts_with("ws://") && e.ends_with("/voice")));
+    assert!(grant["expires_at"].as_str().is_some());
+    let secret = std::fs::read(dir.path().join("voice-secret")).expect("secret");
+    let tokens = signaling::token::VoiceTokens::new(&secret);
+    let claims = tokens
+        .verify(grant["token"].as_str().expect("token"), Some(voice.parse().expect("id")))
+        .expect("signaling accepts chat's grant");
+    assert!(claims.rights.speak && claims.rights.video, "the owner may speak and show video");
+}
