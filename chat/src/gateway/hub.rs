@@ -106,14 +106,14 @@ impl Session {
         st.seq += 1;
         let seq = st.seq;
         st.replay.push(seq, payload.clone());
-        if let Some(tx) = &st.outbox {
-            if tx.try_send(Outgoing::Dispatch(seq, payload.clone())).is_err() {
-                st.outbox = None;
-                st.detached_at = Some(Instant::now());
-                st.kick = Some(Kick::SlowConsumer);
-                self.kick_signal.notify_one();
-                return false;
-            }
+        if let Some(tx) = &st.outbox
+            && tx.try_send(Outgoing::Dispatch(seq, payload.clone())).is_err()
+        {
+            st.outbox = None;
+            st.detached_at = Some(Instant::now());
+            st.kick = Some(Kick::SlowConsumer);
+            self.kick_signal.notify_one();
+            return false;
         }
         true
     }

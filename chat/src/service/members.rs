@@ -92,10 +92,8 @@ impl Chat {
             if !can_moderate(access.ctx(), &access.member, &target, Permissions::MODERATE_MEMBERS, now) {
                 return Err(Error::MissingPermission("MODERATE_MEMBERS"));
             }
-            if let Some(t) = until {
-                if t > now + chrono::Duration::days(MAX_TIMEOUT_DAYS) {
-                    return Err(Error::field("timed_out_until", "at most 28 days ahead"));
-                }
+            if until.is_some_and(|t| t > now + chrono::Duration::days(MAX_TIMEOUT_DAYS)) {
+                return Err(Error::field("timed_out_until", "at most 28 days ahead"));
             }
             target.timed_out_until = until.filter(|t| *t > now);
         }

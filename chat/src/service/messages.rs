@@ -129,10 +129,10 @@ impl Chat {
         self.limits.message(caller.user.id).map_err(|l| Error::RateLimited(l.0))?;
         let content = validate::content(&body.content)?;
         let nonce = validate::nonce(body.nonce.as_deref())?;
-        if let Some(reply) = body.reply_to {
-            if self.store.message(channel_id, reply).await?.is_none() {
-                return Err(Error::field("reply_to", "no such message in this channel"));
-            }
+        if let Some(reply) = body.reply_to
+            && self.store.message(channel_id, reply).await?.is_none()
+        {
+            return Err(Error::field("reply_to", "no such message in this channel"));
         }
         let mut mentions = mentions::parse(&content);
         if !access.perms.contains(Permissions::MENTION_EVERYONE) {

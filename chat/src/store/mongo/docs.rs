@@ -39,7 +39,7 @@ fn ids(v: Vec<i64>) -> Vec<Id> {
     v.into_iter().map(Id::from_i64).collect()
 }
 
-fn raw_ids(v: &[Id]) -> Vec<i64> {
+pub(super) fn raw_ids(v: &[Id]) -> Vec<i64> {
     v.iter().map(|i| i.as_i64()).collect()
 }
 
@@ -375,7 +375,7 @@ pub(super) struct InviteDoc {
     pub code: String,
     pub guild_id: i64,
     pub inviter_id: i64,
-    /// null: unlimited (use_invite's filter relies on null, not on a missing field, either works).
+    /// null: unlimited (`use_invite` filters on `max_uses: null`).
     pub max_uses: Option<i64>,
     pub uses: i64,
     pub created_at: BsonDateTime,

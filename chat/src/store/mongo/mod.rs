@@ -61,7 +61,7 @@ impl MongoStore {
     pub async fn connect(uri: &str) -> StoreResult<Self> {
         let mut options = ClientOptions::parse(uri)
             .await
-            .map_err(|e| StoreError::Backend(format!("mongodb: invalid URI: {e}")))?;
+            .map_err(|e| StoreError::Backend(format!("mongodb: invalid URI: {}", describe(&e))))?;
         let db_name = options
             .default_database
             .clone()
@@ -218,11 +218,6 @@ pub(super) fn error_code(e: &MongoError) -> Option<i32> {
         ErrorKind::Command(c) => Some(c.code),
         ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
         ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
-        ErrorKind::InsertMany(m) => m
-            .write_errors
-            .as_ref()
-            .and_then(|v| v.first())
-            .map(|w| w.code),
         _ => None,
     }
 }
@@ -288,10 +283,6 @@ where
 {
     let docs: Vec<T> = cursor.try_collect().await.map_err(map_err)?;
     docs.into_iter().map(convert).collect()
-}
-
-fn raw_ids(ids: &[Id]) -> Vec<i64> {
-    ids.iter().map(|i| i.as_i64()).collect()
 }
 
 /// A user's query as MongoDB `$text` input: every word quoted, which makes the words required
