@@ -90,12 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let channels = Arc::new(channels);
     let next = Arc::new(AtomicUsize::new(0));
 
-    println!(
-        "inserting {} messages from {} concurrent tasks into {}",
-        args.messages,
-        args.tasks,
-        path.display()
-    );
+    println!("inserting {} messages from {} concurrent tasks into {}", args.messages, args.tasks, path.display());
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.tasks)
         .map(|t| {
@@ -130,7 +125,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let sent = Instant::now();
                     match store.insert_message(&m).await {
                         Ok(Inserted::Created) => latencies.push(sent.elapsed()),
-                        Ok(Inserted::Existing(_)) => return Err(format!("message {i} was a duplicate")),
+                        Ok(Inserted::Existing(_)) => {
+                            return Err(format!("message {i} was a duplicate"));
+                        }
                         Err(e) => return Err(format!("message {i}: {e}")),
                     }
                 }

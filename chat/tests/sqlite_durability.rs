@@ -192,7 +192,9 @@ async fn acknowledged_writes_survive_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run as a child process by acknowledged_writes_survive_kill_9"]
 async fn kill9_child_writer() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let parts: Vec<&str> = spec.split('|').collect();
     let [path, guild, ch, owner] = parts.as_slice() else { panic!("bad {CHILD_ENV}: {spec}") };
     let (guild, ch, owner): (Id, Id, Id) = (guild.parse().unwrap(), ch.parse().unwrap(), owner.parse().unwrap());

@@ -5,8 +5,10 @@
 //! the WAL. So all writes go to one thread that owns the only read-write connection: it takes every
 //! job waiting in its queue, runs them inside one `BEGIN IMMEDIATE … COMMIT` (each job inside its
 //! own SAVEPOINT, so a failing job is rolled back alone), and answers each caller only after the
-//! COMMIT has returned — one fsync acknowledges the whole group. Reads never wait for the writer:
-//! WAL lets the read-only connections see the last committed state concurrently.
+//! COMMIT has returned — one fsync acknowledges the whole group. Just before COMMIT the group's new
+//! messages are added to the full-text index in one go (see `migrations::V2` for why not per job).
+//! Reads never wait for the writer: WAL lets the read-only connections see the last committed
+//! state concurrently. A third thread checkpoints the WAL into the database file in the background.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -30,6 +32,15 @@ const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection; the backend uses fewer than this many distinct SQL texts.
 const STATEMENT_CACHE: usize = 128;
+/// Page cache of the write connection (KiB, SQLite's negative-size convention): keeps the hot
+/// right-hand edges of the message, index and FTS b-trees in memory.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+const READER_CACHE_KIB: i64 = 8 * 1024;
+/// How often the checkpointer folds the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// The writer checkpoints by itself only past this many WAL pages: a safety net in case the
+/// checkpointer thread cannot keep up or has died, not the normal path.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 20_000;
 
 type WriteOp<R> = Box<dyn FnOnce(&Connection) -> StoreResult<R> + Send>;
 type RawOp = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -57,10 +68,7 @@ struct Pending<R> {
 }
 
 fn sql(conn: &Connection, text: &str) -> StoreResult<()> {
-    conn.prepare_cached(text)
-        .and_then(|mut s| s.execute([]))
-        .map(drop)
-        .map_err(db)
+    conn.prepare_cached(text).and_then(|mut s| s.execute([])).map(drop).map_err(db)
 }
 
 impl<R: Send + 'static> GroupJob for Pending<R> {
@@ -92,9 +100,7 @@ impl<R: Send + 'static> GroupJob for Pending<R> {
         let answer = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(v)), Ok(())) => Ok(v),
-            (Some(Ok(_)) | None, Err(why)) => Err(StoreError::Backend(format!(
-                "sqlite write not committed: {why}"
-            ))),
+            (Some(Ok(_)) | None, Err(why)) => Err(StoreError::Backend(format!("sqlite write not committed: {why}"))),
             (None, Ok(())) => Err(StoreError::Backend("sqlite write job was never run".into())),
         };
         // The caller may have given up waiting; the write stands either way.
@@ -102,7 +108,8 @@ impl<R: Send + 'static> GroupJob for Pending<R> {
     }
 }
 
-/// Runs one group: BEGIN IMMEDIATE, every job in its savepoint, COMMIT, then the answers.
+/// Runs one group: BEGIN IMMEDIATE, every job in its savepoint, the search-index drain, COMMIT,
+/// then the answers.
 fn run_group(conn: &Connection, mut jobs: Vec<Box<dyn GroupJob>>) {
     if let Err(e) = sql(conn, "BEGIN IMMEDIATE") {
         let why = e.to_string();
@@ -110,10 +117,13 @@ fn run_group(conn: &Connection, mut jobs: Vec<Box<dyn GroupJob>>) {
         return;
     }
     let healthy = jobs.iter_mut().all(|job| job.run(conn));
-    let commit = if healthy {
-        sql(conn, "COMMIT").map_err(|e| e.to_string())
-    } else {
+    let commit = if !healthy {
         Err("the group transaction was aborted by a failing write".to_owned())
+    } else if let Err(e) = migrations::drain_fts_queue(conn) {
+        // The group's messages would commit unsearchable: fail the group instead.
+        Err(format!("indexing the group's messages for search failed: {e}"))
+    } else {
+        sql(conn, "COMMIT").map_err(|e| e.to_string())
     };
     if commit.is_err() && !conn.is_autocommit() {
         // Nothing of this group may persist if we are about to report it as failed.
@@ -178,6 +188,20 @@ impl Drop for Checkout<'_> {
 pub struct Engine {
     queue: mpsc::Sender<Job>,
     readers: Arc<Readers>,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
+}
+
+/// Runs PASSIVE checkpoints on a connection of its own, so that copying WAL pages into the
+/// database file and fsyncing it never stalls a write group (it did, inline, at every
+/// `wal_autocheckpoint`). PASSIVE never waits for the writer or readers; it copies what it can.
+fn checkpointer_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "sqlite background checkpoint failed");
+        }
+    }
 }
 
 fn writer_gone() -> StoreError {
@@ -197,62 +221,59 @@ impl Engine {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
         }
-        let mut writer = Connection::open(path)
-            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+        let mut writer =
+            Connection::open(path).map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
         configure(&writer)?;
-        let mode: String = writer
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(db)?;
+        let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(db)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
-                "sqlite refused WAL mode (got {mode})"
-            )));
+            return Err(StoreError::Backend(format!("sqlite refused WAL mode (got {mode})")));
         }
         // FULL: the WAL is fsynced at every COMMIT, so an acknowledged write survives power loss
         // and kill -9 (NORMAL would only survive the latter).
-        writer
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
-        writer
-            .pragma_update(None, "foreign_keys", "ON")
-            .map_err(db)?;
-        writer
-            .pragma_update(None, "temp_store", "MEMORY")
-            .map_err(db)?;
+        writer.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        writer.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        writer.pragma_update(None, "temp_store", "MEMORY").map_err(db)?;
+        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(db)?;
+        writer.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES).map_err(db)?;
         // Keep the WAL file from staying huge after a burst once it has been checkpointed.
-        writer
-            .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
-            .map_err(db)?;
-        let fk: i64 = writer
-            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
-            .map_err(db)?;
+        writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(db)?;
+        let fk: i64 = writer.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).map_err(db)?;
         if fk != 1 {
-            return Err(StoreError::Backend(
-                "sqlite foreign keys could not be enabled".into(),
-            ));
+            return Err(StoreError::Backend("sqlite foreign keys could not be enabled".into()));
         }
         migrations::migrate(&mut writer)?;
+        {
+            let tx = writer.transaction().map_err(db)?;
+            migrations::drain_fts_queue(&tx)?;
+            tx.commit().map_err(db)?;
+        }
+
+        let checkpoint_conn = Connection::open(path).map_err(db)?;
+        configure(&checkpoint_conn)?;
+        // The checkpoint's fsync of the database file follows this connection's setting.
+        checkpoint_conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
 
         let mut idle = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI;
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
             let conn = Connection::open_with_flags(path, flags).map_err(db)?;
             configure(&conn)?;
+            conn.pragma_update(None, "cache_size", -READER_CACHE_KIB).map_err(db)?;
             idle.push(conn);
         }
-        let readers = Arc::new(Readers {
-            idle: Mutex::new(idle),
-            permits: Arc::new(Semaphore::new(READERS)),
-        });
+        let readers = Arc::new(Readers { idle: Mutex::new(idle), permits: Arc::new(Semaphore::new(READERS)) });
 
+        let (stop_checkpoints, stop_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("chorus-sqlite-checkpoint".into())
+            .spawn(move || checkpointer_loop(checkpoint_conn, stop_rx))
+            .map_err(|e| StoreError::Backend(format!("starting sqlite checkpointer thread: {e}")))?;
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("chorus-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Backend(format!("starting sqlite writer thread: {e}")))?;
-        Ok(Engine { queue, readers })
+        Ok(Engine { queue, readers, _checkpointer: stop_checkpoints })
     }
 
     /// Runs `op` in the writer's next group; resolves after the group's COMMIT (durable) or failure.
@@ -262,15 +283,8 @@ impl Engine {
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Pending {
-            op: Some(Box::new(op) as WriteOp<R>),
-            result: None,
-            reply,
-        };
-        self.queue
-            .send(Job::Tx(Box::new(job)))
-            .await
-            .map_err(|_| writer_gone())?;
+        let job = Pending { op: Some(Box::new(op) as WriteOp<R>), result: None, reply };
+        self.queue.send(Job::Tx(Box::new(job))).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 
@@ -284,10 +298,7 @@ impl Engine {
         let job: RawOp = Box::new(move |conn| {
             let _ = reply.send(op(conn));
         });
-        self.queue
-            .send(Job::Raw(job))
-            .await
-            .map_err(|_| writer_gone())?;
+        self.queue.send(Job::Raw(job)).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 
@@ -305,16 +316,11 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let conn = readers.idle.lock().pop();
-            let checkout = Checkout {
-                pool: &readers,
-                conn,
-            };
+            let checkout = Checkout { pool: &readers, conn };
             match &checkout.conn {
                 Some(conn) => op(conn),
                 // The semaphore has as many permits as connections, so this means a lost connection.
-                None => Err(StoreError::Backend(
-                    "no idle sqlite reader connection".into(),
-                )),
+                None => Err(StoreError::Backend("no idle sqlite reader connection".into())),
             }
         })
         .await

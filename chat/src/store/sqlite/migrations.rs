@@ -14,7 +14,7 @@ use crate::store::{StoreError, StoreResult};
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Ordered migrations; migration `i` brings a database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: the whole community plane.
 ///
@@ -175,11 +175,53 @@ WHEN old.content IS NOT new.content BEGIN
 END;
 "#;
 
+/// Version 2: index new messages for search once per write group instead of once per message.
+///
+/// FTS5 writes its in-memory index to disk at every savepoint release, and the writer runs each
+/// job of a group in its own savepoint: indexing inside the insert trigger made one FTS segment per
+/// message (and merges to match), a third of the writer's CPU. New messages are now queued in
+/// `messages_fts_pending` and indexed by [`drain_fts_queue`] just before the group's COMMIT, in
+/// the same transaction, so a committed message is always searchable. A queued row is not in the
+/// index yet, so deleting or editing it must not touch the index (the drain reads current content).
+const V2: &str = r#"
+CREATE TABLE messages_fts_pending (id INTEGER PRIMARY KEY) STRICT;
+DROP TRIGGER messages_fts_insert;
+DROP TRIGGER messages_fts_delete;
+DROP TRIGGER messages_fts_update;
+CREATE TRIGGER messages_fts_queue AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts_pending (id) VALUES (new.id);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, content)
+        SELECT 'delete', old.id, old.content
+        WHERE NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.id);
+    DELETE FROM messages_fts_pending WHERE id = old.id;
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
+WHEN old.content IS NOT new.content
+    AND NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE id = old.id) BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+END;
+"#;
+
+/// Indexes every queued message (see [`V2`]). Runs on the writer inside the group transaction,
+/// outside any job savepoint; also at open, in case a file holds a queue from elsewhere.
+pub fn drain_fts_queue(conn: &Connection) -> StoreResult<()> {
+    let mut index = conn
+        .prepare_cached(
+            "INSERT INTO messages_fts (rowid, content) SELECT m.id, m.content \
+             FROM messages_fts_pending AS p JOIN messages AS m ON m.id = p.id",
+        )
+        .map_err(db)?;
+    index.execute([]).map_err(db)?;
+    conn.prepare_cached("DELETE FROM messages_fts_pending").and_then(|mut s| s.execute([])).map_err(db)?;
+    Ok(())
+}
+
 /// Brings the database to [`SCHEMA_VERSION`]; a no-op on an up-to-date file.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let current: u32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db)?;
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
     if current > SCHEMA_VERSION {
         // A newer binary wrote this file; running on it could corrupt data we do not understand.
         return Err(StoreError::Backend(format!(
@@ -188,16 +230,46 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index + 1;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db)?;
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Backend(format!("sqlite migration {version} failed: {e}")))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Backend(format!("sqlite migration {version} failed: {e}")))?;
         // PRAGMA takes no bound parameters; `version` is our own integer.
-        tx.execute_batch(&format!("PRAGMA user_version = {version}"))
-            .map_err(db)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {version}")).map_err(db)?;
         tx.commit().map_err(db)?;
         tracing::info!(version, "sqlite schema migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_file_upgrades_with_its_search_index_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("v1.db")).unwrap();
+        c.execute_batch(V1).unwrap();
+        c.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO channels (id, name, kind, position, overwrites, recipients)
+                 VALUES (1, 'c', 'text', 0, '[]', '[]');
+             INSERT INTO messages (id, channel_id, author_id, content, created_at, mentions, pinned)
+                 VALUES (10, 1, 1, 'old words', 0, '{}', 0);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let version: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let found: i64 =
+            c.query_row("SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'old'", [], |r| r.get(0)).unwrap();
+        assert_eq!(found, 10);
+        // Indexed under V1, edited and deleted under V2's triggers.
+        c.execute("UPDATE messages SET content = 'new words' WHERE id = 10", []).unwrap();
+        c.execute("DELETE FROM messages WHERE id = 10", []).unwrap();
+        c.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')", []).unwrap();
+        let left: i64 = c
+            .query_row("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'words'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
 }

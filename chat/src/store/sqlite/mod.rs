@@ -55,10 +55,7 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("opening sqlite store: {e}")))??;
         tracing::info!(path = %path.display(), schema = SCHEMA_VERSION, "sqlite store open");
-        Ok(SqliteStore {
-            engine,
-            path: path.to_path_buf(),
-        })
+        Ok(SqliteStore { engine, path: path.to_path_buf() })
     }
 
     /// The database file.
@@ -72,18 +69,14 @@ fn sql_limit(limit: u32) -> i64 {
 }
 
 fn permissions_bits(role: &Role) -> StoreResult<i64> {
-    i64::try_from(role.permissions.bits()).map_err(|_| {
-        StoreError::Backend("permission bits do not fit a signed 64-bit integer".into())
-    })
+    i64::try_from(role.permissions.bits())
+        .map_err(|_| StoreError::Backend("permission bits do not fit a signed 64-bit integer".into()))
 }
 
 /// Turns user input into an FTS5 query: every whitespace-separated word must occur (AND), each
 /// quoted so that FTS5 operators and syntax in the input are taken literally.
 fn fts_query(query: &str) -> Option<String> {
-    let terms: Vec<String> = query
-        .split_whitespace()
-        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-        .collect();
+    let terms: Vec<String> = query.split_whitespace().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
@@ -118,12 +111,10 @@ fn insert_mentions(c: &Connection, m: &Message) -> StoreResult<()> {
         stmt.execute(params![id, channel, 0, 0]).map_err(db)?;
     }
     for user in &m.mentions.users {
-        stmt.execute(params![id, channel, 1, user.as_i64()])
-            .map_err(db)?;
+        stmt.execute(params![id, channel, 1, user.as_i64()]).map_err(db)?;
     }
     for role in &m.mentions.roles {
-        stmt.execute(params![id, channel, 2, role.as_i64()])
-            .map_err(db)?;
+        stmt.execute(params![id, channel, 2, role.as_i64()]).map_err(db)?;
     }
     Ok(())
 }
@@ -136,12 +127,9 @@ fn insert_message_tx(c: &Connection, m: &Message) -> StoreResult<Inserted> {
             "SELECT {} FROM messages AS m WHERE m.channel_id = ?1 AND m.author_id = ?2 AND m.nonce = ?3",
             rows::MESSAGE_COLS
         );
-        if let Some(existing) = one(
-            c,
-            &sql,
-            params![m.channel_id.as_i64(), m.author_id.as_i64(), nonce],
-            rows::message,
-        )? {
+        if let Some(existing) =
+            one(c, &sql, params![m.channel_id.as_i64(), m.author_id.as_i64(), nonce], rows::message)?
+        {
             return Ok(Inserted::Existing(existing));
         }
     }
@@ -176,12 +164,7 @@ fn insert_message_tx(c: &Connection, m: &Message) -> StoreResult<Inserted> {
 
 fn delete_role_tx(c: &Connection, guild_id: Id, role_id: Id) -> StoreResult<()> {
     let (guild, role) = (guild_id.as_i64(), role_id.as_i64());
-    exec(
-        c,
-        "DELETE FROM roles WHERE guild_id = ?1 AND id = ?2",
-        params![guild, role],
-    )
-    .map_err(db)?;
+    exec(c, "DELETE FROM roles WHERE guild_id = ?1 AND id = ?2", params![guild, role]).map_err(db)?;
     let holders = all(
         c,
         "SELECT user_id, roles FROM members WHERE guild_id = ?1 \
@@ -199,12 +182,7 @@ fn delete_role_tx(c: &Connection, guild_id: Id, role_id: Id) -> StoreResult<()> 
         )
         .map_err(db)?;
     }
-    let channels = all(
-        c,
-        "SELECT id, overwrites FROM channels WHERE guild_id = ?1",
-        [guild],
-        rows::id_and_text,
-    )?;
+    let channels = all(c, "SELECT id, overwrites FROM channels WHERE guild_id = ?1", [guild], rows::id_and_text)?;
     for (channel_id, text) in channels {
         let mut overwrites = rows::overwrites_from_json(&text)?;
         let before = overwrites.len();
@@ -228,9 +206,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.engine
-            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
-            .await?;
+        self.engine.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db)).await?;
         // An empty group: proves the writer thread is alive without writing anything.
         self.engine.write(|_| Ok(())).await
     }
@@ -238,12 +214,7 @@ impl Store for SqliteStore {
     async fn flush(&self) -> StoreResult<()> {
         // Acknowledged writes are already durable; folding the WAL back into the main file makes
         // the next start fast and leaves one self-contained file for backups.
-        self.engine
-            .write_raw(|c| {
-                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                    .map_err(db)
-            })
-            .await
+        self.engine.write_raw(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db)).await
     }
 
     // ---- users and sessions
@@ -277,34 +248,22 @@ impl Store for SqliteStore {
 
     async fn user(&self, id: Id) -> StoreResult<Option<UserRecord>> {
         let sql = format!("SELECT {} FROM users WHERE id = ?1", rows::USER_COLS);
-        self.engine
-            .read(move |c| one(c, &sql, [id.as_i64()], rows::user_record))
-            .await
+        self.engine.read(move |c| one(c, &sql, [id.as_i64()], rows::user_record)).await
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let sql = format!(
-            "SELECT {} FROM users WHERE username_key = ?1",
-            rows::USER_COLS
-        );
+        let sql = format!("SELECT {} FROM users WHERE username_key = ?1", rows::USER_COLS);
         let key = username.to_lowercase();
-        self.engine
-            .read(move |c| one(c, &sql, [key], rows::user_record))
-            .await
+        self.engine.read(move |c| one(c, &sql, [key], rows::user_record)).await
     }
 
     async fn users(&self, ids: &[Id]) -> StoreResult<Vec<User>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {} FROM users WHERE id IN (SELECT value FROM json_each(?1))",
-            rows::USER_COLS
-        );
+        let sql = format!("SELECT {} FROM users WHERE id IN (SELECT value FROM json_each(?1))", rows::USER_COLS);
         let list = ids_json(ids);
-        self.engine
-            .read(move |c| all(c, &sql, [list], rows::user))
-            .await
+        self.engine.read(move |c| all(c, &sql, [list], rows::user)).await
     }
 
     async fn update_user(&self, user: &UserRecord) -> StoreResult<()> {
@@ -338,24 +297,14 @@ impl Store for SqliteStore {
     }
 
     async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Session>> {
-        let sql = format!(
-            "SELECT {} FROM sessions WHERE token_hash = ?1",
-            rows::SESSION_COLS
-        );
+        let sql = format!("SELECT {} FROM sessions WHERE token_hash = ?1", rows::SESSION_COLS);
         let hash = token_hash.to_owned();
-        self.engine
-            .read(move |c| one(c, &sql, [hash], rows::session))
-            .await
+        self.engine.read(move |c| one(c, &sql, [hash], rows::session)).await
     }
 
     async fn sessions_of(&self, user_id: Id) -> StoreResult<Vec<Session>> {
-        let sql = format!(
-            "SELECT {} FROM sessions WHERE user_id = ?1 ORDER BY id",
-            rows::SESSION_COLS
-        );
-        self.engine
-            .read(move |c| all(c, &sql, [user_id.as_i64()], rows::session))
-            .await
+        let sql = format!("SELECT {} FROM sessions WHERE user_id = ?1 ORDER BY id", rows::SESSION_COLS);
+        self.engine.read(move |c| all(c, &sql, [user_id.as_i64()], rows::session)).await
     }
 
     async fn delete_session(&self, user_id: Id, session_id: Id) -> StoreResult<bool> {
@@ -381,12 +330,7 @@ impl Store for SqliteStore {
                 exec(
                     c,
                     "INSERT INTO guilds (id, name, owner_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        g.id.as_i64(),
-                        g.name,
-                        g.owner_id.as_i64(),
-                        ts(&g.created_at)
-                    ],
+                    params![g.id.as_i64(), g.name, g.owner_id.as_i64(), ts(&g.created_at)],
                 )
                 .map_err(|e| conflict(e, "guild"))?;
                 Ok(())
@@ -396,9 +340,7 @@ impl Store for SqliteStore {
 
     async fn guild(&self, id: Id) -> StoreResult<Option<Guild>> {
         let sql = format!("SELECT {} FROM guilds WHERE id = ?1", rows::GUILD_COLS);
-        self.engine
-            .read(move |c| one(c, &sql, [id.as_i64()], rows::guild))
-            .await
+        self.engine.read(move |c| one(c, &sql, [id.as_i64()], rows::guild)).await
     }
 
     async fn update_guild(&self, guild: &Guild) -> StoreResult<()> {
@@ -467,30 +409,18 @@ impl Store for SqliteStore {
 
     async fn channel(&self, id: Id) -> StoreResult<Option<Channel>> {
         let sql = format!("SELECT {} FROM channels WHERE id = ?1", rows::CHANNEL_COLS);
-        self.engine
-            .read(move |c| one(c, &sql, [id.as_i64()], rows::channel))
-            .await
+        self.engine.read(move |c| one(c, &sql, [id.as_i64()], rows::channel)).await
     }
 
     async fn guild_channels(&self, guild_id: Id) -> StoreResult<Vec<Channel>> {
-        let sql = format!(
-            "SELECT {} FROM channels WHERE guild_id = ?1 ORDER BY position, id",
-            rows::CHANNEL_COLS
-        );
-        self.engine
-            .read(move |c| all(c, &sql, [guild_id.as_i64()], rows::channel))
-            .await
+        let sql = format!("SELECT {} FROM channels WHERE guild_id = ?1 ORDER BY position, id", rows::CHANNEL_COLS);
+        self.engine.read(move |c| all(c, &sql, [guild_id.as_i64()], rows::channel)).await
     }
 
     async fn delete_channel(&self, id: Id) -> StoreResult<()> {
         self.engine
             .write(move |c| {
-                exec(
-                    c,
-                    "UPDATE channels SET parent_id = NULL WHERE parent_id = ?1",
-                    [id.as_i64()],
-                )
-                .map_err(db)?;
+                exec(c, "UPDATE channels SET parent_id = NULL WHERE parent_id = ?1", [id.as_i64()]).map_err(db)?;
                 // Messages (and their reactions, mentions, FTS rows) and read states cascade.
                 exec(c, "DELETE FROM channels WHERE id = ?1", [id.as_i64()]).map_err(db)?;
                 Ok(())
@@ -499,24 +429,14 @@ impl Store for SqliteStore {
     }
 
     async fn dm_channel(&self, a: Id, b: Id) -> StoreResult<Option<Channel>> {
-        let sql = format!(
-            "SELECT {} FROM channels WHERE dm_a = ?1 AND dm_b = ?2",
-            rows::CHANNEL_COLS
-        );
+        let sql = format!("SELECT {} FROM channels WHERE dm_a = ?1 AND dm_b = ?2", rows::CHANNEL_COLS);
         let (lo, hi) = (a.min(b).as_i64(), a.max(b).as_i64());
-        self.engine
-            .read(move |c| one(c, &sql, [lo, hi], rows::channel))
-            .await
+        self.engine.read(move |c| one(c, &sql, [lo, hi], rows::channel)).await
     }
 
     async fn dm_channels_of(&self, user_id: Id) -> StoreResult<Vec<Channel>> {
-        let sql = format!(
-            "SELECT {} FROM channels WHERE dm_a = ?1 OR dm_b = ?1 ORDER BY id",
-            rows::CHANNEL_COLS
-        );
-        self.engine
-            .read(move |c| all(c, &sql, [user_id.as_i64()], rows::channel))
-            .await
+        let sql = format!("SELECT {} FROM channels WHERE dm_a = ?1 OR dm_b = ?1 ORDER BY id", rows::CHANNEL_COLS);
+        self.engine.read(move |c| all(c, &sql, [user_id.as_i64()], rows::channel)).await
     }
 
     // ---- roles
@@ -550,19 +470,12 @@ impl Store for SqliteStore {
     }
 
     async fn guild_roles(&self, guild_id: Id) -> StoreResult<Vec<Role>> {
-        let sql = format!(
-            "SELECT {} FROM roles WHERE guild_id = ?1 ORDER BY position, id",
-            rows::ROLE_COLS
-        );
-        self.engine
-            .read(move |c| all(c, &sql, [guild_id.as_i64()], rows::role))
-            .await
+        let sql = format!("SELECT {} FROM roles WHERE guild_id = ?1 ORDER BY position, id", rows::ROLE_COLS);
+        self.engine.read(move |c| all(c, &sql, [guild_id.as_i64()], rows::role)).await
     }
 
     async fn delete_role(&self, guild_id: Id, role_id: Id) -> StoreResult<()> {
-        self.engine
-            .write(move |c| delete_role_tx(c, guild_id, role_id))
-            .await
+        self.engine.write(move |c| delete_role_tx(c, guild_id, role_id)).await
     }
 
     // ---- members and bans
@@ -591,13 +504,8 @@ impl Store for SqliteStore {
     }
 
     async fn member(&self, guild_id: Id, user_id: Id) -> StoreResult<Option<Member>> {
-        let sql = format!(
-            "SELECT {} FROM members WHERE guild_id = ?1 AND user_id = ?2",
-            rows::MEMBER_COLS
-        );
-        self.engine
-            .read(move |c| one(c, &sql, [guild_id.as_i64(), user_id.as_i64()], rows::member))
-            .await
+        let sql = format!("SELECT {} FROM members WHERE guild_id = ?1 AND user_id = ?2", rows::MEMBER_COLS);
+        self.engine.read(move |c| one(c, &sql, [guild_id.as_i64(), user_id.as_i64()], rows::member)).await
     }
 
     async fn members(&self, guild_id: Id, after: Id, limit: u32) -> StoreResult<Vec<Member>> {
@@ -606,14 +514,7 @@ impl Store for SqliteStore {
             rows::MEMBER_COLS
         );
         self.engine
-            .read(move |c| {
-                all(
-                    c,
-                    &sql,
-                    [guild_id.as_i64(), after.as_i64(), sql_limit(limit)],
-                    rows::member,
-                )
-            })
+            .read(move |c| all(c, &sql, [guild_id.as_i64(), after.as_i64(), sql_limit(limit)], rows::member))
             .await
     }
 
@@ -654,13 +555,7 @@ impl Store for SqliteStore {
 
     async fn member_count(&self, guild_id: Id) -> StoreResult<u64> {
         self.engine
-            .read(move |c| {
-                count(
-                    c,
-                    "SELECT count(*) FROM members WHERE guild_id = ?1",
-                    [guild_id.as_i64()],
-                )
-            })
+            .read(move |c| count(c, "SELECT count(*) FROM members WHERE guild_id = ?1", [guild_id.as_i64()]))
             .await
     }
 
@@ -695,23 +590,13 @@ impl Store for SqliteStore {
     }
 
     async fn ban(&self, guild_id: Id, user_id: Id) -> StoreResult<Option<Ban>> {
-        let sql = format!(
-            "SELECT {} FROM bans WHERE guild_id = ?1 AND user_id = ?2",
-            rows::BAN_COLS
-        );
-        self.engine
-            .read(move |c| one(c, &sql, [guild_id.as_i64(), user_id.as_i64()], rows::ban))
-            .await
+        let sql = format!("SELECT {} FROM bans WHERE guild_id = ?1 AND user_id = ?2", rows::BAN_COLS);
+        self.engine.read(move |c| one(c, &sql, [guild_id.as_i64(), user_id.as_i64()], rows::ban)).await
     }
 
     async fn bans(&self, guild_id: Id) -> StoreResult<Vec<Ban>> {
-        let sql = format!(
-            "SELECT {} FROM bans WHERE guild_id = ?1 ORDER BY user_id",
-            rows::BAN_COLS
-        );
-        self.engine
-            .read(move |c| all(c, &sql, [guild_id.as_i64()], rows::ban))
-            .await
+        let sql = format!("SELECT {} FROM bans WHERE guild_id = ?1 ORDER BY user_id", rows::BAN_COLS);
+        self.engine.read(move |c| all(c, &sql, [guild_id.as_i64()], rows::ban)).await
     }
 
     async fn delete_ban(&self, guild_id: Id, user_id: Id) -> StoreResult<bool> {
@@ -757,28 +642,17 @@ impl Store for SqliteStore {
     async fn invite(&self, code: &str) -> StoreResult<Option<Invite>> {
         let sql = format!("SELECT {} FROM invites WHERE code = ?1", rows::INVITE_COLS);
         let code = code.to_owned();
-        self.engine
-            .read(move |c| one(c, &sql, [code], rows::invite))
-            .await
+        self.engine.read(move |c| one(c, &sql, [code], rows::invite)).await
     }
 
     async fn guild_invites(&self, guild_id: Id) -> StoreResult<Vec<Invite>> {
-        let sql = format!(
-            "SELECT {} FROM invites WHERE guild_id = ?1 ORDER BY created_at, code",
-            rows::INVITE_COLS
-        );
-        self.engine
-            .read(move |c| all(c, &sql, [guild_id.as_i64()], rows::invite))
-            .await
+        let sql = format!("SELECT {} FROM invites WHERE guild_id = ?1 ORDER BY created_at, code", rows::INVITE_COLS);
+        self.engine.read(move |c| all(c, &sql, [guild_id.as_i64()], rows::invite)).await
     }
 
     async fn delete_invite(&self, code: &str) -> StoreResult<bool> {
         let code = code.to_owned();
-        self.engine
-            .write(move |c| {
-                Ok(exec(c, "DELETE FROM invites WHERE code = ?1", [code]).map_err(db)? > 0)
-            })
-            .await
+        self.engine.write(move |c| Ok(exec(c, "DELETE FROM invites WHERE code = ?1", [code]).map_err(db)? > 0)).await
     }
 
     async fn use_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<Invite>> {
@@ -789,9 +663,7 @@ impl Store for SqliteStore {
             rows::INVITE_COLS
         );
         let code = code.to_owned();
-        self.engine
-            .write(move |c| one(c, &sql, params![code, ts(&now)], rows::invite))
-            .await
+        self.engine.write(move |c| one(c, &sql, params![code, ts(&now)], rows::invite)).await
     }
 
     // ---- messages
@@ -802,13 +674,8 @@ impl Store for SqliteStore {
     }
 
     async fn message(&self, channel_id: Id, id: Id) -> StoreResult<Option<Message>> {
-        let sql = format!(
-            "SELECT {} FROM messages AS m WHERE m.id = ?1 AND m.channel_id = ?2",
-            rows::MESSAGE_COLS
-        );
-        self.engine
-            .read(move |c| one(c, &sql, [id.as_i64(), channel_id.as_i64()], rows::message))
-            .await
+        let sql = format!("SELECT {} FROM messages AS m WHERE m.id = ?1 AND m.channel_id = ?2", rows::MESSAGE_COLS);
+        self.engine.read(move |c| one(c, &sql, [id.as_i64(), channel_id.as_i64()], rows::message)).await
     }
 
     async fn update_message(&self, message: &Message) -> StoreResult<()> {
@@ -830,12 +697,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(db)?;
                 if n > 0 {
-                    exec(
-                        c,
-                        "DELETE FROM message_mentions WHERE message_id = ?1",
-                        [m.id.as_i64()],
-                    )
-                    .map_err(db)?;
+                    exec(c, "DELETE FROM message_mentions WHERE message_id = ?1", [m.id.as_i64()]).map_err(db)?;
                     insert_mentions(c, &m)?;
                 }
                 Ok(())
@@ -858,46 +720,26 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn messages(
-        &self,
-        channel_id: Id,
-        anchor: HistoryAnchor,
-        limit: u32,
-    ) -> StoreResult<Vec<Message>> {
+    async fn messages(&self, channel_id: Id, anchor: HistoryAnchor, limit: u32) -> StoreResult<Vec<Message>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let ch = channel_id.as_i64();
         self.engine
             .read(move |c| match anchor {
-                HistoryAnchor::Latest => all(
-                    c,
-                    HISTORY_LATEST,
-                    params![ch, sql_limit(limit)],
-                    rows::message,
-                ),
-                HistoryAnchor::Before(id) => all(
-                    c,
-                    HISTORY_BEFORE,
-                    params![ch, id.as_i64(), sql_limit(limit)],
-                    rows::message,
-                ),
-                HistoryAnchor::After(id) => all(
-                    c,
-                    HISTORY_AFTER,
-                    params![ch, id.as_i64(), sql_limit(limit)],
-                    rows::message,
-                ),
+                HistoryAnchor::Latest => all(c, HISTORY_LATEST, params![ch, sql_limit(limit)], rows::message),
+                HistoryAnchor::Before(id) => {
+                    all(c, HISTORY_BEFORE, params![ch, id.as_i64(), sql_limit(limit)], rows::message)
+                }
+                HistoryAnchor::After(id) => {
+                    all(c, HISTORY_AFTER, params![ch, id.as_i64(), sql_limit(limit)], rows::message)
+                }
                 HistoryAnchor::Around(id) => {
                     // Newer side gets limit/2, the anchor and older side the rest; one snapshot for both.
                     let newer_limit = limit / 2;
                     let tx = c.unchecked_transaction().map_err(db)?;
-                    let mut page = all(
-                        &tx,
-                        HISTORY_AFTER,
-                        params![ch, id.as_i64(), sql_limit(newer_limit)],
-                        rows::message,
-                    )?;
+                    let mut page =
+                        all(&tx, HISTORY_AFTER, params![ch, id.as_i64(), sql_limit(newer_limit)], rows::message)?;
                     page.reverse();
                     let older = all(
                         &tx,
@@ -919,21 +761,13 @@ impl Store for SqliteStore {
              ORDER BY m.id DESC",
             rows::MESSAGE_COLS
         );
-        self.engine
-            .read(move |c| all(c, &sql, [channel_id.as_i64()], rows::message))
-            .await
+        self.engine.read(move |c| all(c, &sql, [channel_id.as_i64()], rows::message)).await
     }
 
     async fn count_messages_after(&self, channel_id: Id, after: Id, cap: u32) -> StoreResult<u32> {
         let n = self
             .engine
-            .read(move |c| {
-                count(
-                    c,
-                    COUNT_AFTER,
-                    params![channel_id.as_i64(), after.as_i64(), sql_limit(cap)],
-                )
-            })
+            .read(move |c| count(c, COUNT_AFTER, params![channel_id.as_i64(), after.as_i64(), sql_limit(cap)]))
             .await?;
         Ok(u32::try_from(n).unwrap_or(cap))
     }
@@ -953,25 +787,14 @@ impl Store for SqliteStore {
                 count(
                     c,
                     COUNT_MENTIONS_AFTER,
-                    params![
-                        channel_id.as_i64(),
-                        after.as_i64(),
-                        user_id.as_i64(),
-                        roles,
-                        sql_limit(cap)
-                    ],
+                    params![channel_id.as_i64(), after.as_i64(), user_id.as_i64(), roles, sql_limit(cap)],
                 )
             })
             .await?;
         Ok(u32::try_from(n).unwrap_or(cap))
     }
 
-    async fn search_messages(
-        &self,
-        channel_ids: &[Id],
-        query: &str,
-        limit: u32,
-    ) -> StoreResult<Vec<Message>> {
+    async fn search_messages(&self, channel_ids: &[Id], query: &str, limit: u32) -> StoreResult<Vec<Message>> {
         let Some(fts) = fts_query(query) else {
             return Ok(Vec::new());
         };
@@ -987,16 +810,7 @@ impl Store for SqliteStore {
             rows::MESSAGE_COLS
         );
         let channels = ids_json(channel_ids);
-        self.engine
-            .read(move |c| {
-                all(
-                    c,
-                    &sql,
-                    params![fts, channels, sql_limit(limit)],
-                    rows::message,
-                )
-            })
-            .await
+        self.engine.read(move |c| all(c, &sql, params![fts, channels, sql_limit(limit)], rows::message)).await
     }
 
     // ---- reactions
@@ -1106,20 +920,11 @@ mod tests {
             (COUNT_AFTER, vec![1, 2, 50]),
         ] {
             let plan = plan(&c, sql, rusqlite::params_from_iter(p));
-            assert!(
-                plan.contains("SEARCH") && plan.contains("messages_channel"),
-                "{sql}: {plan}"
-            );
-            assert!(
-                !plan.contains("SCAN m") && !plan.contains("TEMP B-TREE"),
-                "{sql}: {plan}"
-            );
+            assert!(plan.contains("SEARCH") && plan.contains("messages_channel"), "{sql}: {plan}");
+            assert!(!plan.contains("SCAN m") && !plan.contains("TEMP B-TREE"), "{sql}: {plan}");
         }
         let plan = plan(&c, COUNT_MENTIONS_AFTER, params![1, 2, 3, "[4]", 10]);
-        assert!(
-            plan.contains("SEARCH message_mentions USING COVERING INDEX message_mentions_channel"),
-            "{plan}"
-        );
+        assert!(plan.contains("SEARCH message_mentions USING COVERING INDEX message_mentions_channel"), "{plan}");
     }
 
     #[test]
@@ -1128,18 +933,62 @@ mod tests {
         let mut c = Connection::open(dir.path().join("m.db")).unwrap();
         migrations::migrate(&mut c).unwrap();
         migrations::migrate(&mut c).unwrap();
-        let v: u32 = c
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
+        let v: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]
+    fn queued_search_index_survives_edits_and_deletes_before_the_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("fts.db")).unwrap();
+        migrations::migrate(&mut c).unwrap();
+        c.execute(
+            "INSERT INTO channels (id, name, kind, position, overwrites, recipients) \
+             VALUES (1, 'c', 'text', 0, '[]', '[]')",
+            [],
+        )
+        .unwrap();
+        let insert = |c: &Connection, id: i64, content: &str| {
+            c.execute(
+                "INSERT INTO messages (id, channel_id, author_id, content, created_at, mentions, pinned) \
+                 VALUES (?1, 1, 1, ?2, 0, '{}', 0)",
+                params![id, content],
+            )
+            .unwrap();
+        };
+        let hits = |c: &Connection, word: &str| -> Vec<i64> {
+            let mut stmt =
+                c.prepare("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 ORDER BY rowid").unwrap();
+            stmt.query_map([word], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+        };
+        let tx = c.transaction().unwrap();
+        insert(&tx, 1, "apple");
+        insert(&tx, 2, "banana");
+        insert(&tx, 3, "cherry");
+        // Edited and deleted while still queued: the index must never see the old text.
+        tx.execute("UPDATE messages SET content = 'apricot' WHERE id = 1", []).unwrap();
+        tx.execute("DELETE FROM messages WHERE id = 2", []).unwrap();
+        migrations::drain_fts_queue(&tx).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(hits(&c, "apple"), Vec::<i64>::new());
+        assert_eq!(hits(&c, "apricot"), vec![1]);
+        assert_eq!(hits(&c, "banana"), Vec::<i64>::new());
+        assert_eq!(hits(&c, "cherry"), vec![3]);
+        // Indexed rows take the trigger path for edits and deletes.
+        c.execute("UPDATE messages SET content = 'date' WHERE id = 3", []).unwrap();
+        c.execute("DELETE FROM messages WHERE id = 1", []).unwrap();
+        assert_eq!(hits(&c, "cherry"), Vec::<i64>::new());
+        assert_eq!(hits(&c, "date"), vec![3]);
+        assert_eq!(hits(&c, "apricot"), Vec::<i64>::new());
+        let queued: i64 = c.query_row("SELECT count(*) FROM messages_fts_pending", [], |r| r.get(0)).unwrap();
+        assert_eq!(queued, 0);
+        // FTS5 compares its index with the content table and errors on any difference.
+        c.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')", []).unwrap();
+    }
+
+    #[test]
     fn fts_query_quotes_every_word() {
-        assert_eq!(
-            fts_query("  hello  wor\"ld "),
-            Some("\"hello\" \"wor\"\"ld\"".into())
-        );
+        assert_eq!(fts_query("  hello  wor\"ld "), Some("\"hello\" \"wor\"\"ld\"".into()));
         assert_eq!(fts_query("   "), None);
         assert_eq!(fts_query("a OR b*"), Some("\"a\" \"OR\" \"b*\"".into()));
     }

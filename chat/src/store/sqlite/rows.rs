@@ -55,8 +55,7 @@ pub fn ids_json(ids: &[Id]) -> String {
 }
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Backend(format!("encoding for sqlite: {e}")))
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encoding for sqlite: {e}")))
 }
 
 /// The two DM recipients in a canonical order, when the channel is a two-party DM.
@@ -70,8 +69,7 @@ pub fn dm_pair(channel: &Channel) -> (Option<i64>, Option<i64>) {
 // ---- column readers
 
 fn get<T: FromSql>(row: &Row<'_>, i: usize) -> StoreResult<T> {
-    row.get(i)
-        .map_err(|e| StoreError::Corrupt(format!("sqlite column {i}: {e}")))
+    row.get(i).map_err(|e| StoreError::Corrupt(format!("sqlite column {i}: {e}")))
 }
 
 fn get_id(row: &Row<'_>, i: usize) -> StoreResult<Id> {
@@ -83,8 +81,7 @@ fn get_id_opt(row: &Row<'_>, i: usize) -> StoreResult<Option<Id>> {
 }
 
 fn ms_to_ts(ms: i64) -> StoreResult<Timestamp> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }
 
 fn get_ts(row: &Row<'_>, i: usize) -> StoreResult<Timestamp> {
@@ -109,8 +106,7 @@ fn get_bool(row: &Row<'_>, i: usize) -> StoreResult<bool> {
 
 fn get_json<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> StoreResult<T> {
     let text: String = get(row, i)?;
-    serde_json::from_str(&text)
-        .map_err(|e| StoreError::Corrupt(format!("sqlite json column {i}: {e}")))
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("sqlite json column {i}: {e}")))
 }
 
 fn get_ids_json(row: &Row<'_>, i: usize) -> StoreResult<Vec<Id>> {
@@ -155,11 +151,7 @@ pub fn exec(conn: &Connection, sql: &str, params: impl Params) -> rusqlite::Resu
 }
 
 pub fn count(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<u64> {
-    let n: i64 = conn
-        .prepare_cached(sql)
-        .map_err(db)?
-        .query_row(params, |r| r.get(0))
-        .map_err(db)?;
+    let n: i64 = conn.prepare_cached(sql).map_err(db)?.query_row(params, |r| r.get(0)).map_err(db)?;
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
 }
 
@@ -168,19 +160,11 @@ pub fn count(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<u
 pub const USER_COLS: &str = "id, username, display_name, created_at, password_hash";
 
 pub fn user_record(row: &Row<'_>) -> StoreResult<UserRecord> {
-    Ok(UserRecord {
-        user: user(row)?,
-        password_hash: get(row, 4)?,
-    })
+    Ok(UserRecord { user: user(row)?, password_hash: get(row, 4)? })
 }
 
 pub fn user(row: &Row<'_>) -> StoreResult<User> {
-    Ok(User {
-        id: get_id(row, 0)?,
-        username: get(row, 1)?,
-        display_name: get(row, 2)?,
-        created_at: get_ts(row, 3)?,
-    })
+    Ok(User { id: get_id(row, 0)?, username: get(row, 1)?, display_name: get(row, 2)?, created_at: get_ts(row, 3)? })
 }
 
 pub const SESSION_COLS: &str = "id, user_id, token_hash, created_at, user_agent";
@@ -198,12 +182,7 @@ pub fn session(row: &Row<'_>) -> StoreResult<Session> {
 pub const GUILD_COLS: &str = "id, name, owner_id, created_at";
 
 pub fn guild(row: &Row<'_>) -> StoreResult<Guild> {
-    Ok(Guild {
-        id: get_id(row, 0)?,
-        name: get(row, 1)?,
-        owner_id: get_id(row, 2)?,
-        created_at: get_ts(row, 3)?,
-    })
+    Ok(Guild { id: get_id(row, 0)?, name: get(row, 1)?, owner_id: get_id(row, 2)?, created_at: get_ts(row, 3)? })
 }
 
 pub const CHANNEL_COLS: &str =
@@ -215,8 +194,7 @@ pub fn channel(row: &Row<'_>) -> StoreResult<Channel> {
         id: get_id(row, 0)?,
         guild_id: get_id_opt(row, 1)?,
         name: get(row, 2)?,
-        kind: ChannelKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("channel kind {kind:?}")))?,
+        kind: ChannelKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("channel kind {kind:?}")))?,
         parent_id: get_id_opt(row, 4)?,
         position: get(row, 5)?,
         topic: get(row, 6)?,
@@ -258,12 +236,7 @@ pub fn member(row: &Row<'_>) -> StoreResult<Member> {
 pub const BAN_COLS: &str = "guild_id, user_id, reason, created_at";
 
 pub fn ban(row: &Row<'_>) -> StoreResult<Ban> {
-    Ok(Ban {
-        guild_id: get_id(row, 0)?,
-        user_id: get_id(row, 1)?,
-        reason: get(row, 2)?,
-        created_at: get_ts(row, 3)?,
-    })
+    Ok(Ban { guild_id: get_id(row, 0)?, user_id: get_id(row, 1)?, reason: get(row, 2)?, created_at: get_ts(row, 3)? })
 }
 
 pub const INVITE_COLS: &str = "code, guild_id, inviter_id, max_uses, uses, created_at, expires_at";
@@ -273,9 +246,7 @@ pub fn invite(row: &Row<'_>) -> StoreResult<Invite> {
         code: get(row, 0)?,
         guild_id: get_id(row, 1)?,
         inviter_id: get_id(row, 2)?,
-        max_uses: get::<Option<i64>>(row, 3)?
-            .map(|v| to_u32(v, "max_uses"))
-            .transpose()?,
+        max_uses: get::<Option<i64>>(row, 3)?.map(|v| to_u32(v, "max_uses")).transpose()?,
         uses: get_u32(row, 4)?,
         created_at: get_ts(row, 5)?,
         expires_at: get_ts_opt(row, 6)?,
@@ -312,11 +283,7 @@ pub fn reaction_count(row: &Row<'_>) -> StoreResult<ReactionCount> {
 }
 
 pub fn read_state(row: &Row<'_>) -> StoreResult<ReadState> {
-    Ok(ReadState {
-        user_id: get_id(row, 0)?,
-        channel_id: get_id(row, 1)?,
-        last_read_id: get_id(row, 2)?,
-    })
+    Ok(ReadState { user_id: get_id(row, 0)?, channel_id: get_id(row, 1)?, last_read_id: get_id(row, 2)? })
 }
 
 /// (user_id, JSON roles) for delete_role's rewrite.
@@ -325,8 +292,7 @@ pub fn id_and_text(row: &Row<'_>) -> StoreResult<(Id, String)> {
 }
 
 pub fn ids_from_json(text: &str) -> StoreResult<Vec<Id>> {
-    let raw: Vec<i64> = serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("sqlite id list: {e}")))?;
+    let raw: Vec<i64> = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("sqlite id list: {e}")))?;
     Ok(raw.into_iter().map(Id::from_i64).collect())
 }
 
