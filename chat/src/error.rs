@@ -31,6 +31,8 @@ pub enum Error {
     Validation(BTreeMap<String, String>),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("rate limited; retry after {0} s")]
@@ -60,6 +62,7 @@ impl Error {
             Error::Conflict(..) => StatusCode::CONFLICT,
             Error::Validation(_) | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -77,6 +80,7 @@ impl Error {
             Error::Validation(_) => "validation_failed",
             Error::BadRequest { code, .. } => code,
             Error::PayloadTooLarge => "payload_too_large",
+            Error::MethodNotAllowed => "method_not_allowed",
             Error::RateLimited(_) => "rate_limited",
             Error::Internal(_) => "internal_error",
             Error::Unavailable(_) => "unavailable",

@@ -44,7 +44,7 @@ impl FromRequestParts<Arc<Chat>> for Auth {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.get(..7).filter(|s| s.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
             .ok_or(Error::Unauthorized)?;
         let caller = chat.authenticate(token.trim()).await?;
         chat.limits.rest_user(caller.user.id).map_err(|l| Error::RateLimited(l.0))?;

@@ -55,9 +55,7 @@ pub fn router(chat: Arc<Chat>) -> Router {
         .route("/channels/{channel_id}/voice", post(grant_voice))
         .route("/invites/{code}", get(preview_invite).post(join_invite).delete(revoke_invite))
         .fallback(|| async { Error::NotFound("route") })
-        .method_not_allowed_fallback(|| async {
-            Error::bad_request("method_not_allowed", "this method is not allowed on this route")
-        });
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed });
     Router::new()
         .nest("/api/v1", api)
         .route("/gateway", get(crate::gateway::socket::handler))

@@ -36,7 +36,8 @@ impl GuildAccess {
     }
 
     pub fn require(&self, needed: Permissions) -> Result<()> {
-        if self.base().contains(needed) { Ok(()) } else { Err(missing(needed)) }
+        let have = self.base();
+        if have.contains(needed) { Ok(()) } else { Err(missing(needed - have)) }
     }
 
     pub fn scope(&self, channel: &Channel) -> ChannelScope {
@@ -64,7 +65,7 @@ pub struct ChannelAccess {
 
 impl ChannelAccess {
     pub fn require(&self, needed: Permissions) -> Result<()> {
-        if self.perms.contains(needed) { Ok(()) } else { Err(missing(needed)) }
+        if self.perms.contains(needed) { Ok(()) } else { Err(missing(needed - self.perms)) }
     }
 }
 

@@ -61,8 +61,11 @@ impl Chat {
         let now = Utc::now();
         let is_self = user_id == caller.user.id;
         if let Some(nick) = patch.nick {
+            if !is_self {
+                access.require(Permissions::MANAGE_GUILD)?;
+            }
             if !is_self && !can_moderate(access.ctx(), &access.member, &target, Permissions::MANAGE_GUILD, now) {
-                return Err(Error::MissingPermission("MANAGE_GUILD"));
+                return Err(Error::Forbidden("cannot rename a member at or above your highest role"));
             }
             target.nick = validate::optional_text("nick", nick.as_deref(), 32)?;
         }
@@ -89,8 +92,9 @@ impl Chat {
             target.roles = wanted;
         }
         if let Some(until) = patch.timed_out_until {
+            access.require(Permissions::MODERATE_MEMBERS)?;
             if !can_moderate(access.ctx(), &access.member, &target, Permissions::MODERATE_MEMBERS, now) {
-                return Err(Error::MissingPermission("MODERATE_MEMBERS"));
+                return Err(Error::Forbidden("cannot time out a member at or above your highest role"));
             }
             if until.is_some_and(|t| t > now + chrono::Duration::days(MAX_TIMEOUT_DAYS)) {
                 return Err(Error::field("timed_out_until", "at most 28 days ahead"));

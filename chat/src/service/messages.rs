@@ -74,6 +74,19 @@ fn audience(access: &ChannelAccess) -> Audience {
     }
 }
 
+/// Mentions as the author may make them: `@everyone` needs MENTION_EVERYONE; only roles of the guild,
+/// and unmentionable ones only with MENTION_EVERYONE.
+fn allowed_mentions(access: &ChannelAccess, content: &str) -> crate::model::Mentions {
+    let mut mentions = mentions::parse(content);
+    let may_all = access.perms.contains(Permissions::MENTION_EVERYONE);
+    mentions.everyone &= may_all;
+    match &access.guild {
+        Some(g) => mentions.roles.retain(|r| g.role(*r).is_some_and(|role| role.mentionable || may_all)),
+        None => mentions.roles.clear(),
+    }
+    mentions
+}
+
 impl Chat {
     async fn text_channel(&self, caller: &Caller, channel_id: Id) -> Result<ChannelAccess> {
         let access = self.channel_access(caller.user.id, channel_id).await?;
@@ -134,15 +147,7 @@ impl Chat {
         {
             return Err(Error::field("reply_to", "no such message in this channel"));
         }
-        let mut mentions = mentions::parse(&content);
-        if !access.perms.contains(Permissions::MENTION_EVERYONE) {
-            mentions.everyone = false;
-        }
-        if let Some(g) = &access.guild {
-            // Only real roles; unmentionable roles need MENTION_EVERYONE.
-            let may_all = access.perms.contains(Permissions::MENTION_EVERYONE);
-            mentions.roles.retain(|r| g.role(*r).is_some_and(|role| role.mentionable || may_all));
-        }
+        let mentions = allowed_mentions(&access, &content);
         let message = Message {
             id: self.ids.next(),
             channel_id,
@@ -175,11 +180,7 @@ impl Chat {
             return Err(Error::Forbidden("only the author can edit a message"));
         }
         m.content = validate::content(content)?;
-        let mut mentions = mentions::parse(&m.content);
-        if !access.perms.contains(Permissions::MENTION_EVERYONE) {
-            mentions.everyone = false;
-        }
-        m.mentions = mentions;
+        m.mentions = allowed_mentions(&access, &m.content);
         m.edited_at = Some(now_ms());
         self.store.update_message(&m).await?;
         let view = self.message_views(std::slice::from_ref(&m), caller.user.id).await?.remove(0);
@@ -272,6 +273,8 @@ impl Chat {
 
     pub async fn ack(&self, caller: &Caller, channel_id: Id, message_id: Id) -> Result<()> {
         self.text_channel(caller, channel_id).await?;
+        // Only real messages: a marker past the newest id would hide every future message as read.
+        self.store.message(channel_id, message_id).await?.ok_or(Error::NotFound("message"))?;
         self.store.ack(caller.user.id, channel_id, message_id).await?;
         self.publish(Dispatch::new("MESSAGE_ACK", &Ack { channel_id, message_id }, Audience::Users(vec![caller.user.id])));
         Ok(())
