@@ -103,9 +103,17 @@ impl Session {
             pending.push(payload.clone());
             return true;
         }
+        self.deliver_now(st, payload, true)
+    }
+
+    /// `replayable: false` for READY: it is large and per-session, and a client that never saw it
+    /// must IDENTIFY again anyway.
+    fn deliver_now(&self, st: &mut SessionState, payload: &Arc<Payload>, replayable: bool) -> bool {
         st.seq += 1;
         let seq = st.seq;
-        st.replay.push(seq, payload.clone());
+        if replayable {
+            st.replay.push(seq, payload.clone());
+        }
         if let Some(tx) = &st.outbox
             && tx.try_send(Outgoing::Dispatch(seq, payload.clone())).is_err()
         {
@@ -122,7 +130,7 @@ impl Session {
     pub fn send_ready(&self, ready: Arc<Payload>) {
         let mut st = self.state.lock();
         let pending = st.pending.take().unwrap_or_default();
-        self.deliver(&mut st, &ready);
+        self.deliver_now(&mut st, &ready, false);
         for p in &pending {
             self.deliver(&mut st, p);
         }
