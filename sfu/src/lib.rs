@@ -1,1 +1,288 @@
-//! Placeholder: being written.
+//! # sfu — the Chorus media plane
+//!
+//! A selective forwarding unit on [str0m] (Sans-IO WebRTC). It owns: one `Rtc` per peer
+//! connection (ICE-lite), UDP worker threads, rooms pinned to workers, forwarding of Opus
+//! and VP8 (with simulcast layer selection per subscriber), keyframe-request throttling,
+//! speaking detection from RFC 6464 audio levels, mute/deafen, publish rights, peer
+//! timeouts, and the `chorus_sfu_*` metrics.
+//!
+//! It must not know about chat: no users beyond a numeric id, no guilds, no tokens, no
+//! HTTP. Signaling drives it through [`Sfu::join`] and [`Sfu::command`] and hears back
+//! through the [`EventSink`] given at join.
+//!
+//! ## Shape
+//! - [`room`]: the Sans-IO core (`Room`): participants, tracks, subscriptions, forwarding.
+//! - [`forwarder`]: which simulcast layer one subscriber receives.
+//! - [`speaking`]: speaking detection with hysteresis.
+//! - [`router`]: datagram → peer connection by hash map (remote address, STUN ufrag).
+//! - [`worker`]: the thin UDP loop around rooms, one thread and socket per worker.
+//! - [`metrics`], [`config`].
+//!
+//! Each participant has two peer connections: **publish** (the client offers, the SFU
+//! answers; client → SFU media) and **subscribe** (the SFU offers, the client answers;
+//! SFU → client media). Each connection has exactly one offerer, so offers never collide.
+
+pub mod config;
+pub mod forwarder;
+pub mod metrics;
+mod participant;
+pub mod room;
+pub mod router;
+pub mod speaking;
+pub mod track;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+pub use config::SfuConfig;
+pub use forwarder::{Layer, Preference};
+pub use metrics::SfuMetrics;
+pub use track::{TrackInfo, TrackKind};
+
+use worker::{Worker, WorkerMsg};
+
+/// A room: one voice channel. Signaling picks the id (the channel id).
+pub type RoomId = u64;
+
+/// A participant, unique in this SFU process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantId(pub u64);
+
+/// A published track, unique in this SFU process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrackId(pub u64);
+
+/// What a participant may publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rights {
+    /// Publish audio.
+    pub speak: bool,
+    /// Publish video (camera and screen).
+    pub video: bool,
+}
+
+/// A participant as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    pub participant_id: ParticipantId,
+    pub user_id: u64,
+    pub tracks: Vec<TrackInfo>,
+    pub muted: bool,
+    pub deafened: bool,
+    pub server_muted: bool,
+}
+
+/// Why a participant left the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    Left,
+    Timeout,
+    Shutdown,
+}
+
+/// Everything the SFU tells one participant's signaling session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SfuEvent {
+    /// First event after [`Sfu::join`]: who else is in the room.
+    Joined {
+        participant_id: ParticipantId,
+        participants: Vec<ParticipantInfo>,
+    },
+    /// Offer for the subscribe connection; answer with [`Command::SubscribeAnswer`].
+    Offer {
+        sdp: String,
+    },
+    /// Answer to a [`Command::PublishOffer`].
+    Answer {
+        sdp: String,
+    },
+    ParticipantJoined(ParticipantInfo),
+    ParticipantLeft {
+        participant_id: ParticipantId,
+    },
+    TrackPublished(TrackInfo),
+    TrackUnpublished {
+        track_id: TrackId,
+        participant_id: ParticipantId,
+    },
+    Speaking {
+        participant_id: ParticipantId,
+        speaking: bool,
+    },
+    MuteChanged {
+        participant_id: ParticipantId,
+        muted: bool,
+        deafened: bool,
+        server_muted: bool,
+    },
+    /// A request was refused; `code` is stable and documented in docs/api.md.
+    Error {
+        code: &'static str,
+        message: String,
+    },
+    /// This participant is no longer in the room (last event).
+    Closed {
+        reason: LeaveReason,
+    },
+}
+
+/// Receives a participant's events, on the worker thread: must not block.
+pub type EventSink = Box<dyn FnMut(SfuEvent) + Send>;
+
+/// Requests for one participant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// SDP offer for the publish connection (client → SFU media).
+    PublishOffer(String),
+    /// SDP answer to the last [`SfuEvent::Offer`].
+    SubscribeAnswer(String),
+    /// Size, pause and layer preference for one track.
+    Subscribe {
+        track_id: TrackId,
+        pref: Preference,
+    },
+    /// Self mute / deafen.
+    SetMute {
+        muted: bool,
+        deafened: bool,
+    },
+    /// Server mute of another participant (signaling checked the right).
+    ServerMute {
+        target: ParticipantId,
+        muted: bool,
+    },
+    /// Restart ICE on the subscribe connection (the SFU sends a new offer). The
+    /// publish connection restarts when the client offers with new credentials.
+    IceRestart,
+    Leave,
+}
+
+/// Where the room sends datagrams (a UDP socket in the worker; a buffer in tests).
+pub trait Transmitter {
+    fn transmit(&mut self, to: SocketAddr, data: &[u8]);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("cannot bind UDP port {port}: {source}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("public address must be concrete, not {0}")]
+    UnspecifiedPublicIp(std::net::IpAddr),
+    #[error("metrics registration failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the SFU worker has stopped")]
+    WorkerGone,
+}
+
+struct WorkerHandle {
+    tx: Sender<WorkerMsg>,
+    load: Arc<AtomicUsize>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The running SFU: worker threads and room placement.
+pub struct Sfu {
+    workers: Vec<WorkerHandle>,
+    placement: Mutex<HashMap<RoomId, usize>>,
+    next_participant: AtomicU64,
+    metrics: SfuMetrics,
+}
+
+impl Sfu {
+    /// Bind one UDP socket per worker and start the worker threads.
+    pub fn start(config: SfuConfig, registry: &prometheus::Registry) -> Result<Sfu, SfuError> {
+        if config.public_ip.is_unspecified() {
+            return Err(SfuError::UnspecifiedPublicIp(config.public_ip));
+        }
+        let metrics = SfuMetrics::new(registry)?;
+        let mut workers = Vec::new();
+        for i in 0..config.worker_count() {
+            let port = if config.udp_port_base == 0 { 0 } else { config.udp_port_base.saturating_add(i as u16) };
+            let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, port))
+                .map_err(|source| SfuError::Bind { port, source })?;
+            let local = socket.local_addr().map_err(|source| SfuError::Bind { port, source })?;
+            let public = SocketAddr::new(config.public_ip, local.port());
+            let (tx, rx) = channel();
+            let load = Arc::new(AtomicUsize::new(0));
+            let worker = Worker {
+                socket,
+                public,
+                rx,
+                metrics: metrics.clone(),
+                load: load.clone(),
+                peer_timeout: config.peer_timeout,
+                initial_bps: config.initial_bitrate_bps,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("sfu-worker-{i}"))
+                .spawn(move || worker.run())
+                .map_err(SfuError::Thread)?;
+            workers.push(WorkerHandle { tx, load, addr: local, thread: Some(thread) });
+        }
+        Ok(Sfu { workers, placement: Mutex::new(HashMap::new()), next_participant: AtomicU64::new(1), metrics })
+    }
+
+    /// The bound UDP addresses, one per worker.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().map(|w| w.addr).collect()
+    }
+
+    pub fn metrics(&self) -> &SfuMetrics {
+        &self.metrics
+    }
+
+    fn worker_for(&self, room: RoomId) -> usize {
+        let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        *placement.entry(room).or_insert_with(|| {
+            self.workers
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, w)| w.load.load(Ordering::Relaxed))
+                .map(|(i, _)| i)
+                .unwrap_or(0)
+        })
+    }
+
+    /// Add a participant to a room (created on first join). The first event on `sink`
+    /// is [`SfuEvent::Joined`].
+    pub fn join(&self, room: RoomId, user_id: u64, rights: Rights, sink: EventSink) -> Result<ParticipantId, SfuError> {
+        let id = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
+        let w = self.worker_for(room);
+        self.workers[w]
+            .tx
+            .send(WorkerMsg::Join { room, id, user_id, rights, sink })
+            .map_err(|_| SfuError::WorkerGone)?;
+        Ok(id)
+    }
+
+    /// A request for a participant of a room.
+    pub fn command(&self, room: RoomId, id: ParticipantId, cmd: Command) -> Result<(), SfuError> {
+        let w = self.worker_for(room);
+        self.workers[w].tx.send(WorkerMsg::Command { room, id, cmd }).map_err(|_| SfuError::WorkerGone)
+    }
+}
+
+impl Drop for Sfu {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            let _ = w.tx.send(WorkerMsg::Shutdown);
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

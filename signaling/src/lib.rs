@@ -1,1 +1,152 @@
-//! Placeholder: being written.
+//! # signaling — the Chorus voice control plane
+//!
+//! Owns the `/voice` WebSocket protocol ([`protocol`], [`session`], [`socket`]), voice
+//! tokens ([`token`]), SDP negotiation hand-off to an SFU through [`sfu_link::SfuLink`],
+//! voice-state notifications to chat ([`VoiceEvents`]) and the `chorus_voice_*` metrics.
+//!
+//! It must not know chat's storage or permissions: who may join, and with which rights,
+//! comes only from a signed voice token. It must not touch media: the SFU does.
+//!
+//! ## Negotiation
+//! Two peer connections per participant. The client offers on its **publish** connection
+//! (`offer` client → server, `answer` server → client); the server offers on the
+//! **subscribe** connection (`offer` server → client, `answer` client → server) whenever
+//! tracks to receive come or go. One offerer per connection: no glare. If a server offer
+//! is pending, further changes wait for its answer and go out in one new offer.
+//!
+//! ## Reconnect
+//! `joined` carries a `session_id`. When the socket drops, the participant stays in the
+//! room for 30 s; a new socket that sends `{"type":"resume","session_id"}` gets
+//! `resumed` and every event queued meanwhile. A client whose network path changed
+//! restarts ICE: a new publish offer with new credentials, and `ice_restart` for the
+//! subscribe connection (the SFU re-offers); the SFU routes the new path by its STUN
+//! ufrag. After 30 s the participant leaves; the client joins again.
+//!
+//! The full message and error-code reference is in this crate's README.md.
+
+pub mod metrics;
+pub mod protocol;
+pub mod session;
+pub mod sfu_link;
+mod socket;
+pub mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+
+pub use protocol::IceServer;
+pub use sfu_link::{InProcessSfu, SfuLink};
+pub use token::{Rights, TokenError, VoiceClaims, VoiceGrant, VoiceTokens};
+
+use metrics::VoiceMetrics;
+
+/// A user's voice state changed: joined (`channel_id` set), left (`None`), or muted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoiceStateChange {
+    pub user_id: u64,
+    pub guild_id: Option<u64>,
+    /// `None` = left voice.
+    pub channel_id: Option<u64>,
+    pub self_mute: bool,
+    pub self_deaf: bool,
+    pub server_mute: bool,
+}
+
+/// Where voice states go (chat's gateway, through the binary). Must not block.
+pub trait VoiceEvents: Send + Sync {
+    fn voice_state(&self, s: VoiceStateChange);
+}
+
+/// A sink that drops voice states (tests, SFU-only nodes).
+pub struct NoVoiceEvents;
+
+impl VoiceEvents for NoVoiceEvents {
+    fn voice_state(&self, _s: VoiceStateChange) {}
+}
+
+/// Signaling settings.
+#[derive(Debug, Clone, Default)]
+pub struct SignalingConfig {
+    /// The `/voice` URL clients are told to open (e.g. `ws://host:8080/voice`).
+    pub public_endpoint: String,
+    /// Sent to clients in `joined`; empty is fine on a LAN (the SFU is ICE-lite with
+    /// a public host candidate).
+    pub ice_servers: Vec<IceServer>,
+    /// Settings of the in-process SFU (used by [`Signaling::in_process`]).
+    pub sfu: sfu::SfuConfig,
+    /// How long a dropped session waits for `resume` (default 30 s).
+    pub resume_window: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignalingError {
+    #[error(transparent)]
+    Sfu(#[from] sfu::SfuError),
+    #[error("metrics registration failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Shared state of the `/voice` endpoint.
+pub struct Signaling {
+    pub(crate) config: SignalingConfig,
+    pub(crate) link: Arc<dyn SfuLink>,
+    pub(crate) tokens: VoiceTokens,
+    pub(crate) events: Arc<dyn VoiceEvents>,
+    pub(crate) metrics: VoiceMetrics,
+    pub(crate) parked: Mutex<HashMap<String, socket::Parked>>,
+}
+
+impl Signaling {
+    /// Signaling in front of any SFU.
+    pub fn new(
+        config: SignalingConfig,
+        link: Arc<dyn SfuLink>,
+        tokens: VoiceTokens,
+        events: Arc<dyn VoiceEvents>,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, SignalingError> {
+        Ok(Signaling {
+            config,
+            link,
+            tokens,
+            events,
+            metrics: VoiceMetrics::new(registry)?,
+            parked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Signaling with an SFU in this process (started from `config.sfu`); both register
+    /// their metrics in `registry`.
+    pub fn in_process(
+        config: SignalingConfig,
+        secret: &[u8],
+        events: Arc<dyn VoiceEvents>,
+        registry: &prometheus::Registry,
+    ) -> Result<Arc<Self>, SignalingError> {
+        let sfu = sfu::Sfu::start(config.sfu.clone(), registry)?;
+        let link = Arc::new(InProcessSfu(sfu));
+        Ok(Arc::new(Signaling::new(config, link, VoiceTokens::new(secret), events, registry)?))
+    }
+
+    pub fn tokens(&self) -> &VoiceTokens {
+        &self.tokens
+    }
+
+    /// The SFU behind this signaling.
+    pub fn sfu(&self) -> &dyn SfuLink {
+        &*self.link
+    }
+
+    pub fn config(&self) -> &SignalingConfig {
+        &self.config
+    }
+}
+
+/// `GET /voice` (WebSocket). Mount it at the root of the HTTP server.
+pub fn router(state: Arc<Signaling>) -> Router {
+    Router::new().route("/voice", get(socket::upgrade)).with_state(state)
+}

@@ -1,0 +1,41 @@
+//! SFU settings: where the workers listen and what they advertise.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Settings of the media plane. Every field has a sensible default for a single box.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Address the worker sockets bind to (e.g. `0.0.0.0`).
+    pub bind_ip: IpAddr,
+    /// First UDP port; worker `i` listens on `udp_port_base + i`. `0` = ephemeral ports (tests).
+    pub udp_port_base: u16,
+    /// Address written into ICE candidates. Must be concrete (not `0.0.0.0`).
+    pub public_ip: IpAddr,
+    /// Number of worker threads (each owns one UDP socket). `0` = one per core.
+    pub workers: usize,
+    /// A peer that sends nothing for this long is removed with its tracks.
+    pub peer_timeout: Duration,
+    /// Initial bandwidth estimate for subscribers, bits per second.
+    pub initial_bitrate_bps: u64,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            udp_port_base: 0,
+            public_ip: IpAddr::from([127, 0, 0, 1]),
+            workers: 0,
+            peer_timeout: Duration::from_secs(15),
+            initial_bitrate_bps: 1_000_000,
+        }
+    }
+}
+
+impl SfuConfig {
+    /// The number of workers to start, resolving `0` to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+    }
+}

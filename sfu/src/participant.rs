@@ -1,0 +1,184 @@
+//! One participant: two peer connections (publish, subscribe) and its state.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::bwe::Bitrate;
+use str0m::change::SdpPendingOffer;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, Mid};
+use str0m::{Candidate, Event, IceCreds, Output, Rtc};
+
+use crate::router::Pc;
+use crate::speaking::SpeakingDetector;
+use crate::{EventSink, ParticipantId, ParticipantInfo, Rights, SfuEvent, Transmitter};
+
+pub(crate) struct Participant {
+    pub id: ParticipantId,
+    pub user_id: u64,
+    pub rights: Rights,
+    sink: EventSink,
+    pub publish: Rtc,
+    pub subscribe: Rtc,
+    pub publish_ufrag: String,
+    pub subscribe_ufrag: String,
+    /// Ufrags replaced by ICE restarts, still routed until the participant leaves.
+    pub retired_ufrags: Vec<String>,
+    /// The client asked for an ICE restart of the subscribe connection.
+    pub restart_ice: bool,
+    pub publish_timeout: Instant,
+    pub subscribe_timeout: Instant,
+    pub joined_at: Instant,
+    pub last_seen: Instant,
+    /// Peer timeouts apply once the client has sent anything (a listener alone in a
+    /// room has no media path; its signaling socket decides when it is gone).
+    pub seen_traffic: bool,
+    pub connected: bool,
+    pub muted: bool,
+    pub deafened: bool,
+    pub server_muted: bool,
+    /// Publish-side media lines and the room's track slot for each.
+    pub published: Vec<(Mid, usize)>,
+    /// Subscribe-side media lines and the room's track slot for each.
+    pub outgoing: Vec<(Mid, usize)>,
+    pub pending_offer: Option<SdpPendingOffer>,
+    /// Subscriptions were added or removed since the last offer.
+    pub renegotiate: bool,
+    pub to_stop: Vec<Mid>,
+    pub bwe_bps: Option<u64>,
+    pub speaking: SpeakingDetector,
+    pub dead: bool,
+}
+
+/// Build one ICE-lite peer connection that advertises `public` as its only candidate.
+pub(crate) fn new_rtc(now: Instant, public: SocketAddr, subscriber: bool, initial_bps: u64) -> (Rtc, String) {
+    let creds = IceCreds::new();
+    let ufrag = creds.ufrag.clone();
+    let mut cfg = Rtc::builder().set_ice_lite(true).set_local_ice_credentials(creds).clear_codecs();
+    // Opus with in-band FEC and DTX (silence costs nothing).
+    cfg.codec_config().add_config(
+        111.into(),
+        None,
+        Codec::Opus,
+        Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        FormatParams { min_p_time: Some(10), use_inband_fec: Some(true), use_dtx: Some(true), ..Default::default() },
+    );
+    // VP8 first (simulcast layers are sized from its keyframes); H.264 when negotiated.
+    let mut cfg = cfg.enable_vp8(true).enable_h264(true);
+    if subscriber {
+        cfg =
+            cfg.enable_bwe(Some(Bitrate::bps(initial_bps))).set_stats_interval(Some(std::time::Duration::from_secs(1)));
+    }
+    let mut rtc = cfg.build(now);
+    if let Ok(c) = Candidate::host(public, "udp") {
+        rtc.add_local_candidate(c);
+    }
+    (rtc, ufrag)
+}
+
+impl Participant {
+    pub fn new(
+        now: Instant,
+        id: ParticipantId,
+        user_id: u64,
+        rights: Rights,
+        sink: EventSink,
+        public: SocketAddr,
+        initial_bps: u64,
+    ) -> Self {
+        let (publish, publish_ufrag) = new_rtc(now, public, false, initial_bps);
+        let (subscribe, subscribe_ufrag) = new_rtc(now, public, true, initial_bps);
+        Participant {
+            id,
+            user_id,
+            rights,
+            sink,
+            publish,
+            subscribe,
+            publish_ufrag,
+            subscribe_ufrag,
+            retired_ufrags: Vec::new(),
+            restart_ice: false,
+            publish_timeout: now,
+            subscribe_timeout: now,
+            joined_at: now,
+            last_seen: now,
+            seen_traffic: false,
+            connected: false,
+            muted: false,
+            deafened: false,
+            server_muted: false,
+            published: Vec::new(),
+            outgoing: Vec::new(),
+            pending_offer: None,
+            renegotiate: false,
+            to_stop: Vec::new(),
+            bwe_bps: None,
+            speaking: SpeakingDetector::default(),
+            dead: false,
+        }
+    }
+
+    pub fn rtc(&mut self, pc: Pc) -> &mut Rtc {
+        match pc {
+            Pc::Publish => &mut self.publish,
+            Pc::Subscribe => &mut self.subscribe,
+        }
+    }
+
+    pub fn timeout(&self, pc: Pc) -> Instant {
+        match pc {
+            Pc::Publish => self.publish_timeout,
+            Pc::Subscribe => self.subscribe_timeout,
+        }
+    }
+
+    pub fn emit(&mut self, ev: SfuEvent) {
+        (self.sink)(ev);
+    }
+
+    /// Audio from this participant is forwarded.
+    pub fn audible(&self) -> bool {
+        !self.muted && !self.server_muted && self.rights.speak
+    }
+
+    pub fn info(&self, tracks: Vec<crate::TrackInfo>) -> ParticipantInfo {
+        ParticipantInfo {
+            participant_id: self.id,
+            user_id: self.user_id,
+            tracks,
+            muted: self.muted,
+            deafened: self.deafened,
+            server_muted: self.server_muted,
+        }
+    }
+
+    /// Drain one peer connection until it asks for a timeout (str0m's invariant):
+    /// datagrams go out at once, events are queued for the room.
+    pub fn drain(&mut self, slot: usize, pc: Pc, out: &mut dyn Transmitter, events: &mut VecDeque<(usize, Pc, Event)>) {
+        let rtc = match pc {
+            Pc::Publish => &mut self.publish,
+            Pc::Subscribe => &mut self.subscribe,
+        };
+        loop {
+            match rtc.poll_output() {
+                Ok(Output::Transmit(t)) => out.transmit(t.destination, &t.contents),
+                Ok(Output::Timeout(t)) => {
+                    match pc {
+                        Pc::Publish => self.publish_timeout = t,
+                        Pc::Subscribe => self.subscribe_timeout = t,
+                    }
+                    return;
+                }
+                Ok(Output::Event(e)) => events.push_back((slot, pc, e)),
+                Err(e) => {
+                    tracing::debug!(participant = self.id.0, ?pc, error = %e, "peer connection failed");
+                    self.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+}

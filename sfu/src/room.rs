@@ -1,0 +1,801 @@
+//! The Sans-IO room: participants, their tracks and subscriptions, and forwarding.
+//!
+//! A `Room` does no I/O and reads no clock: the worker feeds it datagrams, commands and
+//! ticks with a time, and it answers through a [`Transmitter`] (datagrams), the
+//! [`Router`] (paths and ufrags) and each participant's event sink.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::bwe::BweKind;
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaData};
+use str0m::net::Receive;
+use str0m::{Event, IceConnectionState, Input};
+
+use crate::forwarder::{Decision, Layer, choose_layer, vp8_keyframe_size};
+use crate::metrics::{LocalCounters, SfuMetrics};
+use crate::participant::Participant;
+use crate::router::{Pc, PeerKey, Router};
+use crate::track::{Subscription, Track, TrackInfo, TrackKind};
+use crate::{Command, EventSink, LeaveReason, ParticipantId, Rights, RoomId, SfuEvent, TrackId, Transmitter};
+
+/// Keyframe requests per track layer at most this often.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+/// Most timeouts handled per peer connection and tick.
+const MAX_TIMEOUT_ROUNDS: usize = 4;
+/// Layer choices are revisited this often (bitrates and active layers move).
+const RESELECT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the room needs from its worker on each call.
+pub struct Ctx<'a> {
+    pub now: Instant,
+    pub out: &'a mut dyn Transmitter,
+    pub router: &'a mut Router,
+    pub counters: &'a mut LocalCounters,
+    pub metrics: &'a SfuMetrics,
+}
+
+pub struct Room {
+    pub id: RoomId,
+    public: SocketAddr,
+    peer_timeout: Duration,
+    initial_bps: u64,
+    parts: Vec<Option<Participant>>,
+    index: HashMap<ParticipantId, usize>,
+    tracks: Vec<Option<Track>>,
+    events: VecDeque<(usize, Pc, Event)>,
+    next_track: u64,
+    last_reselect: Option<Instant>,
+}
+
+impl Room {
+    pub fn new(id: RoomId, public: SocketAddr, peer_timeout: Duration, initial_bps: u64) -> Self {
+        Room {
+            id,
+            public,
+            peer_timeout,
+            initial_bps,
+            parts: Vec::new(),
+            index: HashMap::new(),
+            tracks: Vec::new(),
+            events: VecDeque::with_capacity(64),
+            next_track: 1,
+            last_reselect: None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// A participant joins: both peer connections are created and the room is told.
+    pub fn join(&mut self, ctx: &mut Ctx, id: ParticipantId, user_id: u64, rights: Rights, sink: EventSink) {
+        let mut p = Participant::new(ctx.now, id, user_id, rights, sink, self.public, self.initial_bps);
+        let slot = match self.parts.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                self.parts.push(None);
+                self.parts.len() - 1
+            }
+        };
+        for pc in [Pc::Publish, Pc::Subscribe] {
+            let key = PeerKey { room: self.id, participant: id, pc };
+            let ufrag = match pc {
+                Pc::Publish => p.publish_ufrag.clone(),
+                Pc::Subscribe => p.subscribe_ufrag.clone(),
+            };
+            ctx.router.add_ufrag(ufrag, key);
+        }
+        let others: Vec<_> = self.parts.iter().flatten().map(|o| o.info(self.tracks_of(o.id))).collect();
+        p.emit(SfuEvent::Joined { participant_id: id, participants: others });
+        let info = p.info(Vec::new());
+        self.broadcast(None, &SfuEvent::ParticipantJoined(info));
+        self.parts[slot] = Some(p);
+        self.index.insert(id, slot);
+        ctx.metrics.participants.inc();
+
+        // Subscribe the newcomer to everything already published.
+        for t in self.tracks.iter_mut().flatten() {
+            t.subs.push(Subscription::new(slot));
+        }
+        if self.tracks.iter().any(Option::is_some) {
+            if let Some(p) = self.parts[slot].as_mut() {
+                p.renegotiate = true;
+            }
+            self.offer_if_needed(ctx, slot);
+        }
+        self.process_events(ctx);
+    }
+
+    fn tracks_of(&self, id: ParticipantId) -> Vec<TrackInfo> {
+        self.tracks.iter().flatten().filter(|t| t.info.participant_id == id).map(|t| t.info.clone()).collect()
+    }
+
+    fn broadcast(&mut self, except: Option<usize>, ev: &SfuEvent) {
+        for (i, p) in self.parts.iter_mut().enumerate() {
+            if Some(i) == except {
+                continue;
+            }
+            if let Some(p) = p {
+                p.emit(ev.clone());
+            }
+        }
+    }
+
+    /// A datagram for one of this room's peer connections. `known_path` is false when
+    /// the router found the owner by ufrag; the path is remembered once accepted.
+    pub fn receive(&mut self, ctx: &mut Ctx, key: PeerKey, recv: Receive, known_path: bool) {
+        let Some(&slot) = self.index.get(&key.participant) else {
+            return;
+        };
+        let Some(p) = self.parts[slot].as_mut() else {
+            return;
+        };
+        let source = recv.source;
+        let input = Input::Receive(ctx.now, recv);
+        let rtc = p.rtc(key.pc);
+        if !known_path {
+            if !rtc.accepts(&input) {
+                ctx.counters.dropped_unknown += 1;
+                return;
+            }
+            ctx.router.add_path(source, key);
+        }
+        if let Err(e) = rtc.handle_input(input) {
+            tracing::debug!(participant = key.participant.0, error = %e, "bad input");
+            ctx.counters.dropped_malformed += 1;
+        } else {
+            p.last_seen = ctx.now;
+            p.seen_traffic = true;
+        }
+        p.drain(slot, key.pc, ctx.out, &mut self.events);
+        self.process_events(ctx);
+    }
+
+    /// A request from signaling for one participant.
+    pub fn command(&mut self, ctx: &mut Ctx, id: ParticipantId, cmd: Command) {
+        let Some(&slot) = self.index.get(&id) else {
+            return;
+        };
+        match cmd {
+            Command::PublishOffer(sdp) => self.publish_offer(ctx, slot, &sdp),
+            Command::SubscribeAnswer(sdp) => self.subscribe_answer(ctx, slot, &sdp),
+            Command::Subscribe { track_id, pref } => {
+                let mut found = false;
+                for (ti, t) in self.tracks.iter_mut().enumerate() {
+                    let Some(t) = t else { continue };
+                    if t.info.track_id != track_id {
+                        continue;
+                    }
+                    if let Some(s) = t.subs.iter_mut().find(|s| s.slot == slot) {
+                        s.pref = pref;
+                        found = true;
+                    }
+                    if found {
+                        self.reselect_track(ctx, ti);
+                    }
+                    break;
+                }
+                if !found {
+                    self.emit_to(
+                        slot,
+                        SfuEvent::Error {
+                            code: "unknown_track",
+                            message: format!("no track {} to subscribe to", track_id.0),
+                        },
+                    );
+                }
+            }
+            Command::SetMute { muted, deafened } => {
+                if let Some(p) = self.parts[slot].as_mut() {
+                    p.muted = muted;
+                    p.deafened = deafened;
+                    if muted && p.speaking.reset().is_some() {
+                        self.broadcast(None, &SfuEvent::Speaking { participant_id: id, speaking: false });
+                    }
+                }
+                self.broadcast_mute(slot);
+            }
+            Command::ServerMute { target, muted } => {
+                let Some(&tslot) = self.index.get(&target) else {
+                    self.emit_to(
+                        slot,
+                        SfuEvent::Error {
+                            code: "unknown_participant",
+                            message: format!("no participant {} in this room", target.0),
+                        },
+                    );
+                    return;
+                };
+                if let Some(p) = self.parts[tslot].as_mut() {
+                    p.server_muted = muted;
+                    if muted && p.speaking.reset().is_some() {
+                        self.broadcast(None, &SfuEvent::Speaking { participant_id: target, speaking: false });
+                    }
+                }
+                self.broadcast_mute(tslot);
+            }
+            Command::IceRestart => {
+                if let Some(p) = self.parts[slot].as_mut() {
+                    p.restart_ice = true;
+                    p.renegotiate = true;
+                }
+                self.offer_if_needed(ctx, slot);
+            }
+            Command::Leave => self.remove(ctx, slot, LeaveReason::Left),
+        }
+        self.process_events(ctx);
+    }
+
+    fn emit_to(&mut self, slot: usize, ev: SfuEvent) {
+        if let Some(p) = self.parts[slot].as_mut() {
+            p.emit(ev);
+        }
+    }
+
+    fn broadcast_mute(&mut self, slot: usize) {
+        let Some(p) = self.parts[slot].as_ref() else {
+            return;
+        };
+        let ev = SfuEvent::MuteChanged {
+            participant_id: p.id,
+            muted: p.muted,
+            deafened: p.deafened,
+            server_muted: p.server_muted,
+        };
+        self.broadcast(None, &ev);
+    }
+
+    fn publish_offer(&mut self, ctx: &mut Ctx, slot: usize, sdp: &str) {
+        let Some(p) = self.parts[slot].as_mut() else {
+            return;
+        };
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                p.emit(SfuEvent::Error { code: "bad_sdp", message: format!("offer does not parse: {e}") });
+                return;
+            }
+        };
+        if let Err(what) = check_publish_rights(sdp, p.rights) {
+            p.emit(SfuEvent::Error {
+                code: "forbidden",
+                message: format!("this token does not allow publishing {what}"),
+            });
+            return;
+        }
+        match p.publish.sdp_api().accept_offer(offer) {
+            Ok(answer) => {
+                let sdp = answer.to_sdp_string();
+                // A client ICE restart gives the publish connection new local credentials.
+                if let Some(ufrag) = sdp_ice_ufrag(&sdp)
+                    && ufrag != p.publish_ufrag
+                {
+                    let key = PeerKey { room: self.id, participant: p.id, pc: Pc::Publish };
+                    ctx.router.add_ufrag(ufrag.to_owned(), key);
+                    let old = std::mem::replace(&mut p.publish_ufrag, ufrag.to_owned());
+                    retire_ufrag(ctx.router, &mut p.retired_ufrags, old);
+                }
+                p.emit(SfuEvent::Answer { sdp });
+            }
+            Err(e) => p.emit(SfuEvent::Error { code: "bad_sdp", message: format!("offer rejected: {e}") }),
+        }
+        p.drain(slot, Pc::Publish, ctx.out, &mut self.events);
+    }
+
+    fn subscribe_answer(&mut self, ctx: &mut Ctx, slot: usize, sdp: &str) {
+        let Some(p) = self.parts[slot].as_mut() else {
+            return;
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                p.emit(SfuEvent::Error { code: "bad_sdp", message: format!("answer does not parse: {e}") });
+                return;
+            }
+        };
+        let Some(pending) = p.pending_offer.take() else {
+            p.emit(SfuEvent::Error { code: "no_pending_offer", message: "there is no offer to answer".into() });
+            return;
+        };
+        if let Err(e) = p.subscribe.sdp_api().accept_answer(pending, answer) {
+            p.emit(SfuEvent::Error { code: "bad_sdp", message: format!("answer rejected: {e}") });
+            // The offer is gone; offer the whole state again.
+            p.renegotiate = true;
+        }
+        p.drain(slot, Pc::Subscribe, ctx.out, &mut self.events);
+        for t in self.tracks.iter_mut().flatten() {
+            for s in t.subs.iter_mut().filter(|s| s.slot == slot && s.mid.is_some()) {
+                s.negotiated = true;
+            }
+        }
+        let mut tis = Vec::new();
+        for (ti, t) in self.tracks.iter().enumerate() {
+            if t.as_ref().is_some_and(|t| t.info.kind == TrackKind::Video) {
+                tis.push(ti);
+            }
+        }
+        for ti in tis {
+            self.reselect_track(ctx, ti);
+        }
+        self.offer_if_needed(ctx, slot);
+    }
+
+    /// Send the subscriber an offer for added/removed subscriptions, unless one is pending.
+    fn offer_if_needed(&mut self, ctx: &mut Ctx, slot: usize) {
+        let Some(p) = self.parts[slot].as_mut() else {
+            return;
+        };
+        if p.pending_offer.is_some() || !p.renegotiate {
+            return;
+        }
+        p.renegotiate = false;
+        let mut api = p.subscribe.sdp_api();
+        let mut new_ufrag = None;
+        if p.restart_ice {
+            p.restart_ice = false;
+            new_ufrag = Some(api.ice_restart(true).ufrag);
+        }
+        for mid in p.to_stop.drain(..) {
+            api.stop_media(mid);
+        }
+        for (ti, t) in self.tracks.iter_mut().enumerate() {
+            let Some(t) = t else { continue };
+            for s in t.subs.iter_mut().filter(|s| s.slot == slot && s.mid.is_none()) {
+                let mid = api.add_media(
+                    t.info.kind.media_kind(),
+                    Direction::SendOnly,
+                    Some(t.info.participant_id.0.to_string()),
+                    Some(t.info.track_id.0.to_string()),
+                    None,
+                );
+                s.mid = Some(mid);
+                p.outgoing.push((mid, ti));
+            }
+        }
+        if let Some((offer, pending)) = api.apply() {
+            if let Some(ufrag) = new_ufrag {
+                let key = PeerKey { room: self.id, participant: p.id, pc: Pc::Subscribe };
+                ctx.router.add_ufrag(ufrag.clone(), key);
+                let old = std::mem::replace(&mut p.subscribe_ufrag, ufrag);
+                retire_ufrag(ctx.router, &mut p.retired_ufrags, old);
+            }
+            p.pending_offer = Some(pending);
+            p.emit(SfuEvent::Offer { sdp: offer.to_sdp_string() });
+        }
+        p.drain(slot, Pc::Subscribe, ctx.out, &mut self.events);
+    }
+
+    /// Handle queued str0m events until none are left (forwarding can queue more).
+    fn process_events(&mut self, ctx: &mut Ctx) {
+        while let Some((slot, pc, ev)) = self.events.pop_front() {
+            match (pc, ev) {
+                (Pc::Publish, Event::MediaData(data)) => self.forward(ctx, slot, data),
+                (Pc::Publish, Event::MediaAdded(m)) => self.media_added(ctx, slot, m),
+                (_, Event::IceConnectionStateChange(IceConnectionState::Connected)) => {
+                    if let Some(p) = self.parts[slot].as_mut()
+                        && !p.connected
+                    {
+                        p.connected = true;
+                        ctx.metrics.join_latency.observe(ctx.now.saturating_duration_since(p.joined_at).as_secs_f64());
+                    }
+                }
+                (Pc::Subscribe, Event::KeyframeRequest(req)) => {
+                    let Some(p) = self.parts[slot].as_ref() else {
+                        continue;
+                    };
+                    let Some(&(_, ti)) = p.outgoing.iter().find(|(m, _)| *m == req.mid) else {
+                        continue;
+                    };
+                    let layer = self.tracks[ti].as_ref().and_then(|t| {
+                        t.subs.iter().find(|s| s.slot == slot).and_then(|s| s.layers.current.or(s.layers.target))
+                    });
+                    self.request_keyframe(ctx, ti, layer.unwrap_or(Layer::F), req.kind);
+                }
+                (Pc::Subscribe, Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })) => {
+                    let bps = estimate.as_u64();
+                    ctx.metrics.bandwidth_estimate.observe(bps as f64);
+                    if let Some(p) = self.parts[slot].as_mut() {
+                        p.bwe_bps = Some(bps);
+                    }
+                }
+                (Pc::Subscribe, Event::MediaEgressStats(st)) => {
+                    let Some(p) = self.parts[slot].as_ref() else {
+                        continue;
+                    };
+                    let Some(&(_, ti)) = p.outgoing.iter().find(|(m, _)| *m == st.mid) else {
+                        continue;
+                    };
+                    if let Some(s) = self.tracks[ti].as_mut().and_then(|t| t.subs.iter_mut().find(|s| s.slot == slot)) {
+                        ctx.counters.nacks += st.nacks.saturating_sub(s.nacks_seen);
+                        s.nacks_seen = st.nacks;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn media_added(&mut self, ctx: &mut Ctx, slot: usize, m: MediaAdded) {
+        if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
+            return;
+        }
+        let Some(p) = self.parts[slot].as_mut() else {
+            return;
+        };
+        if p.published.iter().any(|(mid, _)| *mid == m.mid) {
+            return;
+        }
+        let kind = match m.kind {
+            str0m::media::MediaKind::Audio => TrackKind::Audio,
+            str0m::media::MediaKind::Video => TrackKind::Video,
+        };
+        let info = TrackInfo {
+            track_id: TrackId(p.id.0 * 1000 + self.next_track),
+            participant_id: p.id,
+            kind,
+            simulcast: m.simulcast.is_some(),
+        };
+        self.next_track += 1;
+        let ti = match self.tracks.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.tracks.push(None);
+                self.tracks.len() - 1
+            }
+        };
+        p.published.push((m.mid, ti));
+        let mut subs = Vec::new();
+        for (i, o) in self.parts.iter_mut().enumerate() {
+            if i == slot {
+                continue;
+            }
+            if let Some(o) = o {
+                subs.push(Subscription::new(i));
+                o.renegotiate = true;
+            }
+        }
+        self.tracks[ti] = Some(Track {
+            info: info.clone(),
+            owner: slot,
+            mid: m.mid,
+            layers: Default::default(),
+            last_keyframe_request: [None; 3],
+            subs,
+        });
+        ctx.metrics.tracks.with_label_values(&[kind.as_str()]).inc();
+        self.broadcast(None, &SfuEvent::TrackPublished(info));
+        for i in 0..self.parts.len() {
+            if i != slot {
+                self.offer_if_needed(ctx, i);
+            }
+        }
+    }
+
+    /// The hot path: one incoming media frame to every subscriber of its track.
+    fn forward(&mut self, ctx: &mut Ctx, slot: usize, data: MediaData) {
+        let Some(p) = self.parts[slot].as_mut() else {
+            return;
+        };
+        let Some(&(_, ti)) = p.published.iter().find(|(m, _)| *m == data.mid) else {
+            return;
+        };
+        let Some(track) = self.tracks[ti].as_mut() else {
+            return;
+        };
+        let kind = track.info.kind;
+        let now = ctx.now;
+        let mut layer = Layer::F;
+        let keyframe = kind == TrackKind::Video && data.is_keyframe();
+        let mut speaking_change = None;
+        if kind == TrackKind::Audio {
+            if !p.audible() {
+                return;
+            }
+            if let Some(level) = data.ext_vals.audio_level {
+                speaking_change = p.speaking.on_level(now, level.saturating_abs());
+            }
+        } else {
+            if !p.rights.video {
+                return;
+            }
+            let Some(l) = Layer::from_rid(data.rid.as_deref()) else {
+                return;
+            };
+            layer = l;
+            let dims = if keyframe { vp8_keyframe_size(&data.data) } else { None };
+            track.layers[layer.index()].on_frame(now, data.data.len(), dims);
+        }
+        let publisher = p.id;
+        if let Some(speaking) = speaking_change {
+            let ev = SfuEvent::Speaking { participant_id: publisher, speaking };
+            for o in self.parts.iter_mut().flatten() {
+                o.emit(ev.clone());
+            }
+        }
+
+        let mut want_keyframe = false;
+        for s in track.subs.iter_mut() {
+            let Some(mid) = s.mid else { continue };
+            if !s.negotiated {
+                continue;
+            }
+            let Some(sub) = self.parts[s.slot].as_mut() else {
+                continue;
+            };
+            if kind == TrackKind::Audio {
+                if sub.deafened {
+                    continue;
+                }
+            } else {
+                match s.layers.on_frame(layer, keyframe) {
+                    Decision::Drop => {
+                        want_keyframe |= s.layers.wants_keyframe() == Some(layer);
+                        continue;
+                    }
+                    Decision::Forward => {}
+                    Decision::Switched { up } => {
+                        if up {
+                            ctx.counters.switches_up += 1;
+                        } else {
+                            ctx.counters.switches_down += 1;
+                            want_keyframe |= !keyframe;
+                        }
+                    }
+                }
+            }
+            let Some(writer) = sub.subscribe.writer(mid) else {
+                continue;
+            };
+            let pt = match s.pt {
+                Some(pt) => pt,
+                None => match writer.match_params(data.params) {
+                    Some(pt) => {
+                        s.pt = Some(pt);
+                        pt
+                    }
+                    None => continue,
+                },
+            };
+            if writer.write(pt, data.network_time, data.time, data.data.clone()).is_err() {
+                continue;
+            }
+            match kind {
+                TrackKind::Audio => ctx.counters.forwarded_audio += 1,
+                TrackKind::Video => ctx.counters.forwarded_video += 1,
+            }
+            sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
+        }
+        if want_keyframe {
+            self.request_keyframe(ctx, ti, layer, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Ask the publisher for a keyframe on one layer, at most once per second.
+    fn request_keyframe(&mut self, ctx: &mut Ctx, ti: usize, layer: Layer, kind: KeyframeRequestKind) {
+        let Some(t) = self.tracks[ti].as_mut() else {
+            return;
+        };
+        if t.info.kind != TrackKind::Video {
+            return;
+        }
+        let last = &mut t.last_keyframe_request[layer.index()];
+        if last.is_some_and(|l| ctx.now.saturating_duration_since(l) < KEYFRAME_REQUEST_INTERVAL) {
+            return;
+        }
+        *last = Some(ctx.now);
+        let owner = t.owner;
+        let mid = t.mid;
+        let rid = t.info.simulcast.then(|| layer.rid().into());
+        let Some(p) = self.parts[owner].as_mut() else {
+            return;
+        };
+        if let Some(mut w) = p.publish.writer(mid)
+            && w.request_keyframe(rid, kind).is_ok()
+        {
+            match kind {
+                KeyframeRequestKind::Pli => ctx.counters.pli += 1,
+                KeyframeRequestKind::Fir => ctx.counters.fir += 1,
+            }
+        }
+        p.drain(owner, Pc::Publish, ctx.out, &mut self.events);
+    }
+
+    /// Recompute every subscriber's target layer of one video track.
+    fn reselect_track(&mut self, ctx: &mut Ctx, ti: usize) {
+        let Some(t) = self.tracks[ti].as_mut() else {
+            return;
+        };
+        if t.info.kind != TrackKind::Video {
+            return;
+        }
+        let mut need = None;
+        for s in t.subs.iter_mut() {
+            let budget = self.parts[s.slot].as_ref().and_then(|p| {
+                let videos = p.outgoing.len().max(1) as u64;
+                p.bwe_bps.map(|b| b / videos)
+            });
+            let target = if t.info.simulcast {
+                choose_layer(ctx.now, &t.layers, &s.pref, budget)
+            } else if s.pref.paused {
+                None
+            } else {
+                Some(Layer::F)
+            };
+            s.layers.set_target(target);
+            if let Some(l) = s.layers.wants_keyframe() {
+                need = Some(l);
+            }
+        }
+        if let Some(l) = need {
+            self.request_keyframe(ctx, ti, l, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Drive time: str0m timeouts, speaking decay, layer choices and peer timeouts.
+    pub fn tick(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now;
+        let mut dead = Vec::new();
+        for slot in 0..self.parts.len() {
+            let Some(p) = self.parts[slot].as_mut() else {
+                continue;
+            };
+            for pc in [Pc::Publish, Pc::Subscribe] {
+                // A pacer may release one burst per timeout: catch up while due.
+                let mut rounds = 0;
+                while p.timeout(pc) <= now && rounds < MAX_TIMEOUT_ROUNDS && !p.dead {
+                    if p.rtc(pc).handle_input(Input::Timeout(now)).is_err() {
+                        p.dead = true;
+                    }
+                    p.drain(slot, pc, ctx.out, &mut self.events);
+                    rounds += 1;
+                }
+            }
+            if let Some(speaking) = p.speaking.on_tick(now) {
+                let ev = SfuEvent::Speaking { participant_id: p.id, speaking };
+                self.broadcast(None, &ev);
+            }
+            let Some(p) = self.parts[slot].as_ref() else {
+                continue;
+            };
+            if p.dead
+                || !p.publish.is_alive()
+                || !p.subscribe.is_alive()
+                || (p.seen_traffic && now.saturating_duration_since(p.last_seen) > self.peer_timeout)
+            {
+                dead.push(slot);
+            }
+        }
+        self.process_events(ctx);
+        if self.last_reselect.is_none_or(|t| now.saturating_duration_since(t) >= RESELECT_INTERVAL) {
+            self.last_reselect = Some(now);
+            for ti in 0..self.tracks.len() {
+                self.reselect_track(ctx, ti);
+            }
+            self.process_events(ctx);
+        }
+        for slot in dead {
+            self.remove(ctx, slot, LeaveReason::Timeout);
+        }
+    }
+
+    /// Remove a participant, its tracks, and its subscriptions.
+    fn remove(&mut self, ctx: &mut Ctx, slot: usize, reason: LeaveReason) {
+        let Some(mut p) = self.parts[slot].take() else {
+            return;
+        };
+        self.index.remove(&p.id);
+        ctx.metrics.participants.dec();
+        ctx.router.remove_ufrag(&p.publish_ufrag);
+        ctx.router.remove_ufrag(&p.subscribe_ufrag);
+        for u in &p.retired_ufrags {
+            ctx.router.remove_ufrag(u);
+        }
+        for pc in [Pc::Publish, Pc::Subscribe] {
+            ctx.router.remove_peer(&PeerKey { room: self.id, participant: p.id, pc });
+        }
+        // Its subscriptions to others' tracks.
+        for t in self.tracks.iter_mut().flatten() {
+            t.subs.retain(|s| s.slot != slot);
+        }
+        // Its own tracks, for everyone.
+        let mut touched = Vec::new();
+        for &(_, ti) in &p.published {
+            let Some(t) = self.tracks[ti].take() else {
+                continue;
+            };
+            ctx.metrics.tracks.with_label_values(&[t.info.kind.as_str()]).dec();
+            for s in t.subs {
+                if let Some(o) = self.parts[s.slot].as_mut() {
+                    o.outgoing.retain(|(_, x)| *x != ti);
+                    if let Some(mid) = s.mid {
+                        o.to_stop.push(mid);
+                        o.renegotiate = true;
+                        touched.push(s.slot);
+                    }
+                }
+            }
+            let ev = SfuEvent::TrackUnpublished { track_id: t.info.track_id, participant_id: p.id };
+            self.broadcast(None, &ev);
+        }
+        let id = p.id;
+        p.emit(SfuEvent::Closed { reason });
+        drop(p);
+        self.broadcast(None, &SfuEvent::ParticipantLeft { participant_id: id });
+        for s in touched {
+            self.offer_if_needed(ctx, s);
+        }
+        self.process_events(ctx);
+    }
+
+    /// Remove everyone (shutdown).
+    pub fn close_all(&mut self, ctx: &mut Ctx) {
+        for slot in 0..self.parts.len() {
+            self.remove(ctx, slot, LeaveReason::Shutdown);
+        }
+    }
+}
+
+/// Ufrags kept routable after an ICE restart (packets in flight on the old path).
+const RETIRED_UFRAGS: usize = 2;
+
+fn retire_ufrag(router: &mut Router, retired: &mut Vec<String>, old: String) {
+    retired.push(old);
+    if retired.len() > RETIRED_UFRAGS {
+        let gone = retired.remove(0);
+        router.remove_ufrag(&gone);
+    }
+}
+
+/// The `a=ice-ufrag` of an SDP.
+fn sdp_ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+}
+
+/// Which kinds the offer wants to send; refuse kinds the token does not allow.
+pub(crate) fn check_publish_rights(sdp: &str, rights: Rights) -> Result<(), &'static str> {
+    let mut kind: Option<&str> = None;
+    let mut sends = true;
+    let check = |kind: Option<&str>, sends: bool| match kind {
+        Some("audio") if sends && !rights.speak => Err("audio (no SPEAK right)"),
+        Some("video") if sends && !rights.video => Err("video (no VIDEO right)"),
+        _ => Ok(()),
+    };
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("m=") {
+            check(kind, sends)?;
+            kind = rest.split(' ').next();
+            sends = rest.split(' ').nth(1).is_none_or(|port| port != "0");
+        } else if kind.is_some() && (line == "a=recvonly" || line == "a=inactive") {
+            sends = false;
+        }
+    }
+    check(kind, sends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str =
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\n";
+
+    #[test]
+    fn rights_gate_what_an_offer_may_send() {
+        let all = Rights { speak: true, video: true };
+        assert!(check_publish_rights(OFFER, all).is_ok());
+        let mute = Rights { speak: false, video: true };
+        assert!(check_publish_rights(OFFER, mute).is_err());
+        let novideo = Rights { speak: true, video: false };
+        assert!(check_publish_rights(OFFER, novideo).is_err());
+        let recv = OFFER.replace("a=sendonly", "a=recvonly").replace("a=sendrecv", "a=inactive");
+        assert!(check_publish_rights(&recv, Rights { speak: false, video: false }).is_ok());
+    }
+}

@@ -1,0 +1,86 @@
+//! Published tracks and the subscriptions that forward them.
+
+use std::time::Instant;
+
+use str0m::media::{MediaKind, Mid, Pt};
+
+use crate::forwarder::{LayerForwarder, LayerStats, Preference};
+use crate::{ParticipantId, TrackId};
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+impl TrackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
+        }
+    }
+
+    pub(crate) fn media_kind(self) -> MediaKind {
+        match self {
+            TrackKind::Audio => MediaKind::Audio,
+            TrackKind::Video => MediaKind::Video,
+        }
+    }
+}
+
+/// What everyone in the room learns about a track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub track_id: TrackId,
+    pub participant_id: ParticipantId,
+    pub kind: TrackKind,
+    /// Three simulcast layers (camera) or one (screen share, audio).
+    pub simulcast: bool,
+}
+
+/// One subscriber's copy of a track.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    /// Slot of the subscriber in the room.
+    pub slot: usize,
+    /// Outgoing media line in the subscriber's subscribe connection; `None` until offered.
+    pub mid: Option<Mid>,
+    /// The subscriber answered the offer carrying `mid`.
+    pub negotiated: bool,
+    /// Outgoing payload type, found once.
+    pub pt: Option<Pt>,
+    pub pref: Preference,
+    pub layers: LayerForwarder,
+    /// Cumulative NACK count last reported by str0m's egress stats.
+    pub nacks_seen: u64,
+}
+
+impl Subscription {
+    pub fn new(slot: usize) -> Self {
+        Subscription {
+            slot,
+            mid: None,
+            negotiated: false,
+            pt: None,
+            pref: Preference::default(),
+            layers: LayerForwarder::default(),
+            nacks_seen: 0,
+        }
+    }
+}
+
+/// A track a participant publishes, with everyone who receives it.
+#[derive(Debug)]
+pub(crate) struct Track {
+    pub info: TrackInfo,
+    /// Slot of the publisher.
+    pub owner: usize,
+    /// Media line in the publisher's publish connection.
+    pub mid: Mid,
+    pub layers: [LayerStats; 3],
+    /// Last keyframe request per layer (throttled to one per second).
+    pub last_keyframe_request: [Option<Instant>; 3],
+    pub subs: Vec<Subscription>,
+}

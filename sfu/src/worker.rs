@@ -1,0 +1,209 @@
+//! The UDP I/O loop: one thread, one socket, the rooms pinned to it.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use str0m::net::{Protocol, Receive};
+
+use crate::metrics::{LocalCounters, SfuMetrics};
+use crate::room::{Ctx, Room};
+use crate::router::{Router, stun_local_ufrag};
+use crate::{Command, EventSink, ParticipantId, Rights, RoomId, Transmitter};
+
+/// How often timers, speaking decay and peer timeouts are driven.
+const TICK: Duration = Duration::from_millis(5);
+/// Longest a blocked `recv_from` waits, so commands are picked up promptly.
+const READ_TIMEOUT: Duration = Duration::from_millis(2);
+/// Metrics are flushed from worker-local counters this often.
+const FLUSH: Duration = Duration::from_millis(250);
+
+pub(crate) enum WorkerMsg {
+    Join { room: RoomId, id: ParticipantId, user_id: u64, rights: Rights, sink: EventSink },
+    Command { room: RoomId, id: ParticipantId, cmd: Command },
+    Shutdown,
+}
+
+struct UdpOut<'a> {
+    socket: &'a UdpSocket,
+    counters: &'a mut LocalCounters,
+}
+
+impl Transmitter for UdpOut<'_> {
+    #[inline]
+    fn transmit(&mut self, to: SocketAddr, data: &[u8]) {
+        self.counters.packets_out += 1;
+        self.counters.bytes_out += data.len() as u64;
+        // Errors (ICMP unreachable, full buffers) lose one datagram; RTP copes.
+        let _ = self.socket.send_to(data, to);
+    }
+}
+
+pub(crate) struct Worker {
+    pub socket: UdpSocket,
+    pub public: SocketAddr,
+    pub rx: Receiver<WorkerMsg>,
+    pub metrics: SfuMetrics,
+    pub load: Arc<AtomicUsize>,
+    pub peer_timeout: Duration,
+    pub initial_bps: u64,
+}
+
+impl Worker {
+    pub fn run(self) {
+        let Worker { socket, public, rx, metrics, load, peer_timeout, initial_bps } = self;
+        if let Err(e) = socket.set_read_timeout(Some(READ_TIMEOUT)) {
+            tracing::error!(error = %e, "cannot set socket read timeout");
+            return;
+        }
+        let mut rooms: HashMap<RoomId, Room> = HashMap::new();
+        let mut router = Router::default();
+        let mut counters = LocalCounters::default();
+        let mut buf = vec![0u8; 2048];
+        let mut next_tick = Instant::now();
+        let mut next_flush = Instant::now() + FLUSH;
+        loop {
+            // Commands from signaling.
+            loop {
+                let msg = match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return shutdown(&mut rooms, &socket, &mut router, &mut counters, &metrics);
+                    }
+                };
+                let now = Instant::now();
+                let mut sent = LocalCounters::default();
+                let mut out = UdpOut { socket: &socket, counters: &mut sent };
+                match msg {
+                    WorkerMsg::Shutdown => {
+                        return shutdown(&mut rooms, &socket, &mut router, &mut counters, &metrics);
+                    }
+                    WorkerMsg::Join { room, id, user_id, rights, sink } => {
+                        let r = rooms.entry(room).or_insert_with(|| {
+                            metrics.rooms.inc();
+                            Room::new(room, public, peer_timeout, initial_bps)
+                        });
+                        let mut ctx =
+                            Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
+                        r.join(&mut ctx, id, user_id, rights, sink);
+                        load.fetch_add(1, Ordering::Relaxed);
+                    }
+                    WorkerMsg::Command { room, id, cmd } => {
+                        if let Some(r) = rooms.get_mut(&room) {
+                            let mut ctx = Ctx {
+                                now,
+                                out: &mut out,
+                                router: &mut router,
+                                counters: &mut counters,
+                                metrics: &metrics,
+                            };
+                            let before = r.participant_count();
+                            r.command(&mut ctx, id, cmd);
+                            let gone = before.saturating_sub(r.participant_count());
+                            if gone > 0 {
+                                load.fetch_sub(gone, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                counters.packets_out += sent.packets_out;
+                counters.bytes_out += sent.bytes_out;
+            }
+
+            // One datagram.
+            match socket.recv_from(&mut buf) {
+                Ok((n, source)) => {
+                    counters.packets_in += 1;
+                    counters.bytes_in += n as u64;
+                    let data = &buf[..n];
+                    let (key, known) = match router.by_addr(&source) {
+                        Some(k) => (Some(k), true),
+                        None => (stun_local_ufrag(data).and_then(|u| router.by_ufrag(u)), false),
+                    };
+                    match key {
+                        None => counters.dropped_unknown += 1,
+                        Some(key) => match data.try_into() {
+                            Err(_) => counters.dropped_malformed += 1,
+                            Ok(contents) => {
+                                if let Some(r) = rooms.get_mut(&key.room) {
+                                    let recv = Receive { proto: Protocol::Udp, source, destination: public, contents };
+                                    let mut local = LocalCounters::default();
+                                    let mut out = UdpOut { socket: &socket, counters: &mut local };
+                                    let mut ctx = Ctx {
+                                        now: Instant::now(),
+                                        out: &mut out,
+                                        router: &mut router,
+                                        counters: &mut counters,
+                                        metrics: &metrics,
+                                    };
+                                    r.receive(&mut ctx, key, recv, known);
+                                    counters.packets_out += local.packets_out;
+                                    counters.bytes_out += local.bytes_out;
+                                }
+                            }
+                        },
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "udp receive failed");
+                    std::thread::sleep(READ_TIMEOUT);
+                }
+            }
+
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                let mut local = LocalCounters::default();
+                let mut out = UdpOut { socket: &socket, counters: &mut local };
+                let mut emptied = Vec::new();
+                for (id, r) in rooms.iter_mut() {
+                    let before = r.participant_count();
+                    let mut ctx =
+                        Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
+                    r.tick(&mut ctx);
+                    let gone = before - r.participant_count();
+                    if gone > 0 {
+                        load.fetch_sub(gone, Ordering::Relaxed);
+                    }
+                    if r.is_empty() {
+                        emptied.push(*id);
+                    }
+                }
+                counters.packets_out += local.packets_out;
+                counters.bytes_out += local.bytes_out;
+                for id in emptied {
+                    rooms.remove(&id);
+                    metrics.rooms.dec();
+                }
+            }
+            if now >= next_flush {
+                next_flush = now + FLUSH;
+                counters.flush(&metrics);
+            }
+        }
+    }
+}
+
+fn shutdown(
+    rooms: &mut HashMap<RoomId, Room>,
+    socket: &UdpSocket,
+    router: &mut Router,
+    counters: &mut LocalCounters,
+    metrics: &SfuMetrics,
+) {
+    let mut local = LocalCounters::default();
+    let mut out = UdpOut { socket, counters: &mut local };
+    for (_, mut r) in rooms.drain() {
+        let mut ctx = Ctx { now: Instant::now(), out: &mut out, router, counters, metrics };
+        r.close_all(&mut ctx);
+        metrics.rooms.dec();
+    }
+    counters.flush(metrics);
+}

@@ -1,0 +1,94 @@
+//! Simulcast layer selection per subscriber, over the Sans-IO room with a str0m
+//! publisher sending three VP8 layers (q 320x180, h 640x360, f 1280x720).
+
+#[path = "support/mesh.rs"]
+mod mesh;
+
+use std::time::Duration;
+
+use mesh::Mesh;
+use sfu::{Command, Preference, SfuEvent, TrackId};
+
+fn layer_of(frame: &[u8]) -> u8 {
+    *frame.last().unwrap_or(&255)
+}
+
+fn is_keyframe(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|b| b & 1 == 0)
+}
+
+/// Send `frames` frames at 30 fps; keyframes every 30 frames and when asked.
+fn send(m: &mut Mesh, frames: usize) {
+    let mut asked = m.peers[0].keyframe_requests;
+    for n in 0..frames {
+        let want = m.peers[0].keyframe_requests > asked;
+        asked = m.peers[0].keyframe_requests;
+        let d = m.publish_video_frame(0, n % 30 == 0 || want);
+        m.deliver(d);
+        for _ in 0..6 {
+            m.step(Duration::from_micros(5500));
+        }
+    }
+}
+
+fn tile(w: u32, h: u32) -> Preference {
+    Preference { max_width: Some(w), max_height: Some(h), paused: false }
+}
+
+#[test]
+fn small_tile_gets_low_layer_large_tile_high_layer_and_up_switch_waits_for_keyframe() {
+    let mut m = Mesh::new(0, 0);
+    m.record = true;
+    m.add_simulcast_publisher();
+    m.add_peer(false, 1);
+    m.add_peer(false, 2);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    let track: TrackId = m.peers[1]
+        .seen
+        .iter()
+        .find_map(|e| match e {
+            SfuEvent::TrackPublished(t) if t.simulcast => Some(t.track_id),
+            _ => None,
+        })
+        .expect("simulcast track published");
+    let (small, large) = (m.peers[1].id, m.peers[2].id);
+    m.command(small, Command::Subscribe { track_id: track, pref: tile(320, 180) });
+    m.command(large, Command::Subscribe { track_id: track, pref: tile(1280, 720) });
+    send(&mut m, 90);
+
+    let got_small = m.peers[1].frames.clone();
+    let got_large = m.peers[2].frames.clone();
+    assert!(got_small.len() >= 40, "small tile got {} frames", got_small.len());
+    assert!(got_large.len() >= 40, "large tile got {} frames", got_large.len());
+    assert!(got_small.iter().all(|f| layer_of(f) == 0), "small tile must get only q");
+    assert!(got_large.iter().all(|f| layer_of(f) == 2), "large tile must get only f");
+    assert!(is_keyframe(&got_large[0]) && is_keyframe(&got_small[0]), "streams start at a keyframe");
+
+    // Down at once: the next frame is from q even though it is not a keyframe.
+    let mark = m.peers[2].frames.len();
+    m.command(large, Command::Subscribe { track_id: track, pref: tile(320, 180) });
+    send(&mut m, 10);
+    let after_down = &m.peers[2].frames[mark..];
+    assert!(!after_down.is_empty());
+    assert!(after_down.iter().all(|f| layer_of(f) == 0), "switch down must be immediate");
+
+    // Up only at a keyframe of f.
+    let mark = m.peers[2].frames.len();
+    m.command(large, Command::Subscribe { track_id: track, pref: tile(1280, 720) });
+    send(&mut m, 60);
+    let after_up = &m.peers[2].frames[mark..];
+    let first_f = after_up.iter().position(|f| layer_of(f) == 2).expect("switched up");
+    assert!(is_keyframe(&after_up[first_f]), "switch up must start at a keyframe");
+    assert!(after_up[first_f..].iter().all(|f| layer_of(f) == 2));
+    assert!(m.peers[0].keyframe_requests >= 1, "the SFU asked for a keyframe");
+
+    // Paused: nothing more arrives.
+    m.command(
+        large,
+        Command::Subscribe { track_id: track, pref: Preference { paused: true, ..Preference::default() } },
+    );
+    m.step(Duration::from_millis(5));
+    let mark = m.peers[2].frames.len();
+    send(&mut m, 15);
+    assert_eq!(m.peers[2].frames.len(), mark, "a paused subscription receives nothing");
+}
