@@ -23,10 +23,9 @@ struct AppState {
     registry: Registry,
 }
 
-/// A running Chorus: its planes and its metrics registry.
+/// A running Chorus: the chat plane (for shutdown) and the composed router.
 pub struct App {
     pub chat: Arc<Chat>,
-    pub registry: Registry,
     pub router: Router,
 }
 
@@ -55,14 +54,30 @@ pub async fn build(config: &Config) -> Result<App> {
     }
     let chat = Chat::new(store, grants, chat_config, &registry);
 
+    let signaling_config = signaling::SignalingConfig {
+        public_endpoint: config.voice_endpoint(),
+        ice_servers: Vec::new(),
+        sfu: sfu::SfuConfig {
+            bind_ip: config.listen.ip(),
+            udp_port_base: config.udp_port_base,
+            public_ip: config.public_ip,
+            workers: config.sfu_workers,
+            ..sfu::SfuConfig::default()
+        },
+        resume_window: None,
+    };
+    let events = Arc::new(crate::voice::ChatVoiceStates(Arc::downgrade(&chat)));
+    let voice = signaling::Signaling::in_process(signaling_config, &secret, events, &registry)
+        .context("starting the SFU and voice signaling")?;
+
     let state = AppState { chat: chat.clone(), registry: registry.clone() };
     let ops = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    let router = Router::new().merge(chat.router()).merge(ops);
-    Ok(App { chat, registry, router })
+    let router = Router::new().merge(chat.router()).merge(signaling::router(voice)).merge(ops);
+    Ok(App { chat, router })
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {

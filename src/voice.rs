@@ -32,6 +32,24 @@ pub fn load_secret(configured: Option<&str>, data_dir: &Path) -> Result<Vec<u8>>
     Ok(secret)
 }
 
+/// Signaling's voice-state changes, delivered to chat's gateway (VOICE_STATE_UPDATE).
+pub struct ChatVoiceStates(pub std::sync::Weak<chat::Chat>);
+
+impl signaling::VoiceEvents for ChatVoiceStates {
+    fn voice_state(&self, s: signaling::VoiceStateChange) {
+        let Some(chat) = self.0.upgrade() else { return };
+        let id = |v: u64| chat::Id::from_i64(i64::try_from(v).unwrap_or(0));
+        chat.voice_state(chat::voice::VoiceState {
+            guild_id: s.guild_id.map(id),
+            channel_id: s.channel_id.map(id),
+            user_id: id(s.user_id),
+            self_mute: s.self_mute,
+            self_deaf: s.self_deaf,
+            server_mute: s.server_mute,
+        });
+    }
+}
+
 /// Grants voice by issuing a signed token through signaling's issuer.
 pub struct TokenGrants {
     pub tokens: Arc<signaling::token::VoiceTokens>,
