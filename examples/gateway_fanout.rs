@@ -99,7 +99,8 @@ async fn main() {
     let users = a.clients.div_ceil(10);
     let mut tokens = Vec::new();
     for i in 0..users {
-        let u = api(&base, None, "/auth/register", json!({"username": format!("u{i}"), "password": "password123"})).await;
+        let u =
+            api(&base, None, "/auth/register", json!({"username": format!("u{i}"), "password": "password123"})).await;
         let t = u["token"].as_str().expect("token").to_string();
         api(&base, Some(&t), &format!("/invites/{code}"), json!({})).await;
         tokens.push(t);
@@ -142,10 +143,13 @@ async fn main() {
                     ready.fetch_add(1, Ordering::Relaxed);
                 } else if t.contains("\"t\":\"MESSAGE_CREATE\"") {
                     let now = now_ns();
-                    if let Some(ts) = t.split("ts:").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()) {
-                        if let Ok(sent) = ts.parse::<u64>() {
-                            local.push(now.saturating_sub(sent) / 1000);
-                        }
+                    let sent = t
+                        .split("ts:")
+                        .nth(1)
+                        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                        .and_then(|ts| ts.parse::<u64>().ok());
+                    if let Some(sent) = sent {
+                        local.push(now.saturating_sub(sent) / 1000);
                     }
                     received.fetch_add(1, Ordering::Relaxed);
                 }
@@ -168,10 +172,18 @@ async fn main() {
     let mut posts = Vec::new();
     for _ in 0..total {
         tick.tick().await;
-        let (client, url, token) = (client.clone(), format!("{base}/api/v1/channels/{channel}/messages"), owner_token.clone());
+        let (client, url, token) =
+            (client.clone(), format!("{base}/api/v1/channels/{channel}/messages"), owner_token.clone());
         posts.push(tokio::spawn(async move {
             let body = json!({"content": format!("ts:{}", now_ns())});
-            client.post(url).bearer_auth(token).json(&body).send().await.map(|r| r.status().is_success()).unwrap_or(false)
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
         }));
     }
     let mut ok = 0u64;
@@ -194,11 +206,21 @@ async fn main() {
     let _ = child.wait();
     let mut lat = std::mem::take(&mut *latencies.lock());
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct =
+        |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
     println!("clients: {}  messages posted: {ok}/{total} at {}/s", a.clients, a.rate);
     println!("deliveries: {got}/{expected} in {elapsed:.2} s = {:.0} deliveries/s", got as f64 / elapsed);
-    println!("delivery latency: p50 {:.1} ms, p99 {:.1} ms ({} samples)", pct(0.5) as f64 / 1000.0, pct(0.99) as f64 / 1000.0, lat.len());
-    println!("server CPU during the run: {:.2} s ({:.0}% of one core)", cpu_end - cpu_idle, (cpu_end - cpu_idle) / elapsed * 100.0);
+    println!(
+        "delivery latency: p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+        pct(0.5) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        lat.len()
+    );
+    println!(
+        "server CPU during the run: {:.2} s ({:.0}% of one core)",
+        cpu_end - cpu_idle,
+        (cpu_end - cpu_idle) / elapsed * 100.0
+    );
     println!(
         "server RSS: {rss_before} KiB fresh, {rss_connected} KiB with {} idle clients ({per_conn_kib:.1} KiB per idle connection), {rss_end} KiB at the end",
         a.clients

@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# --- system packages: cmake and libopus for the Opus codec used by the media tests, redis-server.
+# --- system packages: pkg-config and libopus (the opus crate links the system library) for the media
+# tests, redis-server.
 need=()
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

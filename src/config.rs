@@ -101,9 +101,10 @@ impl Config {
             None => FileConfig::default(),
         };
         let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let public_ip = cli.public_ip.or(file.public_ip).unwrap_or_else(|| {
-            if listen.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { listen.ip() }
-        });
+        let public_ip = cli
+            .public_ip
+            .or(file.public_ip)
+            .unwrap_or_else(|| if listen.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { listen.ip() });
         let public_url = cli.public_url.or(file.public_url).unwrap_or_else(|| format!("http://{listen}"));
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Ok(Config {

@@ -104,7 +104,11 @@ pub async fn run(config: Config) -> Result<()> {
     let app = build(&config).await?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!("Chorus is running: open http://{addr}/ (store: {}, data: {})", app.chat.store().backend(), config.data_dir.display());
+    tracing::info!(
+        "Chorus is running: open http://{addr}/ (store: {}, data: {})",
+        app.chat.store().backend(),
+        config.data_dir.display()
+    );
 
     let chat = app.chat.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -16,10 +16,10 @@ pub fn load_secret(configured: Option<&str>, data_dir: &Path) -> Result<Vec<u8>>
         return Ok(s.as_bytes().to_vec());
     }
     let path = data_dir.join("voice-secret");
-    if let Ok(existing) = std::fs::read(&path) {
-        if existing.len() >= 32 {
-            return Ok(existing);
-        }
+    if let Ok(existing) = std::fs::read(&path)
+        && existing.len() >= 32
+    {
+        return Ok(existing);
     }
     let mut secret = vec![0u8; 32];
     rand::rng().fill_bytes(&mut secret);

@@ -32,10 +32,8 @@ impl Chorus {
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
-                if r.status() == 200 {
-                    break;
-                }
+            if reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200) {
+                break;
             }
             assert!(Instant::now() < deadline, "chorus did not become ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -101,7 +99,12 @@ async fn acknowledged_messages_survive_kill_9() {
     let mut acked = Vec::new();
     for i in 0..200 {
         let (s, m) = c
-            .api(Some(&token), reqwest::Method::POST, &format!("/channels/{channel}/messages"), Some(json!({"content": format!("m{i}")})))
+            .api(
+                Some(&token),
+                reqwest::Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(json!({"content": format!("m{i}")})),
+            )
             .await;
         assert_eq!(s, 201);
         acked.push(m["id"].as_str().expect("id").to_string());
@@ -109,13 +112,17 @@ async fn acknowledged_messages_survive_kill_9() {
     c.kill9();
 
     let c = Chorus::start(dir.path(), port).await;
-    let (s, _) = c.api(None, reqwest::Method::POST, "/auth/login", Some(json!({"username": "alice", "password": "password123"}))).await;
+    let (s, _) = c
+        .api(None, reqwest::Method::POST, "/auth/login", Some(json!({"username": "alice", "password": "password123"})))
+        .await;
     assert_eq!(s, 200);
     let mut found = Vec::new();
     let mut before: Option<String> = None;
     loop {
         let q = before.as_ref().map(|b| format!("&before={b}")).unwrap_or_default();
-        let (s, page) = c.api(Some(&token), reqwest::Method::GET, &format!("/channels/{channel}/messages?limit=100{q}"), None).await;
+        let (s, page) = c
+            .api(Some(&token), reqwest::Method::GET, &format!("/channels/{channel}/messages?limit=100{q}"), None)
+            .await;
         assert_eq!(s, 200, "the old token still works after restart");
         let page = page.as_array().cloned().unwrap_or_default();
         if page.is_empty() {
@@ -153,10 +160,8 @@ async fn sigterm_tells_gateway_clients_to_reconnect_and_exits_cleanly() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let mut saw_reconnect = false;
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        if let Ok(text) = msg.to_text() {
-            if serde_json::from_str::<Value>(text).is_ok_and(|v| v["op"] == 7) {
-                saw_reconnect = true;
-            }
+        if msg.to_text().is_ok_and(|t| serde_json::from_str::<Value>(t).is_ok_and(|v| v["op"] == 7)) {
+            saw_reconnect = true;
         }
     }
     assert!(saw_reconnect, "op 7 RECONNECT before the server went away");
@@ -177,10 +182,11 @@ async fn voice_grant_is_a_token_the_signaling_side_accepts() {
     let c = Chorus::start(dir.path(), free_port()).await;
     let token = register(&c, "alice").await;
     let (_, g) = c.api(Some(&token), reqwest::Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
-    let voice = g["channels"].as_array().expect("channels").iter().find(|ch| ch["kind"] == "voice").expect("voice")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let voice =
+        g["channels"].as_array().expect("channels").iter().find(|ch| ch["kind"] == "voice").expect("voice")["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
     let (s, grant) = c.api(Some(&token), reqwest::Method::POST, &format!("/channels/{voice}/voice"), None).await;
     assert_eq!(s, 200, "{grant}");
     assert!(grant["endpoint"].as_str().is_some_and(|e| e.starts_with("ws://") && e.ends_with("/voice")));
@@ -191,4 +197,42 @@ async fn voice_grant_is_a_token_the_signaling_side_accepts() {
         .verify(grant["token"].as_str().expect("token"), Some(voice.parse().expect("id")))
         .expect("signaling accepts chat's grant");
     assert!(claims.rights.speak && claims.rights.video, "the owner may speak and show video");
+
+    // The same binary serves /voice: joining with the grant reaches the guild as a voice state.
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw_url = format!("{}/gateway", c.base.replace("http://", "ws://"));
+    let (mut gw, _) = tokio_tungstenite::connect_async(gw_url).await.expect("gateway");
+    gw.send(Message::Text(json!({"op": 2, "d": {"token": token}}).to_string().into())).await.expect("identify");
+    let (mut voice_ws, _) =
+        tokio_tungstenite::connect_async(grant["endpoint"].as_str().expect("endpoint")).await.expect("voice");
+    voice_ws
+        .send(Message::Text(json!({"type": "join", "token": grant["token"]}).to_string().into()))
+        .await
+        .expect("join");
+    let joined = loop {
+        match tokio::time::timeout(Duration::from_secs(10), voice_ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                if v["type"] == "joined" {
+                    break v;
+                }
+                assert_ne!(v["type"], "error", "{v}");
+            }
+            other => panic!("no joined: {other:?}"),
+        }
+    };
+    assert!(joined["participant_id"].is_string() || joined["participant_id"].is_number());
+    let state = loop {
+        match tokio::time::timeout(Duration::from_secs(10), gw.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                if v["t"] == "VOICE_STATE_UPDATE" {
+                    break v;
+                }
+            }
+            other => panic!("no VOICE_STATE_UPDATE: {other:?}"),
+        }
+    };
+    assert_eq!(state["d"]["channel_id"], voice.as_str());
 }

@@ -15,9 +15,10 @@ pub struct ChatMetrics {
 impl ChatMetrics {
     pub fn new(registry: &Registry, hub: &Hub) -> Self {
         let m = ChatMetrics {
-            events: IntCounterVec::new(Opts::new("chorus_chat_events_total", "Dispatch events published, by event"), &[
-                "event",
-            ])
+            events: IntCounterVec::new(
+                Opts::new("chorus_chat_events_total", "Dispatch events published, by event"),
+                &["event"],
+            )
             .expect("static metric definition"),
             messages: prometheus::IntCounter::new("chorus_chat_messages_total", "Messages created")
                 .expect("static metric definition"),

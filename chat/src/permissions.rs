@@ -89,7 +89,9 @@ impl<'de> Deserialize<'de> for Permissions {
             Int(u64),
         }
         let bits = match Raw::deserialize(d)? {
-            Raw::Str(s) => s.parse::<u64>().map_err(|_| serde::de::Error::custom("permissions must be a decimal bitfield"))?,
+            Raw::Str(s) => {
+                s.parse::<u64>().map_err(|_| serde::de::Error::custom("permissions must be a decimal bitfield"))?
+            }
             Raw::Int(v) => v,
         };
         Ok(Permissions::from_wire(bits))
@@ -115,12 +117,7 @@ impl GuildContext<'_> {
         if member.user_id == self.owner_id {
             return i64::MAX;
         }
-        self.roles
-            .iter()
-            .filter(|r| member.roles.contains(&r.id))
-            .map(|r| i64::from(r.position))
-            .max()
-            .unwrap_or(0)
+        self.roles.iter().filter(|r| member.roles.contains(&r.id)).map(|r| i64::from(r.position)).max().unwrap_or(0)
     }
 }
 
@@ -224,7 +221,16 @@ mod tests {
     const ADMIN_ROLE: Id = Id::from_raw(202);
 
     fn role(id: Id, position: i32, permissions: Permissions) -> Role {
-        Role { id, guild_id: GUILD, name: format!("r{id}"), permissions, position, color: 0, hoist: false, mentionable: false }
+        Role {
+            id,
+            guild_id: GUILD,
+            name: format!("r{id}"),
+            permissions,
+            position,
+            color: 0,
+            hoist: false,
+            mentionable: false,
+        }
     }
 
     fn roles() -> Vec<Role> {
@@ -237,7 +243,14 @@ mod tests {
     }
 
     fn member(user: Id, roles: &[Id]) -> Member {
-        Member { guild_id: GUILD, user_id: user, nick: None, roles: roles.to_vec(), joined_at: Utc::now(), timed_out_until: None }
+        Member {
+            guild_id: GUILD,
+            user_id: user,
+            nick: None,
+            roles: roles.to_vec(),
+            joined_at: Utc::now(),
+            timed_out_until: None,
+        }
     }
 
     fn channel(kind: ChannelKind, overwrites: Vec<Overwrite>) -> Channel {

@@ -50,7 +50,8 @@ async fn ready_carries_user_guilds_channels_roles_and_read_states() {
     assert_eq!(guild["member_count"], 2);
     assert_eq!(guild["channels"].as_array().map(Vec::len), Some(2));
     assert_eq!(guild["roles"][0]["name"], "@everyone");
-    let rs = d["read_states"].as_array().expect("read states").iter().find(|r| r["channel_id"] == g.text.as_str()).cloned();
+    let rs =
+        d["read_states"].as_array().expect("read states").iter().find(|r| r["channel_id"] == g.text.as_str()).cloned();
     let rs = rs.expect("read state of #general");
     assert_eq!(rs["unread_count"], 2);
     assert_eq!(rs["mention_count"], 1);
@@ -119,8 +120,12 @@ async fn hiding_a_channel_sends_channel_delete_to_those_who_lost_it() {
     srv.join(&alice, &g, &bob).await;
     let mut gb = srv.gateway(&bob).await;
     gb.expect("READY").await;
-    srv.put(&alice, &format!("/channels/{}/permissions/{}", g.text, g.id), Some(json!({"kind": "role", "deny": "1024"})))
-        .await;
+    srv.put(
+        &alice,
+        &format!("/channels/{}/permissions/{}", g.text, g.id),
+        Some(json!({"kind": "role", "deny": "1024"})),
+    )
+    .await;
     let ev = gb.expect("CHANNEL_DELETE").await;
     assert_eq!(ev["d"]["id"], g.text.as_str());
 }

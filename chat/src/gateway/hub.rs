@@ -334,11 +334,7 @@ impl Hub {
 
     /// Whether any socket of the user is connected.
     pub fn is_online(&self, user_id: Id) -> bool {
-        self.idx
-            .read()
-            .by_user
-            .get(&user_id)
-            .is_some_and(|v| v.iter().any(|s| s.state.lock().outbox.is_some()))
+        self.idx.read().by_user.get(&user_id).is_some_and(|v| v.iter().any(|s| s.state.lock().outbox.is_some()))
     }
 
     /// The status the user shows: the "most present" of their connected sessions.
@@ -537,7 +533,14 @@ mod tests {
     const G: Id = Id::from_raw(10);
 
     fn member(user: u64) -> Member {
-        Member { guild_id: G, user_id: Id::from_raw(user), nick: None, roles: vec![], joined_at: Utc::now(), timed_out_until: None }
+        Member {
+            guild_id: G,
+            user_id: Id::from_raw(user),
+            nick: None,
+            roles: vec![],
+            joined_at: Utc::now(),
+            timed_out_until: None,
+        }
     }
 
     fn event(n: u32) -> Dispatch {
@@ -617,8 +620,18 @@ mod tests {
             position: 0,
             topic: None,
             overwrites: vec![
-                Overwrite { id: G, kind: OverwriteKind::Role, allow: Permissions::empty(), deny: Permissions::VIEW_CHANNEL },
-                Overwrite { id: Id::from_raw(1), kind: OverwriteKind::Member, allow: Permissions::VIEW_CHANNEL, deny: Permissions::empty() },
+                Overwrite {
+                    id: G,
+                    kind: OverwriteKind::Role,
+                    allow: Permissions::empty(),
+                    deny: Permissions::VIEW_CHANNEL,
+                },
+                Overwrite {
+                    id: Id::from_raw(1),
+                    kind: OverwriteKind::Member,
+                    allow: Permissions::VIEW_CHANNEL,
+                    deny: Permissions::empty(),
+                },
             ],
             recipients: vec![],
             last_message_id: None,

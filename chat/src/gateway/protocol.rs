@@ -54,11 +54,21 @@ impl Status {
 /// A frame from the client, parsed into something that cannot be invalid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    Heartbeat { seq: Option<u64> },
-    Identify { token: String },
-    Resume { token: String, session_id: String, seq: u64 },
+    Heartbeat {
+        seq: Option<u64>,
+    },
+    Identify {
+        token: String,
+    },
+    Resume {
+        token: String,
+        session_id: String,
+        seq: u64,
+    },
     /// `online`, `idle` or `dnd` (invisible is shown as offline).
-    PresenceUpdate { status: Status },
+    PresenceUpdate {
+        status: Status,
+    },
 }
 
 /// Why a client frame was refused, with the close code to answer with.

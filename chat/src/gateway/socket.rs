@@ -17,7 +17,7 @@ use super::protocol::{self, ClientFrame, close};
 use crate::Chat;
 use crate::credentials::new_token;
 use crate::error::Error;
-use crate::events::{Dispatch, Audience};
+use crate::events::{Audience, Dispatch};
 use crate::http::extract::ClientIp;
 use crate::service::accounts::Caller;
 
@@ -29,16 +29,14 @@ pub async fn handler(State(chat): State<Arc<Chat>>, ClientIp(ip): ClientIp, ws: 
         return Error::RateLimited(l.0).into_response();
     }
     let max = chat.config.max_frame_bytes;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| async move {
+    ws.max_message_size(max).max_frame_size(max).read_buffer_size(4 * 1024).write_buffer_size(4 * 1024).on_upgrade(
+        move |socket| async move {
             chat.metrics.gateway_connections.inc();
             let code = Connection { chat: chat.clone(), socket, replaced: false }.run().await;
             chat.metrics.gateway_closes.with_label_values(&[&code.to_string()]).inc();
             chat.metrics.gateway_connections.dec();
-        })
+        },
+    )
 }
 
 struct Connection {

@@ -41,12 +41,22 @@ pub struct Credentials {
     password: String,
 }
 
-pub async fn register(State(chat): S, ClientIp(ip): ClientIp, h: HeaderMap, Body(b): Body<Credentials>) -> Result<Response> {
+pub async fn register(
+    State(chat): S,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+    Body(b): Body<Credentials>,
+) -> Result<Response> {
     chat.limits.auth_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
     Ok(created(chat.register(&b.username, &b.password, user_agent(&h)).await?))
 }
 
-pub async fn login(State(chat): S, ClientIp(ip): ClientIp, h: HeaderMap, Body(b): Body<Credentials>) -> Result<Response> {
+pub async fn login(
+    State(chat): S,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+    Body(b): Body<Credentials>,
+) -> Result<Response> {
     chat.limits.auth_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
     Ok(Json(chat.login(&b.username, &b.password, user_agent(&h)).await?).into_response())
 }
@@ -115,7 +125,12 @@ pub async fn get_guild(State(chat): S, Auth(c): Auth, Path(g): Path<Id>) -> Resu
     Ok(Json(chat.get_guild(&c, g).await?).into_response())
 }
 
-pub async fn update_guild(State(chat): S, Auth(c): Auth, Path(g): Path<Id>, Body(b): Body<NameBody>) -> Result<Response> {
+pub async fn update_guild(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(g): Path<Id>,
+    Body(b): Body<NameBody>,
+) -> Result<Response> {
     Ok(Json(chat.rename_guild(&c, g, &b.name).await?).into_response())
 }
 
@@ -135,7 +150,12 @@ pub async fn guild_channels(State(chat): S, Auth(c): Auth, Path(g): Path<Id>) ->
     Ok(Json(chat.guild_channels(&c, g).await?).into_response())
 }
 
-pub async fn create_channel(State(chat): S, Auth(c): Auth, Path(g): Path<Id>, Body(b): Body<NewChannel>) -> Result<Response> {
+pub async fn create_channel(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(g): Path<Id>,
+    Body(b): Body<NewChannel>,
+) -> Result<Response> {
     Ok(created(chat.create_channel(&c, g, b).await?))
 }
 
@@ -143,7 +163,12 @@ pub async fn get_channel(State(chat): S, Auth(c): Auth, Path(ch): Path<Id>) -> R
     Ok(Json(chat.get_channel(&c, ch).await?).into_response())
 }
 
-pub async fn update_channel(State(chat): S, Auth(c): Auth, Path(ch): Path<Id>, Body(b): Body<ChannelPatch>) -> Result<Response> {
+pub async fn update_channel(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(ch): Path<Id>,
+    Body(b): Body<ChannelPatch>,
+) -> Result<Response> {
     Ok(Json(chat.update_channel(&c, ch, b).await?).into_response())
 }
 
@@ -167,7 +192,12 @@ pub async fn delete_overwrite(State(chat): S, Auth(c): Auth, Path((ch, target)):
 
 // ---- invites
 
-pub async fn create_invite(State(chat): S, Auth(c): Auth, Path(g): Path<Id>, OptionalBody(b): OptionalBody<NewInvite>) -> Result<Response> {
+pub async fn create_invite(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(g): Path<Id>,
+    OptionalBody(b): OptionalBody<NewInvite>,
+) -> Result<Response> {
     Ok(created(chat.create_invite(&c, g, b).await?))
 }
 
@@ -247,7 +277,12 @@ pub struct BanBody {
     reason: Option<String>,
 }
 
-pub async fn ban(State(chat): S, Auth(c): Auth, Path((g, u)): Path<(Id, Id)>, OptionalBody(b): OptionalBody<BanBody>) -> Result<Response> {
+pub async fn ban(
+    State(chat): S,
+    Auth(c): Auth,
+    Path((g, u)): Path<(Id, Id)>,
+    OptionalBody(b): OptionalBody<BanBody>,
+) -> Result<Response> {
     chat.ban(&c, g, u, b.reason).await?;
     Ok(no_content())
 }
@@ -265,11 +300,21 @@ pub async fn roles(State(chat): S, Auth(c): Auth, Path(g): Path<Id>) -> Result<R
     Ok(Json(chat.roles(&c, g).await?).into_response())
 }
 
-pub async fn create_role(State(chat): S, Auth(c): Auth, Path(g): Path<Id>, Body(b): Body<RoleBody>) -> Result<Response> {
+pub async fn create_role(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(g): Path<Id>,
+    Body(b): Body<RoleBody>,
+) -> Result<Response> {
     Ok(created(chat.create_role(&c, g, b).await?))
 }
 
-pub async fn update_role(State(chat): S, Auth(c): Auth, Path((g, r)): Path<(Id, Id)>, Body(b): Body<RoleBody>) -> Result<Response> {
+pub async fn update_role(
+    State(chat): S,
+    Auth(c): Auth,
+    Path((g, r)): Path<(Id, Id)>,
+    Body(b): Body<RoleBody>,
+) -> Result<Response> {
     Ok(Json(chat.update_role(&c, g, r, b).await?).into_response())
 }
 
@@ -288,7 +333,12 @@ pub struct HistoryQuery {
     limit: Option<u32>,
 }
 
-pub async fn history(State(chat): S, Auth(c): Auth, Path(ch): Path<Id>, Query(q): Query<HistoryQuery>) -> Result<Response> {
+pub async fn history(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(ch): Path<Id>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response> {
     let anchor = match (q.before, q.after, q.around) {
         (None, None, None) => HistoryAnchor::Latest,
         (Some(b), None, None) => HistoryAnchor::Before(b),
@@ -303,7 +353,12 @@ pub async fn get_message(State(chat): S, Auth(c): Auth, Path((ch, m)): Path<(Id,
     Ok(Json(chat.get_message(&c, ch, m).await?).into_response())
 }
 
-pub async fn send_message(State(chat): S, Auth(c): Auth, Path(ch): Path<Id>, Body(b): Body<NewMessage>) -> Result<Response> {
+pub async fn send_message(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(ch): Path<Id>,
+    Body(b): Body<NewMessage>,
+) -> Result<Response> {
     let (message, created_now) = chat.send_message(&c, ch, b).await?;
     // A retried send answers like the first one did.
     let _ = created_now;
@@ -315,7 +370,12 @@ pub struct ContentBody {
     content: String,
 }
 
-pub async fn edit_message(State(chat): S, Auth(c): Auth, Path((ch, m)): Path<(Id, Id)>, Body(b): Body<ContentBody>) -> Result<Response> {
+pub async fn edit_message(
+    State(chat): S,
+    Auth(c): Auth,
+    Path((ch, m)): Path<(Id, Id)>,
+    Body(b): Body<ContentBody>,
+) -> Result<Response> {
     Ok(Json(chat.edit_message(&c, ch, m, &b.content).await?).into_response())
 }
 
@@ -334,7 +394,11 @@ pub async fn add_reaction(State(chat): S, Auth(c): Auth, Path((ch, m, e)): Path<
     Ok(no_content())
 }
 
-pub async fn remove_reaction(State(chat): S, Auth(c): Auth, Path((ch, m, e)): Path<(Id, Id, String)>) -> Result<Response> {
+pub async fn remove_reaction(
+    State(chat): S,
+    Auth(c): Auth,
+    Path((ch, m, e)): Path<(Id, Id, String)>,
+) -> Result<Response> {
     chat.remove_reaction(&c, ch, m, &e, None).await?;
     Ok(no_content())
 }
@@ -374,7 +438,12 @@ pub struct SearchQuery {
     limit: Option<u32>,
 }
 
-pub async fn search(State(chat): S, Auth(c): Auth, Path(g): Path<Id>, Query(q): Query<SearchQuery>) -> Result<Response> {
+pub async fn search(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(g): Path<Id>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response> {
     Ok(Json(chat.search(&c, g, &q.q, q.limit).await?).into_response())
 }
 

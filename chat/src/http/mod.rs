@@ -44,11 +44,11 @@ pub fn router(chat: Arc<Chat>) -> Router {
             get(get_message).patch(edit_message).delete(delete_message),
         )
         .route("/channels/{channel_id}/messages/{message_id}/ack", post(ack))
-        .route("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", put(add_reaction).delete(remove_reaction))
         .route(
-            "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/{user_id}",
-            delete(remove_reaction_of),
+            "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}",
+            put(add_reaction).delete(remove_reaction),
         )
+        .route("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/{user_id}", delete(remove_reaction_of))
         .route("/channels/{channel_id}/pins", get(pins))
         .route("/channels/{channel_id}/pins/{message_id}", put(pin).delete(unpin))
         .route("/channels/{channel_id}/typing", post(typing))

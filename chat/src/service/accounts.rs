@@ -135,4 +135,5 @@ pub fn now_ms() -> chrono::DateTime<Utc> {
 }
 
 /// An argon2id hash of a random password nobody knows, for constant-time failed logins.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Hn8bMRk3nMZ7xJZk7Q9pYV6sY0c8gYb8mYk3K2ZQ0s";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Hn8bMRk3nMZ7xJZk7Q9pYV6sY0c8gYb8mYk3K2ZQ0s";

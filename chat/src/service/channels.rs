@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use super::accounts::Caller;
 use super::access::GuildAccess;
+use super::accounts::Caller;
 use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
@@ -33,7 +33,9 @@ pub struct ChannelPatch {
 }
 
 /// Distinguishes an absent field (None) from an explicit null (Some(None)).
-pub fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Ok(Some(Option::deserialize(d)?))
 }
 
@@ -104,7 +106,12 @@ impl Chat {
     }
 
     /// Loads a guild channel the caller may manage.
-    async fn managed_channel(&self, caller: &Caller, channel_id: Id, needed: Permissions) -> Result<(GuildAccess, Channel)> {
+    async fn managed_channel(
+        &self,
+        caller: &Caller,
+        channel_id: Id,
+        needed: Permissions,
+    ) -> Result<(GuildAccess, Channel)> {
         let access = self.channel_access(caller.user.id, channel_id).await?;
         access.require(needed)?;
         let Some(guild) = access.guild else {
@@ -141,7 +148,13 @@ impl Chat {
 
     /// Sets a role or member overwrite. Needs MANAGE_ROLES, and nobody may allow or deny a
     /// permission they do not have themselves in that channel.
-    pub async fn put_overwrite(&self, caller: &Caller, channel_id: Id, target: Id, body: OverwriteBody) -> Result<Channel> {
+    pub async fn put_overwrite(
+        &self,
+        caller: &Caller,
+        channel_id: Id,
+        target: Id,
+        body: OverwriteBody,
+    ) -> Result<Channel> {
         let (guild, mut channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_ROLES).await?;
         let mine = guild.in_channel(&channel);
         if !mine.contains(body.allow | body.deny) && !guild.base().contains(Permissions::ADMINISTRATOR) {
@@ -156,7 +169,12 @@ impl Chat {
         }
         let old_scope = guild.scope(&channel);
         channel.overwrites.retain(|o| o.id != target);
-        channel.overwrites.push(Overwrite { id: target, kind: body.kind, allow: body.allow, deny: body.deny - body.allow });
+        channel.overwrites.push(Overwrite {
+            id: target,
+            kind: body.kind,
+            allow: body.allow,
+            deny: body.deny - body.allow,
+        });
         self.store.put_channel(&channel).await?;
         self.announce_visibility_change(&guild, old_scope, &channel);
         Ok(channel)

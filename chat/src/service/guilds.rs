@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::accounts::{Caller, now_ms};
 use super::access::GuildAccess;
+use super::accounts::{Caller, now_ms};
 use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch, Effect};
@@ -72,10 +72,8 @@ impl Chat {
     /// The guild as the caller sees it (only visible channels).
     pub async fn guild_view(&self, access: &GuildAccess) -> Result<GuildView> {
         let channels = self.store.guild_channels(access.guild.id).await?;
-        let visible = channels
-            .into_iter()
-            .filter(|c| access.in_channel(c).contains(Permissions::VIEW_CHANNEL))
-            .collect();
+        let visible =
+            channels.into_iter().filter(|c| access.in_channel(c).contains(Permissions::VIEW_CHANNEL)).collect();
         let count = self.store.member_count(access.guild.id).await?;
         Ok(GuildView::new(&access.guild, visible, access.roles.clone(), count))
     }

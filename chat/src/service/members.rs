@@ -30,7 +30,13 @@ pub struct MemberPatch {
 }
 
 impl Chat {
-    pub async fn members(&self, caller: &Caller, guild_id: Id, after: Option<Id>, limit: Option<u32>) -> Result<Vec<MemberView>> {
+    pub async fn members(
+        &self,
+        caller: &Caller,
+        guild_id: Id,
+        after: Option<Id>,
+        limit: Option<u32>,
+    ) -> Result<Vec<MemberView>> {
         self.guild_access(caller.user.id, guild_id).await?;
         let limit = limit.unwrap_or(100);
         if !(1..=MAX_MEMBER_PAGE).contains(&limit) {
@@ -55,7 +61,13 @@ impl Chat {
         Ok(self.member_views(vec![m]).await?.remove(0))
     }
 
-    pub async fn update_member(&self, caller: &Caller, guild_id: Id, user_id: Id, patch: MemberPatch) -> Result<MemberView> {
+    pub async fn update_member(
+        &self,
+        caller: &Caller,
+        guild_id: Id,
+        user_id: Id,
+        patch: MemberPatch,
+    ) -> Result<MemberView> {
         let access = self.guild_access(caller.user.id, guild_id).await?;
         let mut target = self.store.member(guild_id, user_id).await?.ok_or(Error::NotFound("member"))?;
         let now = Utc::now();
@@ -82,7 +94,10 @@ impl Chat {
                 wanted.push(id);
             }
             // Every role added or removed must be below the actor's highest.
-            let changed = wanted.iter().filter(|r| !target.roles.contains(r)).chain(target.roles.iter().filter(|r| !wanted.contains(r)));
+            let changed = wanted
+                .iter()
+                .filter(|r| !target.roles.contains(r))
+                .chain(target.roles.iter().filter(|r| !wanted.contains(r)));
             for id in changed {
                 let role = access.role(*id).ok_or(Error::NotFound("role"))?;
                 if !can_manage_role(access.ctx(), &access.member, role, now) {
@@ -104,7 +119,8 @@ impl Chat {
         self.store.update_member(&target).await?;
         let view = self.member_views(vec![target.clone()]).await?.remove(0);
         self.publish(
-            Dispatch::new("GUILD_MEMBER_UPDATE", &view, Audience::Guild(guild_id)).with_effect(Effect::MemberUpsert(target)),
+            Dispatch::new("GUILD_MEMBER_UPDATE", &view, Audience::Guild(guild_id))
+                .with_effect(Effect::MemberUpsert(target)),
         );
         Ok(view)
     }

@@ -102,7 +102,8 @@ impl Chat {
         author_ids.sort_unstable();
         author_ids.dedup();
         let msg_ids: Vec<Id> = messages.iter().map(|m| m.id).collect();
-        let (users, reactions) = tokio::try_join!(self.store.users(&author_ids), self.store.reactions(&msg_ids, viewer))?;
+        let (users, reactions) =
+            tokio::try_join!(self.store.users(&author_ids), self.store.reactions(&msg_ids, viewer))?;
         let users: HashMap<Id, _> = users.into_iter().map(|u| (u.id, u)).collect();
         let mut by_msg: HashMap<Id, Vec<ReactionView>> = HashMap::new();
         for r in reactions {
@@ -117,7 +118,13 @@ impl Chat {
             .collect())
     }
 
-    pub async fn history(&self, caller: &Caller, channel_id: Id, anchor: HistoryAnchor, limit: Option<u32>) -> Result<Vec<MessageView>> {
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        channel_id: Id,
+        anchor: HistoryAnchor,
+        limit: Option<u32>,
+    ) -> Result<Vec<MessageView>> {
         let access = self.text_channel(caller, channel_id).await?;
         access.require(Permissions::READ_MESSAGE_HISTORY)?;
         let limit = limit.unwrap_or(50);
@@ -173,7 +180,13 @@ impl Chat {
         Ok((view, created))
     }
 
-    pub async fn edit_message(&self, caller: &Caller, channel_id: Id, message_id: Id, content: &str) -> Result<MessageView> {
+    pub async fn edit_message(
+        &self,
+        caller: &Caller,
+        channel_id: Id,
+        message_id: Id,
+        content: &str,
+    ) -> Result<MessageView> {
         let access = self.text_channel(caller, channel_id).await?;
         let mut m = self.store.message(channel_id, message_id).await?.ok_or(Error::NotFound("message"))?;
         if m.author_id != caller.user.id {
@@ -206,14 +219,27 @@ impl Chat {
         let emoji = validate::emoji(emoji)?;
         self.store.message(channel_id, message_id).await?.ok_or(Error::NotFound("message"))?;
         if self.store.add_reaction(message_id, &emoji, caller.user.id).await? {
-            let ev = ReactionEvent { user_id: caller.user.id, channel_id, message_id, guild_id: access.channel.guild_id, emoji: &emoji };
+            let ev = ReactionEvent {
+                user_id: caller.user.id,
+                channel_id,
+                message_id,
+                guild_id: access.channel.guild_id,
+                emoji: &emoji,
+            };
             self.publish(Dispatch::new("MESSAGE_REACTION_ADD", &ev, audience(&access)));
         }
         Ok(())
     }
 
     /// Removes the caller's own reaction, or with MANAGE_MESSAGES someone else's.
-    pub async fn remove_reaction(&self, caller: &Caller, channel_id: Id, message_id: Id, emoji: &str, user_id: Option<Id>) -> Result<()> {
+    pub async fn remove_reaction(
+        &self,
+        caller: &Caller,
+        channel_id: Id,
+        message_id: Id,
+        emoji: &str,
+        user_id: Option<Id>,
+    ) -> Result<()> {
         let access = self.text_channel(caller, channel_id).await?;
         let emoji = validate::emoji(emoji)?;
         let user_id = match user_id {
@@ -225,7 +251,8 @@ impl Chat {
         };
         self.store.message(channel_id, message_id).await?.ok_or(Error::NotFound("message"))?;
         if self.store.remove_reaction(message_id, &emoji, user_id).await? {
-            let ev = ReactionEvent { user_id, channel_id, message_id, guild_id: access.channel.guild_id, emoji: &emoji };
+            let ev =
+                ReactionEvent { user_id, channel_id, message_id, guild_id: access.channel.guild_id, emoji: &emoji };
             self.publish(Dispatch::new("MESSAGE_REACTION_REMOVE", &ev, audience(&access)));
         }
         Ok(())
@@ -276,12 +303,22 @@ impl Chat {
         // Only real messages: a marker past the newest id would hide every future message as read.
         self.store.message(channel_id, message_id).await?.ok_or(Error::NotFound("message"))?;
         self.store.ack(caller.user.id, channel_id, message_id).await?;
-        self.publish(Dispatch::new("MESSAGE_ACK", &Ack { channel_id, message_id }, Audience::Users(vec![caller.user.id])));
+        self.publish(Dispatch::new(
+            "MESSAGE_ACK",
+            &Ack { channel_id, message_id },
+            Audience::Users(vec![caller.user.id]),
+        ));
         Ok(())
     }
 
     /// Full-text search in a guild, over the channels the caller may read.
-    pub async fn search(&self, caller: &Caller, guild_id: Id, query: &str, limit: Option<u32>) -> Result<Vec<MessageView>> {
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        guild_id: Id,
+        query: &str,
+        limit: Option<u32>,
+    ) -> Result<Vec<MessageView>> {
         let access = self.guild_access(caller.user.id, guild_id).await?;
         let query = query.trim();
         if query.is_empty() || query.chars().count() > 200 {

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::accounts::Caller;
 use super::access::GuildAccess;
+use super::accounts::Caller;
 use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
@@ -70,7 +70,11 @@ impl Chat {
             mentionable: body.mentionable.unwrap_or(false),
         };
         self.store.put_role(&role).await?;
-        self.publish(Dispatch::new("GUILD_ROLE_CREATE", &RoleEvent { guild_id, role: &role }, Audience::Guild(guild_id)));
+        self.publish(Dispatch::new(
+            "GUILD_ROLE_CREATE",
+            &RoleEvent { guild_id, role: &role },
+            Audience::Guild(guild_id),
+        ));
         Ok(role)
     }
 
@@ -112,7 +116,11 @@ impl Chat {
             role.position = pos;
         }
         self.store.put_role(&role).await?;
-        self.publish(Dispatch::new("GUILD_ROLE_UPDATE", &RoleEvent { guild_id, role: &role }, Audience::Guild(guild_id)));
+        self.publish(Dispatch::new(
+            "GUILD_ROLE_UPDATE",
+            &RoleEvent { guild_id, role: &role },
+            Audience::Guild(guild_id),
+        ));
         Ok(role)
     }
 

@@ -149,8 +149,14 @@ pub trait Store: Send + Sync + 'static {
     async fn count_messages_after(&self, channel_id: Id, after: Id, cap: u32) -> StoreResult<u32>;
     /// Messages with id > `after` in the channel that mention the user, one of the roles, or everyone;
     /// counted up to `cap`.
-    async fn count_mentions_after(&self, channel_id: Id, after: Id, user_id: Id, role_ids: &[Id], cap: u32)
-    -> StoreResult<u32>;
+    async fn count_mentions_after(
+        &self,
+        channel_id: Id,
+        after: Id,
+        user_id: Id,
+        role_ids: &[Id],
+        cap: u32,
+    ) -> StoreResult<u32>;
     /// Full-text search over the given channels, newest first, at most `limit`.
     async fn search_messages(&self, channel_ids: &[Id], query: &str, limit: u32) -> StoreResult<Vec<Message>>;
 

@@ -39,11 +39,8 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        Self::with_config(ChatConfig {
-            limits: chat::ratelimit::RateLimitConfig::unlimited(),
-            ..ChatConfig::default()
-        })
-        .await
+        Self::with_config(ChatConfig { limits: chat::ratelimit::RateLimitConfig::unlimited(), ..ChatConfig::default() })
+            .await
     }
 
     pub async fn with_config(config: ChatConfig) -> TestServer {
@@ -76,7 +73,9 @@ impl TestServer {
 
     /// Registers a user; returns a client acting as them.
     pub async fn user(&self, name: &str) -> User {
-        let (status, body) = self.call(None, Method::POST, "/auth/register", Some(json!({"username": name, "password": "password123"}))).await;
+        let (status, body) = self
+            .call(None, Method::POST, "/auth/register", Some(json!({"username": name, "password": "password123"})))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "register {name}: {body}");
         User {
             token: body["token"].as_str().expect("token").to_string(),
@@ -86,7 +85,13 @@ impl TestServer {
     }
 
     /// One API call: returns status and JSON body (Null for empty bodies).
-    pub async fn call(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}/api/v1{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -97,7 +102,8 @@ impl TestServer {
         let resp = req.send().await.expect("request");
         let status = resp.status();
         let text = resp.text().await.expect("body");
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
 

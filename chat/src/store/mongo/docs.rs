@@ -23,12 +23,8 @@ pub(super) fn dt_opt(t: Option<Timestamp>) -> Option<BsonDateTime> {
 }
 
 fn ts(d: BsonDateTime) -> StoreResult<Timestamp> {
-    chrono::DateTime::from_timestamp_millis(d.timestamp_millis()).ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "timestamp out of range: {} ms",
-            d.timestamp_millis()
-        ))
-    })
+    chrono::DateTime::from_timestamp_millis(d.timestamp_millis())
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {} ms", d.timestamp_millis())))
 }
 
 fn ts_opt(d: Option<BsonDateTime>) -> StoreResult<Option<Timestamp>> {
@@ -225,9 +221,8 @@ impl ChannelDoc {
         }
     }
     pub fn into_channel(self) -> StoreResult<Channel> {
-        let kind = ChannelKind::parse(&self.kind).ok_or_else(|| {
-            StoreError::Corrupt(format!("channel {}: unknown kind {:?}", self.id, self.kind))
-        })?;
+        let kind = ChannelKind::parse(&self.kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("channel {}: unknown kind {:?}", self.id, self.kind)))?;
         let overwrites = self
             .overwrites
             .into_iter()
@@ -236,9 +231,7 @@ impl ChannelDoc {
                     OVERWRITE_ROLE => OverwriteKind::Role,
                     OVERWRITE_MEMBER => OverwriteKind::Member,
                     other => {
-                        return Err(StoreError::Corrupt(format!(
-                            "unknown overwrite kind {other:?}"
-                        )));
+                        return Err(StoreError::Corrupt(format!("unknown overwrite kind {other:?}")));
                     }
                 };
                 Ok(Overwrite {
@@ -399,10 +392,7 @@ impl InviteDoc {
             code: self.code,
             guild_id: Id::from_i64(self.guild_id),
             inviter_id: Id::from_i64(self.inviter_id),
-            max_uses: self
-                .max_uses
-                .map(|m| u32_field(m, "invite max_uses"))
-                .transpose()?,
+            max_uses: self.max_uses.map(|m| u32_field(m, "invite max_uses")).transpose()?,
             uses: u32_field(self.uses, "invite uses")?,
             created_at: ts(self.created_at)?,
             expires_at: ts_opt(self.expires_at)?,
@@ -424,11 +414,7 @@ pub(super) struct MentionsDoc {
 
 impl MentionsDoc {
     pub fn from_mentions(m: &Mentions) -> Self {
-        MentionsDoc {
-            users: raw_ids(&m.users),
-            roles: raw_ids(&m.roles),
-            everyone: m.everyone,
-        }
+        MentionsDoc { users: raw_ids(&m.users), roles: raw_ids(&m.roles), everyone: m.everyone }
     }
 }
 

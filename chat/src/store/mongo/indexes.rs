@@ -25,19 +25,8 @@ pub(super) const MESSAGES: &str = "messages";
 pub(super) const REACTIONS: &str = "reactions";
 pub(super) const READ_STATES: &str = "read_states";
 
-pub(super) const COLLECTIONS: [&str; 11] = [
-    USERS,
-    SESSIONS,
-    GUILDS,
-    CHANNELS,
-    ROLES,
-    MEMBERS,
-    BANS,
-    INVITES,
-    MESSAGES,
-    REACTIONS,
-    READ_STATES,
-];
+pub(super) const COLLECTIONS: [&str; 11] =
+    [USERS, SESSIONS, GUILDS, CHANNELS, ROLES, MEMBERS, BANS, INVITES, MESSAGES, REACTIONS, READ_STATES];
 
 /// Index names the store reacts to in duplicate-key errors.
 pub(super) const USERNAME_UNIQUE: &str = "username_lower_unique";
@@ -58,15 +47,7 @@ pub(super) struct IndexSpec {
 
 impl IndexSpec {
     fn new(collection: &'static str, name: &'static str, keys: Document) -> Self {
-        IndexSpec {
-            collection,
-            name,
-            keys,
-            unique: false,
-            sparse: false,
-            partial: None,
-            text_language: None,
-        }
+        IndexSpec { collection, name, keys, unique: false, sparse: false, partial: None, text_language: None }
     }
     fn unique(mut self) -> Self {
         self.unique = true;
@@ -92,10 +73,7 @@ impl IndexSpec {
         options.sparse = self.sparse.then_some(true);
         options.partial_filter_expression = self.partial.clone();
         options.default_language = self.text_language.map(str::to_owned);
-        IndexModel::builder()
-            .keys(self.keys.clone())
-            .options(options)
-            .build()
+        IndexModel::builder().keys(self.keys.clone()).options(options).build()
     }
 }
 
@@ -109,12 +87,7 @@ pub(super) fn declared() -> Vec<IndexSpec> {
         IndexSpec::new(SESSIONS, "token_hash_unique", doc! { "token_hash": 1 }).unique(),
         IndexSpec::new(SESSIONS, "user_id", doc! { "user_id": 1 }),
         // One membership per (guild, user); `members` pages walk it in user-id order.
-        IndexSpec::new(
-            MEMBERS,
-            "guild_user_unique",
-            doc! { "guild_id": 1, "user_id": 1 },
-        )
-        .unique(),
+        IndexSpec::new(MEMBERS, "guild_user_unique", doc! { "guild_id": 1, "user_id": 1 }).unique(),
         // The guilds of a user (READY payload).
         IndexSpec::new(MEMBERS, "user_id", doc! { "user_id": 1 }),
         IndexSpec::new(CHANNELS, "guild_id", doc! { "guild_id": 1 }),
@@ -125,44 +98,21 @@ pub(super) fn declared() -> Vec<IndexSpec> {
         // The DM channels of a user; only DM channels carry `recipients`.
         IndexSpec::new(CHANNELS, "recipients", doc! { "recipients": 1 }).sparse(),
         IndexSpec::new(ROLES, "guild_id", doc! { "guild_id": 1 }),
-        IndexSpec::new(
-            BANS,
-            "guild_user_unique",
-            doc! { "guild_id": 1, "user_id": 1 },
-        )
-        .unique(),
+        IndexSpec::new(BANS, "guild_user_unique", doc! { "guild_id": 1, "user_id": 1 }).unique(),
         IndexSpec::new(INVITES, "guild_id", doc! { "guild_id": 1 }),
         // History pages in both directions and unread counts: a range on _id within one channel.
-        IndexSpec::new(
-            MESSAGES,
-            "channel_id_id",
-            doc! { "channel_id": 1, "_id": 1 },
-        ),
+        IndexSpec::new(MESSAGES, "channel_id_id", doc! { "channel_id": 1, "_id": 1 }),
         // Idempotent sends: a retried send with the same nonce hits this and returns the first message.
-        IndexSpec::new(
-            MESSAGES,
-            NONCE_UNIQUE,
-            doc! { "channel_id": 1, "author_id": 1, "nonce": 1 },
-        )
-        .unique()
-        .partial(doc! { "nonce": { "$type": "string" } }),
+        IndexSpec::new(MESSAGES, NONCE_UNIQUE, doc! { "channel_id": 1, "author_id": 1, "nonce": 1 })
+            .unique()
+            .partial(doc! { "nonce": { "$type": "string" } }),
         // The pins of a channel without scanning its history.
-        IndexSpec::new(MESSAGES, "pinned", doc! { "channel_id": 1, "_id": -1 })
-            .partial(doc! { "pinned": true }),
+        IndexSpec::new(MESSAGES, "pinned", doc! { "channel_id": 1, "_id": -1 }).partial(doc! { "pinned": true }),
         // Full-text search. "none": no stemming or stop words, so chat words match as typed.
         IndexSpec::new(MESSAGES, "content_text", doc! { "content": "text" }).text("none"),
-        IndexSpec::new(
-            REACTIONS,
-            "message_emoji_user_unique",
-            doc! { "message_id": 1, "emoji": 1, "user_id": 1 },
-        )
-        .unique(),
-        IndexSpec::new(
-            READ_STATES,
-            "user_channel_unique",
-            doc! { "user_id": 1, "channel_id": 1 },
-        )
-        .unique(),
+        IndexSpec::new(REACTIONS, "message_emoji_user_unique", doc! { "message_id": 1, "emoji": 1, "user_id": 1 })
+            .unique(),
+        IndexSpec::new(READ_STATES, "user_channel_unique", doc! { "user_id": 1, "channel_id": 1 }).unique(),
         // Dropping the read states of a deleted channel.
         IndexSpec::new(READ_STATES, "channel_id", doc! { "channel_id": 1 }),
     ]
@@ -185,21 +135,20 @@ pub(super) async fn ensure(db: &Database) -> StoreResult<()> {
 
     let specs = declared();
     for collection in COLLECTIONS {
-        let models: Vec<IndexModel> = specs
-            .iter()
-            .filter(|s| s.collection == collection)
-            .map(IndexSpec::model)
-            .collect();
+        let models: Vec<IndexModel> =
+            specs.iter().filter(|s| s.collection == collection).map(IndexSpec::model).collect();
         if models.is_empty() {
             continue;
         }
-        db.collection::<Document>(collection).create_indexes(models).await.map_err(|e| match super::error_code(&e) {
-            // IndexOptionsConflict / IndexKeySpecsConflict: an older definition is in the way.
-            Some(85 | 86) => StoreError::Backend(format!(
-                "mongodb: an index of {collection} exists with another definition ({}); drop it and restart",
-                super::describe(&e)
-            )),
-            _ => map_err(e),
+        db.collection::<Document>(collection).create_indexes(models).await.map_err(|e| {
+            match super::error_code(&e) {
+                // IndexOptionsConflict / IndexKeySpecsConflict: an older definition is in the way.
+                Some(85 | 86) => StoreError::Backend(format!(
+                    "mongodb: an index of {collection} exists with another definition ({}); drop it and restart",
+                    super::describe(&e)
+                )),
+                _ => map_err(e),
+            }
         })?;
     }
     verify(db, &specs).await
@@ -216,16 +165,9 @@ async fn verify(db: &Database, specs: &[IndexSpec]) -> StoreResult<()> {
             .try_collect()
             .await
             .map_err(map_err)?;
-        let name_of = |m: &IndexModel| {
-            m.options
-                .as_ref()
-                .and_then(|o| o.name.clone())
-                .unwrap_or_default()
-        };
+        let name_of = |m: &IndexModel| m.options.as_ref().and_then(|o| o.name.clone()).unwrap_or_default();
         if !listed.iter().any(|m| name_of(m) == "_id_") {
-            return Err(StoreError::Backend(format!(
-                "mongodb: index {collection}._id_ is missing"
-            )));
+            return Err(StoreError::Backend(format!("mongodb: index {collection}._id_ is missing")));
         }
         for spec in specs.iter().filter(|s| s.collection == collection) {
             let Some(found) = listed.iter().find(|m| name_of(m) == spec.name) else {
@@ -240,11 +182,7 @@ async fn verify(db: &Database, specs: &[IndexSpec]) -> StoreResult<()> {
                     spec.name, found.keys, spec.keys
                 )));
             }
-            let unique = found
-                .options
-                .as_ref()
-                .and_then(|o| o.unique)
-                .unwrap_or(false);
+            let unique = found.options.as_ref().and_then(|o| o.unique).unwrap_or(false);
             if unique != spec.unique {
                 return Err(StoreError::Backend(format!(
                     "mongodb: index {collection}.{} must {}be unique; drop it and restart",
@@ -260,22 +198,14 @@ async fn verify(db: &Database, specs: &[IndexSpec]) -> StoreResult<()> {
 /// Same fields in the same order with the same directions. A real server reports a text index as
 /// `{_fts: "text", _ftsx: 1}` with the text fields in `weights`; a declared `{field: "text"}` matches that.
 fn keys_match(declared: &Document, found: &IndexModel) -> bool {
-    let text_fields: Vec<&str> = declared
-        .iter()
-        .filter(|(_, v)| matches!(v, Bson::String(s) if s == "text"))
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let text_fields: Vec<&str> =
+        declared.iter().filter(|(_, v)| matches!(v, Bson::String(s) if s == "text")).map(|(k, _)| k.as_str()).collect();
     if !text_fields.is_empty() && found.keys.contains_key("_fts") {
         let weights = found.options.as_ref().and_then(|o| o.weights.as_ref());
-        return weights.is_some_and(|w| {
-            w.len() == text_fields.len() && text_fields.iter().all(|f| w.contains_key(f))
-        });
+        return weights.is_some_and(|w| w.len() == text_fields.len() && text_fields.iter().all(|f| w.contains_key(f)));
     }
     declared.len() == found.keys.len()
-        && declared
-            .iter()
-            .zip(found.keys.iter())
-            .all(|((dk, dv), (fk, fv))| dk == fk && direction(dv) == direction(fv))
+        && declared.iter().zip(found.keys.iter()).all(|((dk, dv), (fk, fv))| dk == fk && direction(dv) == direction(fv))
 }
 
 /// An index key value reduced to something comparable: 1 and 1.0 and 1i64 are the same direction.
@@ -298,18 +228,9 @@ mod tests {
     fn index_names_are_unique_per_collection() {
         let specs = declared();
         for (i, a) in specs.iter().enumerate() {
-            assert!(
-                COLLECTIONS.contains(&a.collection),
-                "{} is not a declared collection",
-                a.collection
-            );
+            assert!(COLLECTIONS.contains(&a.collection), "{} is not a declared collection", a.collection);
             for b in &specs[i + 1..] {
-                assert!(
-                    !(a.collection == b.collection && a.name == b.name),
-                    "{}.{} twice",
-                    a.collection,
-                    a.name
-                );
+                assert!(!(a.collection == b.collection && a.name == b.name), "{}.{} twice", a.collection, a.name);
             }
         }
     }
@@ -318,19 +239,14 @@ mod tests {
     fn a_real_servers_text_index_listing_matches_the_declaration() {
         let mut options = IndexOptions::default();
         options.weights = Some(doc! { "content": 1 });
-        let found = IndexModel::builder()
-            .keys(doc! { "_fts": "text", "_ftsx": 1 })
-            .options(options)
-            .build();
+        let found = IndexModel::builder().keys(doc! { "_fts": "text", "_ftsx": 1 }).options(options).build();
         assert!(keys_match(&doc! { "content": "text" }, &found));
         assert!(!keys_match(&doc! { "title": "text" }, &found));
     }
 
     #[test]
     fn key_order_and_direction_matter() {
-        let found = IndexModel::builder()
-            .keys(doc! { "channel_id": 1.0, "_id": 1i64 })
-            .build();
+        let found = IndexModel::builder().keys(doc! { "channel_id": 1.0, "_id": 1i64 }).build();
         assert!(keys_match(&doc! { "channel_id": 1, "_id": 1 }, &found));
         assert!(!keys_match(&doc! { "_id": 1, "channel_id": 1 }, &found));
         assert!(!keys_match(&doc! { "channel_id": 1, "_id": -1 }, &found));

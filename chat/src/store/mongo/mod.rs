@@ -62,17 +62,14 @@ impl MongoStore {
         let mut options = ClientOptions::parse(uri)
             .await
             .map_err(|e| StoreError::Backend(format!("mongodb: invalid URI: {}", describe(&e))))?;
-        let db_name = options
-            .default_database
-            .clone()
-            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        let db_name = options.default_database.clone().unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
         options.app_name.get_or_insert_with(|| "chorus".to_owned());
         options.write_concern = Some(durable_write_concern(options.write_concern.take())?);
         let client = Client::with_options(options).map_err(map_err)?;
         let db = client.database(&db_name);
-        db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
-            StoreError::Backend(format!("mongodb: server not reachable: {}", describe(&e)))
-        })?;
+        db.run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|e| StoreError::Backend(format!("mongodb: server not reachable: {}", describe(&e))))?;
         indexes::ensure(&db).await?;
         tracing::info!(database = %db_name, "mongodb store ready");
         Ok(MongoStore {
@@ -99,10 +96,7 @@ impl MongoStore {
     /// sends, and a retried send that repairs a crash between its two writes, never move it back.
     async fn bump_last_message(&self, channel_id: i64, message_id: i64) -> StoreResult<()> {
         self.channels
-            .update_one(
-                doc! { "_id": channel_id },
-                doc! { "$max": { "last_message_id": message_id } },
-            )
+            .update_one(doc! { "_id": channel_id }, doc! { "$max": { "last_message_id": message_id } })
             .await
             .map_err(map_err)?;
         Ok(())
@@ -121,26 +115,14 @@ impl MongoStore {
                 .try_collect()
                 .await
                 .map_err(map_err)?;
-            let ids: Vec<Bson> = batch
-                .into_iter()
-                .filter_map(|d| d.get("_id").cloned())
-                .collect();
+            let ids: Vec<Bson> = batch.into_iter().filter_map(|d| d.get("_id").cloned()).collect();
             if ids.is_empty() {
                 break;
             }
-            self.reactions
-                .delete_many(doc! { "message_id": { "$in": &ids } })
-                .await
-                .map_err(map_err)?;
-            self.messages
-                .delete_many(doc! { "_id": { "$in": &ids } })
-                .await
-                .map_err(map_err)?;
+            self.reactions.delete_many(doc! { "message_id": { "$in": &ids } }).await.map_err(map_err)?;
+            self.messages.delete_many(doc! { "_id": { "$in": &ids } }).await.map_err(map_err)?;
         }
-        self.read_states
-            .delete_many(doc! { "channel_id": channel_id })
-            .await
-            .map_err(map_err)?;
+        self.read_states.delete_many(doc! { "channel_id": channel_id }).await.map_err(map_err)?;
         Ok(())
     }
 
@@ -157,39 +139,21 @@ impl MongoStore {
             doc! { "$limit": limit },
             doc! { "$group": { "_id": Bson::Null, "n": { "$sum": 1 } } },
         ];
-        let groups: Vec<Document> = self
-            .messages
-            .aggregate(pipeline)
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
+        let groups: Vec<Document> =
+            self.messages.aggregate(pipeline).await.map_err(map_err)?.try_collect().await.map_err(map_err)?;
         let n = match groups.first() {
             None => 0,
-            Some(g) => docs::int_of(g.get("n"))
-                .ok_or_else(|| StoreError::Corrupt(format!("count result: {g}")))?,
+            Some(g) => docs::int_of(g.get("n")).ok_or_else(|| StoreError::Corrupt(format!("count result: {g}")))?,
         };
         Ok(u32::try_from(n).unwrap_or(cap).min(cap))
     }
 
-    async fn find_messages(
-        &self,
-        filter: Document,
-        sort: Document,
-        limit: u32,
-    ) -> StoreResult<Vec<Message>> {
+    async fn find_messages(&self, filter: Document, sort: Document, limit: u32) -> StoreResult<Vec<Message>> {
         if limit == 0 {
             // MongoDB reads limit 0 as "no limit".
             return Ok(Vec::new());
         }
-        let cursor = self
-            .messages
-            .find(filter)
-            .sort(sort)
-            .limit(i64::from(limit))
-            .await
-            .map_err(map_err)?;
+        let cursor = self.messages.find(filter).sort(sort).limit(i64::from(limit)).await.map_err(map_err)?;
         collect(cursor, MessageDoc::into_message).await
     }
 }
@@ -227,16 +191,11 @@ pub(super) fn error_code(e: &MongoError) -> Option<i32> {
 fn duplicate_index(e: &MongoError) -> Option<String> {
     let message = match e.kind.as_ref() {
         ErrorKind::Command(c) if c.code == 11000 || c.code == 11001 => &c.message,
-        ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000 || w.code == 11001 => {
-            &w.message
-        }
+        ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000 || w.code == 11001 => &w.message,
         _ => return None,
     };
     // "E11000 duplicate key error collection: db.coll index: NAME dup key: { ... }"
-    let name = message
-        .split_once(" index: ")
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .unwrap_or_default();
+    let name = message.split_once(" index: ").and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or_default();
     Some(name.to_owned())
 }
 
@@ -256,10 +215,7 @@ pub(super) fn describe(e: &MongoError) -> String {
             format!("write error {}: {}", w.code, w.message)
         }
         ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
-            format!(
-                "write concern error {} ({}): {}",
-                w.code, w.code_name, w.message
-            )
+            format!("write concern error {} ({}): {}", w.code, w.code_name, w.message)
         }
         other => other.to_string(),
     }
@@ -267,17 +223,10 @@ pub(super) fn describe(e: &MongoError) -> String {
 
 /// Maps a duplicate key to the trait's conflict name, anything else to Backend.
 fn conflict_or(e: MongoError, name: &'static str) -> StoreError {
-    if duplicate_index(&e).is_some() {
-        StoreError::Conflict(name)
-    } else {
-        map_err(e)
-    }
+    if duplicate_index(&e).is_some() { StoreError::Conflict(name) } else { map_err(e) }
 }
 
-async fn collect<T, U>(
-    cursor: mongodb::Cursor<T>,
-    convert: impl Fn(T) -> StoreResult<U>,
-) -> StoreResult<Vec<U>>
+async fn collect<T, U>(cursor: mongodb::Cursor<T>, convert: impl Fn(T) -> StoreResult<U>) -> StoreResult<Vec<U>>
 where
     T: DeserializeOwned + Unpin + Send + Sync,
 {
@@ -289,21 +238,12 @@ where
 /// (all must appear, as in the SQLite backend's FTS) and strips `$text` operators (`-word`, quotes)
 /// out of user input. None when the query has no word.
 fn text_search_terms(query: &str) -> Option<String> {
-    let words: Vec<&str> = query
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(MAX_SEARCH_TERMS)
-        .collect();
+    let words: Vec<&str> =
+        query.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(MAX_SEARCH_TERMS).collect();
     if words.is_empty() {
         return None;
     }
-    Some(
-        words
-            .iter()
-            .map(|w| format!("\"{w}\""))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    Some(words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" "))
 }
 
 // ---------------------------------------------------------------- the trait
@@ -315,10 +255,7 @@ impl Store for MongoStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.db
-            .run_command(doc! { "ping": 1 })
-            .await
-            .map_err(map_err)?;
+        self.db.run_command(doc! { "ping": 1 }).await.map_err(map_err)?;
         Ok(())
     }
 
@@ -342,20 +279,12 @@ impl Store for MongoStore {
     }
 
     async fn user(&self, id: Id) -> StoreResult<Option<UserRecord>> {
-        let found = self
-            .users
-            .find_one(doc! { "_id": id.as_i64() })
-            .await
-            .map_err(map_err)?;
+        let found = self.users.find_one(doc! { "_id": id.as_i64() }).await.map_err(map_err)?;
         found.map(UserDoc::into_record).transpose()
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let found = self
-            .users
-            .find_one(doc! { "username_lower": username_key(username) })
-            .await
-            .map_err(map_err)?;
+        let found = self.users.find_one(doc! { "username_lower": username_key(username) }).await.map_err(map_err)?;
         found.map(UserDoc::into_record).transpose()
     }
 
@@ -363,11 +292,7 @@ impl Store for MongoStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let cursor = self
-            .users
-            .find(doc! { "_id": { "$in": raw_ids(ids) } })
-            .await
-            .map_err(map_err)?;
+        let cursor = self.users.find(doc! { "_id": { "$in": raw_ids(ids) } }).await.map_err(map_err)?;
         collect(cursor, |d| d.into_record().map(|r| r.user)).await
     }
 
@@ -386,29 +311,18 @@ impl Store for MongoStore {
     }
 
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
-        self.sessions
-            .insert_one(SessionDoc::from_session(session))
-            .await
-            .map_err(|e| conflict_or(e, "session"))?;
+        self.sessions.insert_one(SessionDoc::from_session(session)).await.map_err(|e| conflict_or(e, "session"))?;
         Ok(())
     }
 
     async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Session>> {
-        let found = self
-            .sessions
-            .find_one(doc! { "token_hash": token_hash })
-            .await
-            .map_err(map_err)?;
+        let found = self.sessions.find_one(doc! { "token_hash": token_hash }).await.map_err(map_err)?;
         found.map(SessionDoc::into_session).transpose()
     }
 
     async fn sessions_of(&self, user_id: Id) -> StoreResult<Vec<Session>> {
-        let cursor = self
-            .sessions
-            .find(doc! { "user_id": user_id.as_i64() })
-            .sort(doc! { "_id": 1 })
-            .await
-            .map_err(map_err)?;
+        let cursor =
+            self.sessions.find(doc! { "user_id": user_id.as_i64() }).sort(doc! { "_id": 1 }).await.map_err(map_err)?;
         collect(cursor, SessionDoc::into_session).await
     }
 
@@ -424,19 +338,12 @@ impl Store for MongoStore {
     // ---- guilds
 
     async fn insert_guild(&self, guild: &Guild) -> StoreResult<()> {
-        self.guilds
-            .insert_one(GuildDoc::from_guild(guild))
-            .await
-            .map_err(|e| conflict_or(e, "guild"))?;
+        self.guilds.insert_one(GuildDoc::from_guild(guild)).await.map_err(|e| conflict_or(e, "guild"))?;
         Ok(())
     }
 
     async fn guild(&self, id: Id) -> StoreResult<Option<Guild>> {
-        let found = self
-            .guilds
-            .find_one(doc! { "_id": id.as_i64() })
-            .await
-            .map_err(map_err)?;
+        let found = self.guilds.find_one(doc! { "_id": id.as_i64() }).await.map_err(map_err)?;
         found.map(GuildDoc::into_guild).transpose()
     }
 
@@ -469,30 +376,12 @@ impl Store for MongoStore {
                 self.purge_channel_contents(cid).await?;
             }
         }
-        self.channels
-            .delete_many(doc! { "guild_id": gid })
-            .await
-            .map_err(map_err)?;
-        self.roles
-            .delete_many(doc! { "guild_id": gid })
-            .await
-            .map_err(map_err)?;
-        self.members
-            .delete_many(doc! { "guild_id": gid })
-            .await
-            .map_err(map_err)?;
-        self.bans
-            .delete_many(doc! { "guild_id": gid })
-            .await
-            .map_err(map_err)?;
-        self.invites
-            .delete_many(doc! { "guild_id": gid })
-            .await
-            .map_err(map_err)?;
-        self.guilds
-            .delete_one(doc! { "_id": gid })
-            .await
-            .map_err(map_err)?;
+        self.channels.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
+        self.roles.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
+        self.members.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
+        self.bans.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
+        self.invites.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
+        self.guilds.delete_one(doc! { "_id": gid }).await.map_err(map_err)?;
         Ok(())
     }
 
@@ -525,11 +414,7 @@ impl Store for MongoStore {
     }
 
     async fn channel(&self, id: Id) -> StoreResult<Option<Channel>> {
-        let found = self
-            .channels
-            .find_one(doc! { "_id": id.as_i64() })
-            .await
-            .map_err(map_err)?;
+        let found = self.channels.find_one(doc! { "_id": id.as_i64() }).await.map_err(map_err)?;
         found.map(ChannelDoc::into_channel).transpose()
     }
 
@@ -547,25 +432,15 @@ impl Store for MongoStore {
         let cid = id.as_i64();
         self.purge_channel_contents(cid).await?;
         self.channels
-            .update_many(
-                doc! { "parent_id": cid },
-                doc! { "$set": { "parent_id": Bson::Null } },
-            )
+            .update_many(doc! { "parent_id": cid }, doc! { "$set": { "parent_id": Bson::Null } })
             .await
             .map_err(map_err)?;
-        self.channels
-            .delete_one(doc! { "_id": cid })
-            .await
-            .map_err(map_err)?;
+        self.channels.delete_one(doc! { "_id": cid }).await.map_err(map_err)?;
         Ok(())
     }
 
     async fn dm_channel(&self, a: Id, b: Id) -> StoreResult<Option<Channel>> {
-        let found = self
-            .channels
-            .find_one(doc! { "dm_key": dm_key(a, b) })
-            .await
-            .map_err(map_err)?;
+        let found = self.channels.find_one(doc! { "dm_key": dm_key(a, b) }).await.map_err(map_err)?;
         found.map(ChannelDoc::into_channel).transpose()
     }
 
@@ -604,10 +479,7 @@ impl Store for MongoStore {
         let (gid, rid) = (guild_id.as_i64(), role_id.as_i64());
         // References first, then the role, so a retry after a crash still finds what to clean.
         self.members
-            .update_many(
-                doc! { "guild_id": gid, "roles": rid },
-                doc! { "$pull": { "roles": rid } },
-            )
+            .update_many(doc! { "guild_id": gid, "roles": rid }, doc! { "$pull": { "roles": rid } })
             .await
             .map_err(map_err)?;
         self.channels
@@ -617,20 +489,14 @@ impl Store for MongoStore {
             )
             .await
             .map_err(map_err)?;
-        self.roles
-            .delete_one(doc! { "_id": rid, "guild_id": gid })
-            .await
-            .map_err(map_err)?;
+        self.roles.delete_one(doc! { "_id": rid, "guild_id": gid }).await.map_err(map_err)?;
         Ok(())
     }
 
     // ---- members and bans
 
     async fn insert_member(&self, member: &Member) -> StoreResult<()> {
-        self.members
-            .insert_one(MemberDoc::from_member(member))
-            .await
-            .map_err(|e| conflict_or(e, "member"))?;
+        self.members.insert_one(MemberDoc::from_member(member)).await.map_err(|e| conflict_or(e, "member"))?;
         Ok(())
     }
 
@@ -683,10 +549,7 @@ impl Store for MongoStore {
     }
 
     async fn member_count(&self, guild_id: Id) -> StoreResult<u64> {
-        self.members
-            .count_documents(doc! { "guild_id": guild_id.as_i64() })
-            .await
-            .map_err(map_err)
+        self.members.count_documents(doc! { "guild_id": guild_id.as_i64() }).await.map_err(map_err)
     }
 
     async fn guilds_of(&self, user_id: Id) -> StoreResult<Vec<Id>> {
@@ -715,12 +578,7 @@ impl Store for MongoStore {
         let filter = doc! { "guild_id": ban.guild_id.as_i64(), "user_id": ban.user_id.as_i64() };
         let stored = BanDoc::from_ban(ban);
         for attempt in 0..2 {
-            match self
-                .bans
-                .replace_one(filter.clone(), &stored)
-                .upsert(true)
-                .await
-            {
+            match self.bans.replace_one(filter.clone(), &stored).upsert(true).await {
                 Ok(_) => return Ok(()),
                 // Two concurrent upserts of one ban: the loser retries and now replaces.
                 Err(e) if attempt == 0 && duplicate_index(&e).is_some() => continue,
@@ -761,19 +619,12 @@ impl Store for MongoStore {
     // ---- invites
 
     async fn insert_invite(&self, invite: &Invite) -> StoreResult<()> {
-        self.invites
-            .insert_one(InviteDoc::from_invite(invite))
-            .await
-            .map_err(|e| conflict_or(e, "invite"))?;
+        self.invites.insert_one(InviteDoc::from_invite(invite)).await.map_err(|e| conflict_or(e, "invite"))?;
         Ok(())
     }
 
     async fn invite(&self, code: &str) -> StoreResult<Option<Invite>> {
-        let found = self
-            .invites
-            .find_one(doc! { "_id": code })
-            .await
-            .map_err(map_err)?;
+        let found = self.invites.find_one(doc! { "_id": code }).await.map_err(map_err)?;
         found.map(InviteDoc::into_invite).transpose()
     }
 
@@ -788,11 +639,7 @@ impl Store for MongoStore {
     }
 
     async fn delete_invite(&self, code: &str) -> StoreResult<bool> {
-        let r = self
-            .invites
-            .delete_one(doc! { "_id": code })
-            .await
-            .map_err(map_err)?;
+        let r = self.invites.delete_one(doc! { "_id": code }).await.map_err(map_err)?;
         Ok(r.deleted_count > 0)
     }
 
@@ -878,63 +725,34 @@ impl Store for MongoStore {
     async fn delete_message(&self, channel_id: Id, id: Id) -> StoreResult<bool> {
         let filter = doc! { "_id": id.as_i64(), "channel_id": channel_id.as_i64() };
         // Checked first so that a wrong channel id cannot strip another channel's reactions.
-        let exists = self
-            .raw(MESSAGES)
-            .find_one(filter.clone())
-            .projection(doc! { "_id": 1 })
-            .await
-            .map_err(map_err)?;
+        let exists =
+            self.raw(MESSAGES).find_one(filter.clone()).projection(doc! { "_id": 1 }).await.map_err(map_err)?;
         if exists.is_none() {
             return Ok(false);
         }
         // Reactions before the message: a crash in between leaves a message the caller can delete again.
-        self.reactions
-            .delete_many(doc! { "message_id": id.as_i64() })
-            .await
-            .map_err(map_err)?;
+        self.reactions.delete_many(doc! { "message_id": id.as_i64() }).await.map_err(map_err)?;
         let r = self.messages.delete_one(filter).await.map_err(map_err)?;
         Ok(r.deleted_count > 0)
     }
 
-    async fn messages(
-        &self,
-        channel_id: Id,
-        anchor: HistoryAnchor,
-        limit: u32,
-    ) -> StoreResult<Vec<Message>> {
+    async fn messages(&self, channel_id: Id, anchor: HistoryAnchor, limit: u32) -> StoreResult<Vec<Message>> {
         let cid = channel_id.as_i64();
         let newest_first = doc! { "_id": -1 };
         let oldest_first = doc! { "_id": 1 };
         match anchor {
-            HistoryAnchor::Latest => {
-                self.find_messages(doc! { "channel_id": cid }, newest_first, limit)
-                    .await
-            }
+            HistoryAnchor::Latest => self.find_messages(doc! { "channel_id": cid }, newest_first, limit).await,
             HistoryAnchor::Before(id) => {
-                self.find_messages(
-                    doc! { "channel_id": cid, "_id": { "$lt": id.as_i64() } },
-                    newest_first,
-                    limit,
-                )
-                .await
+                self.find_messages(doc! { "channel_id": cid, "_id": { "$lt": id.as_i64() } }, newest_first, limit).await
             }
             HistoryAnchor::After(id) => {
-                self.find_messages(
-                    doc! { "channel_id": cid, "_id": { "$gt": id.as_i64() } },
-                    oldest_first,
-                    limit,
-                )
-                .await
+                self.find_messages(doc! { "channel_id": cid, "_id": { "$gt": id.as_i64() } }, oldest_first, limit).await
             }
             HistoryAnchor::Around(id) => {
                 let newer_limit = limit / 2;
                 let older_limit = limit - newer_limit;
                 let mut newer = self
-                    .find_messages(
-                        doc! { "channel_id": cid, "_id": { "$gt": id.as_i64() } },
-                        oldest_first,
-                        newer_limit,
-                    )
+                    .find_messages(doc! { "channel_id": cid, "_id": { "$gt": id.as_i64() } }, oldest_first, newer_limit)
                     .await?;
                 let older = self
                     .find_messages(
@@ -961,11 +779,7 @@ impl Store for MongoStore {
     }
 
     async fn count_messages_after(&self, channel_id: Id, after: Id, cap: u32) -> StoreResult<u32> {
-        self.count_capped(
-            doc! { "channel_id": channel_id.as_i64(), "_id": { "$gt": after.as_i64() } },
-            cap,
-        )
-        .await
+        self.count_capped(doc! { "channel_id": channel_id.as_i64(), "_id": { "$gt": after.as_i64() } }, cap).await
     }
 
     async fn count_mentions_after(
@@ -976,10 +790,7 @@ impl Store for MongoStore {
         role_ids: &[Id],
         cap: u32,
     ) -> StoreResult<u32> {
-        let mut who = vec![
-            doc! { "mentions.users": user_id.as_i64() },
-            doc! { "mentions.everyone": true },
-        ];
+        let mut who = vec![doc! { "mentions.users": user_id.as_i64() }, doc! { "mentions.everyone": true }];
         if !role_ids.is_empty() {
             who.push(doc! { "mentions.roles": { "$in": raw_ids(role_ids) } });
         }
@@ -987,12 +798,7 @@ impl Store for MongoStore {
         self.count_capped(filter, cap).await
     }
 
-    async fn search_messages(
-        &self,
-        channel_ids: &[Id],
-        query: &str,
-        limit: u32,
-    ) -> StoreResult<Vec<Message>> {
+    async fn search_messages(&self, channel_ids: &[Id], query: &str, limit: u32) -> StoreResult<Vec<Message>> {
         if channel_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -1050,14 +856,8 @@ impl Store for MongoStore {
             } },
             doc! { "$sort": { "_id.m": 1, "first_at": 1, "first_id": 1 } },
         ];
-        let groups: Vec<Document> = self
-            .reactions
-            .aggregate(pipeline)
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
+        let groups: Vec<Document> =
+            self.reactions.aggregate(pipeline).await.map_err(map_err)?.try_collect().await.map_err(map_err)?;
         groups
             .into_iter()
             .map(|g| {
@@ -1083,12 +883,7 @@ impl Store for MongoStore {
         // `$max` with upsert: one atomic document update that never moves the marker backwards.
         let update = doc! { "$max": { "last_read_id": message_id.as_i64() } };
         for attempt in 0..2 {
-            match self
-                .read_states
-                .update_one(filter.clone(), update.clone())
-                .upsert(true)
-                .await
-            {
+            match self.read_states.update_one(filter.clone(), update.clone()).upsert(true).await {
                 Ok(_) => return Ok(()),
                 // Two first acks racing to insert: the loser retries and now updates.
                 Err(e) if attempt == 0 && duplicate_index(&e).is_some() => continue,
@@ -1106,10 +901,7 @@ impl Store for MongoStore {
             .await
             .map_err(map_err)?;
         let states: Vec<ReadStateDoc> = cursor.try_collect().await.map_err(map_err)?;
-        Ok(states
-            .into_iter()
-            .map(ReadStateDoc::into_read_state)
-            .collect())
+        Ok(states.into_iter().map(ReadStateDoc::into_read_state).collect())
     }
 }
 
@@ -1119,14 +911,8 @@ mod tests {
 
     #[test]
     fn search_terms_are_quoted_words_without_operators() {
-        assert_eq!(
-            text_search_terms("hello world").as_deref(),
-            Some("\"hello\" \"world\"")
-        );
-        assert_eq!(
-            text_search_terms("  -secret \"x\" ").as_deref(),
-            Some("\"secret\" \"x\"")
-        );
+        assert_eq!(text_search_terms("hello world").as_deref(), Some("\"hello\" \"world\""));
+        assert_eq!(text_search_terms("  -secret \"x\" ").as_deref(), Some("\"secret\" \"x\""));
         assert_eq!(text_search_terms(" -- \"\" "), None);
     }
 
@@ -1137,10 +923,7 @@ mod tests {
         assert_eq!(wc.journal, Some(true));
         let mut one = WriteConcern::default();
         one.w = Some(Acknowledgment::Nodes(1));
-        assert_eq!(
-            durable_write_concern(Some(one)).unwrap().w,
-            Some(Acknowledgment::Nodes(1))
-        );
+        assert_eq!(durable_write_concern(Some(one)).unwrap().w, Some(Acknowledgment::Nodes(1)));
         let mut zero = WriteConcern::default();
         zero.w = Some(Acknowledgment::Nodes(0));
         assert!(durable_write_concern(Some(zero)).is_err());
