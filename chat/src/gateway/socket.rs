@@ -148,7 +148,7 @@ impl Connection {
         let memberships = self.chat.memberships(caller.user.id).await?;
         let (session, rx) = self.chat.hub.register(session_id.clone(), caller.user.id, memberships);
         let ready = match self.chat.ready(&caller, session_id).await {
-            Ok((ready, _)) => ready,
+            Ok(ready) => ready,
             Err(e) => {
                 self.chat.hub.detach(&session);
                 return Err(e);

@@ -53,8 +53,8 @@ impl Chat {
             joined_at: now_ms(),
             timed_out_until: None,
         };
-        // Guild first: a crash part-way leaves an owner-less-of-members guild nobody can see,
-        // never a member of a guild that does not exist.
+        // The guild row first and the owner's membership last: a crash part-way leaves a guild that
+        // nobody is a member of (invisible), never a membership of a guild that does not exist.
         self.store.insert_guild(&guild).await?;
         self.store.put_role(&everyone).await?;
         for c in &channels {

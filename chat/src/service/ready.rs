@@ -7,7 +7,7 @@ use super::accounts::Caller;
 use crate::Chat;
 use crate::error::Result;
 use crate::id::Id;
-use crate::model::{Channel, Member, User};
+use crate::model::{Channel, User};
 use crate::view::GuildView;
 use crate::voice::VoiceState;
 
@@ -46,13 +46,12 @@ pub struct Ready {
 }
 
 impl Chat {
-    /// Builds READY; also returns the caller's member records, which the gateway session follows.
-    pub async fn ready(&self, caller: &Caller, session_id: String) -> Result<(Ready, Vec<Member>)> {
+    /// Builds READY for a caller's new session.
+    pub async fn ready(&self, caller: &Caller, session_id: String) -> Result<Ready> {
         let user_id = caller.user.id;
         let acks: std::collections::HashMap<Id, Id> =
             self.store.read_states(user_id).await?.into_iter().map(|r| (r.channel_id, r.last_read_id)).collect();
         let mut guilds = Vec::new();
-        let mut members = Vec::new();
         let mut read_states = Vec::new();
         for guild_id in self.store.guilds_of(user_id).await? {
             let Ok(access) = self.guild_access(user_id, guild_id).await else { continue };
@@ -62,13 +61,12 @@ impl Chat {
             }
             let presences = self.online_presences(guild_id);
             guilds.push(ReadyGuild { guild: view, voice_states: self.voice_states_of(guild_id), presences });
-            members.push(access.member);
         }
         let private_channels = self.store.dm_channels_of(user_id).await?;
         for c in &private_channels {
             read_states.push(self.read_state(c, acks.get(&c.id).copied(), user_id, &[]).await?);
         }
-        Ok((Ready { session_id, user: caller.user.clone(), guilds, private_channels, read_states }, members))
+        Ok(Ready { session_id, user: caller.user.clone(), guilds, private_channels, read_states })
     }
 
     async fn read_state(&self, c: &Channel, last_read: Option<Id>, user_id: Id, roles: &[Id]) -> Result<ReadStateView> {
