@@ -38,10 +38,6 @@ impl Id {
     pub fn timestamp_ms(self) -> u64 {
         (self.0 >> 22) + EPOCH_MS
     }
-    /// The smallest id minted at the given Unix time (for time-range queries).
-    pub fn lowest_at(unix_ms: u64) -> Self {
-        Id(unix_ms.saturating_sub(EPOCH_MS) << 22)
-    }
 }
 
 impl fmt::Debug for Id {

@@ -49,8 +49,6 @@ pub enum Kick {
     SlowConsumer,
     /// Another connection resumed this session.
     Replaced,
-    /// The session was invalidated (logout, ban from every guild is not one of these).
-    Invalidated,
     /// The server is shutting down; reconnect and resume.
     Reconnect,
 }
@@ -84,16 +82,8 @@ impl Session {
         self.state.lock().kick.take()
     }
 
-    pub fn status(&self) -> Status {
-        self.state.lock().status.clone()
-    }
-
     pub fn guild_ids(&self) -> Vec<Id> {
         self.state.lock().members.keys().copied().collect()
-    }
-
-    pub fn member(&self, guild_id: Id) -> Option<Member> {
-        self.state.lock().members.get(&guild_id).cloned()
     }
 
     /// Queues a dispatch (or records it while detached). Returns false if the session became detached
@@ -135,13 +125,6 @@ impl Session {
             self.deliver(&mut st, p);
         }
     }
-}
-
-/// Live counters the hub exposes (gauges are read by the metrics layer).
-#[derive(Debug, Default)]
-pub struct HubCounts {
-    pub sessions: usize,
-    pub attached: usize,
 }
 
 #[derive(Debug, Default)]
@@ -311,18 +294,6 @@ impl Hub {
         }
     }
 
-    /// Invalidates every session of a user (logout of all, account deletion).
-    pub fn kick_user(&self, user_id: Id, kick: Kick) {
-        let sessions: Vec<_> = self.idx.read().by_user.get(&user_id).cloned().unwrap_or_default();
-        for s in sessions {
-            s.state.lock().kick = Some(kick);
-            s.kick_signal.notify_one();
-            if kick == Kick::Invalidated {
-                self.remove(&s);
-            }
-        }
-    }
-
     /// Tells every connected socket to close with RECONNECT (shutdown).
     pub fn reconnect_all(&self) {
         let sessions: Vec<_> = self.idx.read().sessions.values().cloned().collect();
@@ -372,14 +343,6 @@ impl Hub {
             u
         };
         users.into_iter().map(|u| (u, self.status_of(u))).collect()
-    }
-
-    pub fn counts(&self) -> HubCounts {
-        let idx = self.idx.read();
-        HubCounts {
-            sessions: idx.sessions.len(),
-            attached: idx.sessions.values().filter(|s| s.state.lock().outbox.is_some()).count(),
-        }
     }
 
     /// Drops sessions detached for longer than the resume window.

@@ -219,10 +219,6 @@ impl Connection {
                 self.replaced = true;
                 self.close(close::UNKNOWN_ERROR, "session resumed elsewhere").await
             }
-            Kick::Invalidated => {
-                let _ = self.send_text(protocol::invalid_session_frame(false)).await;
-                self.close(close::AUTHENTICATION_FAILED, "session invalidated").await
-            }
             Kick::Reconnect => {
                 let _ = self.send_text(protocol::reconnect_frame()).await;
                 self.close(1012, "server restarting; resume").await

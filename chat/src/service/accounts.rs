@@ -7,7 +7,6 @@ use crate::Chat;
 use crate::credentials::{hash_password, hash_token, new_token, verify_password};
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
-use crate::gateway::hub::Kick;
 use crate::id::Id;
 use crate::model::{Session, User, UserRecord};
 use crate::store::StoreError;
@@ -120,11 +119,6 @@ impl Chat {
 
     pub async fn user(&self, id: Id) -> Result<User> {
         Ok(self.store.user(id).await?.ok_or(Error::NotFound("user"))?.user)
-    }
-
-    /// Ends every gateway session of the user (used when an account must re-authenticate).
-    pub fn disconnect_user(&self, user_id: Id) {
-        self.hub.kick_user(user_id, Kick::Invalidated);
     }
 }
 

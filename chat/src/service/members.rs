@@ -139,9 +139,10 @@ impl Chat {
     pub async fn ban(&self, caller: &Caller, guild_id: Id, user_id: Id, reason: Option<String>) -> Result<()> {
         let access = self.guild_access(caller.user.id, guild_id).await?;
         access.require(Permissions::BAN_MEMBERS)?;
-        self.store.user(user_id).await?.ok_or(Error::NotFound("user"))?;
-        if let Some(target) = self.store.member(guild_id, user_id).await? {
-            if !can_moderate(access.ctx(), &access.member, &target, Permissions::BAN_MEMBERS, Utc::now()) {
+        let user = self.store.user(user_id).await?.ok_or(Error::NotFound("user"))?.user;
+        let target = self.store.member(guild_id, user_id).await?;
+        if let Some(target) = &target {
+            if !can_moderate(access.ctx(), &access.member, target, Permissions::BAN_MEMBERS, Utc::now()) {
                 return Err(Error::Forbidden("cannot ban a member at or above your highest role"));
             }
         } else if user_id == access.guild.owner_id || user_id == caller.user.id {
@@ -150,8 +151,7 @@ impl Chat {
         let reason = validate::optional_text("reason", reason.as_deref(), 512)?;
         let ban = Ban { guild_id, user_id, reason, created_at: now_ms() };
         self.store.put_ban(&ban).await?;
-        if self.store.member(guild_id, user_id).await?.is_some() {
-            let user = self.user(user_id).await?;
+        if target.is_some() {
             self.remove_member(guild_id, user_id, &user).await?;
         }
         self.publish(Dispatch::new("GUILD_BAN_ADD", &ban, Audience::Guild(guild_id)));
