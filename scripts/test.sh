@@ -14,10 +14,18 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The web client's end-to-end tests drive Debian's Chromium with npm's playwright-core.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+# promtool checks the Prometheus config and alert rules in deploy/.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   as_root apt-get update -qq
+  # policy-rc.d keeps package scripts from starting services (prometheus) during the install.
+  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  as_root rm -f /usr/sbin/policy-rc.d
 fi
 
 # --- Redis (cluster-mode tests); start one if none answers.
@@ -38,6 +46,9 @@ elif [ -z "${CHORUS_TEST_MONGODB_URI:-}" ]; then
   echo "note: ../shared/tools/mongo-test-server not found and CHORUS_TEST_MONGODB_URI unset: MongoDB conformance will be SKIPPED"
 fi
 
+# --- the web client's npm dependencies (playwright-core only; it never downloads a browser).
+(cd web && npm ci --no-audit --no-fund --loglevel=error)
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -46,3 +57,12 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# --- deploy/: Prometheus config, alert rules and their unit tests, the Grafana dashboard.
+./deploy/check.sh
+
+# --- the web client: unit tests of the pure modules, then end to end in headless Chromium against
+# the real binary (screenshots land in target/screenshots).
+cargo build --locked --bin chorus
+node --test web/tests/unit/*.test.js
+CHORUS_BIN="$PWD/target/debug/chorus" node --test --test-concurrency=1 web/tests/e2e/*.e2e.mjs

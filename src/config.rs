@@ -54,6 +54,9 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `chorus=debug,chat=debug` [default: info]
     #[arg(long, env = "CHORUS_LOG")]
     pub log: Option<String>,
+    /// Usernames of instance admins (comma-separated), besides the first registered user [default: none]
+    #[arg(long, env = "CHORUS_ADMINS", value_delimiter = ',')]
+    pub admins: Option<Vec<String>>,
 }
 
 /// The same settings as read from `chorus.toml` (snake_case keys).
@@ -73,6 +76,7 @@ pub struct FileConfig {
     pub heartbeat_ms: Option<u64>,
     pub no_rate_limits: Option<bool>,
     pub log: Option<String>,
+    pub admins: Option<Vec<String>>,
 }
 
 /// The resolved settings.
@@ -91,6 +95,8 @@ pub struct Config {
     pub heartbeat_ms: u64,
     pub no_rate_limits: bool,
     pub log: String,
+    /// Lower-cased usernames of instance admins named in the configuration.
+    pub admins: Vec<String>,
 }
 
 impl Config {
@@ -121,6 +127,14 @@ impl Config {
             heartbeat_ms: cli.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(41_250).clamp(1_000, 120_000),
             no_rate_limits: cli.no_rate_limits.or(file.no_rate_limits).unwrap_or(false),
             log: cli.log.or(file.log).unwrap_or_else(|| "info".into()),
+            admins: cli
+                .admins
+                .or(file.admins)
+                .unwrap_or_default()
+                .iter()
+                .map(|a| a.trim().to_lowercase())
+                .filter(|a| !a.is_empty())
+                .collect(),
         })
     }
 

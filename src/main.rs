@@ -1,9 +1,11 @@
 //! `chorus`: one binary that runs the chat plane, voice signaling, the SFU, the web client and the
 //! metrics endpoint. Configuration comes from flags, `CHORUS_*` variables and `chorus.toml`.
 
+mod admin;
 mod config;
 mod server;
 mod voice;
+mod web;
 
 use clap::Parser;
 

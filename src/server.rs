@@ -65,18 +65,38 @@ pub async fn build(config: &Config) -> Result<App> {
             ..sfu::SfuConfig::default()
         },
         resume_window: None,
+        // Generous for a household or office behind one NAT; a flood from one address gets 429.
+        connect_limit: (!config.no_rate_limits).then_some(signaling::ConnectLimit { per_second: 5, burst: 50 }),
     };
     let events = Arc::new(crate::voice::ChatVoiceStates(Arc::downgrade(&chat)));
     let voice = signaling::Signaling::in_process(signaling_config, &secret, events, &registry)
         .context("starting the SFU and voice signaling")?;
 
+    let admin = crate::admin::Admin {
+        chat: chat.clone(),
+        voice: voice.clone(),
+        registry: registry.clone(),
+        admins: Arc::new(config.admins.clone()),
+        started: std::time::Instant::now(),
+        node_id: config.node_id,
+    };
     let state = AppState { chat: chat.clone(), registry: registry.clone() };
     let ops = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
         .with_state(state);
-    let router = Router::new().merge(chat.router()).merge(signaling::router(voice)).merge(ops);
+    let router = Router::new()
+        .merge(chat.router())
+        .merge(signaling::router(voice))
+        .merge(ops)
+        .merge(crate::web::router())
+        .merge(crate::admin::router(admin))
+        .fallback(|| async {
+            let body = serde_json::json!({"code": "not_found", "message": "no such route"});
+            (StatusCode::NOT_FOUND, axum::Json(body))
+        });
     Ok(App { chat, router })
 }
 
@@ -88,6 +108,11 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             axum::Json(serde_json::json!({"code": "store_unavailable", "message": "the store does not answer"})),
         ),
     }
+}
+
+/// The OpenAPI document of every HTTP route (`scripts/check_openapi.py` keeps it in step with the routers).
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("../docs/openapi.json"))
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

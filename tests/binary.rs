@@ -19,7 +19,12 @@ fn free_port() -> u16 {
 impl Chorus {
     /// Starts the binary on a free port with the given data dir and waits until /readyz answers.
     async fn start(data_dir: &std::path::Path, port: u16) -> Chorus {
+        Chorus::start_with(data_dir, port, &[]).await
+    }
+
+    async fn start_with(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Chorus {
         let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args(extra)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir)
@@ -85,6 +90,7 @@ async fn health_ready_and_metrics_answer() {
     let m = reqwest::get(format!("{}/metrics", c.base)).await.expect("metrics").text().await.expect("text");
     assert!(m.contains("process_resident_memory_bytes"), "process metrics");
     assert!(m.contains("chorus_gateway_connections"), "gateway metrics");
+    assert!(m.contains("chorus_store_op_duration_seconds_bucket{backend=\"sqlite\",op=\"ping\""), "store metrics");
     assert!(dir.path().join("chorus.db").exists(), "SQLite file created in the data dir");
 }
 
@@ -235,4 +241,53 @@ async fn voice_grant_is_a_token_the_signaling_side_accepts() {
         }
     };
     assert_eq!(state["d"]["channel_id"], voice.as_str());
+}
+
+#[tokio::test]
+async fn web_client_pages_carry_a_csp_without_inline_scripts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start(dir.path(), free_port()).await;
+    for path in ["/", "/invite/abc123", "/channels/1/2"] {
+        let r = reqwest::get(format!("{}{path}", c.base)).await.expect("page");
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(r.text().await.expect("html").contains("<html"), "{path} serves index.html");
+    }
+    let r = reqwest::get(format!("{}/assets/%2e%2e/Cargo.toml", c.base)).await.expect("asset");
+    assert_eq!(r.status(), 404, "no path escapes web/assets");
+    let r = reqwest::get(format!("{}/no/such/page", c.base)).await.expect("unknown");
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.expect("json error body");
+    assert_eq!(body["code"], "not_found");
+}
+
+#[tokio::test]
+async fn admin_dashboard_answers_only_the_first_user_and_named_admins() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start_with(dir.path(), free_port(), &["--admins", "Carol"]).await;
+    let first = register(&c, "alice").await;
+    let other = register(&c, "bob").await;
+    let named = register(&c, "carol").await;
+    for token in [&first, &named] {
+        let (s, stats) = c.api(Some(token), reqwest::Method::GET, "/admin/stats", None).await;
+        assert_eq!(s, 200, "{stats}");
+        assert_eq!(stats["store"]["backend"], "sqlite");
+        let ops = stats["store"]["ops"].as_array().expect("ops");
+        assert!(ops.iter().any(|o| o["op"] == "insert_user" && o["count"].as_u64() >= Some(3)), "{ops:?}");
+        assert!(stats["process"]["resident_memory_bytes"].as_f64() > Some(0.0));
+        assert!(stats["rooms"].is_array() && stats["sfu"]["participants"].is_number());
+    }
+    let (s, body) = c.api(Some(&other), reqwest::Method::GET, "/admin/stats", None).await;
+    assert_eq!((s, body["code"].as_str()), (404, Some("not_found")), "a member is not told the dashboard exists");
+    let (s, _) = c.api(None, reqwest::Method::GET, "/admin/stats", None).await;
+    assert_eq!(s, 404);
+    let page = |token: String| {
+        let url = format!("{}/admin", c.base);
+        async move { reqwest::Client::new().get(url).header("cookie", format!("chorus_token={token}")).send().await }
+    };
+    assert_eq!(page(other.clone()).await.expect("page").status(), 404);
+    let r = page(first.clone()).await.expect("page");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("html").contains("<html"));
 }

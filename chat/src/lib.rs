@@ -94,6 +94,7 @@ impl Chat {
         config: ChatConfig,
         registry: &prometheus::Registry,
     ) -> Arc<Self> {
+        let store = store::Metered::wrap(store, registry);
         let hub = Hub::new(config.hub.clone());
         let metrics = metrics::ChatMetrics::new(registry, &hub);
         let chat = Arc::new(Chat {

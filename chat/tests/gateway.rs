@@ -6,8 +6,9 @@ mod common;
 use std::time::Duration;
 
 use chat::ChatConfig;
-use common::{Gateway, Next, TestServer};
+use common::{Gateway, Next, TestServer, User};
 use futures::SinkExt;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -63,6 +64,40 @@ async fn bad_token_closes_with_4004() {
     let mut gw = Gateway::connect(&srv.ws_url()).await;
     gw.send(json!({"op": 2, "d": {"token": "nope"}})).await;
     assert_eq!(gw.closed().await, Some(4004));
+}
+
+#[tokio::test]
+async fn logging_out_closes_the_gateway_sessions_of_that_token_only() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let (s, body) = srv
+        .call(None, Method::POST, "/auth/login", Some(json!({"username": "alice", "password": "password123"})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let other_login = User { token: body["token"].as_str().expect("token").to_string(), ..alice.clone() };
+    let mut gw = srv.gateway(&alice).await;
+    let ready = gw.expect("READY").await;
+    let mut kept = srv.gateway(&other_login).await;
+    kept.expect("READY").await;
+
+    let (s, _) = srv.call(Some(&alice.token), Method::POST, "/auth/logout", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(gw.closed().await, Some(4004), "the logged-out token's socket is closed");
+
+    // The session cannot be resumed, not even with the user's other token.
+    let mut again = Gateway::connect(&srv.ws_url()).await;
+    let session_id = ready["d"]["session_id"].clone();
+    again.send(json!({"op": 6, "d": {"token": other_login.token, "session_id": session_id, "seq": 1}})).await;
+    match again.next(Duration::from_secs(5)).await {
+        Next::Frame(v) => assert_eq!(v["op"], 9, "INVALID_SESSION, got {v}"),
+        other => panic!("expected INVALID_SESSION, got {other:?}"),
+    }
+    // The other login's socket still works.
+    kept.send(json!({"op": 1, "d": {"seq": 1}})).await;
+    match kept.next(Duration::from_secs(5)).await {
+        Next::Frame(v) => assert_eq!(v["op"], 11, "heartbeat ack, got {v}"),
+        other => panic!("other login's socket should stay open: {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -180,6 +180,17 @@ async fn users_round_trip_and_lookup_is_case_insensitive(s: S) {
     assert_eq!(s.user(ids.next()).await.unwrap(), None);
 }
 
+async fn first_user_is_the_earliest_registered(s: S) {
+    assert_eq!(s.first_user().await.unwrap(), None);
+    let ids = Snowflakes::new(1);
+    let (first, second) = (ids.next(), ids.next());
+    // Inserted out of order: the smallest id wins, not the last write.
+    s.insert_user(&user_rec(second, "second")).await.unwrap();
+    s.insert_user(&user_rec(first, "first")).await.unwrap();
+    let found = s.first_user().await.unwrap().expect("a user");
+    assert_eq!((found.id, found.username.as_str()), (first, "first"));
+}
+
 async fn username_conflict_is_case_insensitive(s: S) {
     let ids = Snowflakes::new(1);
     let alice = user_rec(ids.next(), "Alice");
@@ -1144,6 +1155,7 @@ macro_rules! conformance_suite {
 conformance_suite!(
     users_round_trip_and_lookup_is_case_insensitive,
     username_conflict_is_case_insensitive,
+    first_user_is_the_earliest_registered,
     update_user_replaces_display_name_and_password,
     users_bulk_lookup_returns_only_existing,
     sessions_lookup_list_and_delete,

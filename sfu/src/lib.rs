@@ -28,6 +28,7 @@ pub mod metrics;
 mod participant;
 pub mod room;
 pub mod router;
+pub mod snapshot;
 pub mod speaking;
 pub mod track;
 mod worker;
@@ -42,6 +43,7 @@ use std::thread::JoinHandle;
 pub use config::SfuConfig;
 pub use forwarder::{Layer, Preference};
 pub use metrics::SfuMetrics;
+pub use snapshot::{ParticipantSnapshot, Quality, RoomSnapshot, SubscriptionSnapshot};
 pub use track::{TrackInfo, TrackKind};
 
 use worker::{Worker, WorkerMsg};
@@ -217,6 +219,7 @@ impl Sfu {
             let (tx, rx) = channel();
             let load = Arc::new(AtomicUsize::new(0));
             let worker = Worker {
+                index: i,
                 socket,
                 public,
                 rx,
@@ -265,6 +268,28 @@ impl Sfu {
             .send(WorkerMsg::Join { room, id, user_id, rights, sink })
             .map_err(|_| SfuError::WorkerGone)?;
         Ok(id)
+    }
+
+    /// Every room on every worker, each worker answering within `timeout` (a busy or stopped worker's
+    /// rooms are left out rather than waited for).
+    pub fn snapshot(&self, timeout: std::time::Duration) -> Vec<RoomSnapshot> {
+        let deadline = std::time::Instant::now() + timeout;
+        let replies: Vec<_> = self
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let (tx, rx) = channel();
+                w.tx.send(WorkerMsg::Snapshot(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        let mut rooms = Vec::new();
+        for rx in replies {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if let Ok(mut r) = rx.recv_timeout(left) {
+                rooms.append(&mut r);
+            }
+        }
+        rooms
     }
 
     /// A request for a participant of a room.

@@ -47,6 +47,7 @@ pub(crate) struct Participant {
     pub renegotiate: bool,
     pub to_stop: Vec<Mid>,
     pub bwe_bps: Option<u64>,
+    pub quality: crate::Quality,
     pub speaking: SpeakingDetector,
     pub dead: bool,
 }
@@ -116,6 +117,7 @@ impl Participant {
             renegotiate: false,
             to_stop: Vec::new(),
             bwe_bps: None,
+            quality: crate::Quality::default(),
             speaking: SpeakingDetector::default(),
             dead: false,
         }

@@ -405,6 +405,27 @@ impl Room {
                         p.bwe_bps = Some(bps);
                     }
                 }
+                (pc, Event::PeerStats(st)) => {
+                    if let Some(p) = self.parts[slot].as_mut() {
+                        let q = &mut p.quality;
+                        q.rtt_ms = st.rtt.map(|d| d.as_secs_f32() * 1000.0).or(q.rtt_ms);
+                        match pc {
+                            Pc::Publish => q.loss_in = st.ingress_loss_fraction.or(q.loss_in),
+                            Pc::Subscribe => q.loss_out = st.egress_loss_fraction.or(q.loss_out),
+                        }
+                    }
+                }
+                (Pc::Publish, Event::MediaIngressStats(st)) => {
+                    let Some(p) = self.parts[slot].as_mut() else {
+                        continue;
+                    };
+                    let audio =
+                        p.published.iter().find(|(m, _)| *m == st.mid).and_then(|&(_, ti)| self.tracks[ti].as_ref());
+                    if audio.is_some_and(|t| t.info.kind == TrackKind::Audio) {
+                        // Opus runs a 48 kHz RTP clock.
+                        p.quality.jitter_ms = Some(st.jitter as f32 / 48.0);
+                    }
+                }
                 (Pc::Subscribe, Event::MediaEgressStats(st)) => {
                     let Some(p) = self.parts[slot].as_ref() else {
                         continue;
@@ -420,6 +441,37 @@ impl Room {
                 _ => {}
             }
         }
+    }
+
+    /// Who is here and how their links are doing, for the operator dashboard.
+    pub fn snapshot(&self, worker: usize) -> crate::RoomSnapshot {
+        let participants = self
+            .parts
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, p)| p.as_ref().map(|p| (slot, p)))
+            .map(|(slot, p)| {
+                let subscriptions = self
+                    .tracks
+                    .iter()
+                    .flatten()
+                    .filter_map(|t| {
+                        t.subs
+                            .iter()
+                            .find(|s| s.slot == slot)
+                            .map(|s| crate::SubscriptionSnapshot { track: t.info.track_id, layer: s.layers.current })
+                    })
+                    .collect();
+                crate::ParticipantSnapshot {
+                    id: p.id,
+                    user_id: p.user_id,
+                    published_tracks: p.published.len(),
+                    quality: crate::Quality { bwe_bps: p.bwe_bps, ..p.quality },
+                    subscriptions,
+                }
+            })
+            .collect();
+        crate::RoomSnapshot { room: self.id, worker, participants }
     }
 
     fn media_added(&mut self, ctx: &mut Ctx, slot: usize, m: MediaAdded) {

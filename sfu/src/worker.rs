@@ -23,8 +23,20 @@ const READ_TIMEOUT: Duration = Duration::from_millis(2);
 const FLUSH: Duration = Duration::from_millis(250);
 
 pub(crate) enum WorkerMsg {
-    Join { room: RoomId, id: ParticipantId, user_id: u64, rights: Rights, sink: EventSink },
-    Command { room: RoomId, id: ParticipantId, cmd: Command },
+    Join {
+        room: RoomId,
+        id: ParticipantId,
+        user_id: u64,
+        rights: Rights,
+        sink: EventSink,
+    },
+    Command {
+        room: RoomId,
+        id: ParticipantId,
+        cmd: Command,
+    },
+    /// Reply with a snapshot of every room of this worker.
+    Snapshot(std::sync::mpsc::Sender<Vec<crate::RoomSnapshot>>),
     Shutdown,
 }
 
@@ -44,6 +56,7 @@ impl Transmitter for UdpOut<'_> {
 }
 
 pub(crate) struct Worker {
+    pub index: usize,
     pub socket: UdpSocket,
     pub public: SocketAddr,
     pub rx: Receiver<WorkerMsg>,
@@ -55,7 +68,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub fn run(self) {
-        let Worker { socket, public, rx, metrics, load, peer_timeout, initial_bps } = self;
+        let Worker { index, socket, public, rx, metrics, load, peer_timeout, initial_bps } = self;
         if let Err(e) = socket.set_read_timeout(Some(READ_TIMEOUT)) {
             tracing::error!(error = %e, "cannot set socket read timeout");
             return;
@@ -92,6 +105,9 @@ impl Worker {
                             Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
                         r.join(&mut ctx, id, user_id, rights, sink);
                         load.fetch_add(1, Ordering::Relaxed);
+                    }
+                    WorkerMsg::Snapshot(reply) => {
+                        let _ = reply.send(rooms.values().map(|r| r.snapshot(index)).collect());
                     }
                     WorkerMsg::Command { room, id, cmd } => {
                         if let Some(r) = rooms.get_mut(&room) {

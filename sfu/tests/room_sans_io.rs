@@ -43,3 +43,28 @@ fn leaving_participant_unpublishes_its_track_for_everyone() {
     }
     assert_eq!(m.room.participant_count(), 2);
 }
+
+#[test]
+fn snapshot_lists_every_participant_with_its_publications_and_link_quality() {
+    let mut m = Mesh::new(3, 1);
+    assert!(m.run_until(2000, Mesh::all_connected));
+    for _ in 0..150 {
+        let dgrams = m.publish_frame(0, &[0xfc; 80]);
+        for (src, d) in dgrams {
+            m.sfu_receive(src, &d);
+        }
+        m.step(Duration::from_millis(20));
+    }
+    let snap = m.room.snapshot(7);
+    assert_eq!(snap.worker, 7);
+    assert_eq!(snap.participants.len(), 3);
+    let publisher = snap.participants.iter().find(|p| p.id == m.peers[0].id).expect("publisher listed");
+    assert_eq!(publisher.published_tracks, 1);
+    assert!(publisher.subscriptions.is_empty(), "a publisher does not subscribe to itself");
+    for p in snap.participants.iter().filter(|p| p.id != m.peers[0].id) {
+        assert_eq!(p.published_tracks, 0);
+        assert_eq!(p.subscriptions.len(), 1, "each listener subscribes to the one audio track");
+    }
+    // str0m reports statistics once a second; three seconds of media produce link quality.
+    assert!(snap.participants.iter().any(|p| p.quality.rtt_ms.is_some() || p.quality.loss_in.is_some()));
+}

@@ -80,6 +80,15 @@ pub struct SignalingConfig {
     pub sfu: sfu::SfuConfig,
     /// How long a dropped session waits for `resume` (default 30 s).
     pub resume_window: Option<Duration>,
+    /// New `/voice` connections allowed per client IP; `None` is unlimited (tests, benchmarks).
+    pub connect_limit: Option<ConnectLimit>,
+}
+
+/// A per-IP rate of new `/voice` WebSocket connections; above it the upgrade is refused with 429.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectLimit {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +107,7 @@ pub struct Signaling {
     pub(crate) events: Arc<dyn VoiceEvents>,
     pub(crate) metrics: VoiceMetrics,
     pub(crate) parked: Mutex<HashMap<String, socket::Parked>>,
+    pub(crate) connects: Option<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
 
 impl Signaling {
@@ -109,7 +119,13 @@ impl Signaling {
         events: Arc<dyn VoiceEvents>,
         registry: &prometheus::Registry,
     ) -> Result<Self, SignalingError> {
+        let connects = config.connect_limit.map(|l| {
+            let per_second = std::num::NonZeroU32::new(l.per_second).unwrap_or(std::num::NonZeroU32::MIN);
+            let burst = std::num::NonZeroU32::new(l.burst).unwrap_or(per_second);
+            governor::RateLimiter::keyed(governor::Quota::per_second(per_second).allow_burst(burst))
+        });
         Ok(Signaling {
+            connects,
             config,
             link,
             tokens,

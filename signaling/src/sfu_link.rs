@@ -25,6 +25,12 @@ pub trait SfuLink: Send + Sync {
     /// A request for a participant already in `room`.
     fn command(&self, room: RoomId, participant: ParticipantId, cmd: Command) -> Result<(), LinkError>;
 
+    /// Rooms, participants and link quality, for the operator dashboard. Blocks up to `timeout`.
+    fn rooms(&self, timeout: std::time::Duration) -> Vec<sfu::RoomSnapshot> {
+        let _ = timeout;
+        Vec::new()
+    }
+
     /// The SFU's UDP addresses, when it runs in this process (diagnostics, tests).
     fn udp_addrs(&self) -> Vec<std::net::SocketAddr> {
         Vec::new()
@@ -51,5 +57,9 @@ impl SfuLink for InProcessSfu {
 
     fn udp_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.0.local_addrs()
+    }
+
+    fn rooms(&self, timeout: std::time::Duration) -> Vec<sfu::RoomSnapshot> {
+        self.0.snapshot(timeout)
     }
 }

@@ -4,9 +4,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
@@ -26,7 +30,35 @@ pub(crate) struct Parked {
     rx: Option<UnboundedReceiver<sfu::SfuEvent>>,
 }
 
-pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(s): State<Arc<Signaling>>) -> Response {
+/// The TCP peer's address when the server runs with connect info (the binary does); loopback otherwise.
+pub(crate) struct PeerIp(IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ok(PeerIp(ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))))
+    }
+}
+
+pub(crate) async fn upgrade(PeerIp(ip): PeerIp, State(s): State<Arc<Signaling>>, ws: WebSocketUpgrade) -> Response {
+    if let Some(limiter) = &s.connects
+        && let Err(not_until) = {
+            // Keeps the per-IP map small under a spread-out flood.
+            if limiter.len() > 10_000 {
+                limiter.retain_recent();
+            }
+            limiter.check_key(&ip)
+        }
+    {
+        s.metrics.errors.with_label_values(&["rate_limited"]).inc();
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let body =
+            serde_json::json!({"code": "rate_limited", "message": "too many voice connections from this address"});
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], axum::Json(body))
+            .into_response();
+    }
     ws.max_message_size(WS_HARD_LIMIT).max_frame_size(WS_HARD_LIMIT).on_upgrade(move |socket| serve(socket, s))
 }
 

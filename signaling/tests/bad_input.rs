@@ -21,6 +21,22 @@ async fn error_code(ws: &mut Ws) -> String {
 }
 
 #[tokio::test]
+async fn too_many_connections_from_one_address_get_429_with_retry_after() {
+    let server =
+        Server::start_with(|c| c.connect_limit = Some(signaling::ConnectLimit { per_second: 1, burst: 2 })).await;
+    let _a = Ws::connect(&server.url()).await;
+    let _b = Ws::connect(&server.url()).await;
+    let refused = tokio_tungstenite::connect_async(server.url()).await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(resp)) = refused else {
+        panic!("the third connection within a second must be refused");
+    };
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: serde_json::Value = serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(body["code"], "rate_limited");
+}
+
+#[tokio::test]
 async fn malformed_sdp_gets_bad_sdp_error() {
     let server = Server::start().await;
     let mut ws = joined_ws(&server).await;

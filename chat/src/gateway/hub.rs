@@ -51,6 +51,8 @@ pub enum Kick {
     Replaced,
     /// The server is shutting down; reconnect and resume.
     Reconnect,
+    /// The login (token) this session was opened with was logged out or revoked; not resumable.
+    LoggedOut,
 }
 
 /// One gateway session (survives reconnects within the resume window).
@@ -75,9 +77,16 @@ struct SessionState {
     detached_at: Option<Instant>,
     status: Status,
     kick: Option<Kick>,
+    /// The login session (bearer token) that identified or last resumed this gateway session.
+    login: Option<Id>,
 }
 
 impl Session {
+    /// Records which login (bearer token) the socket authenticated with, so logging it out closes it.
+    pub fn set_login(&self, login: Id) {
+        self.state.lock().login = Some(login);
+    }
+
     pub fn take_kick(&self) -> Option<Kick> {
         self.state.lock().kick.take()
     }
@@ -203,6 +212,7 @@ impl Hub {
                 detached_at: None,
                 status: Status::Online,
                 kick: None,
+                login: None,
             }),
             kick_signal: Notify::new(),
         });
@@ -300,6 +310,17 @@ impl Hub {
         for s in sessions {
             s.state.lock().kick = Some(Kick::Reconnect);
             s.kick_signal.notify_one();
+        }
+    }
+
+    /// Closes every session opened with this login (logout or session revoked) and forgets it.
+    pub fn log_out(&self, login: Id) {
+        let sessions: Vec<_> =
+            self.idx.read().sessions.values().filter(|s| s.state.lock().login == Some(login)).cloned().collect();
+        for s in sessions {
+            s.state.lock().kick = Some(Kick::LoggedOut);
+            s.kick_signal.notify_one();
+            self.remove(&s);
         }
     }
 

@@ -110,6 +110,7 @@ impl Connection {
                     };
                     match self.chat.hub.resume(&session_id, caller.user.id, seq) {
                         Ok(resumed) => {
+                            resumed.session.set_login(caller.session_id);
                             for (s, payload) in &resumed.replay {
                                 if self.send_text(protocol::dispatch_frame(*s, payload)).await.is_err() {
                                     return Start::Closed(1006);
@@ -147,6 +148,7 @@ impl Connection {
         // held back and sent right after READY.
         let memberships = self.chat.memberships(caller.user.id).await?;
         let (session, rx) = self.chat.hub.register(session_id.clone(), caller.user.id, memberships);
+        session.set_login(caller.session_id);
         let ready = match self.chat.ready(&caller, session_id).await {
             Ok(ready) => ready,
             Err(e) => {
@@ -223,6 +225,7 @@ impl Connection {
                 let _ = self.send_text(protocol::reconnect_frame()).await;
                 self.close(1012, "server restarting; resume").await
             }
+            Kick::LoggedOut => self.close(close::AUTHENTICATION_FAILED, "logged out").await,
         })
     }
 

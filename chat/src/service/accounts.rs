@@ -76,6 +76,14 @@ impl Chat {
     }
 
     /// Resolves a bearer token to its user; `Unauthorized` if unknown or revoked.
+    /// The gate of every authenticated request: rate limits per IP, the token, then per user.
+    pub async fn authorize(&self, token: &str, ip: std::net::IpAddr) -> Result<Caller> {
+        self.limits.rest_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
+        let caller = self.authenticate(token).await?;
+        self.limits.rest_user(caller.user.id).map_err(|l| Error::RateLimited(l.0))?;
+        Ok(caller)
+    }
+
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
         if token.is_empty() || token.len() > 128 {
             return Err(Error::Unauthorized);
@@ -87,6 +95,7 @@ impl Chat {
 
     pub async fn logout(&self, caller: &Caller) -> Result<()> {
         self.store.delete_session(caller.user.id, caller.session_id).await?;
+        self.hub.log_out(caller.session_id);
         Ok(())
     }
 
@@ -99,6 +108,7 @@ impl Chat {
         if !self.store.delete_session(caller.user.id, session_id).await? {
             return Err(Error::NotFound("session"));
         }
+        self.hub.log_out(session_id);
         Ok(())
     }
 

@@ -5,9 +5,11 @@
 //! MongoDB: acknowledged with journaled write concern). The trait speaks in domain types only; it
 //! knows nothing of HTTP, permissions or the gateway.
 
+mod metered;
 mod mongo;
 mod sqlite;
 
+pub use metered::Metered;
 pub use mongo::MongoStore;
 pub use sqlite::SqliteStore;
 
@@ -70,6 +72,8 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// The users that exist among `ids`, in any order.
     async fn users(&self, ids: &[Id]) -> StoreResult<Vec<User>>;
+    /// The earliest registered user (the smallest id): the instance's first admin.
+    async fn first_user(&self) -> StoreResult<Option<User>>;
     /// Replaces display name (and password hash) of an existing user.
     async fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;

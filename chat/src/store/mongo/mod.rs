@@ -288,6 +288,11 @@ impl Store for MongoStore {
         found.map(UserDoc::into_record).transpose()
     }
 
+    async fn first_user(&self) -> StoreResult<Option<User>> {
+        let found = self.users.find_one(doc! {}).sort(doc! { "_id": 1 }).await.map_err(map_err)?;
+        found.map(|d| d.into_record().map(|r| r.user)).transpose()
+    }
+
     async fn users(&self, ids: &[Id]) -> StoreResult<Vec<User>> {
         if ids.is_empty() {
             return Ok(Vec::new());

@@ -257,6 +257,11 @@ impl Store for SqliteStore {
         self.engine.read(move |c| one(c, &sql, [key], rows::user_record)).await
     }
 
+    async fn first_user(&self) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {} FROM users ORDER BY id LIMIT 1", rows::USER_COLS);
+        self.engine.read(move |c| one(c, &sql, [], rows::user)).await
+    }
+
     async fn users(&self, ids: &[Id]) -> StoreResult<Vec<User>> {
         if ids.is_empty() {
             return Ok(Vec::new());
