@@ -87,7 +87,10 @@ async fn health_ready_and_metrics_answer() {
     let c = Chorus::start(dir.path(), free_port()).await;
     let h: Value = reqwest::get(format!("{}/healthz", c.base)).await.expect("healthz").json().await.expect("json");
     assert_eq!(h, json!({"status": "ok"}));
+    register(&c, "alice").await;
     let m = reqwest::get(format!("{}/metrics", c.base)).await.expect("metrics").text().await.expect("text");
+    let rest = r#"chorus_chat_http_requests_total{method="POST",route="/api/v1/auth/register",status="2xx"} 1"#;
+    assert!(m.contains(rest), "REST requests counted by route template");
     assert!(m.contains("process_resident_memory_bytes"), "process metrics");
     assert!(m.contains("chorus_gateway_connections"), "gateway metrics");
     assert!(m.contains("chorus_store_op_duration_seconds_bucket{backend=\"sqlite\",op=\"ping\""), "store metrics");

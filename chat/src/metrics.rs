@@ -1,7 +1,7 @@
 //! Prometheus families of the community plane: `chorus_chat_*`, `chorus_gateway_*`.
 //! Labels are bounded: event names and route groups, never ids.
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::gateway::hub::Hub;
 
@@ -10,6 +10,9 @@ pub struct ChatMetrics {
     pub messages: prometheus::IntCounter,
     pub gateway_connections: IntGauge,
     pub gateway_closes: IntCounterVec,
+    /// REST requests by route template (bounded: the router's own paths), method and status class.
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
 }
 
 impl ChatMetrics {
@@ -29,12 +32,25 @@ impl ChatMetrics {
                 &["code"],
             )
             .expect("static metric definition"),
+            http_requests: IntCounterVec::new(
+                Opts::new("chorus_chat_http_requests_total", "REST requests, by route template, method and status class"),
+                &["route", "method", "status"],
+            )
+            .expect("static metric definition"),
+            http_duration: HistogramVec::new(
+                HistogramOpts::new("chorus_chat_http_request_duration_seconds", "REST request latency, by method")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                &["method"],
+            )
+            .expect("static metric definition"),
         };
         // A second Chat in one registry (tests) would collide; the first registration wins.
         let _ = registry.register(Box::new(m.events.clone()));
         let _ = registry.register(Box::new(m.messages.clone()));
         let _ = registry.register(Box::new(m.gateway_connections.clone()));
         let _ = registry.register(Box::new(m.gateway_closes.clone()));
+        let _ = registry.register(Box::new(m.http_requests.clone()));
+        let _ = registry.register(Box::new(m.http_duration.clone()));
         let _ = registry.register(Box::new(hub.delivered.clone()));
         let _ = registry.register(Box::new(hub.slow_consumers.clone()));
         m

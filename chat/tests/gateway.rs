@@ -357,7 +357,11 @@ async fn joining_a_guild_delivers_guild_create_and_member_add() {
     gb.expect("READY").await;
     srv.join(&alice, &g, &bob).await;
     assert_eq!(ga.expect("GUILD_MEMBER_ADD").await["d"]["user"]["id"], bob.id.as_str());
-    assert_eq!(gb.expect("GUILD_CREATE").await["d"]["id"], g.id.as_str());
+    let created = gb.expect("GUILD_CREATE").await;
+    assert_eq!(created["d"]["id"], g.id.as_str());
+    let presences = created["d"]["presences"].as_array().expect("presences, as in READY");
+    assert!(presences.iter().any(|p| p["user_id"] == alice.id.as_str() && p["status"] == "online"), "{presences:?}");
+    assert!(created["d"]["voice_states"].is_array());
     // Bob now follows the guild.
     srv.send(&alice, &g.text, "welcome").await;
     gb.expect("MESSAGE_CREATE").await;

@@ -6,7 +6,9 @@ mod handlers;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 
 use crate::Chat;
@@ -55,10 +57,31 @@ pub fn router(chat: Arc<Chat>) -> Router {
         .route("/channels/{channel_id}/voice", post(grant_voice))
         .route("/invites/{code}", get(preview_invite).post(join_invite).delete(revoke_invite))
         .fallback(|| async { Error::NotFound("route") })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed });
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .route_layer(axum::middleware::from_fn_with_state(chat.clone(), measure));
     Router::new()
         .nest("/api/v1", api)
         .route("/gateway", get(crate::gateway::socket::handler))
         .layer(DefaultBodyLimit::max(chat.config.max_body_bytes))
         .with_state(chat)
+}
+
+/// Counts and times every routed REST request. Runs as a route layer, so the label is the matched
+/// route template (a bounded set), never the raw path with its ids.
+async fn measure(State(chat): State<Arc<Chat>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = req.method().clone();
+    let start = std::time::Instant::now();
+    let res = next.run(req).await;
+    let m = &chat.metrics;
+    m.http_duration.with_label_values(&[method.as_str()]).observe(start.elapsed().as_secs_f64());
+    let class = match res.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    m.http_requests.with_label_values(&[&route, method.as_str(), class]).inc();
+    res
 }

@@ -168,7 +168,13 @@ impl Chat {
         );
         let access = self.guild_access(user.id, guild_id).await?;
         let view = self.guild_view(&access).await?;
-        self.publish(Dispatch::new("GUILD_CREATE", &view, Audience::Users(vec![user.id])));
+        // Like READY's guilds: the newcomer also learns who is online and who sits in voice.
+        let guild = super::ready::ReadyGuild {
+            voice_states: self.voice_states_of(guild_id),
+            presences: self.online_presences(guild_id),
+            guild: view,
+        };
+        self.publish(Dispatch::new("GUILD_CREATE", &guild, Audience::Users(vec![user.id])));
         Ok(member)
     }
 }

@@ -84,7 +84,7 @@ impl Chat {
     }
 
     /// Presences of the guild's members who are connected to this node.
-    fn online_presences(&self, guild_id: Id) -> Vec<PresenceView> {
+    pub(crate) fn online_presences(&self, guild_id: Id) -> Vec<PresenceView> {
         self.hub
             .online_in_guild(guild_id)
             .into_iter()

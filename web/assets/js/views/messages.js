@@ -1,0 +1,191 @@
+// The message pane: history (older pages load when scrolled to the top), messages grouped by author,
+// edit / delete / reply / reactions, mention highlight, the typing line and "jump to present".
+
+import { h, replace, timeOf } from '../dom.js';
+import { renderMarkdown } from '../markdown.js';
+import { groupMessages } from '../store.js';
+
+const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉'];
+const PAGE = 50;
+
+/** @param {HTMLElement} root @param {any} app */
+export function mountMessages(root, app) {
+  const header = /** @type {HTMLElement} */ (root.querySelector('#channel-header'));
+  const list = /** @type {HTMLElement} */ (root.querySelector('#messages'));
+  const typing = /** @type {HTMLElement} */ (root.querySelector('#typing'));
+  const jump = /** @type {HTMLButtonElement} */ (root.querySelector('#jump-present'));
+  let shownChannel = null;
+  let loading = false;
+  let stick = true;
+
+  const s = () => app.store.state;
+  const nameOf = (/** @type {any} */ u) => u?.display_name || u?.username || '?';
+
+  async function loadOlder(channelId) {
+    if (loading || s().historyDone.get(channelId)) return;
+    loading = true;
+    try {
+      const have = s().messages.get(channelId) ?? [];
+      const q = have.length ? `?before=${have[0].id}&limit=${PAGE}` : `?limit=${PAGE}`;
+      const page = await app.api.get(`/channels/${channelId}/messages${q}`);
+      const before = list.scrollHeight - list.scrollTop;
+      app.store.addHistory(channelId, page, page.length < PAGE);
+      // Keep what the reader was looking at in place while older messages appear above it.
+      if (have.length) list.scrollTop = list.scrollHeight - before;
+    } catch {
+      /* shown as an empty pane; the next scroll retries */
+    } finally {
+      loading = false;
+    }
+  }
+
+  function ack(channelId) {
+    const msgs = s().messages.get(channelId);
+    const last = msgs?.filter((m) => !m.pending).at(-1);
+    const rs = s().readStates.get(channelId);
+    if (!last || (rs && rs.last_read_id === last.id && !rs.unread_count)) return;
+    s().readStates.set(channelId, { ...rs, last_read_id: last.id, unread_count: 0, mention_count: 0 });
+    app.api.post(`/channels/${channelId}/messages/${last.id}/ack`).catch(() => {});
+  }
+
+  const actions = (/** @type {any} */ m, mine) =>
+    h(
+      'div',
+      { class: 'msg-actions', role: 'toolbar', 'aria-label': 'Message actions' },
+      QUICK_REACTIONS.slice(0, 2).map((e) =>
+        h('button', { class: 'icon', 'aria-label': `React with ${e}`, 'data-testid': 'react-button', 'data-emoji': e, onclick: () => toggleReaction(m, e) }, e),
+      ),
+      h('button', { class: 'icon', 'aria-label': 'Reply', 'data-testid': 'reply-button', onclick: () => app.composer?.replyTo(m) }, '↩'),
+      mine ? h('button', { class: 'icon', 'aria-label': 'Edit message', 'data-testid': 'edit-button', onclick: () => startEdit(m) }, '✎') : null,
+      mine || app.canManageMessages?.()
+        ? h('button', { class: 'icon danger', 'aria-label': 'Delete message', 'data-testid': 'delete-button', onclick: () => remove(m) }, '🗑')
+        : null,
+    );
+
+  async function toggleReaction(m, emoji) {
+    const r = m.reactions.find((x) => x.emoji === emoji);
+    const path = `/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}/@me`;
+    if (r?.me) await app.api.del(path);
+    else await app.api.put(`/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}`);
+  }
+
+  async function remove(m) {
+    if (!confirm('Delete this message?')) return;
+    await app.api.del(`/channels/${m.channel_id}/messages/${m.id}`);
+  }
+
+  /** Replaces a message's body with an editor; Enter saves, Escape cancels. */
+  function startEdit(m) {
+    const item = list.querySelector(`[data-message-id="${m.id}"] .msg-body`);
+    if (!item) return;
+    const area = /** @type {HTMLTextAreaElement} */ (h('textarea', { class: 'edit-box', 'data-testid': 'edit-box', 'aria-label': 'Edit message', maxlength: 4000 }));
+    area.value = m.content;
+    area.addEventListener('keydown', async (e) => {
+      if (e.key === 'Escape') render(true);
+      if (e.key === 'Enter' && !e.shiftKey) {
+        e.preventDefault();
+        const content = area.value.trim();
+        if (content && content !== m.content) await app.api.patch(`/channels/${m.channel_id}/messages/${m.id}`, { content });
+        render(true);
+      }
+    });
+    replace(item, area, h('p', { class: 'muted small' }, 'Enter to save · Escape to cancel'));
+    area.focus();
+  }
+  app.editMessage = startEdit;
+
+  const messageItem = (/** @type {any} */ m, first) => {
+    const me = s().me;
+    const mine = m.author?.id === me?.id;
+    const mentioned = !!me && (m.mention_everyone || (m.mentions ?? []).includes(me.id));
+    const body = h('div', { class: 'msg-body', 'data-testid': 'message-content' }, renderMarkdown(m.content, {
+      doc: document,
+      meId: me?.id,
+      mentionName: (id) => nameOf(s().users.get(id)),
+    }));
+    const replied = m.reply_to ? (s().messages.get(m.channel_id) ?? []).find((x) => x.id === m.reply_to) : null;
+    return h(
+      'li',
+      {
+        class: `message${first ? ' first' : ''}${mentioned ? ' mentioned' : ''}${m.pending ? ' pending' : ''}${m.failed ? ' failed' : ''}`,
+        'data-testid': 'message',
+        'data-message-id': m.id,
+        tabindex: 0,
+      },
+      m.reply_to
+        ? h('div', { class: 'reply-ref muted small' }, '↪ ', replied ? `${nameOf(replied.author)}: ${replied.content.slice(0, 80)}` : 'a message')
+        : null,
+      first
+        ? h('div', { class: 'msg-head' }, h('span', { class: 'avatar', 'aria-hidden': 'true' }, nameOf(m.author)[0]?.toUpperCase()), h('span', { class: 'author' }, nameOf(m.author)), h('time', { datetime: m.created_at, class: 'muted small' }, timeOf(m.created_at)))
+        : null,
+      body,
+      m.edited_at ? h('span', { class: 'muted small', 'data-testid': 'edited' }, ' (edited)') : null,
+      m.failed ? h('span', { class: 'error small' }, ' Not sent yet — retrying…') : null,
+      m.reactions.length
+        ? h(
+            'div',
+            { class: 'reactions' },
+            m.reactions.map((r) =>
+              h('button', { class: `reaction${r.me ? ' me' : ''}`, 'data-testid': 'reaction', 'data-emoji': r.emoji, 'aria-pressed': r.me ? 'true' : 'false', 'aria-label': `${r.emoji} ${r.count}`, onclick: () => toggleReaction(m, r.emoji) }, `${r.emoji} ${r.count}`),
+            ),
+          )
+        : null,
+      m.pending ? null : actions(m, mine),
+    );
+  };
+
+  function render(force = false) {
+    const st = s();
+    const cid = st.current.channelId;
+    const c = cid ? st.channels.get(cid) : null;
+    root.hidden = false;
+    if (!c || c.kind === 'voice') {
+      replace(header, h('h2', null, c ? c.name : ''));
+      replace(list, h('li', { class: 'empty muted' }, st.guilds.size ? 'Select a text channel.' : 'Welcome to Chorus! Create a server to get started.'));
+      typing.textContent = '';
+      return;
+    }
+    if (cid !== shownChannel) {
+      shownChannel = cid;
+      stick = true;
+      replace(header, h('h2', null, h('span', { 'aria-hidden': 'true' }, '# '), c.name), c.topic ? h('span', { class: 'topic muted' }, c.topic) : null);
+      if (!st.messages.has(cid)) loadOlder(cid);
+    }
+    const editing = !force && list.querySelector('.edit-box');
+    if (editing) return;
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    const groups = groupMessages(st.messages.get(cid) ?? []);
+    replace(
+      list,
+      st.historyDone.get(cid) ? h('li', { class: 'history-start muted' }, `This is the beginning of #${c.name}.`) : null,
+      groups.map((g) => g.map((m, i) => messageItem(m, i === 0))),
+    );
+    if (stick || atBottom) list.scrollTop = list.scrollHeight;
+    stick = false;
+    const who = app.store.typingIn(cid).map((id) => nameOf(st.users.get(id)));
+    typing.textContent = who.length ? `${who.slice(0, 3).join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '';
+    if (document.hasFocus()) ack(cid);
+  }
+
+  list.addEventListener('scroll', () => {
+    const cid = s().current.channelId;
+    if (cid && list.scrollTop < 80) loadOlder(cid);
+    jump.hidden = list.scrollHeight - list.scrollTop - list.clientHeight < 200;
+  });
+  jump.addEventListener('click', () => {
+    list.scrollTop = list.scrollHeight;
+    jump.hidden = true;
+  });
+  window.addEventListener('focus', () => {
+    const cid = s().current.channelId;
+    if (cid) ack(cid);
+  });
+  // Typing indicators expire on their own.
+  setInterval(() => {
+    const cid = s().current.channelId;
+    if (cid && s().typing.get(cid)?.size) render();
+  }, 2000);
+  app.store.subscribe((_st, what) => {
+    if (what !== 'CONNECTION') render();
+  });
+}

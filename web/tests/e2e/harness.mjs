@@ -1,0 +1,120 @@
+// End-to-end harness: the real chorus binary on a free port with a fresh data dir, and Debian's Chromium
+// driven by playwright-core with fake camera/microphone devices.
+//
+// Test ids the client exposes (data-testid): auth-submit, auth-error, invite-preview, guild-icon (data-guild-id),
+// create-guild, join-guild, prompt-input, prompt-ok, guild-name, invite-button, invite-link,
+// guild-settings-button, user-settings-button, text-channel / voice-channel (data-channel-id), voice-user
+// (data-user-id, class "speaking"), composer, message (data-message-id), message-content, edited, reaction
+// (data-emoji), react-button, reply-button, edit-button, edit-box, delete-button, member (data-user-id),
+// voice-mute, voice-deafen, voice-camera, voice-screen, voice-leave, voice-state, video-tile (data-kind,
+// data-track-id, data-user-id, data-local), tab-<name>, display-name, save-profile, logout.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** A TCP port nobody listens on right now. */
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {any} */ (s.address());
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+/** Starts chorus; resolves once /healthz answers. */
+export async function startServer(extraArgs = []) {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'chorus-e2e-'));
+  const udpBase = 20000 + Math.floor(Math.random() * 2400) * 16;
+  const bin = process.env.CHORUS_BIN || join(repo, 'target/debug/chorus');
+  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--udp-port-base', String(udpBase), '--sfu-workers', '1', ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CHORUS_LOG: process.env.CHORUS_LOG ?? 'warn' },
+  });
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok) break;
+    } catch {
+      /* not up yet */
+    }
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`chorus did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    log: () => log,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Headless Chromium with fake media devices. @param {string[]} [extraArgs] */
+export function launchBrowser(extraArgs = []) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+      '--auto-select-desktop-capture-source=Entire screen', '--autoplay-policy=no-user-gesture-required',
+      ...extraArgs,
+    ],
+  });
+}
+
+/** A browser context as one user sees it: 1280×720, camera and microphone allowed. */
+export async function newContext(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  await ctx.grantPermissions(['microphone', 'camera']);
+  return ctx;
+}
+
+/** Collects uncaught page errors, so a test can assert the client threw none. */
+export function watchErrors(page) {
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  return errors;
+}
+
+/** Registers through the client's own form (the page must show it). */
+export async function registerInUi(page, username, password = 'correct horse battery') {
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByTestId('auth-submit').click();
+  await page.getByTestId('me-name').filter({ hasText: username }).waitFor();
+}
+
+/** Saves a PNG under target/screenshots (or CHORUS_SCREENSHOT_DIR) and returns its path. */
+export async function screenshot(page, name) {
+  const dir = process.env.CHORUS_SCREENSHOT_DIR || join(repo, 'target/screenshots');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}.png`);
+  await page.screenshot({ path });
+  return path;
+}
+
+/** Waits until `fn` (run in the page) returns a truthy value; returns it. */
+export async function until(page, fn, arg, timeout = 20_000) {
+  const h = await page.waitForFunction(fn, arg, { timeout, polling: 200 });
+  return h.jsonValue();
+}
