@@ -17,15 +17,12 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The web client's end-to-end tests drive Debian's Chromium with npm's playwright-core.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
-# promtool checks the Prometheus config and alert rules in deploy/.
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Emoji in screenshots (reactions, call buttons) instead of empty boxes.
+fc-list 2>/dev/null | grep -qi "Noto Color Emoji" || need+=(fonts-noto-color-emoji)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   as_root apt-get update -qq
-  # policy-rc.d keeps package scripts from starting services (prometheus) during the install.
-  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  as_root rm -f /usr/sbin/policy-rc.d
 fi
 
 # --- Redis (cluster-mode tests); start one if none answers.
@@ -58,7 +55,8 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
-# --- deploy/: Prometheus config, alert rules and their unit tests, the Grafana dashboard.
+# --- deploy/: Prometheus config, alert rules and their unit tests, the Grafana dashboard (check.sh installs
+# Debian's prometheus for promtool if it is missing).
 ./deploy/check.sh
 
 # --- the web client: unit tests of the pure modules, then end to end in headless Chromium against
