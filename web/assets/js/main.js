@@ -146,6 +146,8 @@ mountMembers($('member-list'), app);
 app.voice = mountVoice({ api, store, gateway: null, els: { panel: $('voice-panel'), grid: $('video-grid') } });
 app.voice.onChange(() => store.notify('VOICE'));
 
+// For debugging in the console and for the end-to-end tests (they drop the gateway socket on purpose).
+/** @type {any} */ (window).__chorus = app;
 window.addEventListener('popstate', route);
 window.addEventListener('storage', (e) => {
   if (e.key === TOKEN_KEY && !e.newValue) location.assign('/login');

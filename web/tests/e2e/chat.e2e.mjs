@@ -105,6 +105,37 @@ test('hostile content is shown as text and runs nothing', async () => {
   await screenshot(alice, 'chat');
 });
 
+test('a dropped gateway connection resumes and replays what was missed', async () => {
+  await bob.evaluate(() => /** @type {any} */ (window).__chorus.gateway.ws.close(4000));
+  await alice.getByTestId('composer').fill('sent while bob was away');
+  await alice.getByTestId('composer').press('Enter');
+  await bob.getByTestId('message-content').filter({ hasText: 'sent while bob was away' }).waitFor();
+  // It came by RESUME on a new socket, not by reloading history.
+  assert.ok(await bob.evaluate(() => /** @type {any} */ (window).__chorus.gateway.seq > 0));
+  assert.equal(await bob.getByTestId('message-content').filter({ hasText: 'sent while bob was away' }).count(), 1);
+});
+
+test('older history loads when scrolling to the top', async () => {
+  const post = (page, n, prefix) =>
+    page.evaluate(async ([n, prefix]) => {
+      const app = /** @type {any} */ (window).__chorus;
+      const cid = app.store.state.current.channelId;
+      for (let i = 0; i < n; i++) await app.api.post(`/channels/${cid}/messages`, { content: `${prefix} ${i}` });
+    }, [n, prefix]);
+  await post(alice, 40, 'old-a');
+  await post(bob, 30, 'old-b');
+  // A fresh page loads only the newest 50.
+  await bob.reload();
+  await bob.getByTestId('message-content').filter({ hasText: 'old-b 29' }).waitFor();
+  assert.equal(await bob.getByTestId('message-content').filter({ hasText: /^hello bob$/ }).count(), 0);
+  for (let i = 0; i < 10 && (await bob.getByTestId('message-content').filter({ hasText: /^hello bob$/ }).count()) === 0; i++) {
+    await bob.locator('#messages').evaluate((el) => (el.scrollTop = 0));
+    await bob.waitForTimeout(300);
+  }
+  await bob.getByTestId('message-content').filter({ hasText: /^hello bob$/ }).waitFor();
+  await bob.getByText('This is the beginning of #general.').waitFor();
+});
+
 test('settings open for the user and for the server owner', async () => {
   await alice.getByTestId('guild-settings-button').click();
   await alice.getByTestId('tab-channels').click();
