@@ -89,10 +89,13 @@ export async function newContext(browser) {
   return ctx;
 }
 
-/** Collects uncaught page errors, so a test can assert the client threw none. */
+/** Collects uncaught page errors and Content-Security-Policy violations, so a test can assert there were none. */
 export function watchErrors(page) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(m.text());
+  });
   return errors;
 }
 

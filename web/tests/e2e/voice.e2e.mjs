@@ -113,6 +113,18 @@ test('a screen share appears as its own tile', async () => {
   await screenshot(bob, 'voice-call');
 });
 
+test('a dropped voice socket shows the reconnect banner and the session resumes', async () => {
+  await bob.evaluate(() => /** @type {any} */ (window).__chorusVoice.ws.close());
+  await bob.getByTestId('voice-reconnecting').waitFor();
+  await bob.getByTestId('voice-state').filter({ hasText: 'Voice Connected' }).waitFor({ timeout: 20_000 });
+  assert.equal(await bob.getByTestId('voice-reconnecting').count(), 0);
+  // Still the same participant for Alice: resumed, not rejoined.
+  await alice.locator(`[data-testid="voice-user"][data-user-id="${bobId}"]`).waitFor();
+  const before = (await inbound(bob, 'audio')).packetsReceived;
+  await bob.waitForTimeout(1500);
+  assert.ok((await inbound(bob, 'audio')).packetsReceived > before, 'audio keeps flowing after the resume');
+});
+
 test('leaving removes the participant on the other side', async () => {
   await alice.getByTestId('voice-leave').click();
   await bob.locator(`[data-testid="voice-user"][data-user-id="${aliceId}"]`).waitFor({ state: 'detached', timeout: 20_000 });
