@@ -151,5 +151,9 @@ test('settings open for the user and for the server owner', async () => {
   await bob.getByTestId('me-name').filter({ hasText: 'Bobby' }).waitFor();
   await screenshot(bob, 'user-settings');
   await bob.keyboard.press('Escape');
+  // The layout holds at full HD too.
+  await alice.setViewportSize({ width: 1920, height: 1080 });
+  await alice.getByTestId('member').first().waitFor();
+  await screenshot(alice, 'chat-1920x1080');
   assert.deepEqual(errors.flat(), [], 'no uncaught errors in either page');
 });
