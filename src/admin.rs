@@ -102,7 +102,7 @@ async fn stats(State(s): State<Admin>, ClientIp(ip): ClientIp, headers: HeaderMa
         uptime_secs: s.started.elapsed().as_secs(),
         node_id: s.node_id,
         process: ProcessStats {
-            cpu_seconds_total: m.sum("process_cpu_seconds_total"),
+            cpu_seconds_total: precise_cpu_seconds().unwrap_or_else(|| m.sum("process_cpu_seconds_total")),
             resident_memory_bytes: m.sum("process_resident_memory_bytes"),
             open_fds: m.sum("process_open_fds"),
         },
@@ -171,6 +171,18 @@ async fn stats(State(s): State<Admin>, ClientIp(ip): ClientIp, headers: HeaderMa
     let mut res = axum::Json(body).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     res
+}
+
+/// User + system CPU time of this process at /proc's 10 ms resolution (the Prometheus process collector
+/// rounds down to whole seconds, too coarse for a one-second chart).
+fn precise_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may contain spaces; fields after it are plain numbers.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // /proc reports in USER_HZ, which Linux fixes at 100 for user space.
+    Some((utime + stime) / 100.0)
 }
 
 fn layer_name(l: sfu::Layer) -> &'static str {
