@@ -47,6 +47,8 @@ fi
 (cd web && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo fmt --all -- --check
+# The OpenAPI document lists exactly the routes the routers serve.
+python3 scripts/check_openapi.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
