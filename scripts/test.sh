@@ -61,8 +61,11 @@ fi
 # Debian's prometheus for promtool if it is missing).
 ./deploy/check.sh
 
+# --- chorus-bench cannot rot: a few seconds of each scenario against the real binary.
+cargo build --locked --bin chorus --bin chorus-bench
+target/debug/chorus-bench smoke --spawn target/debug/chorus
+
 # --- the web client: unit tests of the pure modules, then end to end in headless Chromium against
 # the real binary (screenshots land in target/screenshots).
-cargo build --locked --bin chorus
 node --test web/tests/unit/*.test.js
 CHORUS_BIN="$PWD/target/debug/chorus" node --test --test-concurrency=1 web/tests/e2e/*.e2e.mjs

@@ -95,7 +95,8 @@ async fn health_ready_and_metrics_answer() {
     assert!(m.contains("chorus_gateway_connections"), "gateway metrics");
     assert!(m.contains("chorus_store_op_duration_seconds_bucket{backend=\"sqlite\",op=\"ping\""), "store metrics");
     assert!(dir.path().join("chorus.db").exists(), "SQLite file created in the data dir");
-    let doc: Value = reqwest::get(format!("{}/api/openapi.json", c.base)).await.expect("openapi").json().await.expect("json");
+    let doc: Value =
+        reqwest::get(format!("{}/api/openapi.json", c.base)).await.expect("openapi").json().await.expect("json");
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/channels/{channel_id}/messages"]["post"].is_object(), "documents the routes");
 }

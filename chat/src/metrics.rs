@@ -33,7 +33,10 @@ impl ChatMetrics {
             )
             .expect("static metric definition"),
             http_requests: IntCounterVec::new(
-                Opts::new("chorus_chat_http_requests_total", "REST requests, by route template, method and status class"),
+                Opts::new(
+                    "chorus_chat_http_requests_total",
+                    "REST requests, by route template, method and status class",
+                ),
                 &["route", "method", "status"],
             )
             .expect("static metric definition"),

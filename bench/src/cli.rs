@@ -1,0 +1,244 @@
+//! Command line: a subcommand per scenario, shared target and output options.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::target::Spec;
+
+/// Load benchmark for Chorus: real WebRTC voice peers, join storms and gateway fan-out against
+/// a running server or one the bench starts.
+#[derive(Debug, Parser)]
+#[command(name = "chorus-bench", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Voice rooms: talkers send Opus, everyone else listens; latency, loss, jitter, server CPU.
+    Voice(VoiceArgs),
+    /// Video rooms: publishers send VP8 simulcast (3 layers), everyone else subscribes.
+    Video(VideoArgs),
+    /// A join storm: listeners join rooms with a talker at a set rate; join latency percentiles.
+    Join(JoinArgs),
+    /// Chat fan-out: gateway clients in one channel, messages posted at a set rate.
+    Chat(ChatArgs),
+    /// Voice rooms added step by step until p99 forwarding latency or loss passes its limit.
+    Ramp(RampArgs),
+    /// A few seconds of every scenario; exits non-zero when something is broken (for CI).
+    Smoke(SmokeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// URL of a running Chorus (start it with `--no-rate-limits true`)
+    #[arg(long, conflicts_with = "spawn")]
+    pub target: Option<String>,
+    /// PID of the --target server, for its CPU time and memory
+    #[arg(long, requires = "target")]
+    pub pid: Option<u32>,
+    /// Path of a `chorus` binary to start on free ports with a temporary data dir
+    #[arg(long)]
+    pub spawn: Option<PathBuf>,
+    /// Extra argument for the spawned server (repeat for several), e.g. --server-arg=--sfu-workers=1
+    #[arg(long = "server-arg", requires = "spawn", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+}
+
+impl TargetArgs {
+    pub fn spec(&self) -> Result<Spec> {
+        match (&self.target, &self.spawn) {
+            (Some(url), None) => Ok(Spec::Url { url: url.clone(), pid: self.pid }),
+            (None, Some(bin)) => Ok(Spec::Spawn { bin: bin.clone(), extra: self.server_args.clone() }),
+            _ => bail!("give either --target URL or --spawn PATH_TO_CHORUS"),
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
+    /// Write the results as JSON
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a Markdown report
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write latency CDF plots (SVG) into this directory
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct VoiceArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub voice: VoiceParams,
+}
+
+#[derive(Debug, Args, Clone, serde::Serialize)]
+pub struct VoiceParams {
+    /// Voice rooms (channels)
+    #[arg(long, default_value_t = 5)]
+    pub rooms: usize,
+    /// Participants per room
+    #[arg(long, default_value_t = 10)]
+    pub participants: usize,
+    /// Talkers per room (the others only listen)
+    #[arg(long, default_value_t = 2)]
+    pub talkers: usize,
+    /// Seconds of measurement once every participant receives media
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Seconds to wait for every participant to receive media before measuring anyway
+    #[arg(long, default_value_t = 30)]
+    pub connect_timeout: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub join: JoinParams,
+}
+
+#[derive(Debug, Args, Clone, serde::Serialize)]
+pub struct JoinParams {
+    /// Joins per second
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Seconds the storm lasts
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// Rooms joined round-robin, each with one talker already in it
+    #[arg(long, default_value_t = 4)]
+    pub rooms: usize,
+    /// Seconds a joiner stays after its first media packet
+    #[arg(long, default_value_t = 2.0)]
+    pub hold: f64,
+    /// Accounts the joiners cycle through
+    #[arg(long, default_value_t = 60)]
+    pub accounts: usize,
+    /// Seconds a joiner waits for media before it counts as failed
+    #[arg(long, default_value_t = 10)]
+    pub media_timeout: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub chat: ChatParams,
+}
+
+#[derive(Debug, Args, Clone, serde::Serialize)]
+pub struct ChatParams {
+    /// Gateway connections, all in one channel
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Connections per account (accounts cost an argon2 hash each)
+    #[arg(long, default_value_t = 10)]
+    pub per_account: usize,
+    /// Messages posted per second
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+    /// Seconds of posting
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Restart a spawned server after registration so argon2's memory does not hide the
+    /// connections' (true by default)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SmokeArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Seconds of measurement per scenario
+    #[arg(long, default_value_t = 4)]
+    pub seconds: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RampArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub ramp: RampParams,
+}
+
+#[derive(Debug, Args, Clone, serde::Serialize)]
+pub struct RampParams {
+    /// Participants per room
+    #[arg(long, default_value_t = 10)]
+    pub participants: usize,
+    /// Talkers per room
+    #[arg(long, default_value_t = 2)]
+    pub talkers: usize,
+    /// Rooms in the first step
+    #[arg(long, default_value_t = 5)]
+    pub start_rooms: usize,
+    /// Rooms added per step
+    #[arg(long, default_value_t = 5)]
+    pub step_rooms: usize,
+    /// Stop after this many rooms even if the limits hold
+    #[arg(long, default_value_t = 100)]
+    pub max_rooms: usize,
+    /// Seconds of measurement per step
+    #[arg(long, default_value_t = 15)]
+    pub step_duration: u64,
+    /// A step fails when p99 forwarding latency passes this (ms)
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_limit_ms: f64,
+    /// A step fails when loss passes this (%)
+    #[arg(long, default_value_t = 1.0)]
+    pub loss_limit_percent: f64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct VideoArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub video: VideoParams,
+}
+
+#[derive(Debug, Args, Clone, serde::Serialize)]
+pub struct VideoParams {
+    /// Rooms (voice channels)
+    #[arg(long, default_value_t = 2)]
+    pub rooms: usize,
+    /// Participants per room
+    #[arg(long, default_value_t = 5)]
+    pub participants: usize,
+    /// Publishers per room (the others only subscribe)
+    #[arg(long, default_value_t = 2)]
+    pub publishers: usize,
+    /// Tile size every subscriber asks for, e.g. 640x360 (default: no preference, the SFU decides)
+    #[arg(long)]
+    pub tile: Option<String>,
+    /// Seconds of measurement once every subscriber receives video
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Seconds to wait for every subscriber to receive video before measuring anyway
+    #[arg(long, default_value_t = 30)]
+    pub connect_timeout: u64,
+}

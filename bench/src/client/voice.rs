@@ -1,0 +1,506 @@
+//! A voice participant as the web client does it: voice grant over REST, the `/voice` WebSocket,
+//! a publish connection it offers (talkers only) and a subscribe connection the SFU offers. Both
+//! are str0m `Rtc`s on their own UDP socket on 127.0.0.1, driven by this participant's task.
+//! Talkers send real Opus every 20 ms, or (video runs) synthetic VP8 in three simulcast layers at
+//! 30 fps; every participant accounts what it receives in the run's [`MediaLedger`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::api::{Account, Api};
+use super::audio::{OpusCheck, OpusSource};
+use super::video::{self, VideoSource};
+use crate::measure::media::{MediaLedger, ReceiverStats, payload_key};
+
+/// Received frames each participant checks (Opus decodes; video carries its marker).
+const DECODE_CHECKS: u64 = 10;
+
+/// What all participants of a run share.
+pub struct VoiceShared {
+    pub ledger: MediaLedger,
+    /// Participants that received their first remote media packet.
+    pub first_media: AtomicU64,
+    /// Media packets received, all participants.
+    pub media_rx: AtomicU64,
+    /// Frames sent, all talkers.
+    pub media_tx: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl VoiceShared {
+    pub fn new() -> Arc<VoiceShared> {
+        Arc::new(VoiceShared {
+            ledger: MediaLedger::default(),
+            first_media: AtomicU64::new(0),
+            media_rx: AtomicU64::new(0),
+            media_tx: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        })
+    }
+}
+
+/// What one participant does.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub channel: String,
+    /// Publish with this talker id: Opus, or VP8 simulcast when `video`.
+    pub talker: Option<u32>,
+    /// Video run: publish and receive VP8 (ledger ids are talker × 4 + layer).
+    pub video: bool,
+    /// Ask the SFU for at most this size of every video track (`subscribe` message).
+    pub tile: Option<(u32, u32)>,
+    /// Leave this long after the first remote media packet (join storms); None: stay until stopped.
+    pub leave_after_media: Option<Duration>,
+    /// Give up when no remote media arrived this long after the grant request (None: never).
+    pub media_deadline: Option<Duration>,
+}
+
+/// What one participant saw.
+#[derive(Default)]
+pub struct Outcome {
+    /// Grant request → grant answer.
+    pub grant: Option<Duration>,
+    /// Grant request → `joined`.
+    pub joined: Option<Duration>,
+    /// Grant request → subscribe connection up (ICE and DTLS done).
+    pub subscribed: Option<Duration>,
+    /// Grant request → first remote media packet (join latency).
+    pub first_media: Option<Duration>,
+    pub stats: ReceiverStats,
+    /// Frames sent inside the measurement window (talkers).
+    pub sent_in_window: u64,
+    pub sent_total: u64,
+    /// UDP bytes received on the subscribe connection inside the window.
+    pub rx_bytes_in_window: u64,
+    pub decoded: u64,
+    pub decode_failures: u64,
+    /// Keyframe requests the publisher got from the SFU.
+    pub keyframe_requests: u64,
+    pub error: Option<String>,
+}
+
+/// One str0m peer connection on its own socket.
+struct Peer {
+    rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    timeout: Instant,
+    connected: bool,
+}
+
+impl Peer {
+    async fn new(video: bool) -> Result<Peer> {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.context("binding a UDP socket")?;
+        let local = sock.local_addr()?;
+        let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_vp8(video).build(Instant::now());
+        let candidate = Candidate::host(local, "udp").map_err(|e| anyhow!("host candidate: {e}"))?;
+        rtc.add_local_candidate(candidate);
+        Ok(Peer { rtc, sock, local, timeout: Instant::now(), connected: false })
+    }
+
+    /// Drains `poll_output` until a timeout (the single-mutation invariant), sending what str0m
+    /// transmits and returning its events.
+    fn drain(&mut self) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        loop {
+            match self.rtc.poll_output().map_err(|e| anyhow!("str0m: {e}"))? {
+                Output::Timeout(t) => {
+                    self.timeout = t;
+                    return Ok(events);
+                }
+                Output::Transmit(t) => {
+                    // A full socket buffer drops the datagram, as a real network would.
+                    let _ = self.sock.try_send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::Connected) => {
+                    self.connected = true;
+                }
+                Output::Event(e) => events.push(e),
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) -> Result<Vec<Event>> {
+        if let Err(e) = self.rtc.handle_input(input) {
+            // A packet str0m refuses is not fatal for the participant.
+            if !self.rtc.is_alive() {
+                bail!("str0m: {e}");
+            }
+        }
+        self.drain()
+    }
+
+    fn receive(&mut self, data: &[u8], source: SocketAddr, at: Instant) -> Result<Vec<Event>> {
+        let Ok(contents) = data.try_into() else {
+            return Ok(Vec::new());
+        };
+        let recv = Receive { proto: Protocol::Udp, source, destination: self.local, contents };
+        self.input(Input::Receive(at, recv))
+    }
+
+    fn tick(&mut self) -> Result<Vec<Event>> {
+        self.input(Input::Timeout(Instant::now()))
+    }
+
+    /// Timeout passes while one is due (a pacer releases a burst per pass), at most `max`.
+    fn flush(&mut self, max: usize) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        for _ in 0..max {
+            events.extend(self.tick()?);
+            if self.timeout > Instant::now() {
+                break;
+            }
+        }
+        Ok(events)
+    }
+}
+
+enum Source {
+    Audio(OpusSource),
+    Video(VideoSource),
+}
+
+/// A talker's outgoing media.
+struct Talk {
+    id: u32,
+    source: Source,
+    mid: Option<Mid>,
+    pending: Option<SdpPendingOffer>,
+    rtp_time: u64,
+    keys: VecDeque<(u64, Instant)>,
+}
+
+/// Video track ids a signaling message announces (`joined`, `participant_joined`, `track_published`).
+fn video_tracks(msg: &Value) -> Vec<String> {
+    let tracks: Vec<&Value> = match msg["type"].as_str() {
+        Some("joined") => msg["participants"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["tracks"].as_array()).flatten().collect())
+            .unwrap_or_default(),
+        Some("participant_joined") => msg["tracks"].as_array().map(|t| t.iter().collect()).unwrap_or_default(),
+        Some("track_published") => vec![msg],
+        _ => Vec::new(),
+    };
+    tracks
+        .into_iter()
+        .filter(|t| t["kind"] == "video")
+        .filter_map(|t| t["track_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Ws, v: Value) -> Result<()> {
+    ws.send(Message::Text(v.to_string().into())).await.context("sending on /voice")
+}
+
+/// Runs one participant until `stop` turns true (or its plan says leave); never panics on
+/// network data, returns what it measured with the first error if any.
+pub async fn run(
+    api: Api,
+    account: Account,
+    plan: Plan,
+    shared: Arc<VoiceShared>,
+    stop: watch::Receiver<bool>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    if let Err(e) = participate(&api, &account, &plan, &shared, stop, &mut out).await {
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+        out.error = Some(format!("{e:#}"));
+    }
+    out
+}
+
+async fn participate(
+    api: &Api,
+    account: &Account,
+    plan: &Plan,
+    shared: &VoiceShared,
+    mut stop: watch::Receiver<bool>,
+    out: &mut Outcome,
+) -> Result<()> {
+    let t0 = Instant::now();
+    let grant = api.voice_grant(account, &plan.channel).await?;
+    out.grant = Some(t0.elapsed());
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&grant.endpoint))
+        .await
+        .map_err(|_| anyhow!("connecting to {} timed out", grant.endpoint))?
+        .with_context(|| format!("connecting to {}", grant.endpoint))?;
+    send(&mut ws, json!({"type": "join", "token": grant.token, "channel_id": plan.channel})).await?;
+
+    let mut sub = Peer::new(plan.video).await?;
+    let mut publ = match plan.talker {
+        Some(_) => Some(Peer::new(plan.video).await?),
+        None => None,
+    };
+    let mut talk = match plan.talker {
+        Some(id) => Some(Talk {
+            id,
+            source: if plan.video {
+                Source::Video(VideoSource::new(id))
+            } else {
+                Source::Audio(OpusSource::new(u64::from(id))?)
+            },
+            mid: None,
+            pending: None,
+            rtp_time: 0,
+            keys: VecDeque::new(),
+        }),
+        None => None,
+    };
+    let mut check = OpusCheck::new()?;
+    let period = if plan.video { Duration::from_nanos(1_000_000_000 / video::FPS) } else { Duration::from_millis(20) };
+    let mut frame_tick = tokio::time::interval(period);
+    frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut leave_at: Option<Instant> = None;
+    let deadline = plan.media_deadline.map(|d| t0 + d);
+    let mut sub_buf = vec![0u8; 2048];
+    let mut pub_buf = vec![0u8; 2048];
+
+    loop {
+        let mut wake = sub.timeout;
+        if let Some(p) = &publ {
+            wake = wake.min(p.timeout);
+        }
+        if let Some(t) = leave_at {
+            wake = wake.min(t);
+        }
+        if out.first_media.is_none()
+            && let Some(d) = deadline
+        {
+            wake = wake.min(d);
+        }
+        let talking = publ.as_ref().is_some_and(|p| p.connected) && talk.as_ref().is_some_and(|t| t.mid.is_some());
+
+        let mut sub_events = Vec::new();
+        let mut pub_events = Vec::new();
+        // When the events' input arrived: a frame is complete at its last packet.
+        let mut events_at = Instant::now();
+        tokio::select! {
+            _ = stop.changed() => break,
+            m = ws.next() => {
+                let text = match m {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None => bail!("the /voice socket closed"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => bail!("/voice: {e}"),
+                };
+                let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                if let Some((w, h)) = plan.tile {
+                    for track in video_tracks(&msg) {
+                        send(&mut ws, json!({"type": "subscribe", "track_id": track, "max_width": w, "max_height": h}))
+                            .await?;
+                    }
+                }
+                match msg["type"].as_str().unwrap_or("") {
+                    "joined" => {
+                        out.joined = Some(t0.elapsed());
+                        if let (Some(p), Some(t)) = (publ.as_mut(), talk.as_mut()) {
+                            let mut sdp = p.rtc.sdp_api();
+                            let mid = if plan.video {
+                                let mut simulcast = Simulcast::new();
+                                for (rid, ..) in video::LAYERS {
+                                    simulcast.add_send_layer(SimulcastLayer::new(rid));
+                                }
+                                sdp.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(simulcast))
+                            } else {
+                                sdp.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None)
+                            };
+                            let (offer, pending) = sdp.apply().ok_or_else(|| anyhow!("no publish offer"))?;
+                            t.mid = Some(mid);
+                            t.pending = Some(pending);
+                            pub_events = p.drain()?;
+                            send(&mut ws, json!({"type": "offer", "sdp": offer.to_sdp_string()})).await?;
+                        }
+                    }
+                    "answer" => {
+                        let sdp = msg["sdp"].as_str().unwrap_or("");
+                        if let (Some(p), Some(t)) = (publ.as_mut(), talk.as_mut())
+                            && let Some(pending) = t.pending.take()
+                        {
+                            let answer = SdpAnswer::from_sdp_string(sdp).context("parsing the SFU's answer")?;
+                            p.rtc.sdp_api().accept_answer(pending, answer).context("applying the SFU's answer")?;
+                            pub_events = p.drain()?;
+                        }
+                    }
+                    "offer" => {
+                        let sdp = msg["sdp"].as_str().unwrap_or("");
+                        let offer = SdpOffer::from_sdp_string(sdp).context("parsing the SFU's offer")?;
+                        let answer = sub.rtc.sdp_api().accept_offer(offer).context("answering the SFU's offer")?;
+                        sub_events = sub.drain()?;
+                        send(&mut ws, json!({"type": "answer", "sdp": answer.to_sdp_string()})).await?;
+                    }
+                    "error" => {
+                        let code = msg["code"].as_str().unwrap_or("?");
+                        if !matches!(code, "rate_limited" | "unknown_track") {
+                            bail!("/voice error {code}: {}", msg["message"].as_str().unwrap_or(""));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            r = sub.sock.recv_from(&mut sub_buf) => {
+                let (n, from) = r.context("subscribe socket")?;
+                events_at = Instant::now();
+                if shared.ledger.measuring() {
+                    out.rx_bytes_in_window += n as u64;
+                }
+                sub_events = sub.receive(&sub_buf[..n], from, events_at)?;
+            }
+            r = async {
+                match publ.as_ref() {
+                    Some(p) => p.sock.recv_from(&mut pub_buf).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let (n, from) = r.context("publish socket")?;
+                if let Some(p) = publ.as_mut() {
+                    pub_events = p.receive(&pub_buf[..n], from, Instant::now())?;
+                }
+            }
+            _ = frame_tick.tick(), if talking => {
+                if let (Some(p), Some(t)) = (publ.as_mut(), talk.as_mut()) {
+                    pub_events = send_frame(p, t, shared, out)?;
+                }
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                let now = Instant::now();
+                if leave_at.is_some_and(|t| now >= t) {
+                    break;
+                }
+                if out.first_media.is_none() && deadline.is_some_and(|d| now >= d) {
+                    bail!("no remote media within {:?} of the grant request", plan.media_deadline.unwrap_or_default());
+                }
+                if now >= sub.timeout {
+                    sub_events = sub.tick()?;
+                }
+                if let Some(p) = publ.as_mut()
+                    && now >= p.timeout
+                {
+                    pub_events = p.tick()?;
+                }
+            }
+        }
+        for e in pub_events {
+            if let (Event::KeyframeRequest(req), Some(Talk { source: Source::Video(v), .. })) = (e, talk.as_mut()) {
+                out.keyframe_requests += 1;
+                let layer = video::LAYERS.iter().position(|l| req.rid.as_deref() == Some(l.0)).unwrap_or(2);
+                v.request_keyframe(layer);
+            }
+        }
+        if out.subscribed.is_none() && sub.connected {
+            out.subscribed = Some(t0.elapsed());
+        }
+        for e in sub_events {
+            if let Event::MediaData(d) = e {
+                shared.media_rx.fetch_add(1, Ordering::Relaxed);
+                if out.first_media.is_none() {
+                    out.first_media = Some(events_at.saturating_duration_since(t0));
+                    shared.first_media.fetch_add(1, Ordering::Relaxed);
+                    leave_at = plan.leave_after_media.map(|hold| Instant::now() + hold);
+                }
+                shared.ledger.received(&mut out.stats, payload_key(&d.data), events_at);
+                if out.decoded + out.decode_failures < DECODE_CHECKS {
+                    let valid = if plan.video { video::decode(&d.data).is_some() } else { check.decodes(&d.data) };
+                    if valid {
+                        out.decoded += 1;
+                    } else {
+                        out.decode_failures += 1;
+                    }
+                }
+            }
+        }
+    }
+    let _ = send(&mut ws, json!({"type": "leave"})).await;
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// Sends one frame time: an Opus frame, or one VP8 frame per simulcast layer; registers each
+/// payload's key first. Returns the publish side's events.
+fn send_frame(p: &mut Peer, t: &mut Talk, shared: &VoiceShared, out: &mut Outcome) -> Result<Vec<Event>> {
+    let Some(mid) = t.mid else { return Ok(Vec::new()) };
+    let codec = match t.source {
+        Source::Audio(_) => Codec::Opus,
+        Source::Video(_) => Codec::Vp8,
+    };
+    let Some(pt) =
+        p.rtc.writer(mid).and_then(|w| w.payload_params().find(|pp| pp.spec().codec == codec).map(|pp| pp.pt()))
+    else {
+        return Ok(Vec::new());
+    };
+    let now = Instant::now();
+    let mut events = Vec::new();
+    match &mut t.source {
+        Source::Audio(src) => {
+            let frame = src.next_frame()?;
+            let key = payload_key(&frame);
+            if shared.ledger.register(key, t.id, now) {
+                out.sent_in_window += 1;
+            }
+            t.keys.push_back((key, now));
+            t.rtp_time += super::audio::FRAME as u64;
+            let time = MediaTime::new(t.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+            let Some(writer) = p.rtc.writer(mid) else { return Ok(events) };
+            writer.write(pt, now, time, frame).map_err(|e| anyhow!("writing audio: {e}"))?;
+            events.extend(p.drain()?);
+        }
+        Source::Video(src) => {
+            t.rtp_time += 90_000 / video::FPS;
+            let time = MediaTime::new(t.rtp_time, Frequency::NINETY_KHZ);
+            for (layer, frame) in src.next_frames().into_iter().enumerate() {
+                let key = payload_key(&frame);
+                if shared.ledger.register(key, t.id * 4 + layer as u32, now) {
+                    out.sent_in_window += 1;
+                }
+                t.keys.push_back((key, now));
+                let Some(writer) = p.rtc.writer(mid) else { return Ok(events) };
+                writer
+                    .rid(video::LAYERS[layer].0.into())
+                    .write(pt, now, time, frame)
+                    .map_err(|e| anyhow!("writing video: {e}"))?;
+                events.extend(p.drain()?);
+            }
+        }
+    }
+    out.sent_total += 1;
+    shared.media_tx.fetch_add(1, Ordering::Relaxed);
+    // str0m queues written media until its next timeout (the null pacer's "handle" timeout at
+    // the write time): run it now, or the frame waits for the task's next timer wake-up.
+    events.extend(p.flush(8)?);
+    shared.ledger.expire(&mut t.keys, now);
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_announced_video_tracks() {
+        let joined = json!({"type": "joined", "participants": [
+            {"participant_id": "1", "tracks": [{"track_id": "10", "kind": "audio"}, {"track_id": "11", "kind": "video"}]},
+            {"participant_id": "2", "tracks": []}]});
+        assert_eq!(video_tracks(&joined), vec!["11"]);
+        let published = json!({"type": "track_published", "track_id": "12", "participant_id": "2", "kind": "video"});
+        assert_eq!(video_tracks(&published), vec!["12"]);
+        let pj = json!({"type": "participant_joined", "participant_id": "3", "tracks": [{"track_id": "13", "kind": "video"}]});
+        assert_eq!(video_tracks(&pj), vec!["13"]);
+        assert!(video_tracks(&json!({"type": "offer", "sdp": ""})).is_empty());
+    }
+}
