@@ -623,6 +623,14 @@ impl Room {
                 TrackKind::Video => ctx.counters.forwarded_video += 1,
             }
             sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
+            // str0m queues a written packet for its pacer and releases it on the next timeout pass; when that
+            // pass is due now, run it here so the packet leaves at once instead of at the worker's next tick.
+            if sub.subscribe_timeout <= now && !sub.dead {
+                if sub.subscribe.handle_input(Input::Timeout(now)).is_err() {
+                    sub.dead = true;
+                }
+                sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
+            }
         }
         if want_keyframe {
             self.request_keyframe(ctx, ti, layer, KeyframeRequestKind::Pli);
