@@ -48,6 +48,8 @@ pub struct Room {
     events: VecDeque<(usize, Pc, Event)>,
     next_track: u64,
     last_reselect: Option<Instant>,
+    /// The earliest str0m timeout that forwarding produced since the worker last asked (see [`Room::take_wake`]).
+    wake: Option<Instant>,
 }
 
 impl Room {
@@ -63,6 +65,7 @@ impl Room {
             events: VecDeque::with_capacity(64),
             next_track: 1,
             last_reselect: None,
+            wake: None,
         }
     }
 
@@ -443,6 +446,12 @@ impl Room {
         }
     }
 
+    /// The earliest moment a subscriber's pacer wants a timeout pass, set while forwarding; the worker
+    /// schedules its next tick no later than that.
+    pub fn take_wake(&mut self) -> Option<Instant> {
+        self.wake.take()
+    }
+
     /// Who is here and how their links are doing, for the operator dashboard.
     pub fn snapshot(&self, worker: usize) -> crate::RoomSnapshot {
         let participants = self
@@ -631,6 +640,8 @@ impl Room {
                 }
                 sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
             }
+            // Otherwise the pacer wants a pass soon: ask the worker to wake then, not at its next 5 ms tick.
+            self.wake = Some(self.wake.map_or(sub.subscribe_timeout, |w| w.min(sub.subscribe_timeout)));
         }
         if want_keyframe {
             self.request_keyframe(ctx, ti, layer, KeyframeRequestKind::Pli);

@@ -17,6 +17,8 @@ use crate::{Command, EventSink, ParticipantId, Rights, RoomId, Transmitter};
 
 /// How often timers, speaking decay and peer timeouts are driven.
 const TICK: Duration = Duration::from_millis(5);
+/// The shortest interval between two ticks when a pacer asks for an earlier one.
+const MIN_TICK: Duration = Duration::from_millis(1);
 /// Longest a blocked `recv_from` waits, so commands are picked up promptly.
 const READ_TIMEOUT: Duration = Duration::from_millis(2);
 /// Metrics are flushed from worker-local counters this often.
@@ -78,6 +80,7 @@ impl Worker {
         let mut counters = LocalCounters::default();
         let mut buf = vec![0u8; 2048];
         let mut next_tick = Instant::now();
+        let mut last_tick = Instant::now();
         let mut next_flush = Instant::now() + FLUSH;
         loop {
             // Commands from signaling.
@@ -158,6 +161,10 @@ impl Worker {
                                         metrics: &metrics,
                                     };
                                     r.receive(&mut ctx, key, recv, known);
+                                    if let Some(due) = r.take_wake() {
+                                        // Never tick more often than MIN_TICK: a tick visits every peer.
+                                        next_tick = next_tick.min(due.max(last_tick + MIN_TICK));
+                                    }
                                     counters.packets_out += local.packets_out;
                                     counters.bytes_out += local.bytes_out;
                                 }
@@ -176,6 +183,7 @@ impl Worker {
             let now = Instant::now();
             if now >= next_tick {
                 next_tick = now + TICK;
+                last_tick = now;
                 let mut local = LocalCounters::default();
                 let mut out = UdpOut { socket: &socket, counters: &mut local };
                 let mut emptied = Vec::new();
