@@ -62,7 +62,8 @@ fi
 ./deploy/check.sh
 
 # --- chorus-bench cannot rot: a few seconds of each scenario against the real binary.
-cargo build --locked --bin chorus --bin chorus-bench
+cargo build --locked --bin chorus
+cargo build --locked -p chorus-bench --bin chorus-bench
 target/debug/chorus-bench smoke --spawn target/debug/chorus
 
 # --- the web client: unit tests of the pure modules, then end to end in headless Chromium against
