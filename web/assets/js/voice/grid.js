@@ -1,52 +1,118 @@
-// The video grid: a tile per camera and per screen share. Each tile asks the SFU for the size it shows
-// (`subscribe` with max_width/max_height) and pauses its track while it is not visible.
-// Which tile is the screen share: a camera is published with 3 simulcast layers, a screen share with one,
-// so a video track whose `track_published` says `simulcast: false` is a screen.
+// The video grid: a tile per camera and per screen share, with the participant's name. Each remote tile
+// asks the SFU for the size it shows (`subscribe` max_width/max_height, debounced by a ResizeObserver)
+// and pauses its track while it cannot be seen (scrolled away: IntersectionObserver; tab hidden:
+// visibilitychange). Which tile is a screen share: see roster.js (a single-layer video track).
+// A remote video that stops delivering frames (the publisher turned it off: the SFU keeps the track
+// published) is shown as "video off" until frames come again.
 
 import { h } from '../dom.js';
-import { tileRequest, sameRequest } from './sdp.js';
+import { TileRequests } from './subscriptions.js';
+
+/**
+ * @typedef {{ track: MediaStreamTrack, trackId: string, participantId: string, userId: string, kind: 'camera'|'screen', local?: boolean }} TileSpec
+ * @typedef {{ tile: HTMLElement, caption: HTMLElement, spec: TileSpec, intersecting: boolean }} Tile
+ */
 
 export class VideoGrid {
-  /** @param {HTMLElement} root @param {(m: any) => void} send @param {(userId: string) => string} nameOf */
-  constructor(root, send, nameOf) {
+  /**
+   * @param {HTMLElement} root the `#video-grid` section
+   * @param {{ send: (m: any) => boolean, nameOf: (userId: string) => string }} opts
+   */
+  constructor(root, opts) {
     this.root = root;
-    this.send = send;
-    this.nameOf = nameOf;
-    /** track id → {tile, last, timer} */
+    this.nameOf = opts.nameOf;
+    this.requests = new TileRequests({ send: opts.send });
+    /** track id → tile @type {Map<string, Tile>} */
     this.tiles = new Map();
-    this.resize = new ResizeObserver((entries) => entries.forEach((e) => this.request(/** @type {HTMLElement} */ (e.target))));
-    this.visible = new IntersectionObserver((entries) => entries.forEach((e) => this.request(/** @type {HTMLElement} */ (e.target))));
-    document.addEventListener('visibilitychange', () => this.tiles.forEach((t) => this.request(t.tile)));
+    this.empty = h('p', { class: 'video-grid-empty muted small' }, 'No one is sharing video. Turn on your camera or share your screen from the voice panel.');
+    this.resize = new ResizeObserver((entries) => entries.forEach((e) => this.changed(/** @type {HTMLElement} */ (e.target))));
+    this.visible = new IntersectionObserver((entries) =>
+      entries.forEach((e) => {
+        const t = this.tiles.get(/** @type {HTMLElement} */ (e.target).dataset.trackId ?? '');
+        if (t) t.intersecting = e.isIntersecting;
+        this.changed(/** @type {HTMLElement} */ (e.target));
+      }),
+    );
+    document.addEventListener('visibilitychange', () => this.tiles.forEach((t) => this.changed(t.tile)));
   }
 
-  /**
-   * @param {{track: MediaStreamTrack, trackId: string, participantId: string, userId: string, screen: boolean, local?: boolean}} t
-   */
-  add(t) {
-    this.remove(t.trackId);
+  /** Shows the grid for the call. */
+  show() {
+    this.root.hidden = false;
+    this.layout();
+  }
+
+  /** @param {TileSpec} spec */
+  add(spec) {
+    this.remove(spec.trackId);
     const video = /** @type {HTMLVideoElement} */ (h('video', { autoplay: true, playsinline: true, muted: true }));
-    video.srcObject = new MediaStream([t.track]);
+    video.muted = true;
+    video.srcObject = new MediaStream([spec.track]);
+    const caption = h('figcaption');
     const tile = h(
       'figure',
       {
-        class: `tile${t.screen ? ' screen' : ''}${t.local ? ' local' : ''}`,
+        class: 'tile',
         'data-testid': 'video-tile',
-        'data-track-id': t.trackId,
-        'data-participant-id': t.participantId,
-        'data-user-id': t.userId,
-        'data-kind': t.screen ? 'screen' : 'camera',
-        'data-local': t.local ? 'true' : null,
+        'data-track-id': spec.trackId,
+        'data-participant-id': spec.participantId,
+        'data-user-id': spec.userId,
+        'data-local': spec.local ? 'true' : null,
       },
       video,
-      h('figcaption', null, `${this.nameOf(t.userId)}${t.screen ? ' (screen)' : ''}${t.local ? ' (you)' : ''}`),
+      h('div', { class: 'tile-off', 'aria-hidden': 'true' }, 'Video off'),
+      caption,
     );
+    const t = { tile, caption, spec, intersecting: true };
+    this.tiles.set(spec.trackId, t);
+    this.render(t);
+    // Screen shares first, then cameras; local tiles last.
     this.root.appendChild(tile);
-    this.tiles.set(t.trackId, { tile, last: null, timer: 0, local: !!t.local });
-    if (!t.local) {
+    this.sort();
+    if (!spec.local) {
       this.resize.observe(tile);
       this.visible.observe(tile);
     }
-    this.root.hidden = false;
+    this.layout();
+  }
+
+  /** @param {Tile} t */
+  render(t) {
+    const { spec } = t;
+    t.tile.dataset.kind = spec.kind;
+    t.tile.classList.toggle('screen', spec.kind === 'screen');
+    t.tile.classList.toggle('local', !!spec.local);
+    const who = this.nameOf(spec.userId);
+    t.caption.textContent = `${who}${spec.kind === 'screen' ? ' — screen' : ''}${spec.local ? ' (you)' : ''}`;
+    t.tile.setAttribute('aria-label', spec.kind === 'screen' ? `${who}'s screen` : `${who}'s camera`);
+  }
+
+  sort() {
+    const rank = (/** @type {Tile} */ t) => (t.spec.local ? 2 : 0) + (t.spec.kind === 'screen' ? 0 : 1);
+    const order = [...this.tiles.values()].sort((a, b) => rank(a) - rank(b));
+    order.forEach((t, i) => {
+      if (this.root.children[i] !== t.tile) this.root.insertBefore(t.tile, this.root.children[i] ?? null);
+    });
+  }
+
+  /** The roster learned more about a track (e.g. that it is a screen share). @param {string} trackId @param {Partial<TileSpec>} patch */
+  update(trackId, patch) {
+    const t = this.tiles.get(trackId);
+    if (!t) return;
+    const before = t.spec.kind;
+    Object.assign(t.spec, patch);
+    this.render(t);
+    if (before !== t.spec.kind) this.sort();
+  }
+
+  /** @param {Set<string>} participantIds */
+  setSpeaking(participantIds) {
+    this.tiles.forEach((t) => t.tile.classList.toggle('speaking', participantIds.has(t.spec.participantId)));
+  }
+
+  /** Marks remote tiles whose video delivers no frames (turned off) or does again. @param {Set<string>} stalledTrackIds */
+  setStalled(stalledTrackIds) {
+    this.tiles.forEach((t, id) => t.tile.classList.toggle('stalled', !t.spec.local && stalledTrackIds.has(id)));
   }
 
   /** @param {string} trackId */
@@ -55,33 +121,46 @@ export class VideoGrid {
     if (!t) return;
     this.resize.unobserve(t.tile);
     this.visible.unobserve(t.tile);
+    this.requests.forget(trackId);
+    const v = t.tile.querySelector('video');
+    if (v) v.srcObject = null;
     t.tile.remove();
     this.tiles.delete(trackId);
+    this.layout();
   }
 
-  removeParticipant(participantId) {
-    for (const [id, t] of this.tiles) if (t.tile.dataset.participantId === participantId) this.remove(id);
+  /** Remote tiles only (a new session: the remote tracks are gone). */
+  clearRemote() {
+    for (const [id, t] of [...this.tiles]) if (!t.spec.local) this.remove(id);
   }
 
+  /** Everything, and hide the grid (left the call). */
   clear() {
     for (const id of [...this.tiles.keys()]) this.remove(id);
+    this.requests.clear();
     this.root.hidden = true;
   }
 
-  /** Debounced: the request goes out 250 ms after the tile stops changing, and only if it differs. */
-  request(/** @type {HTMLElement} */ tile) {
+  layout() {
+    const n = this.tiles.size;
+    if (n === 0 && !this.empty.isConnected) this.root.appendChild(this.empty);
+    if (n > 0) this.empty.remove();
+    this.root.dataset.count = String(n);
+  }
+
+  /** @param {HTMLElement} tile */
+  changed(tile) {
     const id = tile.dataset.trackId ?? '';
     const t = this.tiles.get(id);
-    if (!t || t.local) return;
-    clearTimeout(t.timer);
-    t.timer = setTimeout(() => {
+    if (!t || t.spec.local) return;
+    this.requests.update(id, () => {
       const r = tile.getBoundingClientRect();
-      const shown = !document.hidden && r.width > 0 && r.bottom > 0 && r.top < innerHeight;
-      const req = tileRequest(id, r.width, r.height, shown, devicePixelRatio || 1);
-      if (!sameRequest(req, t.last)) {
-        t.last = req;
-        this.send(req);
-      }
-    }, 250);
+      return {
+        width: r.width,
+        height: r.height,
+        visible: !document.hidden && !this.root.hidden && t.intersecting && tile.isConnected,
+        pixelRatio: globalThis.devicePixelRatio || 1,
+      };
+    });
   }
 }

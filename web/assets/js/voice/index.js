@@ -1,202 +1,329 @@
-// The voice controller the app uses: join a channel, leave, mute/deafen, camera and screen share; it
-// owns the voice session, the panel, the video grid and the remote audio elements.
+// The voice controller the app uses: join a voice channel, leave, mute/deafen, camera and screen share.
+// It ties together the session (signaling + peer connections), the panel, the video grid and the remote
+// audio elements, and tells the app (onChange) when who is here / who speaks / mute state changed.
+//
+// For tests and debugging, while in a call `window.__chorusVoice` is the VoiceSession
+// (`pcPublish`, `pcSubscribe`: RTCPeerConnection for getStats; `participants`: Map participant id →
+// {user_id, tracks, muted, deafened}; `signaling.ws`: the /voice socket; `signaling.drop()`: drop it as
+// a network failure would) plus `tileRequests`: the last `subscribe` messages the grid sent.
 
-import { VoiceSession } from './session.js';
-import { VideoGrid } from './grid.js';
-import { renderPanel } from './panel.js';
-import { DEVICE_KEYS } from './devices.js';
+// The call's modules (session, signaling, grid, panel…) load on the first join, not with the page.
 
 export { mountDeviceSettings } from './devices.js';
 
-/** @param {{ api: any, store: any, gateway: any, els: { panel: HTMLElement, grid: HTMLElement } }} ctx */
+/**
+ * @typedef {import('./session.js').VoiceSession} VoiceSession
+ * @typedef {import('./grid.js').VideoGrid} VideoGrid
+ * @typedef {import('./panel.js').VoicePanel} VoicePanel
+ * @typedef {import('./audio.js').RemoteAudio} RemoteAudio
+ */
+
+/** @type {Promise<{ VoiceSession: typeof import('./session.js').VoiceSession, VideoGrid: typeof import('./grid.js').VideoGrid, VoicePanel: typeof import('./panel.js').VoicePanel, RemoteAudio: typeof import('./audio.js').RemoteAudio, videoKind: typeof import('./roster.js').videoKind }>|null} */
+let modules = null;
+function loadModules() {
+  modules ??= Promise.all([import('./session.js'), import('./grid.js'), import('./panel.js'), import('./audio.js'), import('./roster.js')]).then(
+    ([session, grid, panel, audio, roster]) => ({ VoiceSession: session.VoiceSession, VideoGrid: grid.VideoGrid, VoicePanel: panel.VoicePanel, RemoteAudio: audio.RemoteAudio, videoKind: roster.videoKind }),
+  );
+  modules.catch(() => (modules = null));
+  return modules;
+}
+
+/** A remote video with no new frame for this long shows as "video off". */
+const STALL_MS = 3000;
+const STATS_EVERY_MS = 2000;
+
+/**
+ * @param {{ api: { request(method: string, path: string, body?: unknown): Promise<any> }, store: any, gateway?: any,
+ *   els: { panel: HTMLElement, grid: HTMLElement } }} ctx
+ */
 export function mountVoice({ api, store, els }) {
   /** @type {VoiceSession|null} */
   let session = null;
-  let channelId = /** @type {string|null} */ (null);
-  let ping = /** @type {number|null} */ (null);
-  let problem = /** @type {string|null} */ (null);
-  const speaking = new Set();
+  /** @type {string|null} */
+  let channelId = null;
+  /** @type {string|null} */
+  let problem = null;
+  /** @type {{ rttMs: number|null, loss: number|null }} */
+  let link = { rttMs: null, loss: null };
   /** @type {Set<() => void>} */
   const listeners = new Set();
-  /** track id → audio element */
-  const audios = new Map();
+  /** remote video track id → { frames, since } for stall detection */
+  const progress = new Map();
+
   const nameOf = (/** @type {string} */ userId) => {
     const u = store.state.users.get(userId);
-    return u?.display_name || u?.username || 'someone';
+    return u?.display_name || u?.username || 'Someone';
   };
-  const grid = new VideoGrid(els.grid, (m) => session?.send(m), nameOf);
-  const changed = () => {
-    listeners.forEach((l) => l());
-    panel();
-  };
+  const selfUserId = () => store.state.me?.id ?? null;
+  /** Built on the first join. @type {{ grid: VideoGrid, audio: RemoteAudio, panel: VoicePanel, videoKind: (t: any) => 'camera'|'screen' }|null} */
+  let ui = null;
+  /** @type {typeof import('./session.js').VoiceSession|null} */
+  let Session = null;
 
-  const userOf = (/** @type {string} */ pid) => session?.participants.get(pid)?.user_id;
-
-  function panel() {
-    if (!session || !channelId) {
-      els.panel.hidden = true;
-      return;
-    }
-    const s = session;
-    renderPanel(
-      els.panel,
-      {
-        channelName: store.state.channels.get(channelId)?.name ?? '',
-        state: s.state,
-        ping,
-        muted: s.muted,
-        deafened: s.deafened,
-        camera: !!s.camera,
-        screen: !!s.screen,
-        problem,
-      },
-      { mute: ctl.toggleMute, deafen: ctl.toggleDeafen, camera: ctl.toggleCamera, screen: ctl.toggleScreen, leave: ctl.leave },
-    );
+  async function ready() {
+    const m = await loadModules();
+    Session = m.VoiceSession;
+    ui ??= {
+      grid: new m.VideoGrid(els.grid, { send: (msg) => session?.signaling.send(msg) ?? false, nameOf }),
+      audio: new m.RemoteAudio(),
+      panel: new m.VoicePanel(els.panel, {
+        mute: () => ctl.toggleMute(),
+        deafen: () => ctl.toggleDeafen(),
+        camera: () => ctl.toggleCamera(),
+        screen: () => ctl.toggleScreen(),
+        leave: () => ctl.leave(),
+      }),
+      videoKind: m.videoKind,
+    };
+    return ui;
   }
 
-  const grant = async (/** @type {string} */ cid) => api.request('POST', `/channels/${cid}/voice`, {});
+  function render() {
+    if (!ui) return;
+    const { panel } = ui;
+    const s = session;
+    if (!s || !channelId) return panel.update(null);
+    // The socket's state, refined by ICE: media not flowing yet is still "connecting", and a path that
+    // broke (network change) shows the reconnect banner while ICE restarts.
+    const iceOf = (/** @type {RTCPeerConnection|null} */ pc) => pc?.iceConnectionState ?? 'new';
+    let state = s.state;
+    if (state === 'connected' && [iceOf(s.pcPublish), iceOf(s.pcSubscribe)].some((x) => x === 'disconnected' || x === 'failed')) state = 'reconnecting';
+    else if (state === 'connected' && !['connected', 'completed'].includes(iceOf(s.pcPublish))) state = 'connecting';
+    panel.update({
+      channelName: store.state.channels.get(channelId)?.name ?? '',
+      state,
+      rttMs: link.rttMs,
+      loss: link.loss,
+      muted: s.muted || s.deafened,
+      deafened: s.deafened,
+      camera: !!s.cameraTrack,
+      screen: !!s.screenTrack,
+      problem,
+    });
+  }
+
+  function changed() {
+    if (session && ui) ui.grid.setSpeaking(session.roster.speaking);
+    render();
+    listeners.forEach((l) => {
+      try {
+        l();
+      } catch (e) {
+        console.error(e);
+      }
+    });
+  }
+
+  const grant = () => api.request('POST', `/channels/${channelId}/voice`, {});
+
+  /** @param {VoiceSession} s @param {NonNullable<typeof ui>} u */
+  function wire(s, { grid, audio, videoKind }) {
+    const live = (/** @type {() => void} */ fn) => () => session === s && fn();
+    s.addEventListener('state', live(changed));
+    s.addEventListener('ice', live(render));
+    s.addEventListener('roster', live(() => {
+      // A track's kind may only become known now (track_published after the media line).
+      for (const [id, t] of grid.tiles) {
+        const info = s.roster.track(id);
+        if (info && !t.spec.local) grid.update(id, { kind: videoKind(info), userId: s.roster.userOf(info.participant_id) ?? t.spec.userId });
+      }
+      changed();
+    }));
+    s.addEventListener('problem', (e) => {
+      if (session !== s) return;
+      problem = /** @type {CustomEvent} */ (e).detail;
+      render();
+    });
+    s.addEventListener('fatal', (e) => {
+      if (session !== s) return;
+      const why = /** @type {CustomEvent} */ (e).detail;
+      ctl.leave();
+      problem = why;
+      alertProblem(`Disconnected from voice: ${why}`);
+    });
+    s.addEventListener('reset', live(() => {
+      grid.clearRemote();
+      audio.clear();
+      progress.clear();
+    }));
+    s.addEventListener('resumed', live(() => grid.requests.flush(true)));
+    s.addEventListener('trackgone', (e) => {
+      const id = /** @type {CustomEvent} */ (e).detail;
+      grid.remove(id);
+      audio.remove(id);
+      progress.delete(id);
+    });
+    s.addEventListener('local', live(() => {
+      if (s.cameraTrack) {
+        if (grid.tiles.get('local-camera')?.spec.track !== s.cameraTrack)
+          grid.add({ track: s.cameraTrack, trackId: 'local-camera', participantId: s.participantId ?? '', userId: selfUserId() ?? '', kind: 'camera', local: true });
+      } else grid.remove('local-camera');
+      if (s.screenTrack) {
+        if (grid.tiles.get('local-screen')?.spec.track !== s.screenTrack)
+          grid.add({ track: s.screenTrack, trackId: 'local-screen', participantId: s.participantId ?? '', userId: selfUserId() ?? '', kind: 'screen', local: true });
+      } else grid.remove('local-screen');
+      render();
+    }));
+    s.addEventListener('track', (e) => {
+      if (session !== s) return;
+      const { track, trackId, participantId } = /** @type {CustomEvent} */ (e).detail;
+      if (track.kind === 'audio') {
+        audio.add(trackId, participantId, track);
+        return;
+      }
+      const info = s.roster.track(trackId);
+      grid.add({ track, trackId, participantId, userId: s.roster.userOf(participantId) ?? '', kind: videoKind(info) });
+      progress.set(trackId, { frames: -1, since: Date.now() });
+    });
+  }
+
+  /** A non-blocking notice in the panel's place (the panel hides when not in a call). @param {string} text */
+  function alertProblem(text) {
+    const note = document.createElement('p');
+    note.className = 'voice-notice error small';
+    note.setAttribute('role', 'alert');
+    note.textContent = text;
+    els.panel.after(note);
+    setTimeout(() => note.remove(), 8000);
+  }
+
+  /** Ping, loss and stalled videos, every 2 s while in a call. @param {VoiceSession} s */
+  async function statsLoop(s) {
+    const grid = /** @type {NonNullable<typeof ui>} */ (ui).grid;
+    while (session === s) {
+      const st = await s.stats();
+      if (session !== s) return;
+      link = { rttMs: st.rttMs, loss: st.loss };
+      const now = Date.now();
+      const stalled = new Set();
+      for (const [id, t] of grid.tiles) {
+        if (t.spec.local) continue;
+        const p = progress.get(id) ?? { frames: -1, since: now };
+        const frames = st.frames.get(t.spec.track.id) ?? 0;
+        if (frames !== p.frames) progress.set(id, { frames, since: now });
+        else if (now - p.since > STALL_MS && !grid.requests.tracks.get(id)?.last?.paused) stalled.add(id);
+      }
+      grid.setStalled(stalled);
+      render();
+      await new Promise((r) => setTimeout(r, STATS_EVERY_MS));
+    }
+  }
 
   const ctl = {
+    /** The voice channel we are in (or joining), else null. */
     get channelId() {
       return channelId;
     },
-    async join(/** @type {string} */ guildId, /** @type {string} */ cid) {
+    /** Joins a voice channel (leaving the current one first). @param {string} _guildId @param {string} cid */
+    async join(_guildId, cid) {
       if (channelId === cid && session) return;
       ctl.leave();
       channelId = cid;
       problem = null;
+      link = { rttMs: null, loss: null };
+      let u;
       try {
-        const g = await grant(cid);
-        const s = new VoiceSession({ endpoint: g.endpoint, token: g.token, channelId: cid, regrant: () => grant(cid) });
-        session = s;
-        /** @type {any} */ (window).__chorusVoice = s;
-        s.addEventListener('state', changed);
-        s.addEventListener('participants', changed);
-        s.addEventListener('problem', (e) => {
-          problem = /** @type {CustomEvent} */ (e).detail;
-          changed();
-        });
-        s.addEventListener('speaking', (e) => {
-          const d = /** @type {CustomEvent} */ (e).detail;
-          const uid = userOf(d.participant_id) ?? (d.participant_id === s.participantId ? store.state.me?.id : null);
-          if (!uid) return;
-          if (d.speaking) speaking.add(uid);
-          else speaking.delete(uid);
-          changed();
-        });
-        s.addEventListener('left', (e) => {
-          grid.removeParticipant(/** @type {CustomEvent} */ (e).detail);
-          changed();
-        });
-        s.addEventListener('unpublished', (e) => {
-          const id = /** @type {CustomEvent} */ (e).detail;
-          grid.remove(id);
-          audios.get(id)?.remove();
-          audios.delete(id);
-        });
-        s.addEventListener('track', (e) => {
-          const { track, trackId, participantId } = /** @type {CustomEvent} */ (e).detail;
-          if (!trackId) return;
-          const p = s.participants.get(participantId);
-          if (track.kind === 'audio') {
-            const a = /** @type {HTMLAudioElement} */ (document.createElement('audio'));
-            a.autoplay = true;
-            a.muted = s.deafened;
-            a.dataset.trackId = trackId;
-            a.srcObject = new MediaStream([track]);
-            const sink = localStorage.getItem(DEVICE_KEYS.audiooutput);
-            if (sink && /** @type {any} */ (a).setSinkId) /** @type {any} */ (a).setSinkId(sink).catch(() => {});
-            document.body.appendChild(a);
-            audios.get(trackId)?.remove();
-            audios.set(trackId, a);
-          } else {
-            const published = p?.tracks.find((t) => t.track_id === trackId);
-            grid.add({ track, trackId, participantId, userId: p?.user_id ?? '', screen: published ? !published.simulcast : false });
-          }
-        });
-        await s.start();
-        pingLoop(s);
-        changed();
+        u = await ready();
       } catch (e) {
-        problem = /** @type {Error} */ (e).message ?? String(e);
-        session = null;
-        channelId = null;
-        changed();
-        alert(`Could not join voice: ${problem}`);
+        if (channelId === cid && !session) channelId = null;
+        alertProblem(`Could not load the voice client: ${/** @type {any} */ (e)?.message ?? e}`);
+        return;
       }
+      if (channelId !== cid || session) return; // left or switched meanwhile
+      const s = new /** @type {NonNullable<typeof Session>} */ (Session)({ grant, channelId: cid });
+      session = s;
+      /** @type {any} */ (window).__chorusVoice = s;
+      /** @type {any} */ (s).tileRequests = u.grid.requests.sent;
+      wire(s, u);
+      u.grid.show();
+      changed();
+      try {
+        await s.start();
+        statsLoop(s);
+      } catch (e) {
+        if (session !== s) return;
+        const why = /** @type {any} */ (e)?.message ?? String(e);
+        ctl.leave();
+        alertProblem(`Could not join voice: ${why}`);
+      }
+      changed();
     },
     leave() {
-      if (!session) return;
+      if (!session) {
+        channelId = null; // a join still loading its modules gives up
+        return;
+      }
       session.leave();
       session = null;
       channelId = null;
-      speaking.clear();
-      audios.forEach((a) => a.remove());
-      audios.clear();
-      grid.clear();
+      problem = null;
+      /** @type {any} */ (window).__chorusVoice = null;
+      ui?.audio.clear();
+      ui?.grid.clear();
+      progress.clear();
       changed();
     },
     toggleMute() {
-      session?.setMute(!session.muted);
+      if (!session) return;
+      // Unmuting while deafened undeafens too (as in Discord).
+      if (session.deafened) {
+        session.setDeafen(false);
+        ui?.audio.setDeafened(false);
+        session.setMute(false);
+      } else session.setMute(!session.muted);
       changed();
     },
     toggleDeafen() {
       if (!session) return;
       session.setDeafen(!session.deafened);
-      audios.forEach((a) => (a.muted = /** @type {VoiceSession} */ (session).deafened));
+      ui?.audio.setDeafened(session.deafened);
       changed();
     },
     async toggleCamera() {
       if (!session) return;
+      const s = session;
       try {
-        const track = await session.toggleCamera();
-        if (track) grid.add({ track, trackId: 'local-camera', participantId: session.participantId ?? '', userId: store.state.me?.id ?? '', screen: false, local: true });
-        else grid.remove('local-camera');
+        await s.setCamera(!s.cameraTrack);
+        problem = null;
       } catch (e) {
-        problem = `Camera: ${/** @type {Error} */ (e).message}`;
+        problem = `Camera: ${/** @type {any} */ (e)?.message ?? e}`;
       }
-      changed();
+      render();
     },
     async toggleScreen() {
       if (!session) return;
+      const s = session;
       try {
-        const track = await session.toggleScreen();
-        if (track) grid.add({ track, trackId: 'local-screen', participantId: session.participantId ?? '', userId: store.state.me?.id ?? '', screen: true, local: true });
-        else grid.remove('local-screen');
+        await s.setScreen(!s.screenTrack);
+        problem = null;
       } catch (e) {
-        problem = `Screen share: ${/** @type {Error} */ (e).message}`;
+        // Cancelling the browser's picker is not an error worth showing.
+        if (/** @type {any} */ (e)?.name !== 'NotAllowedError') problem = `Screen share: ${/** @type {any} */ (e)?.message ?? e}`;
       }
-      changed();
+      render();
     },
-    speakingUserIds: () => speaking,
-    /** @param {() => void} cb */
+    /** User ids speaking now (including ours). */
+    speakingUserIds() {
+      return session ? session.roster.speakingUserIds(selfUserId()) : new Set();
+    },
+    /** @param {() => void} cb called when participants, speaking or mute state change */
     onChange(cb) {
       listeners.add(cb);
+      return () => listeners.delete(cb);
     },
   };
 
-  async function pingLoop(/** @type {VoiceSession} */ s) {
-    while (session === s) {
-      try {
-        ping = await s.ping();
-      } catch {
-        ping = null;
-      }
-      panel();
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-
   document.addEventListener('keydown', (e) => {
-    if (!e.ctrlKey || !e.shiftKey) return;
-    if (e.key === 'M' || e.key === 'm') {
+    if (!e.ctrlKey || !e.shiftKey || e.altKey || e.metaKey || !session) return;
+    const k = e.key.toLowerCase();
+    if (k === 'm') {
       e.preventDefault();
       ctl.toggleMute();
-    } else if (e.key === 'D' || e.key === 'd') {
+    } else if (k === 'd') {
       e.preventDefault();
       ctl.toggleDeafen();
     }
   });
-  window.addEventListener('beforeunload', () => session?.leave());
+  window.addEventListener('pagehide', () => session?.leave());
   return ctl;
 }

@@ -1,36 +1,87 @@
-// The voice panel at the bottom of the sidebar: channel, connection state, ping, and the call's buttons.
+// The voice panel at the bottom of the channel sidebar: a reconnect banner while the connection is being
+// restored, the channel and connection quality (ping), and the call's buttons — mute, deafen, camera,
+// screen share, leave — each with an aria-label and aria-pressed. The DOM is built once and updated in
+// place, so keyboard focus stays on a button while the call's state changes.
 
-import { h, replace } from '../dom.js';
+import { h } from '../dom.js';
 
 /**
- * @param {HTMLElement} root
- * @param {{ channelName: string, state: string, ping: number|null, muted: boolean, deafened: boolean, camera: boolean, screen: boolean, problem: string|null }} v
- * @param {{ mute(): void, deafen(): void, camera(): void, screen(): void, leave(): void }} act
+ * @typedef {{ channelName: string, state: string, rttMs: number|null, loss: number|null, muted: boolean, deafened: boolean,
+ *   camera: boolean, screen: boolean, problem: string|null }} PanelView
+ * @typedef {{ mute(): void, deafen(): void, camera(): void, screen(): void, leave(): void }} PanelActions
  */
-export function renderPanel(root, v, act) {
-  const quality = v.ping === null ? '' : v.ping < 100 ? 'good' : v.ping < 250 ? 'fair' : 'poor';
-  const label = v.state === 'connected' ? 'Voice Connected' : v.state === 'reconnecting' ? 'Reconnecting…' : 'Connecting…';
-  const btn = (/** @type {string} */ name, /** @type {boolean} */ on, /** @type {string} */ icon, /** @type {() => void} */ fn, /** @type {string} */ id) =>
-    h('button', { class: `icon call-btn${on ? ' on' : ''}`, 'aria-label': name, 'aria-pressed': on ? 'true' : 'false', 'data-testid': id, title: name, onclick: fn }, icon);
-  root.hidden = false;
-  replace(
-    root,
-    v.state === 'reconnecting' ? h('div', { class: 'voice-banner', role: 'alert', 'data-testid': 'voice-reconnecting' }, 'Connection lost — rejoining…') : null,
-    h(
-      'div',
-      { class: 'voice-status' },
-      h('span', { class: `dot ${v.state}`, 'aria-hidden': 'true' }),
-      h('div', null, h('strong', { 'data-testid': 'voice-state' }, label), h('div', { class: 'muted small' }, v.channelName, v.ping !== null ? ` · ${Math.round(v.ping)} ms (${quality})` : '')),
-    ),
-    v.problem ? h('p', { class: 'error small', role: 'status' }, v.problem) : null,
-    h(
-      'div',
-      { class: 'call-buttons', role: 'toolbar', 'aria-label': 'Call controls' },
-      btn(v.muted ? 'Unmute (Ctrl+Shift+M)' : 'Mute (Ctrl+Shift+M)', v.muted, v.muted ? '🔇' : '🎙', act.mute, 'voice-mute'),
-      btn(v.deafened ? 'Undeafen (Ctrl+Shift+D)' : 'Deafen (Ctrl+Shift+D)', v.deafened, '🎧', act.deafen, 'voice-deafen'),
-      btn(v.camera ? 'Turn camera off' : 'Turn camera on', v.camera, '📷', act.camera, 'voice-camera'),
-      btn(v.screen ? 'Stop sharing' : 'Share screen', v.screen, '🖥', act.screen, 'voice-screen'),
-      btn('Leave voice', false, '✆', act.leave, 'voice-leave'),
-    ),
-  );
+
+/**
+ * good / fair / poor from the round trip and the loss, or '' before there is a measurement.
+ * @param {number|null} rttMs @param {number|null} loss fraction 0..1
+ */
+export function qualityOf(rttMs, loss) {
+  if (rttMs === null || rttMs === undefined) return '';
+  const l = loss ?? 0;
+  if (rttMs < 150 && l < 0.02) return 'good';
+  if (rttMs < 400 && l < 0.08) return 'fair';
+  return 'poor';
+}
+
+export class VoicePanel {
+  /** @param {HTMLElement} root @param {PanelActions} act */
+  constructor(root, act) {
+    this.root = root;
+    /** @param {string} id @param {string} icon @param {() => void} fn */
+    const btn = (id, icon, fn) => h('button', { type: 'button', class: 'icon call-btn', 'data-testid': id, onclick: fn }, h('span', { 'aria-hidden': 'true' }, icon));
+    this.banner = h('div', { class: 'voice-banner', role: 'alert', 'data-testid': 'voice-reconnecting', hidden: true }, 'Connection lost — reconnecting…');
+    this.dot = h('span', { class: 'dot', 'aria-hidden': 'true' });
+    this.label = h('strong', { 'data-testid': 'voice-state' });
+    this.channel = h('span', { 'data-testid': 'voice-channel-name' });
+    this.ping = h('span', { class: 'voice-ping', 'data-testid': 'voice-ping' });
+    this.problem = h('p', { class: 'error small', role: 'status', hidden: true });
+    this.mute = btn('voice-mute', '🎙', act.mute);
+    this.deafen = btn('voice-deafen', '🎧', act.deafen);
+    this.camera = btn('voice-camera', '📷', act.camera);
+    this.screen = btn('voice-screen', '🖥', act.screen);
+    this.leave = btn('voice-leave', '✆', act.leave);
+    this.leave.classList.add('leave');
+    this.leave.setAttribute('aria-label', 'Leave voice channel');
+    this.leave.title = 'Leave voice channel';
+    root.replaceChildren(
+      this.banner,
+      h('div', { class: 'voice-status' }, this.dot, h('div', { class: 'voice-where' }, this.label, h('div', { class: 'muted small' }, this.channel, this.ping))),
+      this.problem,
+      h('div', { class: 'call-buttons', role: 'toolbar', 'aria-label': 'Call controls' }, this.mute, this.deafen, this.camera, this.screen, this.leave),
+    );
+  }
+
+  /** @param {PanelView|null} v null: not in a call */
+  update(v) {
+    if (!v) {
+      this.root.hidden = true;
+      return;
+    }
+    this.root.hidden = false;
+    this.banner.hidden = v.state !== 'reconnecting';
+    this.label.textContent = v.state === 'connected' ? 'Voice Connected' : v.state === 'reconnecting' ? 'Reconnecting…' : 'Connecting…';
+    this.dot.className = `dot ${v.state}`;
+    this.channel.textContent = v.channelName;
+    const q = v.state === 'connected' ? qualityOf(v.rttMs, v.loss) : '';
+    this.ping.textContent = q && v.rttMs !== null ? ` · ${Math.round(v.rttMs)} ms` : '';
+    this.ping.className = `voice-ping ${q}`;
+    this.ping.title = q ? `Connection ${q}${v.loss ? `, ${(v.loss * 100).toFixed(1)}% loss` : ''}` : '';
+    this.root.dataset.quality = q;
+    this.problem.hidden = !v.problem;
+    this.problem.textContent = v.problem ?? '';
+    this.toggle(this.mute, v.muted, v.muted ? 'Unmute (Ctrl+Shift+M)' : 'Mute (Ctrl+Shift+M)', v.muted ? '🔇' : '🎙');
+    this.toggle(this.deafen, v.deafened, v.deafened ? 'Undeafen (Ctrl+Shift+D)' : 'Deafen (Ctrl+Shift+D)', '🎧');
+    this.toggle(this.camera, v.camera, v.camera ? 'Turn camera off' : 'Turn camera on', '📷');
+    this.toggle(this.screen, v.screen, v.screen ? 'Stop sharing your screen' : 'Share your screen', '🖥');
+  }
+
+  /** @param {HTMLElement} b @param {boolean} on @param {string} label @param {string} icon */
+  toggle(b, on, label, icon) {
+    b.setAttribute('aria-pressed', on ? 'true' : 'false');
+    b.setAttribute('aria-label', label);
+    b.title = label;
+    b.classList.toggle('on', on);
+    const span = /** @type {HTMLElement} */ (b.firstElementChild);
+    if (span.textContent !== icon) span.textContent = icon;
+  }
 }

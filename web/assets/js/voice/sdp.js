@@ -1,9 +1,9 @@
-// Pure helpers of the voice client: which remote track a subscribe-side media line carries, and the
-// `subscribe` request a video tile makes for the size it shows.
+// Pure SDP helpers of the voice client: which remote track each subscribe-side media line carries, and
+// keeping the subscribe connection's transport when the SFU rejects the line that carries it.
 
 /**
  * Maps each media line's mid to the participant and track its `a=msid` names
- * (`<participant_id> <track_id>`, see the /voice protocol).
+ * (`<participant_id> <track_id>`, see the /voice protocol). Lines without msid (stopped) map to nothing.
  * @param {string} sdp
  * @returns {Map<string, {participantId: string, trackId: string, kind: string}>}
  */
@@ -18,26 +18,42 @@ export function mediaLines(sdp) {
   return out;
 }
 
+
+
+
 /**
- * The subscribe request for a tile of `width`×`height` CSS pixels (device pixels are what matter, so the
- * ratio scales them); a hidden tile pauses the track.
- * @param {string} trackId @param {number} width @param {number} height @param {boolean} visible
- * @param {number} [pixelRatio]
+ * Keeps the subscribe connection's BUNDLE transport when the SFU rejects the media line that carries it.
+ * The SFU writes its ICE candidates on its first media line only, and when that line's track goes away
+ * it rejects the line (port 0) and moves the BUNDLE tag to the next line. Chrome then builds a new
+ * transport for the new tag (new ICE and DTLS), which the SFU takes for a dead peer: it drops us with
+ * `peer_timeout`. In a first offer whose first line is already rejected, the candidates sit on a line
+ * Chrome ignores and ICE never starts. So the line that holds (or held) the transport stays in the
+ * bundle, first, as an inactive line instead of a rejected one; the SFU accepts that answer.
+ * @param {string} sdp the server's offer
+ * @param {string|undefined} tagMid the BUNDLE tag of the current remote description (none at first)
  */
-export function tileRequest(trackId, width, height, visible, pixelRatio = 1) {
-  if (!visible || width <= 0 || height <= 0) return { type: 'subscribe', track_id: trackId, paused: true };
-  // Round up to steps of 90 px so small resizes do not send a flood of requests.
-  const step = (/** @type {number} */ v) => Math.min(4096, Math.ceil((v * pixelRatio) / 90) * 90);
-  return { type: 'subscribe', track_id: trackId, max_width: step(width), max_height: step(height), paused: false };
-}
-
-/** Whether two subscribe requests ask for the same thing (so the second need not be sent). */
-export function sameRequest(a, b) {
-  return !!a && !!b && a.track_id === b.track_id && a.paused === b.paused && a.max_width === b.max_width && a.max_height === b.max_height;
-}
-
-/** What to do after the signaling socket dropped: resume within the window, otherwise join afresh. */
-export function reconnectPlan(sessionId, droppedAtMs, nowMs, windowMs = 30_000) {
-  if (sessionId && nowMs - droppedAtMs < windowMs - 2000) return 'resume';
-  return 'rejoin';
+export function keepBundleTransport(sdp, tagMid) {
+  const nl = sdp.includes('\r\n') ? '\r\n' : '\n';
+  const parts = sdp.split(/\r?\nm=/);
+  const sections = parts.slice(1).map((text, i) => ({
+    i: i + 1,
+    port: text.split(' ', 2)[1],
+    mid: /(?:^|\n)a=mid:(\S+)/.exec(text)?.[1],
+    hasCandidates: /(?:^|\n)a=candidate:/.test(text),
+  }));
+  let tag = tagMid ? sections.find((s) => s.mid === tagMid) : undefined;
+  if (!tag && sections[0]?.port === '0' && sections[0].hasCandidates) tag = sections[0];
+  if (!tag?.mid || tag.port !== '0') return sdp;
+  const mid = tag.mid;
+  const lines = parts[tag.i].split(/\r?\n/);
+  lines[0] = lines[0].replace(/^(\S+) 0 /, '$1 9 ');
+  const dir = lines.findIndex((l) => /^a=(sendonly|recvonly|sendrecv|inactive)$/.test(l));
+  if (dir >= 0) lines[dir] = 'a=inactive';
+  else lines.push('a=inactive');
+  parts[tag.i] = lines.join(nl);
+  const out = parts.join(`${nl}m=`);
+  if (/(?:^|\n)a=group:BUNDLE/.test(out)) {
+    return out.replace(/a=group:BUNDLE([^\r\n]*)/, (_, g) => `a=group:BUNDLE ${[mid, ...g.trim().split(/\s+/).filter((/** @type {string} */ m) => m && m !== mid)].join(' ')}`);
+  }
+  return out.replace(/(\r?\n)m=/, `$1a=group:BUNDLE ${mid}$1m=`);
 }

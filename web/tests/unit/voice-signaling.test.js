@@ -1,0 +1,227 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { VoiceSignaling, reconnectPlan, backoffMs, errorAction, PING_INTERVAL_MS } from '../../assets/js/voice/signaling.js';
+
+/** A clock and timers driven by the test. */
+function clock() {
+  let now = 0;
+  let seq = 0;
+  const due = new Map();
+  const api = {
+    now: () => now,
+    timers: {
+      setTimeout: (fn, ms) => (due.set(++seq, { fn, at: now + ms }), seq),
+      clearTimeout: (id) => due.delete(id),
+      setInterval: (fn, ms) => (due.set(++seq, { fn, at: now + ms, every: ms }), seq),
+      clearInterval: (id) => due.delete(id),
+    },
+    /** Moves time forward, firing timers in order. */
+    async advance(ms) {
+      const end = now + ms;
+      for (;;) {
+        const next = [...due].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+        if (!next) break;
+        const [id, t] = next;
+        now = t.at;
+        if (t.every) t.at += t.every;
+        else due.delete(id);
+        t.fn();
+        await flush();
+      }
+      now = end;
+    },
+  };
+  return api;
+}
+const flush = () => new Promise((r) => setImmediate(r));
+
+/** Records every socket the client opens; the test plays the server. */
+function fakeSockets() {
+  const all = [];
+  class FakeWS {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      all.push(this);
+    }
+    send(s) {
+      this.sent.push(JSON.parse(s));
+    }
+    close() {
+      this.readyState = 3;
+    }
+    // server side
+    open() {
+      this.readyState = 1;
+      this.onopen?.();
+    }
+    push(m) {
+      this.onmessage?.({ data: JSON.stringify(m) });
+    }
+    drop() {
+      this.readyState = 3;
+      this.onclose?.();
+    }
+  }
+  return { FakeWS, all };
+}
+
+function setup() {
+  const c = clock();
+  const { FakeWS, all } = fakeSockets();
+  let grants = 0;
+  const sig = new VoiceSignaling({
+    grant: async () => ({ endpoint: 'ws://x/voice', token: `tok${++grants}` }),
+    channelId: 'c1',
+    WebSocketImpl: FakeWS,
+    now: c.now,
+    timers: c.timers,
+  });
+  const events = [];
+  for (const t of ['state', 'joined', 'resumed', 'rejoining', 'message', 'problem', 'fatal']) sig.addEventListener(t, (e) => events.push([t, e.detail]));
+  return { c, all, sig, events, grants: () => grants };
+}
+
+const joined = { type: 'joined', participant_id: 'p1', session_id: 's1', participants: [], ice_servers: [] };
+
+test('the decision after a drop: resume inside the window (with a margin), else rejoin', () => {
+  assert.equal(reconnectPlan('s', 0, 5_000), 'resume');
+  assert.equal(reconnectPlan('s', 0, 27_999), 'resume');
+  assert.equal(reconnectPlan('s', 0, 29_000), 'rejoin', 'too close to the end to be sure');
+  assert.equal(reconnectPlan(null, 0, 1_000), 'rejoin');
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 9].map(backoffMs), [250, 500, 1000, 2000, 4000, 5000, 5000]);
+});
+
+test('error codes map to what the client does', () => {
+  assert.equal(errorAction('wrong_channel'), 'fatal');
+  for (const c of ['invalid_token', 'token_expired', 'peer_timeout', 'sfu_unavailable', 'shutdown', 'join_timeout']) assert.equal(errorAction(c), 'rejoin', c);
+  assert.equal(errorAction('unknown_session'), 'join');
+  for (const c of ['bad_sdp', 'rate_limited', 'forbidden', 'bad_message']) assert.equal(errorAction(c), 'report', c);
+});
+
+test('joins with the grant token and channel, then pings every 10 s and measures the round trip', async () => {
+  const { c, all, sig, events } = setup();
+  await sig.connect();
+  assert.equal(all.length, 1);
+  all[0].open();
+  assert.deepEqual(all[0].sent, [{ type: 'join', token: 'tok1', channel_id: 'c1' }]);
+  all[0].push(joined);
+  assert.equal(sig.state, 'connected');
+  assert.equal(sig.sessionId, 's1');
+  assert.deepEqual(events.find((e) => e[0] === 'joined')[1], joined);
+  await c.advance(PING_INTERVAL_MS);
+  assert.deepEqual(all[0].sent.at(-1), { type: 'ping' });
+  await c.advance(42);
+  all[0].push({ type: 'pong' });
+  assert.equal(sig.rttMs, 42);
+  all[0].push({ type: 'speaking', participant_id: 'p2', speaking: true });
+  assert.deepEqual(events.at(-1), ['message', { type: 'speaking', participant_id: 'p2', speaking: true }]);
+  assert.ok(!events.some((e) => e[0] === 'message' && e[1].type === 'pong'), 'pong is not passed on');
+});
+
+test('a dropped socket resumes with the session id inside the window', async () => {
+  const { c, all, sig, events } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  all[0].drop();
+  assert.equal(sig.state, 'reconnecting');
+  assert.equal(sig.send({ type: 'mute', muted: true }), false, 'nothing is sent while down');
+  await c.advance(300);
+  assert.equal(all.length, 2);
+  all[1].open();
+  assert.deepEqual(all[1].sent, [{ type: 'resume', session_id: 's1' }]);
+  all[1].push({ type: 'resumed', participant_id: 'p1' });
+  assert.equal(sig.state, 'connected');
+  assert.ok(events.some((e) => e[0] === 'resumed'));
+  assert.equal(events.filter((e) => e[0] === 'joined').length, 1, 'no second join');
+});
+
+test('when the window has passed, a fresh grant and a new join', async () => {
+  const { c, all, sig, grants } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  all[0].drop();
+  // The server cannot be reached for a while: every attempt fails to open.
+  for (let i = 0; i < 40 && sig.sessionId && c.now() < 28_000; i++) {
+    await c.advance(5000);
+    const ws = all.at(-1);
+    if (ws.readyState === 0 && ws.onclose) ws.drop();
+  }
+  await c.advance(10_000);
+  const last = all.at(-1);
+  last.open();
+  assert.equal(last.sent[0].type, 'join');
+  assert.equal(last.sent[0].token, `tok${grants()}`);
+  assert.ok(grants() >= 2, 'a new grant was fetched');
+});
+
+test('unknown_session on resume: join on the same socket with a fresh grant', async () => {
+  const { c, all, sig } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  all[0].drop();
+  await c.advance(300);
+  all[1].open();
+  all[1].push({ type: 'error', code: 'unknown_session', message: 'gone' });
+  await flush();
+  assert.deepEqual(all[1].sent.at(-1), { type: 'join', token: 'tok2', channel_id: 'c1' });
+  all[1].push({ ...joined, participant_id: 'p9', session_id: 's2' });
+  assert.equal(sig.sessionId, 's2');
+  assert.equal(sig.state, 'connected');
+});
+
+test('a token the server refuses or a peer timeout leads to a new join with a new grant', async () => {
+  const { c, all, sig, events } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  all[0].push({ type: 'error', code: 'peer_timeout', message: 'no media' });
+  assert.equal(sig.state, 'reconnecting');
+  await c.advance(300);
+  assert.ok(events.some((e) => e[0] === 'rejoining'), 'the old session is given up first');
+  assert.equal(all.length, 1, 'not at once: the server gets a moment to drop the old session');
+  await c.advance(300);
+  all.at(-1).open();
+  assert.deepEqual(all.at(-1).sent[0], { type: 'join', token: 'tok2', channel_id: 'c1' });
+});
+
+test('wrong_channel is fatal; other errors are reported and the socket stays', async () => {
+  const { all, sig, events } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  all[0].push({ type: 'error', code: 'bad_sdp', message: 'nope' });
+  assert.deepEqual(events.at(-1), ['problem', { type: 'error', code: 'bad_sdp', message: 'nope' }]);
+  assert.equal(sig.state, 'connected');
+  all[0].push({ type: 'error', code: 'wrong_channel', message: 'x' });
+  assert.ok(events.some((e) => e[0] === 'fatal'));
+  assert.equal(sig.state, 'closed');
+});
+
+test('a socket that stops answering pings is treated as dropped', async () => {
+  const { c, all, sig } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  await c.advance(31_000);
+  assert.equal(all.length, 2, 'reconnected');
+  assert.deepEqual(all[1].sent, []);
+  all[1].open();
+  assert.deepEqual(all[1].sent[0], { type: 'resume', session_id: 's1' });
+});
+
+test('close() sends leave and never reconnects', async () => {
+  const { c, all, sig } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  sig.close();
+  assert.deepEqual(all[0].sent.at(-1), { type: 'leave' });
+  await c.advance(60_000);
+  assert.equal(all.length, 1);
+  assert.equal(sig.state, 'closed');
+});
