@@ -17,6 +17,9 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The web client's end-to-end tests drive Debian's Chromium with npm's playwright-core.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+# The peer SFU the bench compares Chorus with (`chorus-bench compare`), and `ip` for its namespace.
+command -v janus >/dev/null 2>&1 || need+=(janus)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # Emoji in screenshots (reactions, call buttons) instead of empty boxes.
 fc-list 2>/dev/null | grep -qi "Noto Color Emoji" || need+=(fonts-noto-color-emoji)
 if [ ${#need[@]} -gt 0 ]; then
@@ -65,6 +68,8 @@ fi
 cargo build --locked --bin chorus
 cargo build --locked -p chorus-bench --bin chorus-bench
 target/debug/chorus-bench smoke --spawn target/debug/chorus
+# ... and its Janus client: one small side-by-side round in a network namespace of its own.
+target/debug/chorus-bench compare --spawn target/debug/chorus --rooms 1 --participants 3 --talkers 2 --duration 3
 
 # --- the web client: unit tests of the pure modules, then end to end in headless Chromium against
 # the real binary (screenshots land in target/screenshots).

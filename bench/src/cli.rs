@@ -30,11 +30,15 @@ pub enum Command {
     Ramp(RampArgs),
     /// A few seconds of every scenario; exits non-zero when something is broken (for CI).
     Smoke(SmokeArgs),
+    /// The voice scenario against Chorus and against Janus VideoRoom, side by side (needs root
+    /// for a network namespace, and Debian's `janus`).
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
-    /// URL of a running Chorus (start it with `--no-rate-limits true`)
+    /// URL of a running Chorus (start it with `--no-rate-limits true`), or `janus` to start
+    /// Janus VideoRoom in a network namespace of the bench's own (voice and join need Chorus)
     #[arg(long, conflicts_with = "spawn")]
     pub target: Option<String>,
     /// PID of the --target server, for its CPU time and memory
@@ -51,10 +55,16 @@ pub struct TargetArgs {
 impl TargetArgs {
     pub fn spec(&self) -> Result<Spec> {
         match (&self.target, &self.spawn) {
+            (Some(t), None) if t == "janus" => Ok(Spec::Janus { bin: PathBuf::from("janus") }),
             (Some(url), None) => Ok(Spec::Url { url: url.clone(), pid: self.pid }),
             (None, Some(bin)) => Ok(Spec::Spawn { bin: bin.clone(), extra: self.server_args.clone() }),
             _ => bail!("give either --target URL or --spawn PATH_TO_CHORUS"),
         }
+    }
+
+    /// Whether the run needs the bench's network namespace.
+    pub fn is_janus(&self) -> bool {
+        self.target.as_deref() == Some("janus")
     }
 }
 
@@ -241,4 +251,24 @@ pub struct VideoParams {
     /// Seconds to wait for every subscriber to receive video before measuring anyway
     #[arg(long, default_value_t = 30)]
     pub connect_timeout: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompareArgs {
+    /// Path of the `chorus` binary to start
+    #[arg(long)]
+    pub spawn: PathBuf,
+    /// Extra argument for the spawned Chorus (repeat for several)
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+    /// The Janus binary (Debian package `janus`)
+    #[arg(long, default_value = "janus")]
+    pub janus: PathBuf,
+    /// Rounds of (Chorus, Janus); medians are compared
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub voice: VoiceParams,
 }

@@ -1,13 +1,15 @@
 //! `chorus-bench`: the load benchmark of Chorus. It owns the load clients (REST, chat gateway,
 //! and str0m voice peers sending real Opus), the scenarios (`voice`, `video`, `join`, `chat`, a
-//! voice `ramp`, and a CI `smoke` of the first four), the measurements (latency histograms, loss and
+//! voice `ramp`, a CI `smoke` of the first four, and `compare` with Janus), the measurements (latency histograms, loss and
 //! jitter per talker → listener pair, the server's /proc counters and /metrics), and the reports
 //! (terminal table, JSON, Markdown, SVG latency CDFs). Traffic goes only to the target server,
-//! normally on 127.0.0.1.
+//! normally on 127.0.0.1, or inside a network namespace of the bench's own (Janus runs).
 
 mod cli;
 mod client;
+mod janus;
 mod measure;
+mod netns;
 mod plot;
 mod progress;
 mod report;
@@ -25,6 +27,21 @@ use target::Target;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let needs_namespace = match &cli.command {
+        Command::Compare(_) => true,
+        Command::Voice(a) => a.target.is_janus(),
+        Command::Video(a) => a.target.is_janus(),
+        Command::Join(a) => a.target.is_janus(),
+        Command::Chat(a) => a.target.is_janus(),
+        Command::Ramp(a) => a.target.is_janus(),
+        Command::Smoke(a) => a.target.is_janus(),
+    };
+    if needs_namespace && netns::inside().is_none() {
+        return netns::rerun_inside().unwrap_or_else(|e| {
+            eprintln!("chorus-bench: {e:#}");
+            ExitCode::FAILURE
+        });
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -48,6 +65,12 @@ fn main() -> ExitCode {
 /// Runs the command; Ok(false) when a check failed.
 async fn run(cli: Cli) -> Result<bool> {
     let (target_args, output): (&TargetArgs, &OutputArgs) = match &cli.command {
+        Command::Compare(a) => {
+            let chorus = target::Spec::Spawn { bin: a.spawn.clone(), extra: a.server_args.clone() };
+            let janus = target::Spec::Janus { bin: a.janus.clone() };
+            let reports = scenario::compare::run(&chorus, &janus, a.rounds, &a.voice).await?;
+            return finish(&reports, &a.output);
+        }
         Command::Voice(a) => (&a.target, &a.output),
         Command::Video(a) => (&a.target, &a.output),
         Command::Join(a) => (&a.target, &a.output),
@@ -63,6 +86,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Chat(a) => scenario::chat::run(&mut target, &a.chat).await.map(|r| vec![r]),
         Command::Ramp(a) => scenario::ramp::run(&mut target, &a.ramp).await.map(|r| vec![r]),
         Command::Smoke(a) => scenario::smoke::run(&mut target, a.seconds).await,
+        Command::Compare(_) => Err(anyhow::anyhow!("compare starts its own targets")),
     };
     let reports = match result {
         Ok(r) => r,
@@ -73,12 +97,17 @@ async fn run(cli: Cli) -> Result<bool> {
         }
     };
     target.shutdown().await;
-    for r in &reports {
+    finish(&reports, output)
+}
+
+/// Prints the tables, writes the files asked for; Ok(false) when a check failed.
+fn finish(reports: &[Report], output: &OutputArgs) -> Result<bool> {
+    for r in reports {
         print!("{}", report::table(r));
     }
-    report::write_files(&reports, output.json.as_deref(), output.markdown.as_deref())?;
+    report::write_files(reports, output.json.as_deref(), output.markdown.as_deref())?;
     if let Some(dir) = &output.plots {
-        for f in plot::write_cdfs(&reports, dir)? {
+        for f in plot::write_cdfs(reports, dir)? {
             println!("plot: {}", f.display());
         }
     }

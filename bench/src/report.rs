@@ -19,6 +19,8 @@ pub struct Metric {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
+    /// The server under test: "chorus" or "janus".
+    pub target: String,
     /// The bench's command line.
     pub command: String,
     pub started_at: String,
@@ -38,6 +40,7 @@ impl Report {
     pub fn new(scenario: &str, params: Value) -> Report {
         Report {
             scenario: scenario.to_owned(),
+            target: "chorus".to_owned(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             machine: machine(),
@@ -115,7 +118,7 @@ pub fn format_value(v: f64) -> String {
 pub fn table(r: &Report) -> String {
     let width = r.metrics.iter().map(|m| m.name.len()).max().unwrap_or(0).max(6);
     let mut s = String::new();
-    let _ = writeln!(s, "\n== {} ==  {}  (load average {})", r.scenario, r.params, r.load_average);
+    let _ = writeln!(s, "\n== {} ({}) ==  {}  (load average {})", r.scenario, r.target, r.params, r.load_average);
     for m in &r.metrics {
         let _ = writeln!(s, "  {:<width$}  {:>14} {}", m.name, format_value(m.value), m.unit);
     }
@@ -135,8 +138,8 @@ pub fn markdown(reports: &[Report]) -> String {
     for r in reports {
         let _ = write!(
             s,
-            "\n## {}\n\n```sh\n{}\n```\nMachine: {}, load average {} at the start. Started {}. Parameters: `{}`.\n\n| metric | value | unit |\n|---|---:|---|\n",
-            r.scenario, r.command, r.machine, r.load_average, r.started_at, r.params
+            "\n## {} ({})\n\n```sh\n{}\n```\nMachine: {}, load average {} at the start. Started {}. Parameters: `{}`.\n\n| metric | value | unit |\n|---|---:|---|\n",
+            r.scenario, r.target, r.command, r.machine, r.load_average, r.started_at, r.params
         );
         for m in &r.metrics {
             let _ = writeln!(s, "| {} | {} | {} |", m.name, format_value(m.value), m.unit);

@@ -1,5 +1,6 @@
 //! The server under test: a `chorus` binary the bench spawns (free TCP and UDP ports on
-//! 127.0.0.1, a temporary data dir, rate limits off) or one already running at a URL.
+//! 127.0.0.1, a temporary data dir, rate limits off), one already running at a URL, or the peer
+//! SFU Janus, which the bench starts inside its own network namespace (see [`crate::netns`]).
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -10,12 +11,20 @@ use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
 use crate::client::api::Api;
+use crate::client::janus_signal::JanusApi;
+use crate::client::voice::SfuClient;
+use crate::janus::JanusServer;
 
 /// Where the load goes and which PID to watch.
 pub struct Target {
-    pub api: Api,
+    server: Server,
     pub pid: Option<u32>,
     spawned: Option<Spawned>,
+}
+
+enum Server {
+    Chorus(Api),
+    Janus(Box<JanusServer>),
 }
 
 struct Spawned {
@@ -30,8 +39,18 @@ struct Spawned {
 /// How to reach the server.
 #[derive(Clone, Debug)]
 pub enum Spec {
-    Spawn { bin: PathBuf, extra: Vec<String> },
-    Url { url: String, pid: Option<u32> },
+    Spawn {
+        bin: PathBuf,
+        extra: Vec<String>,
+    },
+    Url {
+        url: String,
+        pid: Option<u32>,
+    },
+    /// Janus VideoRoom (the `janus` binary), started inside the bench's network namespace.
+    Janus {
+        bin: PathBuf,
+    },
 }
 
 fn free_tcp_port() -> Result<u16> {
@@ -60,7 +79,14 @@ impl Target {
             Spec::Url { url, pid } => {
                 let api = Api::new(url)?;
                 api.wait_ready(Duration::from_secs(10)).await?;
-                Ok(Target { api, pid: *pid, spawned: None })
+                Ok(Target { server: Server::Chorus(api), pid: *pid, spawned: None })
+            }
+            Spec::Janus { bin } => {
+                let Some(ip) = crate::netns::inside() else {
+                    bail!("Janus runs only inside the bench's network namespace");
+                };
+                let janus = JanusServer::start(bin, ip, crate::netns::IFACE).await?;
+                Ok(Target { pid: janus.pid(), server: Server::Janus(Box::new(janus)), spawned: None })
             }
             Spec::Spawn { bin, extra } => {
                 let dir = tempfile::Builder::new().prefix("chorus-bench-").tempdir().context("temp data dir")?;
@@ -72,7 +98,7 @@ impl Target {
                 let api = Api::new(&format!("http://127.0.0.1:{port}"))?;
                 let pid = child.id();
                 let mut t = Target {
-                    api,
+                    server: Server::Chorus(api),
                     pid,
                     spawned: Some(Spawned { bin, dir, port, udp_base, extra: extra.clone(), child }),
                 };
@@ -86,11 +112,43 @@ impl Target {
         self.spawned.is_some()
     }
 
-    async fn wait_ready(&mut self) -> Result<()> {
-        if let Err(e) = self.api.wait_ready(Duration::from_secs(30)).await {
-            return Err(e.context(self.log_tail()));
+    /// "chorus" or "janus".
+    pub fn name(&self) -> &'static str {
+        match self.server {
+            Server::Chorus(_) => "chorus",
+            Server::Janus(_) => "janus",
         }
-        Ok(())
+    }
+
+    /// Chorus's REST API; an error for Janus, which has no accounts, guilds or chat.
+    pub fn chorus(&self) -> Result<&Api> {
+        match &self.server {
+            Server::Chorus(api) => Ok(api),
+            Server::Janus(_) => bail!("this scenario needs a Chorus target (against Janus: voice and compare)"),
+        }
+    }
+
+    pub fn janus(&self) -> Option<&JanusApi> {
+        match &self.server {
+            Server::Chorus(_) => None,
+            Server::Janus(j) => Some(&j.api),
+        }
+    }
+
+    /// How voice participants reach the SFU.
+    pub fn sfu(&self) -> SfuClient {
+        match &self.server {
+            Server::Chorus(api) => SfuClient::Chorus(api.clone()),
+            Server::Janus(j) => SfuClient::Janus(j.api.clone()),
+        }
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let ready = match &self.server {
+            Server::Chorus(api) => api.wait_ready(Duration::from_secs(30)).await,
+            Server::Janus(_) => Ok(()),
+        };
+        ready.map_err(|e| e.context(self.log_tail()))
     }
 
     /// Restarts a spawned server on the same ports and data (no-op for a URL target).
@@ -104,6 +162,9 @@ impl Target {
 
     /// The last lines of a spawned server's log, for error messages.
     pub fn log_tail(&self) -> String {
+        if let Server::Janus(j) = &self.server {
+            return j.log_tail();
+        }
         let Some(s) = &self.spawned else { return String::new() };
         let log = std::fs::read_to_string(s.dir.path().join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -114,6 +175,9 @@ impl Target {
     pub async fn shutdown(mut self) {
         if let Some(s) = self.spawned.as_mut() {
             stop_child(&mut s.child).await;
+        }
+        if let Server::Janus(j) = self.server {
+            j.shutdown().await;
         }
     }
 }

@@ -14,8 +14,8 @@ pub struct Api {
     base: String,
 }
 
-/// A logged-in account.
-#[derive(Clone, Debug)]
+/// A logged-in account (empty for Janus, which has none).
+#[derive(Clone, Debug, Default)]
 pub struct Account {
     pub token: String,
 }

@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod audio;
+pub mod chorus_signal;
 pub mod gateway;
+pub mod janus_signal;
 pub mod video;
 pub mod voice;

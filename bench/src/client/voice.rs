@@ -1,29 +1,30 @@
-//! A voice participant as the web client does it: voice grant over REST, the `/voice` WebSocket,
-//! a publish connection it offers (talkers only) and a subscribe connection the SFU offers. Both
-//! are str0m `Rtc`s on their own UDP socket on 127.0.0.1, driven by this participant's task.
+//! A voice participant as the web client does it: a publish connection it offers (talkers only)
+//! and a subscribe connection the SFU offers, both str0m `Rtc`s on their own UDP socket, driven
+//! by this participant's task. The signaling that carries the SDP is a separate task behind
+//! [`Signaling`]: Chorus's `/voice` WebSocket ([`chorus_signal`]) or Janus VideoRoom
+//! ([`janus_signal`]), so the same media code measures both SFUs.
 //! Talkers send real Opus every 20 ms, or (video runs) synthetic VP8 in three simulcast layers at
 //! 30 fps; every participant accounts what it receives in the run's [`MediaLedger`].
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
+use tokio::sync::{mpsc, watch};
 
 use super::api::{Account, Api};
 use super::audio::{OpusCheck, OpusSource};
+use super::chorus_signal;
+use super::janus_signal::{self, JanusApi};
 use super::video::{self, VideoSource};
 use crate::measure::media::{MediaLedger, ReceiverStats, payload_key};
 
@@ -57,7 +58,11 @@ impl VoiceShared {
 /// What one participant does.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// The voice channel (Chorus) or VideoRoom room id (Janus).
     pub channel: String,
+    /// Talker ids of the others in the room who publish (Janus subscribes to their feeds by id;
+    /// Chorus's SFU offers them by itself).
+    pub hears: Vec<u32>,
     /// Publish with this talker id: Opus, or VP8 simulcast when `video`.
     pub talker: Option<u32>,
     /// Video run: publish and receive VP8 (ledger ids are talker × 4 + layer).
@@ -104,8 +109,8 @@ struct Peer {
 }
 
 impl Peer {
-    async fn new(video: bool) -> Result<Peer> {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.context("binding a UDP socket")?;
+    async fn new(video: bool, ip: IpAddr) -> Result<Peer> {
+        let sock = UdpSocket::bind((ip, 0)).await.context("binding a UDP socket")?;
         let local = sock.local_addr()?;
         let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_vp8(video).build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|e| anyhow!("host candidate: {e}"))?;
@@ -185,41 +190,62 @@ struct Talk {
     keys: VecDeque<(u64, Instant)>,
 }
 
-/// Video track ids a signaling message announces (`joined`, `participant_joined`, `track_published`).
-fn video_tracks(msg: &Value) -> Vec<String> {
-    let tracks: Vec<&Value> = match msg["type"].as_str() {
-        Some("joined") => msg["participants"]
-            .as_array()
-            .map(|ps| ps.iter().filter_map(|p| p["tracks"].as_array()).flatten().collect())
-            .unwrap_or_default(),
-        Some("participant_joined") => msg["tracks"].as_array().map(|t| t.iter().collect()).unwrap_or_default(),
-        Some("track_published") => vec![msg],
-        _ => Vec::new(),
-    };
-    tracks
-        .into_iter()
-        .filter(|t| t["kind"] == "video")
-        .filter_map(|t| t["track_id"].as_str().map(str::to_owned))
-        .collect()
+/// What a participant's signaling tells its media loop.
+#[derive(Debug)]
+pub enum SigIn {
+    /// In the room: a talker may offer its publish connection now.
+    Joined,
+    /// The SFU's answer to the publish offer.
+    PublishAnswer(String),
+    /// The SFU offers (or renegotiates) the subscribe connection.
+    SubscribeOffer(String),
+    /// The signaling failed; the participant ends with this error.
+    Failed(String),
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// What the media loop asks its signaling to send.
+#[derive(Debug)]
+pub enum SigOut {
+    PublishOffer(String),
+    SubscribeAnswer(String),
+}
 
-async fn send(ws: &mut Ws, v: Value) -> Result<()> {
-    ws.send(Message::Text(v.to_string().into())).await.context("sending on /voice")
+/// The media loop's end of a participant's signaling (Chorus's `/voice` socket or Janus's
+/// VideoRoom over HTTP); dropping `tx` makes the signaling leave and end its task.
+pub struct Signaling {
+    pub rx: mpsc::Receiver<SigIn>,
+    pub tx: mpsc::Sender<SigOut>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The SFU a participant joins through.
+#[derive(Clone)]
+pub enum SfuClient {
+    Chorus(Api),
+    Janus(JanusApi),
+}
+
+impl SfuClient {
+    /// The address the participant's peer connections bind to.
+    fn media_ip(&self) -> IpAddr {
+        match self {
+            SfuClient::Chorus(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            SfuClient::Janus(j) => j.media_ip(),
+        }
+    }
 }
 
 /// Runs one participant until `stop` turns true (or its plan says leave); never panics on
 /// network data, returns what it measured with the first error if any.
 pub async fn run(
-    api: Api,
+    sfu: SfuClient,
     account: Account,
     plan: Plan,
     shared: Arc<VoiceShared>,
     stop: watch::Receiver<bool>,
 ) -> Outcome {
     let mut out = Outcome::default();
-    if let Err(e) = participate(&api, &account, &plan, &shared, stop, &mut out).await {
+    if let Err(e) = participate(&sfu, &account, &plan, &shared, stop, &mut out).await {
         shared.failed.fetch_add(1, Ordering::Relaxed);
         out.error = Some(format!("{e:#}"));
     }
@@ -227,7 +253,7 @@ pub async fn run(
 }
 
 async fn participate(
-    api: &Api,
+    sfu: &SfuClient,
     account: &Account,
     plan: &Plan,
     shared: &VoiceShared,
@@ -235,17 +261,18 @@ async fn participate(
     out: &mut Outcome,
 ) -> Result<()> {
     let t0 = Instant::now();
-    let grant = api.voice_grant(account, &plan.channel).await?;
-    out.grant = Some(t0.elapsed());
-    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&grant.endpoint))
-        .await
-        .map_err(|_| anyhow!("connecting to {} timed out", grant.endpoint))?
-        .with_context(|| format!("connecting to {}", grant.endpoint))?;
-    send(&mut ws, json!({"type": "join", "token": grant.token, "channel_id": plan.channel})).await?;
-
-    let mut sub = Peer::new(plan.video).await?;
+    let mut sig = match sfu {
+        SfuClient::Chorus(api) => {
+            let (sig, grant) = chorus_signal::start(api, account, plan).await?;
+            out.grant = Some(grant);
+            sig
+        }
+        SfuClient::Janus(janus) => janus_signal::start(janus.clone(), plan).await?,
+    };
+    let ip = sfu.media_ip();
+    let mut sub = Peer::new(plan.video, ip).await?;
     let mut publ = match plan.talker {
-        Some(_) => Some(Peer::new(plan.video).await?),
+        Some(_) => Some(Peer::new(plan.video, ip).await?),
         None => None,
     };
     let mut talk = match plan.talker {
@@ -293,22 +320,11 @@ async fn participate(
         let mut events_at = Instant::now();
         tokio::select! {
             _ = stop.changed() => break,
-            m = ws.next() => {
-                let text = match m {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) | None => bail!("the /voice socket closed"),
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => bail!("/voice: {e}"),
-                };
-                let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else { continue };
-                if let Some((w, h)) = plan.tile {
-                    for track in video_tracks(&msg) {
-                        send(&mut ws, json!({"type": "subscribe", "track_id": track, "max_width": w, "max_height": h}))
-                            .await?;
-                    }
-                }
-                match msg["type"].as_str().unwrap_or("") {
-                    "joined" => {
+            m = sig.rx.recv() => {
+                match m {
+                    None => bail!("the signaling ended"),
+                    Some(SigIn::Failed(e)) => bail!("{e}"),
+                    Some(SigIn::Joined) => {
                         out.joined = Some(t0.elapsed());
                         if let (Some(p), Some(t)) = (publ.as_mut(), talk.as_mut()) {
                             let mut sdp = p.rtc.sdp_api();
@@ -325,33 +341,24 @@ async fn participate(
                             t.mid = Some(mid);
                             t.pending = Some(pending);
                             pub_events = p.drain()?;
-                            send(&mut ws, json!({"type": "offer", "sdp": offer.to_sdp_string()})).await?;
+                            sig.tx.send(SigOut::PublishOffer(offer.to_sdp_string())).await.context("signaling gone")?;
                         }
                     }
-                    "answer" => {
-                        let sdp = msg["sdp"].as_str().unwrap_or("");
+                    Some(SigIn::PublishAnswer(sdp)) => {
                         if let (Some(p), Some(t)) = (publ.as_mut(), talk.as_mut())
                             && let Some(pending) = t.pending.take()
                         {
-                            let answer = SdpAnswer::from_sdp_string(sdp).context("parsing the SFU's answer")?;
+                            let answer = SdpAnswer::from_sdp_string(&sdp).context("parsing the SFU's answer")?;
                             p.rtc.sdp_api().accept_answer(pending, answer).context("applying the SFU's answer")?;
                             pub_events = p.drain()?;
                         }
                     }
-                    "offer" => {
-                        let sdp = msg["sdp"].as_str().unwrap_or("");
-                        let offer = SdpOffer::from_sdp_string(sdp).context("parsing the SFU's offer")?;
+                    Some(SigIn::SubscribeOffer(sdp)) => {
+                        let offer = SdpOffer::from_sdp_string(&sdp).context("parsing the SFU's offer")?;
                         let answer = sub.rtc.sdp_api().accept_offer(offer).context("answering the SFU's offer")?;
                         sub_events = sub.drain()?;
-                        send(&mut ws, json!({"type": "answer", "sdp": answer.to_sdp_string()})).await?;
+                        sig.tx.send(SigOut::SubscribeAnswer(answer.to_sdp_string())).await.context("signaling gone")?;
                     }
-                    "error" => {
-                        let code = msg["code"].as_str().unwrap_or("?");
-                        if !matches!(code, "rate_limited" | "unknown_track") {
-                            bail!("/voice error {code}: {}", msg["message"].as_str().unwrap_or(""));
-                        }
-                    }
-                    _ => {}
                 }
             }
             r = sub.sock.recv_from(&mut sub_buf) => {
@@ -426,8 +433,9 @@ async fn participate(
             }
         }
     }
-    let _ = send(&mut ws, json!({"type": "leave"})).await;
-    let _ = ws.close(None).await;
+    // Dropping our end makes the signaling leave; give it a moment to say so.
+    drop(sig.tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), &mut sig.task).await;
     Ok(())
 }
 
@@ -485,22 +493,4 @@ fn send_frame(p: &mut Peer, t: &mut Talk, shared: &VoiceShared, out: &mut Outcom
     events.extend(p.flush(8)?);
     shared.ledger.expire(&mut t.keys, now);
     Ok(events)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_announced_video_tracks() {
-        let joined = json!({"type": "joined", "participants": [
-            {"participant_id": "1", "tracks": [{"track_id": "10", "kind": "audio"}, {"track_id": "11", "kind": "video"}]},
-            {"participant_id": "2", "tracks": []}]});
-        assert_eq!(video_tracks(&joined), vec!["11"]);
-        let published = json!({"type": "track_published", "track_id": "12", "participant_id": "2", "kind": "video"});
-        assert_eq!(video_tracks(&published), vec!["12"]);
-        let pj = json!({"type": "participant_joined", "participant_id": "3", "tracks": [{"track_id": "13", "kind": "video"}]});
-        assert_eq!(video_tracks(&pj), vec!["13"]);
-        assert!(video_tracks(&json!({"type": "offer", "sdp": ""})).is_empty());
-    }
 }

@@ -30,7 +30,7 @@ pub async fn run(target: &mut Target, p: &ChatParams) -> Result<Report> {
         if p.restart && target.is_spawned() { target.pid.and_then(proc::sample).map(|s| s.rss_kib) } else { None };
 
     let shared = FanoutShared::new();
-    let ws_url = format!("{}/gateway", target.api.base().replacen("http", "ws", 1));
+    let ws_url = format!("{}/gateway", target.chorus()?.base().replacen("http", "ws", 1));
     let (stop_tx, stop_rx) = watch::channel(false);
     let t0 = Instant::now();
     let mut tasks = Vec::new();
@@ -60,7 +60,7 @@ pub async fn run(target: &mut Target, p: &ChatParams) -> Result<Report> {
     let mut posts = Vec::new();
     for n in 0..total {
         tick.tick().await;
-        let (api, owner, channel) = (target.api.clone(), owner.clone(), guild.text_channel.clone());
+        let (api, owner, channel) = (target.chorus()?.clone(), owner.clone(), guild.text_channel.clone());
         let content = shared.stamp();
         posts.push(tokio::spawn(async move { api.post_message(&owner, &channel, &content).await }));
         if n % 16 == 0 {

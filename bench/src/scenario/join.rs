@@ -35,6 +35,7 @@ pub async fn run(target: &mut Target, restart: bool, p: &JoinParams) -> Result<R
     for (room, account) in talker_accounts.iter().enumerate() {
         let plan = Plan {
             channel: guild.voice_channels[room].clone(),
+            hears: Vec::new(),
             talker: Some(room as u32),
             video: false,
             tile: None,
@@ -42,7 +43,7 @@ pub async fn run(target: &mut Target, restart: bool, p: &JoinParams) -> Result<R
             media_deadline: None,
         };
         talker_tasks.push(tokio::spawn(voice::run(
-            target.api.clone(),
+            target.sfu(),
             account.clone(),
             plan,
             talkers.clone(),
@@ -70,6 +71,7 @@ pub async fn run(target: &mut Target, restart: bool, p: &JoinParams) -> Result<R
         let room = n as usize % p.rooms;
         let plan = Plan {
             channel: guild.voice_channels[room].clone(),
+            hears: vec![room as u32],
             talker: None,
             video: false,
             tile: None,
@@ -77,13 +79,7 @@ pub async fn run(target: &mut Target, restart: bool, p: &JoinParams) -> Result<R
             media_deadline: Some(Duration::from_secs(p.media_timeout)),
         };
         let account = joiner_accounts[n as usize % joiner_accounts.len()].clone();
-        tasks.push(tokio::spawn(voice::run(
-            target.api.clone(),
-            account,
-            plan,
-            joiners.clone(),
-            stop_joiners_rx.clone(),
-        )));
+        tasks.push(tokio::spawn(voice::run(target.sfu(), account, plan, joiners.clone(), stop_joiners_rx.clone())));
         pb.set_position(n + 1);
         pb.set_message(format!(
             "{} got media, {} failed",

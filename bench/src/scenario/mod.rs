@@ -1,6 +1,7 @@
 //! The scenarios, and what they share: watching the server's process and metrics over a window.
 
 pub mod chat;
+pub mod compare;
 pub mod join;
 pub mod ramp;
 pub mod smoke;
@@ -26,7 +27,10 @@ pub struct ServerSnapshot {
 
 impl ServerSnapshot {
     pub async fn take(target: &Target) -> ServerSnapshot {
-        let metrics = metrics_scrape::scrape(target.api.http(), target.api.base()).await.unwrap_or_default();
+        let metrics = match target.chorus() {
+            Ok(api) => metrics_scrape::scrape(api.http(), api.base()).await.unwrap_or_default(),
+            Err(_) => HashMap::new(),
+        };
         ServerSnapshot { proc: target.pid.and_then(proc::sample), metrics, bench: proc::sample(std::process::id()) }
     }
 }
@@ -56,6 +60,33 @@ pub fn unique_prefix(scenario: &str) -> String {
     format!("{scenario}{nonce}-")
 }
 
+/// Voice rooms for a media scenario and the accounts that may join them: on Chorus a guild with
+/// `rooms` voice channels and rooms × `per_room` members ([`setup_guild`]); on Janus VideoRoom
+/// rooms for `publishers` publishers each, numbered uniquely per run (Janus has no accounts).
+pub async fn setup_rooms(
+    target: &mut Target,
+    scenario: &str,
+    rooms: usize,
+    per_room: usize,
+    publishers: usize,
+    restart: bool,
+) -> anyhow::Result<(Vec<String>, Vec<Account>)> {
+    if let Some(janus) = target.janus() {
+        let first = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() % 1_000_000 * 1000)
+            .unwrap_or(0);
+        let mut channels = Vec::new();
+        for room in first + 1..=first + rooms as u64 {
+            janus.create_room(room, publishers).await?;
+            channels.push(room.to_string());
+        }
+        return Ok((channels, vec![Account::default(); rooms * per_room]));
+    }
+    let (_owner, guild, accounts) = setup_guild(target, scenario, rooms, rooms * per_room, restart).await?;
+    Ok((guild.voice_channels, accounts))
+}
+
 /// A guild with `rooms` voice channels and `members` accounts in it (plus its owner), named
 /// uniquely per run so that runs can share a server. A spawned server is restarted afterwards
 /// when `restart`, so that argon2's allocator high-water mark (19 MiB per hash) does not hide
@@ -68,7 +99,7 @@ pub async fn setup_guild(
     restart: bool,
 ) -> anyhow::Result<(Account, BenchGuild, Vec<Account>)> {
     let prefix = unique_prefix(scenario);
-    let api = &target.api;
+    let api = target.chorus()?;
     let owner = api.register(&format!("{prefix}owner")).await?;
     let guild = api.create_guild(&owner, &format!("bench {scenario}"), rooms.max(1)).await?;
     let pb = crate::progress::bar(members as u64, "accounts");

@@ -41,7 +41,7 @@ pub async fn run(target: &mut Target, p: &RampParams) -> Result<Report> {
         if accounts.len() < need {
             let pb = crate::progress::bar((need - accounts.len()) as u64, "accounts");
             let more = target
-                .api
+                .chorus()?
                 .register_members(&unique_prefix("ramp"), need - accounts.len(), &guild, 4, || pb.inc(1))
                 .await?;
             pb.finish_and_clear();
@@ -54,7 +54,7 @@ pub async fn run(target: &mut Target, p: &RampParams) -> Result<Report> {
             duration: p.step_duration,
             connect_timeout: 60,
         };
-        let r = super::voice::measure(target, &params, &guild, &accounts).await?;
+        let r = super::voice::measure(target, &params, &guild.voice_channels, &accounts).await?;
         let get = |name: &str| r.metrics.iter().find(|m| m.name == name).map_or(f64::INFINITY, |m| m.value);
         let passed = r.failures.is_empty()
             && get("forward_latency_p99") <= p.p99_limit_ms

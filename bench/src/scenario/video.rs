@@ -41,15 +41,17 @@ pub async fn run(target: &mut Target, restart: bool, p: &VideoParams) -> Result<
     for room in 0..p.rooms {
         for i in 0..p.participants {
             let me = (i < publishers).then(|| id(room, i));
-            hears.push((0..publishers).map(|j| id(room, j)).filter(|t| Some(*t) != me).collect());
+            let heard: Vec<u32> = (0..publishers).map(|j| id(room, j)).filter(|t| Some(*t) != me).collect();
             let plan = Plan {
                 channel: guild.voice_channels[room].clone(),
+                hears: heard.clone(),
                 talker: me,
                 video: true,
                 tile,
                 leave_after_media: None,
                 media_deadline: None,
             };
+            hears.push(heard);
             participants.push((accounts[room * p.participants + i].clone(), plan));
         }
     }

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{ServerSnapshot, server_usage, setup_guild, window};
+use super::{ServerSnapshot, server_usage, setup_rooms, window};
 use crate::cli::VoiceParams;
-use crate::client::api::{Account, BenchGuild};
+use crate::client::api::Account;
 use crate::client::voice::{Outcome, Plan};
 use crate::measure::latency::Histogram;
 use crate::measure::media::{ReceiverStats, loss};
@@ -27,17 +27,18 @@ pub async fn run(target: &mut Target, restart: bool, p: &VoiceParams) -> Result<
     if p.rooms == 0 || p.participants == 0 {
         anyhow::bail!("--rooms and --participants must be positive");
     }
-    let (_owner, guild, accounts) = setup_guild(target, "voice", p.rooms, p.rooms * p.participants, restart).await?;
-    measure(target, p, &guild, &accounts).await
+    let (channels, accounts) = setup_rooms(target, "voice", p.rooms, p.participants, p.talkers, restart).await?;
+    measure(target, p, &channels, &accounts).await
 }
 
-/// Runs `p` with accounts already in `guild` (at least rooms × participants of them, and at
-/// least `p.rooms` voice channels).
-pub async fn measure(target: &Target, p: &VoiceParams, guild: &BenchGuild, accounts: &[Account]) -> Result<Report> {
-    if guild.voice_channels.len() < p.rooms || accounts.len() < p.rooms * p.participants {
+/// Runs `p` in `channels` (at least `p.rooms`) with `accounts` that may join them (at least
+/// rooms × participants).
+pub async fn measure(target: &Target, p: &VoiceParams, channels: &[String], accounts: &[Account]) -> Result<Report> {
+    if channels.len() < p.rooms || accounts.len() < p.rooms * p.participants {
         anyhow::bail!("not enough voice channels or accounts for {} rooms × {}", p.rooms, p.participants);
     }
     let mut report = Report::new("voice", serde_json::to_value(p)?);
+    report.target = target.name().to_owned();
     let talkers = p.talkers.min(p.participants);
     // Who each participant should hear: the talkers of its room but itself.
     let mut hears: Vec<Vec<u32>> = Vec::new();
@@ -46,15 +47,17 @@ pub async fn measure(target: &Target, p: &VoiceParams, guild: &BenchGuild, accou
         let room_talkers: Vec<u32> = (0..talkers).map(|i| talker_id(p.participants, room, i)).collect();
         for i in 0..p.participants {
             let me = (i < talkers).then(|| talker_id(p.participants, room, i));
-            hears.push(room_talkers.iter().copied().filter(|t| Some(*t) != me).collect());
+            let heard: Vec<u32> = room_talkers.iter().copied().filter(|t| Some(*t) != me).collect();
             let plan = Plan {
-                channel: guild.voice_channels[room].clone(),
+                channel: channels[room].clone(),
+                hears: heard.clone(),
                 talker: me,
                 video: false,
                 tile: None,
                 leave_after_media: None,
                 media_deadline: None,
             };
+            hears.push(heard);
             participants.push((accounts[room * p.participants + i].clone(), plan));
         }
     }
@@ -133,17 +136,27 @@ fn summarize(
     report.metric("subscriber_bitrate_min", if bitrates.is_empty() { 0.0 } else { min(&bitrates) }, "kbit/s");
 
     let cpu = server_usage(report, before, after);
-    let out = delta(&before.metrics, &after.metrics, "chorus_sfu_packets_out_total");
-    let fwd = delta(&before.metrics, &after.metrics, "chorus_sfu_forwarded_frames_total");
-    let inp = delta(&before.metrics, &after.metrics, "chorus_sfu_packets_in_total");
-    report.metric("sfu_packets_in_per_s", inp / window, "/s");
-    report.metric("sfu_packets_out_per_s", out / window, "/s");
-    report.metric("sfu_forwarded_per_s", fwd / window, "/s");
-    if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
-        report.metric("packets_out_per_cpu_second", out / cpu, "/CPU-s");
-        report.metric("forwarded_per_cpu_second", fwd / cpu, "/CPU-s");
-        if fwd > 0.0 {
-            report.metric("cpu_per_forwarded_packet", cpu / fwd * 1e6, "µs");
+    // Counted by the receivers, so the same for any SFU: media packets sent in the window and
+    // delivered to a listener.
+    let delivered = l.received as f64;
+    report.metric("delivered_per_s", delivered / window, "/s");
+    if let Some(cpu) = cpu.filter(|c| *c > 0.0 && delivered > 0.0) {
+        report.metric("cpu_per_delivered_packet", cpu / delivered * 1e6, "µs");
+    }
+    if !before.metrics.is_empty() {
+        // Chorus's own counters.
+        let out = delta(&before.metrics, &after.metrics, "chorus_sfu_packets_out_total");
+        let fwd = delta(&before.metrics, &after.metrics, "chorus_sfu_forwarded_frames_total");
+        let inp = delta(&before.metrics, &after.metrics, "chorus_sfu_packets_in_total");
+        report.metric("sfu_packets_in_per_s", inp / window, "/s");
+        report.metric("sfu_packets_out_per_s", out / window, "/s");
+        report.metric("sfu_forwarded_per_s", fwd / window, "/s");
+        if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
+            report.metric("packets_out_per_cpu_second", out / cpu, "/CPU-s");
+            report.metric("forwarded_per_cpu_second", fwd / cpu, "/CPU-s");
+            if fwd > 0.0 {
+                report.metric("cpu_per_forwarded_packet", cpu / fwd * 1e6, "µs");
+            }
         }
     }
     report.details = json!({

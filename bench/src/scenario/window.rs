@@ -35,7 +35,7 @@ pub async fn run(
     let mut tasks = Vec::new();
     let connect_start = Instant::now();
     for (account, plan) in participants {
-        tasks.push(tokio::spawn(voice::run(target.api.clone(), account, plan, shared.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(voice::run(target.sfu(), account, plan, shared.clone(), stop_rx.clone())));
         // Joins spread a little, as real people's are.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -1,0 +1,141 @@
+//! `compare`: the voice scenario against Chorus and against Janus VideoRoom in one invocation,
+//! alternating rounds on the same machine, and a side-by-side report with the ratios
+//! Chorus / Janus. Both servers run in the bench's network namespace (Janus needs it), with the
+//! same load clients, so only the SFU differs.
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::cli::VoiceParams;
+use crate::report::Report;
+use crate::target::{Spec, Target};
+
+/// What the comparison puts side by side (metric names of the voice report). Lower is better
+/// for all but `delivered_per_s`.
+const COMPARED: [&str; 12] = [
+    "cpu_per_delivered_packet",
+    "server_cpu",
+    "server_rss",
+    "delivered_per_s",
+    "forward_latency_p50",
+    "forward_latency_p95",
+    "forward_latency_p99",
+    "loss",
+    "jitter_mean",
+    "join_latency_p50",
+    "join_latency_p99",
+    "bench_cpu",
+];
+
+/// Runs `rounds` × (Chorus, Janus); returns every run's report and then the comparison.
+pub async fn run(chorus: &Spec, janus: &Spec, rounds: usize, p: &VoiceParams) -> Result<Vec<Report>> {
+    if rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let mut runs = Vec::new();
+    for round in 0..rounds {
+        // Alternate which goes first, so neither always meets a warmer (or busier) machine.
+        let order = if round % 2 == 0 { [chorus, janus] } else { [janus, chorus] };
+        for spec in order {
+            let mut target = Target::open(spec).await?;
+            eprintln!("compare: round {} of {rounds}, {}", round + 1, target.name());
+            let result = super::voice::run(&mut target, true, p).await;
+            let tail = target.log_tail();
+            target.shutdown().await;
+            let report = result.map_err(|e| e.context(tail))?;
+            runs.push(report);
+        }
+    }
+    let comparison = compare(&runs, p)?;
+    runs.push(comparison);
+    Ok(runs)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+/// The median of each compared metric per server, and Chorus / Janus.
+fn compare(runs: &[Report], p: &VoiceParams) -> Result<Report> {
+    let mut report = Report::new("compare", serde_json::to_value(p)?);
+    report.target = "chorus vs janus".into();
+    let of = |target: &str, name: &str| {
+        median(
+            runs.iter()
+                .filter(|r| r.target == target)
+                .filter_map(|r| r.metrics.iter().find(|m| m.name == name).map(|m| m.value))
+                .collect(),
+        )
+    };
+    let mut rows = Vec::new();
+    for name in COMPARED {
+        let unit = runs
+            .iter()
+            .find_map(|r| r.metrics.iter().find(|m| m.name == name).map(|m| m.unit.clone()))
+            .unwrap_or_default();
+        let (c, j) = (of("chorus", name), of("janus", name));
+        if let Some(c) = c {
+            report.metric(&format!("{name} chorus"), c, &unit);
+        }
+        if let Some(j) = j {
+            report.metric(&format!("{name} janus"), j, &unit);
+        }
+        let ratio = match (c, j) {
+            (Some(c), Some(j)) if j > 0.0 => Some(c / j),
+            _ => None,
+        };
+        if let Some(r) = ratio {
+            report.metric(&format!("{name} chorus/janus"), r, "×");
+        }
+        rows.push(json!({"metric": name, "unit": unit, "chorus": c, "janus": j, "ratio": ratio}));
+    }
+    for r in runs {
+        for f in &r.failures {
+            report.failures.push(format!("{}: {f}", r.target));
+        }
+    }
+    report.details = json!({
+        "rows": rows,
+        "rounds": runs.iter().filter(|r| r.target == "chorus").count(),
+        "note": "medians over the rounds; ratio = Chorus / Janus (below 1: Chorus uses less)",
+    });
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(target: &str, cpu: f64) -> Report {
+        let mut r = Report::new("voice", json!({}));
+        r.target = target.into();
+        r.metric("cpu_per_delivered_packet", cpu, "µs");
+        r
+    }
+
+    #[test]
+    fn ratio_is_chorus_median_over_janus_median() {
+        let p = VoiceParams { rooms: 1, participants: 2, talkers: 1, duration: 1, connect_timeout: 1 };
+        let runs = [run("chorus", 4.0), run("janus", 12.0), run("chorus", 6.0), run("janus", 8.0)];
+        let c = compare(&runs, &p).expect("comparison");
+        let get = |n: &str| c.metrics.iter().find(|m| m.name == n).map(|m| m.value);
+        assert_eq!(get("cpu_per_delivered_packet chorus"), Some(5.0));
+        assert_eq!(get("cpu_per_delivered_packet janus"), Some(10.0));
+        assert_eq!(get("cpu_per_delivered_packet chorus/janus"), Some(0.5));
+        assert!(c.failures.is_empty());
+    }
+
+    #[test]
+    fn a_failed_run_fails_the_comparison() {
+        let p = VoiceParams { rooms: 1, participants: 2, talkers: 1, duration: 1, connect_timeout: 1 };
+        let mut j = run("janus", 1.0);
+        j.check(false, "no media forwarded in the window");
+        let c = compare(&[run("chorus", 1.0), j], &p).expect("comparison");
+        assert_eq!(c.failures, vec!["janus: no media forwarded in the window".to_owned()]);
+    }
+}
