@@ -264,9 +264,13 @@ pub struct CompareArgs {
     /// The Janus binary (Debian package `janus`)
     #[arg(long, default_value = "janus")]
     pub janus: PathBuf,
-    /// Rounds of (Chorus, Janus); medians are compared
+    /// Rounds of (Chorus, Janus) per step; medians are compared
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+    /// Load steps as numbers of rooms, e.g. 2,5,10 (default: --rooms); the table shows the
+    /// largest, the CPU-against-load plot all of them
+    #[arg(long, value_delimiter = ',')]
+    pub steps: Vec<usize>,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]

@@ -68,7 +68,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Compare(a) => {
             let chorus = target::Spec::Spawn { bin: a.spawn.clone(), extra: a.server_args.clone() };
             let janus = target::Spec::Janus { bin: a.janus.clone() };
-            let reports = scenario::compare::run(&chorus, &janus, a.rounds, &a.voice).await?;
+            let reports = scenario::compare::run(&chorus, &janus, a.rounds, &a.steps, &a.voice).await?;
             return finish(&reports, &a.output);
         }
         Command::Voice(a) => (&a.target, &a.output),
@@ -107,7 +107,9 @@ fn finish(reports: &[Report], output: &OutputArgs) -> Result<bool> {
     }
     report::write_files(reports, output.json.as_deref(), output.markdown.as_deref())?;
     if let Some(dir) = &output.plots {
-        for f in plot::write_cdfs(reports, dir)? {
+        let mut files = plot::write_cdfs(reports, dir)?;
+        files.extend(plot::write_cpu_vs_load(reports, dir)?);
+        for f in files {
             println!("plot: {}", f.display());
         }
     }

@@ -27,28 +27,64 @@ const COMPARED: [&str; 12] = [
     "bench_cpu",
 ];
 
-/// Runs `rounds` × (Chorus, Janus); returns every run's report and then the comparison.
-pub async fn run(chorus: &Spec, janus: &Spec, rounds: usize, p: &VoiceParams) -> Result<Vec<Report>> {
-    if rounds == 0 {
-        bail!("--rounds must be at least 1");
+/// Runs `rounds` × (Chorus, Janus) at each load step (a number of rooms; `p.rooms` when `steps`
+/// is empty); returns every run's report and then the comparison, whose table is the largest
+/// step's and whose details carry server CPU against load for both.
+pub async fn run(chorus: &Spec, janus: &Spec, rounds: usize, steps: &[usize], p: &VoiceParams) -> Result<Vec<Report>> {
+    if rounds == 0 || steps.contains(&0) {
+        bail!("--rounds and every --steps entry must be at least 1");
     }
+    let steps = if steps.is_empty() { vec![p.rooms] } else { steps.to_vec() };
     let mut runs = Vec::new();
-    for round in 0..rounds {
-        // Alternate which goes first, so neither always meets a warmer (or busier) machine.
-        let order = if round % 2 == 0 { [chorus, janus] } else { [janus, chorus] };
-        for spec in order {
-            let mut target = Target::open(spec).await?;
-            eprintln!("compare: round {} of {rounds}, {}", round + 1, target.name());
-            let result = super::voice::run(&mut target, true, p).await;
-            let tail = target.log_tail();
-            target.shutdown().await;
-            let report = result.map_err(|e| e.context(tail))?;
-            runs.push(report);
+    for &rooms in &steps {
+        let p = VoiceParams { rooms, ..p.clone() };
+        for round in 0..rounds {
+            // Alternate which goes first, so neither always meets a warmer (or busier) machine.
+            let order = if round % 2 == 0 { [chorus, janus] } else { [janus, chorus] };
+            for spec in order {
+                let mut target = Target::open(spec).await?;
+                eprintln!("compare: {rooms} rooms, round {} of {rounds}, {}", round + 1, target.name());
+                let result = super::voice::run(&mut target, true, &p).await;
+                let tail = target.log_tail();
+                target.shutdown().await;
+                runs.push(result.map_err(|e| e.context(tail))?);
+            }
         }
     }
-    let comparison = compare(&runs, p)?;
+    let largest = steps.iter().copied().max().unwrap_or(p.rooms);
+    let mut comparison = compare(&runs, &VoiceParams { rooms: largest, ..p.clone() })?;
+    comparison.details["cpu_vs_load"] = cpu_vs_load(&runs, &steps);
     runs.push(comparison);
     Ok(runs)
+}
+
+fn rooms_of(r: &Report) -> Option<u64> {
+    r.params.get("rooms").and_then(serde_json::Value::as_u64)
+}
+
+fn metric(r: &Report, name: &str) -> Option<f64> {
+    r.metrics.iter().find(|m| m.name == name).map(|m| m.value)
+}
+
+/// Per server, (delivered packets/s, server CPU % of one core) at each step: medians of its rounds.
+fn cpu_vs_load(runs: &[Report], steps: &[usize]) -> serde_json::Value {
+    let series: Vec<serde_json::Value> = ["chorus", "janus"]
+        .iter()
+        .map(|target| {
+            let points: Vec<[f64; 2]> = steps
+                .iter()
+                .filter_map(|&rooms| {
+                    let at: Vec<&Report> =
+                        runs.iter().filter(|r| r.target == *target && rooms_of(r) == Some(rooms as u64)).collect();
+                    let load = median(at.iter().filter_map(|r| metric(r, "delivered_per_s")).collect())?;
+                    let cpu = median(at.iter().filter_map(|r| metric(r, "server_cpu")).collect())?;
+                    Some([load, cpu])
+                })
+                .collect();
+            json!({"name": target, "points": points})
+        })
+        .collect();
+    json!(series)
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -60,14 +96,14 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
-/// The median of each compared metric per server, and Chorus / Janus.
+/// The median of each compared metric per server at `p.rooms`, and Chorus / Janus.
 fn compare(runs: &[Report], p: &VoiceParams) -> Result<Report> {
     let mut report = Report::new("compare", serde_json::to_value(p)?);
     report.target = "chorus vs janus".into();
     let of = |target: &str, name: &str| {
         median(
             runs.iter()
-                .filter(|r| r.target == target)
+                .filter(|r| r.target == target && rooms_of(r).is_none_or(|n| n == p.rooms as u64))
                 .filter_map(|r| r.metrics.iter().find(|m| m.name == name).map(|m| m.value))
                 .collect(),
         )
@@ -101,7 +137,7 @@ fn compare(runs: &[Report], p: &VoiceParams) -> Result<Report> {
     }
     report.details = json!({
         "rows": rows,
-        "rounds": runs.iter().filter(|r| r.target == "chorus").count(),
+        "rounds": runs.iter().filter(|r| r.target == "chorus" && rooms_of(r) == Some(p.rooms as u64)).count(),
         "note": "medians over the rounds; ratio = Chorus / Janus (below 1: Chorus uses less)",
     });
     Ok(report)
@@ -128,6 +164,22 @@ mod tests {
         assert_eq!(get("cpu_per_delivered_packet janus"), Some(10.0));
         assert_eq!(get("cpu_per_delivered_packet chorus/janus"), Some(0.5));
         assert!(c.failures.is_empty());
+    }
+
+    #[test]
+    fn cpu_against_load_has_a_point_per_step_and_server() {
+        let step = |target: &str, rooms: u64, load: f64, cpu: f64| {
+            let mut r = Report::new("voice", json!({"rooms": rooms}));
+            r.target = target.into();
+            r.metric("delivered_per_s", load, "/s");
+            r.metric("server_cpu", cpu, "%");
+            r
+        };
+        let runs = [step("chorus", 2, 1000.0, 5.0), step("janus", 2, 1000.0, 9.0), step("chorus", 4, 2000.0, 8.0)];
+        let v = cpu_vs_load(&runs, &[2, 4]);
+        assert_eq!(v[0]["name"], "chorus");
+        assert_eq!(v[0]["points"], json!([[1000.0, 5.0], [2000.0, 8.0]]));
+        assert_eq!(v[1]["points"], json!([[1000.0, 9.0]]));
     }
 
     #[test]

@@ -19,6 +19,7 @@ fn step_summary(r: &Report, rooms: usize, passed: bool) -> serde_json::Value {
         "forward_latency_p99_ms": get("forward_latency_p99"),
         "loss_percent": get("loss"),
         "sfu_forwarded_per_s": get("sfu_forwarded_per_s"),
+        "delivered_per_s": get("delivered_per_s"),
         "server_cpu_percent": get("server_cpu"),
         "cpu_per_forwarded_packet_us": get("cpu_per_forwarded_packet"),
         "bench_cpu_percent": get("bench_cpu"),
