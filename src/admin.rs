@@ -155,6 +155,7 @@ async fn stats(State(s): State<Admin>, ClientIp(ip): ClientIp, headers: HeaderMa
                         loss_out: p.quality.loss_out,
                         jitter_ms: p.quality.jitter_ms,
                         bwe_bps: p.quality.bwe_bps,
+                        bwe_target_bps: p.quality.bwe_target_bps,
                         subscriptions: p
                             .subscriptions
                             .into_iter()
@@ -311,6 +312,7 @@ struct ParticipantStats {
     loss_out: Option<f32>,
     jitter_ms: Option<f32>,
     bwe_bps: Option<u64>,
+    bwe_target_bps: Option<u64>,
     subscriptions: Vec<SubscriptionStats>,
 }
 

@@ -38,7 +38,7 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
     /// URL of a running Chorus (start it with `--no-rate-limits true`), or `janus` to start
-    /// Janus VideoRoom in a network namespace of the bench's own (voice and join need Chorus)
+    /// Janus VideoRoom in a network namespace of the bench's own (voice and video only)
     #[arg(long, conflicts_with = "spawn")]
     pub target: Option<String>,
     /// PID of the --target server, for its CPU time and memory

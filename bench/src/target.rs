@@ -124,7 +124,7 @@ impl Target {
     pub fn chorus(&self) -> Result<&Api> {
         match &self.server {
             Server::Chorus(api) => Ok(api),
-            Server::Janus(_) => bail!("this scenario needs a Chorus target (against Janus: voice and compare)"),
+            Server::Janus(_) => bail!("this scenario needs a Chorus target (against Janus: voice, video and compare)"),
         }
     }
 

@@ -31,6 +31,7 @@ pub mod router;
 pub mod snapshot;
 pub mod speaking;
 pub mod track;
+mod udp_batch;
 mod worker;
 
 use std::collections::HashMap;

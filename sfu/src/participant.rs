@@ -47,6 +47,10 @@ pub(crate) struct Participant {
     pub renegotiate: bool,
     pub to_stop: Vec<Mid>,
     pub bwe_bps: Option<u64>,
+    /// Video tracks it receives (not paused), counted at each layer reselection.
+    pub video_out: usize,
+    /// The rate last given to the subscribe connection's estimator as the one to probe for.
+    pub desired_bps: u64,
     pub quality: crate::Quality,
     pub speaking: SpeakingDetector,
     pub dead: bool,
@@ -117,6 +121,8 @@ impl Participant {
             renegotiate: false,
             to_stop: Vec::new(),
             bwe_bps: None,
+            desired_bps: 0,
+            video_out: 0,
             quality: crate::Quality::default(),
             speaking: SpeakingDetector::default(),
             dead: false,

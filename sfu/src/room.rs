@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::BweKind;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaData};
 use str0m::net::Receive;
@@ -475,7 +475,11 @@ impl Room {
                     id: p.id,
                     user_id: p.user_id,
                     published_tracks: p.published.len(),
-                    quality: crate::Quality { bwe_bps: p.bwe_bps, ..p.quality },
+                    quality: crate::Quality {
+                        bwe_bps: p.bwe_bps,
+                        bwe_target_bps: (p.desired_bps > 0).then_some(p.desired_bps),
+                        ..p.quality
+                    },
                     subscriptions,
                 }
             })
@@ -678,6 +682,52 @@ impl Room {
         p.drain(owner, Pc::Publish, ctx.out, &mut self.events);
     }
 
+    /// How many video tracks each participant receives (its estimate is shared between them).
+    fn count_video_out(&mut self) {
+        for p in self.parts.iter_mut().flatten() {
+            p.video_out = 0;
+        }
+        for t in self.tracks.iter().flatten().filter(|t| t.info.kind == TrackKind::Video) {
+            for s in t.subs.iter().filter(|s| !s.pref.paused) {
+                if let Some(p) = self.parts[s.slot].as_mut() {
+                    p.video_out += 1;
+                }
+            }
+        }
+    }
+
+    /// Tells each subscriber's bandwidth estimator what its video would use at the sizes it asked for,
+    /// so that str0m probes for that capacity: without a desired rate it never probes above what is
+    /// sent, and the estimate stays below the next layer for good.
+    fn update_desired_bitrates(&mut self, ctx: &mut Ctx) {
+        let mut want = vec![0u64; self.parts.len()];
+        for t in self.tracks.iter().flatten().filter(|t| t.info.kind == TrackKind::Video) {
+            for s in &t.subs {
+                let layer = if t.info.simulcast {
+                    choose_layer(ctx.now, &t.layers, &s.pref, None)
+                } else {
+                    (!s.pref.paused).then_some(Layer::F)
+                };
+                if let (Some(l), Some(w)) = (layer, want.get_mut(s.slot)) {
+                    *w += t.layers[l.index()].bitrate_bps;
+                }
+            }
+        }
+        for (slot, bps) in want.into_iter().enumerate() {
+            let Some(p) = self.parts[slot].as_mut() else {
+                continue;
+            };
+            // A quarter on top for keyframes and bursts; changes under a fifth are not worth a new probe.
+            let desired = bps + bps / 4;
+            if desired.abs_diff(p.desired_bps) * 5 <= p.desired_bps || (desired == 0 && p.desired_bps == 0) {
+                continue;
+            }
+            p.desired_bps = desired;
+            p.subscribe.bwe().set_bitrate(Bitrate::bps(0), Bitrate::bps(desired));
+            p.drain(slot, Pc::Subscribe, ctx.out, &mut self.events);
+        }
+    }
+
     /// Recompute every subscriber's target layer of one video track.
     fn reselect_track(&mut self, ctx: &mut Ctx, ti: usize) {
         let Some(t) = self.tracks[ti].as_mut() else {
@@ -688,10 +738,7 @@ impl Room {
         }
         let mut need = None;
         for s in t.subs.iter_mut() {
-            let budget = self.parts[s.slot].as_ref().and_then(|p| {
-                let videos = p.outgoing.len().max(1) as u64;
-                p.bwe_bps.map(|b| b / videos)
-            });
+            let budget = self.parts[s.slot].as_ref().and_then(|p| p.bwe_bps.map(|b| b / p.video_out.max(1) as u64));
             let target = if t.info.simulcast {
                 choose_layer(ctx.now, &t.layers, &s.pref, budget)
             } else if s.pref.paused {
@@ -746,9 +793,11 @@ impl Room {
         self.process_events(ctx);
         if self.last_reselect.is_none_or(|t| now.saturating_duration_since(t) >= RESELECT_INTERVAL) {
             self.last_reselect = Some(now);
+            self.count_video_out();
             for ti in 0..self.tracks.len() {
                 self.reselect_track(ctx, ti);
             }
+            self.update_desired_bitrates(ctx);
             self.process_events(ctx);
         }
         for slot in dead {

@@ -34,6 +34,9 @@ pub struct Quality {
     pub jitter_ms: Option<f32>,
     /// The subscribe connection's bandwidth estimate.
     pub bwe_bps: Option<u64>,
+    /// The rate the SFU asked that estimator to probe for: what the subscriber's video would use at
+    /// the sizes it asked for.
+    pub bwe_target_bps: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

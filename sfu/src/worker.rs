@@ -13,6 +13,7 @@ use str0m::net::{Protocol, Receive};
 use crate::metrics::{LocalCounters, SfuMetrics};
 use crate::room::{Ctx, Room};
 use crate::router::{Router, stun_local_ufrag};
+use crate::udp_batch::SendBatch;
 use crate::{Command, EventSink, ParticipantId, Rights, RoomId, Transmitter};
 
 /// How often timers, speaking decay and peer timeouts are driven.
@@ -42,19 +43,30 @@ pub(crate) enum WorkerMsg {
     Shutdown,
 }
 
+/// Where a handler's datagrams go: queued in the worker's batch, sent when the handler is done
+/// (dropping the `UdpOut` flushes) or when the batch fills.
 struct UdpOut<'a> {
     socket: &'a UdpSocket,
-    counters: &'a mut LocalCounters,
+    batch: &'a mut SendBatch,
 }
 
 impl Transmitter for UdpOut<'_> {
     #[inline]
     fn transmit(&mut self, to: SocketAddr, data: &[u8]) {
-        self.counters.packets_out += 1;
-        self.counters.bytes_out += data.len() as u64;
-        // Errors (ICMP unreachable, full buffers) lose one datagram; RTP copes.
-        let _ = self.socket.send_to(data, to);
+        self.batch.push(self.socket, to, data);
     }
+}
+
+impl Drop for UdpOut<'_> {
+    fn drop(&mut self) {
+        self.batch.flush(self.socket);
+    }
+}
+
+/// Moves the batch's send counts into the worker's counters.
+fn count_sent(batch: &mut SendBatch, counters: &mut LocalCounters) {
+    counters.packets_out += std::mem::take(&mut batch.packets);
+    counters.bytes_out += std::mem::take(&mut batch.bytes);
 }
 
 pub(crate) struct Worker {
@@ -79,6 +91,7 @@ impl Worker {
         let mut router = Router::default();
         let mut counters = LocalCounters::default();
         let mut buf = vec![0u8; 2048];
+        let mut batch = SendBatch::default();
         let mut next_tick = Instant::now();
         let mut last_tick = Instant::now();
         let mut next_flush = Instant::now() + FLUSH;
@@ -89,15 +102,15 @@ impl Worker {
                     Ok(m) => m,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        return shutdown(&mut rooms, &socket, &mut router, &mut counters, &metrics);
+                        return shutdown(&mut rooms, &socket, &mut batch, &mut router, &mut counters, &metrics);
                     }
                 };
                 let now = Instant::now();
-                let mut sent = LocalCounters::default();
-                let mut out = UdpOut { socket: &socket, counters: &mut sent };
+                let mut out = UdpOut { socket: &socket, batch: &mut batch };
                 match msg {
                     WorkerMsg::Shutdown => {
-                        return shutdown(&mut rooms, &socket, &mut router, &mut counters, &metrics);
+                        drop(out);
+                        return shutdown(&mut rooms, &socket, &mut batch, &mut router, &mut counters, &metrics);
                     }
                     WorkerMsg::Join { room, id, user_id, rights, sink } => {
                         let r = rooms.entry(room).or_insert_with(|| {
@@ -130,8 +143,6 @@ impl Worker {
                         }
                     }
                 }
-                counters.packets_out += sent.packets_out;
-                counters.bytes_out += sent.bytes_out;
             }
 
             // One datagram.
@@ -151,8 +162,7 @@ impl Worker {
                             Ok(contents) => {
                                 if let Some(r) = rooms.get_mut(&key.room) {
                                     let recv = Receive { proto: Protocol::Udp, source, destination: public, contents };
-                                    let mut local = LocalCounters::default();
-                                    let mut out = UdpOut { socket: &socket, counters: &mut local };
+                                    let mut out = UdpOut { socket: &socket, batch: &mut batch };
                                     let mut ctx = Ctx {
                                         now: Instant::now(),
                                         out: &mut out,
@@ -165,8 +175,6 @@ impl Worker {
                                         // Never tick more often than MIN_TICK: a tick visits every peer.
                                         next_tick = next_tick.min(due.max(last_tick + MIN_TICK));
                                     }
-                                    counters.packets_out += local.packets_out;
-                                    counters.bytes_out += local.bytes_out;
                                 }
                             }
                         },
@@ -184,8 +192,7 @@ impl Worker {
             if now >= next_tick {
                 next_tick = now + TICK;
                 last_tick = now;
-                let mut local = LocalCounters::default();
-                let mut out = UdpOut { socket: &socket, counters: &mut local };
+                let mut out = UdpOut { socket: &socket, batch: &mut batch };
                 let mut emptied = Vec::new();
                 for (id, r) in rooms.iter_mut() {
                     let before = r.participant_count();
@@ -200,8 +207,7 @@ impl Worker {
                         emptied.push(*id);
                     }
                 }
-                counters.packets_out += local.packets_out;
-                counters.bytes_out += local.bytes_out;
+                drop(out);
                 for id in emptied {
                     rooms.remove(&id);
                     metrics.rooms.dec();
@@ -209,6 +215,7 @@ impl Worker {
             }
             if now >= next_flush {
                 next_flush = now + FLUSH;
+                count_sent(&mut batch, &mut counters);
                 counters.flush(&metrics);
             }
         }
@@ -218,16 +225,18 @@ impl Worker {
 fn shutdown(
     rooms: &mut HashMap<RoomId, Room>,
     socket: &UdpSocket,
+    batch: &mut SendBatch,
     router: &mut Router,
     counters: &mut LocalCounters,
     metrics: &SfuMetrics,
 ) {
-    let mut local = LocalCounters::default();
-    let mut out = UdpOut { socket, counters: &mut local };
+    let mut out = UdpOut { socket, batch };
     for (_, mut r) in rooms.drain() {
         let mut ctx = Ctx { now: Instant::now(), out: &mut out, router, counters, metrics };
         r.close_all(&mut ctx);
         metrics.rooms.dec();
     }
+    drop(out);
+    count_sent(batch, counters);
     counters.flush(metrics);
 }

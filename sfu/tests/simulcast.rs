@@ -92,3 +92,36 @@ fn small_tile_gets_low_layer_large_tile_high_layer_and_up_switch_waits_for_keyfr
     send(&mut m, 15);
     assert_eq!(m.peers[2].frames.len(), mark, "a paused subscription receives nothing");
 }
+
+#[test]
+fn each_subscriber_asks_its_estimator_to_probe_for_the_layer_its_tile_wants() {
+    let mut m = Mesh::new(0, 0);
+    m.add_simulcast_publisher();
+    m.add_peer(false, 1);
+    m.add_peer(false, 2);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    let track: TrackId = m.peers[1]
+        .seen
+        .iter()
+        .find_map(|e| match e {
+            SfuEvent::TrackPublished(t) if t.simulcast => Some(t.track_id),
+            _ => None,
+        })
+        .expect("simulcast track published");
+    let (small, large) = (m.peers[1].id, m.peers[2].id);
+    m.command(small, Command::Subscribe { track_id: track, pref: tile(320, 180) });
+    m.command(large, Command::Subscribe { track_id: track, pref: tile(1280, 720) });
+    send(&mut m, 60);
+    let snap = m.room.snapshot(0);
+    let target = |id| {
+        snap.participants.iter().find(|p| p.id == id).and_then(|p| p.quality.bwe_target_bps).expect("a probe target")
+    };
+    let publisher = snap.participants.iter().find(|p| p.id == m.peers[0].id).expect("publisher listed");
+    assert_eq!(publisher.quality.bwe_target_bps, None, "no video to receive, nothing to probe for");
+    assert!(
+        target(large) > target(small) * 2,
+        "the full layer needs far more than the quarter one: {} vs {}",
+        target(large),
+        target(small)
+    );
+}

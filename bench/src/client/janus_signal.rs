@@ -178,7 +178,8 @@ pub async fn start(janus: JanusApi, plan: &Plan) -> Result<Signaling> {
     tokio::spawn(poll_events(janus.clone(), session, ev_tx));
     let (in_tx, in_rx) = mpsc::channel(16);
     let (out_tx, out_rx) = mpsc::channel(16);
-    let job = Job { janus, session, room, talker: plan.talker, hears: plan.hears.clone(), events: ev_rx };
+    let job =
+        Job { janus, session, room, talker: plan.talker, hears: plan.hears.clone(), tile: plan.tile, events: ev_rx };
     let task = tokio::spawn(job.run(in_tx, out_rx));
     Ok(Signaling { rx: in_rx, tx: out_tx, task })
 }
@@ -208,6 +209,8 @@ struct Job {
     room: u64,
     talker: Option<u32>,
     hears: Vec<u32>,
+    /// Ask for the simulcast layer that fits this size (Janus forwards the highest by default).
+    tile: Option<(u32, u32)>,
     events: mpsc::UnboundedReceiver<Result<Value, String>>,
 }
 
@@ -271,6 +274,13 @@ impl Job {
         };
         let jsep = json!({"type": "answer", "sdp": sdp, "trickle": false});
         janus.message(session, handle, json!({"request": "start"}), Some(jsep)).await?;
+        let offer_sdp = offer["jsep"]["sdp"].as_str().unwrap_or("");
+        let substream = janus_substream(self.tile.map(|(_, h)| h));
+        let streams: Vec<Value> =
+            video_mids(offer_sdp).into_iter().map(|mid| json!({"mid": mid, "substream": substream})).collect();
+        if !streams.is_empty() {
+            janus.message(session, handle, json!({"request": "configure", "streams": streams}), None).await?;
+        }
         Ok(())
     }
 
@@ -292,6 +302,32 @@ impl Job {
             };
         }
     }
+}
+
+/// The VideoRoom substream to ask for: the layer whose height fits a tile `height` pixels high, or
+/// the full layer without a tile (as Janus itself prefers). Janus reads the rids of the publisher's
+/// `a=simulcast` line as highest first, and the bench's publishers list them `q;h;f`, so Janus's
+/// substream 0 is our `f` (measured: substream 0 delivered only `f` frames, 2 only `q`).
+fn janus_substream(height: Option<u32>) -> u8 {
+    match height {
+        Some(0..=180) => 2,
+        Some(181..=360) => 1,
+        _ => 0,
+    }
+}
+
+/// The mids of the video m-lines of an SDP.
+fn video_mids(sdp: &str) -> Vec<String> {
+    let mut mids = Vec::new();
+    let mut in_video = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+        } else if in_video && let Some(mid) = line.strip_prefix("a=mid:") {
+            mids.push(mid.trim().to_owned());
+        }
+    }
+    mids
 }
 
 fn videoroom_error(code: i64, error: &str) -> anyhow::Error {
@@ -319,6 +355,20 @@ mod tests {
         let ev = json!({"janus": "event", "plugindata": {"data": {"videoroom": "event", "error_code": 428, "error": "No such feed (2)"}}});
         assert_eq!(plugin_error(&ev), Some((428, "No such feed (2)".to_owned())));
         assert_eq!(plugin_error(&json!({"janus": "event", "plugindata": {"data": {"videoroom": "joined"}}})), None);
+    }
+
+    #[test]
+    fn finds_the_mids_of_video_lines_only() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v2\r\n";
+        assert_eq!(video_mids(sdp), vec!["1".to_owned(), "v2".to_owned()]);
+    }
+
+    #[test]
+    fn tiles_pick_the_layer_that_fits_in_janus_order() {
+        assert_eq!(janus_substream(Some(180)), 2);
+        assert_eq!(janus_substream(Some(360)), 1);
+        assert_eq!(janus_substream(Some(720)), 0);
+        assert_eq!(janus_substream(None), 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::{server_usage, setup_guild, window};
+use super::{server_usage, setup_rooms, window};
 use crate::cli::VideoParams;
 use crate::client::video::LAYERS;
 use crate::client::voice::Plan;
@@ -33,8 +33,9 @@ pub async fn run(target: &mut Target, restart: bool, p: &VideoParams) -> Result<
         None => None,
     };
     let mut report = Report::new("video", serde_json::to_value(p)?);
+    report.target = target.name().to_owned();
     let publishers = p.publishers.min(p.participants);
-    let (_owner, guild, accounts) = setup_guild(target, "video", p.rooms, p.rooms * p.participants, restart).await?;
+    let (channels, accounts) = setup_rooms(target, "video", p.rooms, p.participants, publishers, restart).await?;
     let id = |room: usize, i: usize| u32::try_from(room * p.participants + i).unwrap_or(u32::MAX);
     let mut hears: Vec<Vec<u32>> = Vec::new();
     let mut participants = Vec::new();
@@ -43,7 +44,7 @@ pub async fn run(target: &mut Target, restart: bool, p: &VideoParams) -> Result<
             let me = (i < publishers).then(|| id(room, i));
             let heard: Vec<u32> = (0..publishers).map(|j| id(room, j)).filter(|t| Some(*t) != me).collect();
             let plan = Plan {
-                channel: guild.voice_channels[room].clone(),
+                channel: channels[room].clone(),
                 hears: heard.clone(),
                 talker: me,
                 video: true,
@@ -130,13 +131,21 @@ pub async fn run(target: &mut Target, restart: bool, p: &VideoParams) -> Result<
     report.metric("subscriber_bitrate_mean", mean(&bitrates), "kbit/s");
     report.metric("keyframe_requests", keyframe_requests as f64, "");
     let cpu = server_usage(&mut report, &w.before, &w.after);
+    // Counted by the subscribers, so the same for any SFU.
+    let delivered_bytes: u64 = w.outcomes.iter().map(|o| o.rx_bytes_in_window).sum();
+    report.metric("delivered_frames_per_s", all as f64 / w.seconds, "/s");
+    if let Some(cpu) = cpu.filter(|c| *c > 0.0 && delivered_bytes > 0) {
+        report.metric("cpu_per_delivered_megabyte", cpu / (delivered_bytes as f64 / 1e6) * 1e3, "ms");
+    }
     let out = delta(&w.before.metrics, &w.after.metrics, "chorus_sfu_packets_out_total");
-    let fwd = delta(&w.before.metrics, &w.after.metrics, "chorus_sfu_forwarded_frames_total");
-    report.metric("sfu_packets_out_per_s", out / w.seconds, "/s");
-    report.metric("sfu_forwarded_frames_per_s", fwd / w.seconds, "/s");
-    if let Some(cpu) = cpu.filter(|c| *c > 0.0 && out > 0.0) {
-        report.metric("packets_out_per_cpu_second", out / cpu, "/CPU-s");
-        report.metric("cpu_per_packet_out", cpu / out * 1e6, "µs");
+    if out > 0.0 {
+        let fwd = delta(&w.before.metrics, &w.after.metrics, "chorus_sfu_forwarded_frames_total");
+        report.metric("sfu_packets_out_per_s", out / w.seconds, "/s");
+        report.metric("sfu_forwarded_frames_per_s", fwd / w.seconds, "/s");
+        if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
+            report.metric("packets_out_per_cpu_second", out / cpu, "/CPU-s");
+            report.metric("cpu_per_packet_out", cpu / out * 1e6, "µs");
+        }
     }
     let bwe_n = delta(&w.before.metrics, &w.after.metrics, "chorus_sfu_bandwidth_estimate_bps_count");
     if bwe_n > 0.0 {
