@@ -7,7 +7,7 @@ use std::time::Instant;
 use str0m::bwe::Bitrate;
 use str0m::change::SdpPendingOffer;
 use str0m::format::{Codec, FormatParams};
-use str0m::media::{Frequency, Mid};
+use str0m::media::{Frequency, MediaKind, Mid};
 use str0m::{Candidate, Event, IceCreds, Output, Rtc};
 
 use crate::router::Pc;
@@ -47,6 +47,13 @@ pub(crate) struct Participant {
     pub renegotiate: bool,
     pub to_stop: Vec<Mid>,
     pub bwe_bps: Option<u64>,
+    /// Every publish line that carried a track: (mid, kind, simulcast), to publish it again when the
+    /// client turns it back on.
+    pub publish_lines: Vec<(Mid, MediaKind, bool)>,
+    /// The first media line of the subscribe connection: the BUNDLE tag, where the SFU's candidate is
+    /// written. It is never rejected (a browser would move the BUNDLE to a new transport); when its
+    /// track goes away it turns inactive instead.
+    pub bundle_mid: Option<Mid>,
     /// Video tracks it receives (not paused), counted at each layer reselection.
     pub video_out: usize,
     /// The rate last given to the subscribe connection's estimator as the one to probe for.
@@ -123,6 +130,8 @@ impl Participant {
             bwe_bps: None,
             desired_bps: 0,
             video_out: 0,
+            bundle_mid: None,
+            publish_lines: Vec::new(),
             quality: crate::Quality::default(),
             speaking: SpeakingDetector::default(),
             dead: false,

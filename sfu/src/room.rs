@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaData};
+use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaData, MediaKind, Mid};
 use str0m::net::Receive;
 use str0m::{Event, IceConnectionState, Input};
 
@@ -346,7 +346,11 @@ impl Room {
             new_ufrag = Some(api.ice_restart(true).ufrag);
         }
         for mid in p.to_stop.drain(..) {
-            api.stop_media(mid);
+            if p.bundle_mid == Some(mid) {
+                api.set_direction(mid, Direction::Inactive);
+            } else {
+                api.stop_media(mid);
+            }
         }
         for (ti, t) in self.tracks.iter_mut().enumerate() {
             let Some(t) = t else { continue };
@@ -359,6 +363,7 @@ impl Room {
                     None,
                 );
                 s.mid = Some(mid);
+                p.bundle_mid.get_or_insert(mid);
                 p.outgoing.push((mid, ti));
             }
         }
@@ -381,6 +386,7 @@ impl Room {
             match (pc, ev) {
                 (Pc::Publish, Event::MediaData(data)) => self.forward(ctx, slot, data),
                 (Pc::Publish, Event::MediaAdded(m)) => self.media_added(ctx, slot, m),
+                (Pc::Publish, Event::MediaChanged(m)) => self.media_changed(ctx, slot, m),
                 (_, Event::IceConnectionStateChange(IceConnectionState::Connected)) => {
                     if let Some(p) = self.parts[slot].as_mut()
                         && !p.connected
@@ -488,25 +494,56 @@ impl Room {
     }
 
     fn media_added(&mut self, ctx: &mut Ctx, slot: usize, m: MediaAdded) {
-        if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
-            return;
+        if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
+            self.publish_track(ctx, slot, m.mid, m.kind, m.simulcast.is_some());
         }
+    }
+
+    /// A publish line changed direction in a renegotiation: a client that stops sending on it (camera or
+    /// screen off: the line goes inactive or is stopped) unpublishes its track; sending again publishes a
+    /// new one.
+    fn media_changed(&mut self, ctx: &mut Ctx, slot: usize, m: MediaChanged) {
         let Some(p) = self.parts[slot].as_mut() else {
             return;
         };
-        if p.published.iter().any(|(mid, _)| *mid == m.mid) {
+        let published = p.published.iter().position(|(mid, _)| *mid == m.mid);
+        let receiving = matches!(m.direction, Direction::RecvOnly | Direction::SendRecv);
+        match (published, receiving) {
+            (Some(i), false) => {
+                let (_, ti) = p.published.swap_remove(i);
+                let touched = self.unpublish_track(ctx, ti);
+                for s in touched {
+                    self.offer_if_needed(ctx, s);
+                }
+            }
+            (None, true) => {
+                // A line published before and taken off: the same kind and layers again.
+                let Some(&(_, kind, simulcast)) = p.publish_lines.iter().find(|(mid, ..)| *mid == m.mid) else {
+                    return;
+                };
+                self.publish_track(ctx, slot, m.mid, kind, simulcast);
+            }
+            _ => {}
+        }
+    }
+
+    /// A new track on publish line `mid` of `slot`, offered to everyone else in the room.
+    fn publish_track(&mut self, ctx: &mut Ctx, slot: usize, mid: Mid, kind: MediaKind, simulcast: bool) {
+        let Some(p) = self.parts[slot].as_mut() else {
+            return;
+        };
+        if p.published.iter().any(|(m, _)| *m == mid) {
             return;
         }
-        let kind = match m.kind {
-            str0m::media::MediaKind::Audio => TrackKind::Audio,
-            str0m::media::MediaKind::Video => TrackKind::Video,
+        if !p.publish_lines.iter().any(|(m, ..)| *m == mid) {
+            p.publish_lines.push((mid, kind, simulcast));
+        }
+        let kind = match kind {
+            MediaKind::Audio => TrackKind::Audio,
+            MediaKind::Video => TrackKind::Video,
         };
-        let info = TrackInfo {
-            track_id: TrackId(p.id.0 * 1000 + self.next_track),
-            participant_id: p.id,
-            kind,
-            simulcast: m.simulcast.is_some(),
-        };
+        let info =
+            TrackInfo { track_id: TrackId(p.id.0 * 1000 + self.next_track), participant_id: p.id, kind, simulcast };
         self.next_track += 1;
         let ti = match self.tracks.iter().position(Option::is_none) {
             Some(i) => i,
@@ -515,7 +552,7 @@ impl Room {
                 self.tracks.len() - 1
             }
         };
-        p.published.push((m.mid, ti));
+        p.published.push((mid, ti));
         let mut subs = Vec::new();
         for (i, o) in self.parts.iter_mut().enumerate() {
             if i == slot {
@@ -529,7 +566,7 @@ impl Room {
         self.tracks[ti] = Some(Track {
             info: info.clone(),
             owner: slot,
-            mid: m.mid,
+            mid,
             layers: Default::default(),
             last_keyframe_request: [None; 3],
             subs,
@@ -541,6 +578,30 @@ impl Room {
                 self.offer_if_needed(ctx, i);
             }
         }
+    }
+
+    /// Takes track `ti` away from its subscribers (their lines are stopped at the next offer) and tells
+    /// the room; returns the subscribers that need a new offer. The publisher's own bookkeeping is the
+    /// caller's.
+    fn unpublish_track(&mut self, ctx: &mut Ctx, ti: usize) -> Vec<usize> {
+        let Some(t) = self.tracks.get_mut(ti).and_then(Option::take) else {
+            return Vec::new();
+        };
+        ctx.metrics.tracks.with_label_values(&[t.info.kind.as_str()]).dec();
+        let mut touched = Vec::new();
+        for s in t.subs {
+            if let Some(o) = self.parts[s.slot].as_mut() {
+                o.outgoing.retain(|(_, x)| *x != ti);
+                if let Some(mid) = s.mid {
+                    o.to_stop.push(mid);
+                    o.renegotiate = true;
+                    touched.push(s.slot);
+                }
+            }
+        }
+        let ev = SfuEvent::TrackUnpublished { track_id: t.info.track_id, participant_id: t.info.participant_id };
+        self.broadcast(None, &ev);
+        touched
     }
 
     /// The hot path: one incoming media frame to every subscriber of its track.
@@ -827,22 +888,7 @@ impl Room {
         // Its own tracks, for everyone.
         let mut touched = Vec::new();
         for &(_, ti) in &p.published {
-            let Some(t) = self.tracks[ti].take() else {
-                continue;
-            };
-            ctx.metrics.tracks.with_label_values(&[t.info.kind.as_str()]).dec();
-            for s in t.subs {
-                if let Some(o) = self.parts[s.slot].as_mut() {
-                    o.outgoing.retain(|(_, x)| *x != ti);
-                    if let Some(mid) = s.mid {
-                        o.to_stop.push(mid);
-                        o.renegotiate = true;
-                        touched.push(s.slot);
-                    }
-                }
-            }
-            let ev = SfuEvent::TrackUnpublished { track_id: t.info.track_id, participant_id: p.id };
-            self.broadcast(None, &ev);
+            touched.extend(self.unpublish_track(ctx, ti));
         }
         let id = p.id;
         p.emit(SfuEvent::Closed { reason });

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use mesh::Mesh;
 use sfu::SfuEvent;
+use str0m::media::Direction;
 
 #[test]
 fn audio_from_one_publisher_reaches_every_other_participant_once() {
@@ -67,4 +68,88 @@ fn snapshot_lists_every_participant_with_its_publications_and_link_quality() {
     }
     // str0m reports statistics once a second; three seconds of media produce link quality.
     assert!(snap.participants.iter().any(|p| p.quality.rtt_ms.is_some() || p.quality.loss_in.is_some()));
+}
+
+/// Every participant but the ones in `skip` sends one audio frame; the room gets the datagrams.
+fn talk(m: &mut Mesh, frames: usize, skip: &[usize]) {
+    for _ in 0..frames {
+        for i in 0..m.peers.len() {
+            if skip.contains(&i) || m.peers[i].audio_mid.is_none() {
+                continue;
+            }
+            let dgrams = m.publish_frame(i, &[0xfc; 80]);
+            m.deliver(dgrams);
+        }
+        m.step(Duration::from_millis(20));
+    }
+}
+
+/// The SDP of the last offer the SFU sent this peer.
+fn last_offer(p: &mesh::Peer) -> Option<&str> {
+    p.seen.iter().rev().find_map(|e| match e {
+        SfuEvent::Offer { sdp } => Some(sdp.as_str()),
+        _ => None,
+    })
+}
+
+#[test]
+fn first_joiner_leaving_keeps_the_bundle_tag_line_of_everyone_elses_subscribe_connection() {
+    let mut m = Mesh::new(3, 3);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    talk(&mut m, 20, &[]);
+    let first = m.peers[0].id;
+    m.command(first, sfu::Command::Leave);
+    talk(&mut m, 5, &[0]);
+    for p in &m.peers[1..] {
+        let sdp = last_offer(p).expect("a renegotiation after the leave");
+        let first_line = sdp.lines().find(|l| l.starts_with("m=")).expect("a media line");
+        assert!(!first_line.starts_with("m=audio 0 "), "the BUNDLE tag line must not be rejected: {first_line}");
+        let first_section = sdp.split("\r\nm=").nth(1).expect("first media section");
+        assert!(first_section.contains("a=inactive"), "the departed track's line goes inactive");
+        assert!(first_section.contains("a=candidate"), "the candidate stays on the tag line");
+    }
+    let before: Vec<usize> = m.peers.iter().map(|p| p.media_in).collect();
+    talk(&mut m, 50, &[0]);
+    assert_eq!(m.room.participant_count(), 2, "nobody else was dropped");
+    for i in [1, 2] {
+        assert!(m.peers[i].media_in >= before[i] + 45, "peer {i} still hears the other one");
+    }
+}
+
+#[test]
+fn turning_a_publish_line_off_unpublishes_its_track_and_on_again_publishes_a_new_one() {
+    let mut m = Mesh::new(3, 1);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    let audio_tracks = || m.metrics.tracks.with_label_values(&["audio"]).get();
+    assert_eq!(audio_tracks(), 1);
+    let publisher = m.peers[0].id;
+    let mid = m.peers[0].audio_mid.expect("publishing audio");
+
+    m.set_publish_direction(0, mid, Direction::Inactive);
+    talk(&mut m, 3, &[]);
+    for p in &m.peers[1..] {
+        assert!(
+            p.seen.iter().any(
+                |e| matches!(e, SfuEvent::TrackUnpublished { participant_id, .. } if *participant_id == publisher)
+            ),
+            "track_unpublished when the line goes inactive"
+        );
+    }
+    assert_eq!(m.metrics.tracks.with_label_values(&["audio"]).get(), 0);
+    assert_eq!(m.room.participant_count(), 3, "turning a camera off is not leaving");
+
+    m.set_publish_direction(0, mid, Direction::SendOnly);
+    talk(&mut m, 3, &[]);
+    let republished = m.peers[1]
+        .seen
+        .iter()
+        .filter(|e| matches!(e, SfuEvent::TrackPublished(t) if t.participant_id == publisher))
+        .count();
+    assert_eq!(republished, 2, "published at the start and again when turned back on");
+    assert_eq!(m.metrics.tracks.with_label_values(&["audio"]).get(), 1);
+    let before: Vec<usize> = m.peers.iter().map(|p| p.media_in).collect();
+    talk(&mut m, 50, &[]);
+    for i in [1, 2] {
+        assert!(m.peers[i].media_in >= before[i] + 45, "peer {i} hears the track again");
+    }
 }

@@ -330,6 +330,19 @@ impl Mesh {
         })
     }
 
+    /// Peer `i` changes the direction of one of its publish lines and offers the change, as a browser
+    /// does when a camera is turned off (inactive) or on again (sendonly).
+    pub fn set_publish_direction(&mut self, i: usize, mid: Mid, dir: Direction) {
+        let p = &mut self.peers[i];
+        let mut api = p.publish.sdp_api();
+        api.set_direction(mid, dir);
+        if let Some((offer, pending)) = api.apply() {
+            p.pending = Some(pending);
+            let id = p.id;
+            self.command(id, Command::PublishOffer(offer.to_sdp_string()));
+        }
+    }
+
     /// Add a participant that publishes one VP8 track with simulcast layers q, h, f.
     pub fn add_simulcast_publisher(&mut self) {
         let i = self.peers.len();
