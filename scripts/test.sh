@@ -69,7 +69,7 @@ cargo build --locked --bin chorus
 cargo build --locked -p chorus-bench --bin chorus-bench
 target/debug/chorus-bench smoke --spawn target/debug/chorus
 # ... and its Janus client: one small side-by-side round in a network namespace of its own.
-target/debug/chorus-bench compare --spawn target/debug/chorus --rooms 1 --participants 3 --talkers 2 --duration 3
+as_root target/debug/chorus-bench compare --spawn target/debug/chorus --rooms 1 --participants 3 --talkers 2 --duration 3
 
 # --- the web client: unit tests of the pure modules, then end to end in headless Chromium against
 # the real binary (screenshots land in target/screenshots).

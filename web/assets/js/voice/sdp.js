@@ -22,9 +22,10 @@ export function mediaLines(sdp) {
 
 
 /**
- * Keeps the subscribe connection's BUNDLE transport when the SFU rejects the media line that carries it.
- * The SFU writes its ICE candidates on its first media line only, and when that line's track goes away
- * it rejects the line (port 0) and moves the BUNDLE tag to the next line. Chrome then builds a new
+ * Keeps the subscribe connection's BUNDLE transport when a server rejects the media line that carries it.
+ * Chorus's SFU no longer does (since 2026-11-25 the tag line turns inactive instead), so with it this is a
+ * no-op; it stays for servers of an older version, which wrote their ICE candidates on the first media line
+ * only and, when that line's track went away, rejected the line (port 0) and moved the BUNDLE tag on. Chrome then builds a new
  * transport for the new tag (new ICE and DTLS), which the SFU takes for a dead peer: it drops us with
  * `peer_timeout`. In a first offer whose first line is already rejected, the candidates sit on a line
  * Chrome ignores and ICE never starts. So the line that holds (or held) the transport stays in the
