@@ -16,6 +16,9 @@ use super::voice::{Plan, SigIn, SigOut, Signaling};
 
 /// VideoRoom's "No such feed": the publisher has not published yet.
 const NO_SUCH_FEED: i64 = 428;
+/// How often a subscriber asks again while a talker has not published yet: short, so that join latency
+/// measures Janus and not this wait (Chorus pushes new tracks to subscribers by itself).
+const FEED_RETRY: Duration = Duration::from_millis(20);
 /// How long a subscriber waits for the room's talkers to publish.
 const FEED_WAIT: Duration = Duration::from_secs(30);
 /// How long an asynchronous request may take to produce its event.
@@ -262,7 +265,7 @@ impl Job {
                 Ok(ev) => break ev,
                 // A talker of the room has not published yet: ask again shortly.
                 Err(e) if e.downcast_ref::<FeedMissing>().is_some() && waited.elapsed() < FEED_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(FEED_RETRY).await;
                 }
                 Err(e) => return Err(e),
             }
