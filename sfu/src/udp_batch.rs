@@ -88,9 +88,12 @@ impl SendBatch {
                 MsgFlags::empty(),
             );
             start += match result {
-                Ok(sent) => sent.count().max(1),
-                // The first datagram failed (an ICMP error left by an earlier send, a full buffer): it is
-                // lost, as with send_to, and the rest still go.
+                // A short count means an error after the first datagram, reported on the next call; nix
+                // tells the count only through an iterator that reads receive-side addresses, so the rest
+                // of this batch counts as sent: those datagrams are lost, as with a failing send_to.
+                Ok(_) => n - start,
+                // The first datagram failed (an ICMP error left by an earlier send): it is lost, as with
+                // send_to, and the rest still go.
                 Err(_) => 1,
             };
         }
