@@ -47,8 +47,8 @@ pub(crate) struct Participant {
     pub renegotiate: bool,
     pub to_stop: Vec<Mid>,
     pub bwe_bps: Option<u64>,
-    /// Every publish line that carried a track: (mid, kind, simulcast), to publish it again when the
-    /// client turns it back on.
+    /// Every publish line the client offered and has not stopped: (mid, kind, simulcast), to publish it
+    /// (again) when the client turns it on.
     pub publish_lines: Vec<(Mid, MediaKind, bool)>,
     /// The first media line of the subscribe connection: the BUNDLE tag, where the SFU's candidate is
     /// written. It is never rejected (a browser would move the BUNDLE to a new transport); when its

@@ -494,20 +494,31 @@ impl Room {
     }
 
     fn media_added(&mut self, ctx: &mut Ctx, slot: usize, m: MediaAdded) {
+        let Some(p) = self.parts[slot].as_mut() else {
+            return;
+        };
+        // Every line is remembered, also one offered inactive: it publishes once the client turns it on.
+        if !p.publish_lines.iter().any(|(mid, ..)| *mid == m.mid) {
+            p.publish_lines.push((m.mid, m.kind, m.simulcast.is_some()));
+        }
         if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
             self.publish_track(ctx, slot, m.mid, m.kind, m.simulcast.is_some());
         }
     }
 
     /// A publish line changed direction in a renegotiation: a client that stops sending on it (camera or
-    /// screen off: the line goes inactive or is stopped) unpublishes its track; sending again publishes a
-    /// new one.
+    /// screen off: the line goes inactive or recvonly, or is stopped, which str0m reports as inactive)
+    /// unpublishes its track; sending again publishes a new one.
     fn media_changed(&mut self, ctx: &mut Ctx, slot: usize, m: MediaChanged) {
         let Some(p) = self.parts[slot].as_mut() else {
             return;
         };
         let published = p.published.iter().position(|(mid, _)| *mid == m.mid);
         let receiving = matches!(m.direction, Direction::RecvOnly | Direction::SendRecv);
+        // A rejected (stopped) line never comes back; the client may recycle its slot under a new mid.
+        if p.publish.media(m.mid).is_none_or(|media| media.stopped()) {
+            p.publish_lines.retain(|(mid, ..)| *mid != m.mid);
+        }
         match (published, receiving) {
             (Some(i), false) => {
                 let (_, ti) = p.published.swap_remove(i);
@@ -517,7 +528,7 @@ impl Room {
                 }
             }
             (None, true) => {
-                // A line published before and taken off: the same kind and layers again.
+                // A line turned (back) on: a new track of the kind and layers the line was offered with.
                 let Some(&(_, kind, simulcast)) = p.publish_lines.iter().find(|(mid, ..)| *mid == m.mid) else {
                     return;
                 };
@@ -534,9 +545,6 @@ impl Room {
         };
         if p.published.iter().any(|(m, _)| *m == mid) {
             return;
-        }
-        if !p.publish_lines.iter().any(|(m, ..)| *m == mid) {
-            p.publish_lines.push((mid, kind, simulcast));
         }
         let kind = match kind {
             MediaKind::Audio => TrackKind::Audio,

@@ -7,8 +7,8 @@ mod mesh;
 use std::time::Duration;
 
 use mesh::Mesh;
-use sfu::SfuEvent;
-use str0m::media::Direction;
+use sfu::{SfuEvent, TrackKind};
+use str0m::media::{Direction, MediaKind};
 
 #[test]
 fn audio_from_one_publisher_reaches_every_other_participant_once() {
@@ -152,4 +152,108 @@ fn turning_a_publish_line_off_unpublishes_its_track_and_on_again_publishes_a_new
     for i in [1, 2] {
         assert!(m.peers[i].media_in >= before[i] + 45, "peer {i} hears the track again");
     }
+}
+
+/// How many times `p` heard of a track of `kind` published by `who`.
+fn published(p: &mesh::Peer, who: sfu::ParticipantId, kind: TrackKind) -> usize {
+    p.seen
+        .iter()
+        .filter(|e| matches!(e, SfuEvent::TrackPublished(t) if t.participant_id == who && t.kind == kind))
+        .count()
+}
+
+/// The track ids `p` heard unpublished.
+fn unpublished(p: &mesh::Peer) -> Vec<sfu::TrackId> {
+    p.seen
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::TrackUnpublished { track_id, .. } => Some(*track_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_track_published_after_the_bundle_tag_went_inactive_reaches_the_remaining_subscribers() {
+    let mut m = Mesh::new(3, 3);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    talk(&mut m, 20, &[]);
+    let first = m.peers[0].id;
+    m.command(first, sfu::Command::Leave);
+    talk(&mut m, 5, &[0]);
+
+    // A newcomer publishes: peers 1 and 2 get a new line after their inactive tag line.
+    m.add_peer(true, 3);
+    let newcomer = m.peers[3].id;
+    assert!(m.run_until(2000, |m| m.peers[3].publish.is_connected()), "newcomer did not connect");
+    let before: Vec<usize> = m.peers.iter().map(|p| p.media_in).collect();
+    let mut heard = false;
+    for _ in 0..100 {
+        talk(&mut m, 1, &[0, 1, 2]);
+        heard = [1, 2].iter().all(|&i| m.peers[i].media_in >= before[i] + 20);
+        if heard {
+            break;
+        }
+    }
+    assert!(heard, "peers 1 and 2 hear the newcomer's track");
+    for p in &m.peers[1..3] {
+        let sdp = last_offer(p).expect("an offer for the newcomer's track");
+        let first_line = sdp.lines().find(|l| l.starts_with("m=")).expect("a media line");
+        assert!(!first_line.starts_with("m=audio 0 "), "the tag line stays: {first_line}");
+        let first_section = sdp.split("\r\nm=").nth(1).expect("first media section");
+        assert!(first_section.contains("a=inactive") && first_section.contains("a=candidate"));
+        assert!(sdp.contains(&format!("a=msid:{} ", newcomer.0)), "the newcomer's line is offered");
+    }
+    assert_eq!(m.room.participant_count(), 3);
+}
+
+#[test]
+fn a_publish_line_stopped_or_turned_recvonly_unpublishes_its_track() {
+    let mut m = Mesh::new(3, 1);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    let publisher = m.peers[0].id;
+    let audio = m.peers[0].audio_mid.expect("publishing audio");
+    let tracks = |m: &Mesh, kind: &str| m.metrics.tracks.with_label_values(&[kind]).get();
+
+    // A camera line next to the microphone, then stopped (RTCRtpTransceiver.stop(): port 0).
+    let video = m.add_publish_line(0, MediaKind::Video, Direction::SendOnly).expect("video line offered");
+    talk(&mut m, 3, &[]);
+    assert_eq!(tracks(&m, "video"), 1);
+    assert!(m.peers[1..].iter().all(|p| published(p, publisher, TrackKind::Video) == 1));
+    m.stop_publish_line(0, video);
+    talk(&mut m, 3, &[]);
+    assert_eq!(tracks(&m, "video"), 0, "the stopped line's track is gone");
+    assert_eq!(tracks(&m, "audio"), 1, "the microphone stays");
+    for p in &m.peers[1..] {
+        assert_eq!(unpublished(p).len(), 1, "track_unpublished for the camera only");
+        let sdp = last_offer(p).expect("an offer without the camera");
+        assert!(sdp.contains("m=video 0 "), "a line that is not the tag is rejected: {sdp}");
+        assert!(!sdp.lines().find(|l| l.starts_with("m=")).is_some_and(|l| l.starts_with("m=audio 0 ")));
+    }
+    let before: Vec<usize> = m.peers.iter().map(|p| p.media_in).collect();
+    talk(&mut m, 50, &[]);
+    for i in [1, 2] {
+        assert!(m.peers[i].media_in >= before[i] + 45, "peer {i} still hears the microphone");
+    }
+
+    // The client keeps the microphone line but only receives on it.
+    m.set_publish_direction(0, audio, Direction::RecvOnly);
+    talk(&mut m, 3, &[]);
+    assert_eq!(tracks(&m, "audio"), 0);
+    assert!(m.peers[1..].iter().all(|p| unpublished(p).len() == 2));
+    assert_eq!(m.room.participant_count(), 3);
+}
+
+#[test]
+fn a_publish_line_offered_inactive_publishes_when_turned_on() {
+    let mut m = Mesh::new(2, 1);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    let publisher = m.peers[0].id;
+    let video = m.add_publish_line(0, MediaKind::Video, Direction::Inactive).expect("video line offered");
+    talk(&mut m, 3, &[]);
+    assert_eq!(published(&m.peers[1], publisher, TrackKind::Video), 0, "an inactive line publishes nothing");
+    m.set_publish_direction(0, video, Direction::SendOnly);
+    talk(&mut m, 3, &[]);
+    assert_eq!(published(&m.peers[1], publisher, TrackKind::Video), 1);
+    assert_eq!(m.metrics.tracks.with_label_values(&["video"]).get(), 1);
 }

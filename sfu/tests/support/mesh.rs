@@ -343,6 +343,31 @@ impl Mesh {
         }
     }
 
+    /// Peer `i` adds a publish line of `kind` with direction `dir` and offers it; its answer arrives at
+    /// the next step.
+    pub fn add_publish_line(&mut self, i: usize, kind: MediaKind, dir: Direction) -> Option<Mid> {
+        let p = &mut self.peers[i];
+        let mut api = p.publish.sdp_api();
+        let mid = api.add_media(kind, dir, None, None, None);
+        let (offer, pending) = api.apply()?;
+        p.pending = Some(pending);
+        let id = p.id;
+        self.command(id, Command::PublishOffer(offer.to_sdp_string()));
+        Some(mid)
+    }
+
+    /// Peer `i` stops one of its publish lines (port 0 in its next offer, as `RTCRtpTransceiver.stop()`).
+    pub fn stop_publish_line(&mut self, i: usize, mid: Mid) {
+        let p = &mut self.peers[i];
+        let mut api = p.publish.sdp_api();
+        api.stop_media(mid);
+        if let Some((offer, pending)) = api.apply() {
+            p.pending = Some(pending);
+            let id = p.id;
+            self.command(id, Command::PublishOffer(offer.to_sdp_string()));
+        }
+    }
+
     /// Add a participant that publishes one VP8 track with simulcast layers q, h, f.
     pub fn add_simulcast_publisher(&mut self) {
         let i = self.peers.len();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -496,6 +497,40 @@ impl Client {
         (track, ssrc)
     }
 
+    /// Sets the direction of the publish transceiver that sends `kind` (a camera turned off: inactive;
+    /// on again: sendonly) and offers the change; returns the reply (`answer` or `error`).
+    pub async fn set_publish_direction(&mut self, kind: RtpCodecKind, dir: RTCRtpTransceiverDirection) -> Value {
+        let mut found = false;
+        for t in self.publish.pc.get_transceivers().await {
+            let Ok(Some(sender)) = t.sender().await else { continue };
+            if sender.track().kind().await == kind {
+                t.set_direction(dir).await.expect("direction set");
+                found = true;
+            }
+        }
+        assert!(found, "no {kind:?} transceiver to change");
+        self.offer_publish().await
+    }
+
+    /// The SDP of the subscribe connection's current remote description (the SFU's last offer).
+    pub async fn subscribe_remote_sdp(&self) -> String {
+        self.subscribe.pc.remote_description().await.map(|d| d.sdp).unwrap_or_default()
+    }
+
+    /// Next `track_published` of `kind` within 5 s; its `track_id`.
+    pub async fn expect_published(&mut self, kind: &str) -> String {
+        loop {
+            let v = self.expect("track_published", Duration::from_secs(5)).await.expect("track_published");
+            if v["kind"] == kind {
+                return v["track_id"].as_str().expect("track_id").to_owned();
+            }
+        }
+    }
+
+    pub fn video_packets_from(&self, participant_id: &str) -> usize {
+        self.received.lock().map(|r| r.video.get(participant_id).map_or(0, Vec::len)).unwrap_or(0)
+    }
+
     /// Publish a sine tone as real Opus (20 ms frames) until the task is aborted.
     pub async fn publish_tone(&mut self, freq: f64) -> tokio::task::JoinHandle<()> {
         let (track, ssrc) = self.add_audio_track().await;
@@ -583,6 +618,35 @@ pub async fn send_tone(
         }
         seq = seq.wrapping_add(1);
         ts = ts.wrapping_add(960);
+    }
+}
+
+/// Write single-layer VP8 frames (320x180, 30 fps, a keyframe every 15) until the task is aborted. A failed
+/// write (line not sending) is skipped, so the stream goes on when the line sends again.
+pub async fn send_vp8(track: Arc<TrackLocalStaticRTP>, ssrc: u32) {
+    let mut interval = tokio::time::interval(Duration::from_millis(33));
+    let mut seq: u16 = rand::random();
+    for n in 0u32.. {
+        interval.tick().await;
+        let mut frame = vec![0x10u8, 0x11, 0x02, 0x00]; // payload descriptor (start of partition), frame tag
+        if n % 15 == 0 {
+            frame[1] = 0x10;
+            frame.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+            frame.extend_from_slice(&320u16.to_le_bytes());
+            frame.extend_from_slice(&180u16.to_le_bytes());
+        }
+        frame.resize(600, 0x42);
+        let header = rtc::rtp::header::Header {
+            version: 2,
+            payload_type: 96,
+            sequence_number: seq,
+            timestamp: n.wrapping_mul(3000),
+            ssrc,
+            marker: true,
+            ..Default::default()
+        };
+        let _ = track.write_rtp(rtc::rtp::packet::Packet { header, payload: bytes::Bytes::from(frame) }).await;
+        seq = seq.wrapping_add(1);
     }
 }
 
