@@ -84,6 +84,17 @@ fn talk(m: &mut Mesh, frames: usize, skip: &[usize]) {
     }
 }
 
+/// Three participants talking; the first to join leaves and the other two talk on for 100 ms.
+fn three_talkers_then_the_first_leaves() -> Mesh {
+    let mut m = Mesh::new(3, 3);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    talk(&mut m, 20, &[]);
+    let first = m.peers[0].id;
+    m.command(first, sfu::Command::Leave);
+    talk(&mut m, 5, &[0]);
+    m
+}
+
 /// The SDP of the last offer the SFU sent this peer.
 fn last_offer(p: &mesh::Peer) -> Option<&str> {
     p.seen.iter().rev().find_map(|e| match e {
@@ -94,12 +105,7 @@ fn last_offer(p: &mesh::Peer) -> Option<&str> {
 
 #[test]
 fn first_joiner_leaving_keeps_the_bundle_tag_line_of_everyone_elses_subscribe_connection() {
-    let mut m = Mesh::new(3, 3);
-    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
-    talk(&mut m, 20, &[]);
-    let first = m.peers[0].id;
-    m.command(first, sfu::Command::Leave);
-    talk(&mut m, 5, &[0]);
+    let mut m = three_talkers_then_the_first_leaves();
     for p in &m.peers[1..] {
         let sdp = last_offer(p).expect("a renegotiation after the leave");
         let first_line = sdp.lines().find(|l| l.starts_with("m=")).expect("a media line");
@@ -175,12 +181,7 @@ fn unpublished(p: &mesh::Peer) -> Vec<sfu::TrackId> {
 
 #[test]
 fn a_track_published_after_the_bundle_tag_went_inactive_reaches_the_remaining_subscribers() {
-    let mut m = Mesh::new(3, 3);
-    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
-    talk(&mut m, 20, &[]);
-    let first = m.peers[0].id;
-    m.command(first, sfu::Command::Leave);
-    talk(&mut m, 5, &[0]);
+    let mut m = three_talkers_then_the_first_leaves();
 
     // A newcomer publishes: peers 1 and 2 get a new line after their inactive tag line.
     m.add_peer(true, 3);

@@ -31,6 +31,22 @@ fn send(m: &mut Mesh, frames: usize) {
     }
 }
 
+/// A simulcast publisher and two subscribers, connected; returns the published track.
+fn simulcast_room(m: &mut Mesh) -> TrackId {
+    m.add_simulcast_publisher();
+    m.add_peer(false, 1);
+    m.add_peer(false, 2);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    m.peers[1]
+        .seen
+        .iter()
+        .find_map(|e| match e {
+            SfuEvent::TrackPublished(t) if t.simulcast => Some(t.track_id),
+            _ => None,
+        })
+        .expect("simulcast track published")
+}
+
 fn tile(w: u32, h: u32) -> Preference {
     Preference { max_width: Some(w), max_height: Some(h), paused: false }
 }
@@ -39,18 +55,7 @@ fn tile(w: u32, h: u32) -> Preference {
 fn small_tile_gets_low_layer_large_tile_high_layer_and_up_switch_waits_for_keyframe() {
     let mut m = Mesh::new(0, 0);
     m.record = true;
-    m.add_simulcast_publisher();
-    m.add_peer(false, 1);
-    m.add_peer(false, 2);
-    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
-    let track: TrackId = m.peers[1]
-        .seen
-        .iter()
-        .find_map(|e| match e {
-            SfuEvent::TrackPublished(t) if t.simulcast => Some(t.track_id),
-            _ => None,
-        })
-        .expect("simulcast track published");
+    let track = simulcast_room(&mut m);
     let (small, large) = (m.peers[1].id, m.peers[2].id);
     m.command(small, Command::Subscribe { track_id: track, pref: tile(320, 180) });
     m.command(large, Command::Subscribe { track_id: track, pref: tile(1280, 720) });
@@ -96,18 +101,7 @@ fn small_tile_gets_low_layer_large_tile_high_layer_and_up_switch_waits_for_keyfr
 #[test]
 fn each_subscriber_asks_its_estimator_to_probe_for_the_layer_its_tile_wants() {
     let mut m = Mesh::new(0, 0);
-    m.add_simulcast_publisher();
-    m.add_peer(false, 1);
-    m.add_peer(false, 2);
-    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
-    let track: TrackId = m.peers[1]
-        .seen
-        .iter()
-        .find_map(|e| match e {
-            SfuEvent::TrackPublished(t) if t.simulcast => Some(t.track_id),
-            _ => None,
-        })
-        .expect("simulcast track published");
+    let track = simulcast_room(&mut m);
     let (small, large) = (m.peers[1].id, m.peers[2].id);
     m.command(small, Command::Subscribe { track_id: track, pref: tile(320, 180) });
     m.command(large, Command::Subscribe { track_id: track, pref: tile(1280, 720) });
