@@ -110,6 +110,23 @@ async function poll(fn, ms = 20_000) {
   return v;
 }
 
+/** The simulcast layer the SFU forwards to Bob for `trackId` now (`null`: none), from the admin stats Alice may read. */
+const bobLayer = (trackId) =>
+  alice.evaluate(
+    async ([bid, tid]) => {
+      const r = await fetch('/api/v1/admin/stats', { headers: { Authorization: `Bearer ${localStorage.getItem('chorus.token')}` } });
+      const stats = await r.json();
+      for (const room of stats.rooms ?? []) {
+        for (const p of room.participants) {
+          const sub = p.user_id === bid ? p.subscriptions.find((s) => s.track_id === tid) : undefined;
+          if (sub) return sub.layer;
+        }
+      }
+      return 'no such subscription';
+    },
+    [bobId, trackId],
+  );
+
 const voiceUser = (page, id) => page.locator(`[data-testid="voice-user"][data-user-id="${id}"]`);
 const aliceCam = `[data-testid="video-tile"][data-kind="camera"][data-user-id="${'%A%'}"]`;
 const camSel = () => aliceCam.replace('%A%', aliceId);
@@ -201,14 +218,30 @@ test('a hidden tile pauses its track at the SFU (no new frames) and resumes when
     bob.evaluate((id) => /** @type {any} */ (window).__chorusVoice.tileRequests.filter((r) => r.track_id === id).at(-1)?.paused, trackId),
   );
   assert.equal(paused, true);
-  await bob.waitForTimeout(1500);
+  // The SFU itself says it forwards no layer of that track to Bob any more (Alice is the instance admin).
+  const layer = () => bobLayer(trackId);
+  assert.ok(await poll(async () => (await layer()) === null), `Bob's layer at the SFU while hidden: ${await layer()}`);
+  // What was already in flight may still be decoded: str0m's pacer holds up to 2 s of media when the
+  // estimate is below the stream's rate (as on a busy CI machine), plus the jitter buffer. Then the frames stop: at most 2 in 2 s, where an unpaused track brings dozens.
+  const settled = await poll(async () => {
+    const a = await tileFrames(bob, camSel());
+    await bob.waitForTimeout(1000);
+    return (await tileFrames(bob, camSel())) - a <= 1;
+  }, 10_000);
+  assert.ok(settled, `frames kept coming after the pause: ${JSON.stringify(await inbound(bob, 'video'))}`);
   const a = await tileFrames(bob, camSel());
+  const before = await inbound(bob, 'video');
   await bob.waitForTimeout(2000);
   const b = await tileFrames(bob, camSel());
-  assert.ok(b - a <= 2, `paused: frames ${a} → ${b} in 2 s; ${JSON.stringify(await bob.evaluate(() => /** @type {any} */ (window).__chorusVoice.tileRequests))}`);
+  assert.ok(
+    b - a <= 2,
+    `paused: frames ${a} → ${b} in 2 s; inbound ${JSON.stringify(before)} → ${JSON.stringify(await inbound(bob, 'video'))}; ` +
+      `requests ${JSON.stringify(await bob.evaluate(() => /** @type {any} */ (window).__chorusVoice.tileRequests))}`,
+  );
   await bob.evaluate((sel) => (/** @type {HTMLElement} */ (document.querySelector(sel)).style.display = ''), camSel());
   const resumed = await poll(async () => (await tileFrames(bob, camSel())) > b + 10);
   assert.ok(resumed, 'frames flow again once the tile is visible');
+  assert.ok(await poll(async () => (await layer()) !== null), 'the SFU forwards a layer to Bob again');
 });
 
 test('a screen share appears as its own tile and is decoded', async () => {
