@@ -343,8 +343,8 @@ test('leaving removes the participant and the tiles on the other side', async ()
   assert.deepEqual(errors.flat(), [], 'no uncaught errors in either page');
 });
 
-// The one who leaves here joined first, so the SFU rejects the media line that carries the others'
-// subscribe transport (see keepBundleTransport in voice/sdp.js): their sessions must carry on.
+// The one who leaves here joined first, so the media line that carries the others' subscribe transport
+// (their BUNDLE tag) loses its track: the SFU turns it inactive instead of rejecting it, and their sessions carry on.
 test(
   'with three in the call, the first to have joined leaves and the other two carry on undisturbed',
   async () => {

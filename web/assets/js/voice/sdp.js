@@ -1,5 +1,4 @@
-// Pure SDP helpers of the voice client: which remote track each subscribe-side media line carries, and
-// keeping the subscribe connection's transport when the SFU rejects the line that carries it.
+// Pure SDP helpers of the voice client: which remote track each subscribe-side media line carries.
 
 /**
  * Maps each media line's mid to the participant and track its `a=msid` names
@@ -18,43 +17,3 @@ export function mediaLines(sdp) {
   return out;
 }
 
-
-
-
-/**
- * Keeps the subscribe connection's BUNDLE transport when a server rejects the media line that carries it.
- * Chorus's SFU no longer does (since 2026-11-25 the tag line turns inactive instead), so with it this is a
- * no-op; it stays for servers of an older version, which wrote their ICE candidates on the first media line
- * only and, when that line's track went away, rejected the line (port 0) and moved the BUNDLE tag on. Chrome then builds a new
- * transport for the new tag (new ICE and DTLS), which the SFU takes for a dead peer: it drops us with
- * `peer_timeout`. In a first offer whose first line is already rejected, the candidates sit on a line
- * Chrome ignores and ICE never starts. So the line that holds (or held) the transport stays in the
- * bundle, first, as an inactive line instead of a rejected one; the SFU accepts that answer.
- * @param {string} sdp the server's offer
- * @param {string|undefined} tagMid the BUNDLE tag of the current remote description (none at first)
- */
-export function keepBundleTransport(sdp, tagMid) {
-  const nl = sdp.includes('\r\n') ? '\r\n' : '\n';
-  const parts = sdp.split(/\r?\nm=/);
-  const sections = parts.slice(1).map((text, i) => ({
-    i: i + 1,
-    port: text.split(' ', 2)[1],
-    mid: /(?:^|\n)a=mid:(\S+)/.exec(text)?.[1],
-    hasCandidates: /(?:^|\n)a=candidate:/.test(text),
-  }));
-  let tag = tagMid ? sections.find((s) => s.mid === tagMid) : undefined;
-  if (!tag && sections[0]?.port === '0' && sections[0].hasCandidates) tag = sections[0];
-  if (!tag?.mid || tag.port !== '0') return sdp;
-  const mid = tag.mid;
-  const lines = parts[tag.i].split(/\r?\n/);
-  lines[0] = lines[0].replace(/^(\S+) 0 /, '$1 9 ');
-  const dir = lines.findIndex((l) => /^a=(sendonly|recvonly|sendrecv|inactive)$/.test(l));
-  if (dir >= 0) lines[dir] = 'a=inactive';
-  else lines.push('a=inactive');
-  parts[tag.i] = lines.join(nl);
-  const out = parts.join(`${nl}m=`);
-  if (/(?:^|\n)a=group:BUNDLE/.test(out)) {
-    return out.replace(/a=group:BUNDLE([^\r\n]*)/, (_, g) => `a=group:BUNDLE ${[mid, ...g.trim().split(/\s+/).filter((/** @type {string} */ m) => m && m !== mid)].join(' ')}`);
-  }
-  return out.replace(/(\r?\n)m=/, `$1a=group:BUNDLE ${mid}$1m=`);
-}

@@ -14,7 +14,7 @@
 
 import { VoiceSignaling } from './signaling.js';
 import { Roster } from './roster.js';
-import { mediaLines, keepBundleTransport } from './sdp.js';
+import { mediaLines } from './sdp.js';
 import { constraints } from './devices.js';
 
 /** Camera simulcast: quarter, half and full resolution. */
@@ -313,8 +313,7 @@ export class VoiceSession extends EventTarget {
     const pc = this.pcSubscribe;
     if (!pc) return;
     this.lines = mediaLines(sdp);
-    const tag = /(?:^|\n)a=group:BUNDLE (\S+)/.exec(pc.remoteDescription?.sdp ?? '')?.[1];
-    await pc.setRemoteDescription({ type: 'offer', sdp: keepBundleTransport(sdp, tag) });
+    await pc.setRemoteDescription({ type: 'offer', sdp });
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     await gathered(pc);
