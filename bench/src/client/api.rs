@@ -156,17 +156,6 @@ impl Api {
 
     /// Waits until `GET /readyz` answers 200.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let until = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > until {
-                bail!("{} did not become ready within {timeout:?}", self.base);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        super::wait_until_ok(&self.http, &format!("{}/readyz", self.base), "Chorus", timeout).await
     }
 }

@@ -87,18 +87,7 @@ impl JanusApi {
 
     /// Waits until the HTTP API answers `info`.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let until = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Ok(r) = self.http.get(format!("{}/info", self.base)).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > until {
-                bail!("Janus at {} did not answer within {timeout:?}", self.base);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        super::wait_until_ok(&self.http, &format!("{}/info", self.base), "Janus", timeout).await
     }
 
     async fn create_session(&self) -> Result<u64> {
