@@ -76,8 +76,11 @@ async fn ten_percent_loss_still_delivers_ninety_five_percent_of_audio_frames() {
     let listener = Client::try_join_with(&url, &server.token(2, all_rights()), Some(rewrite)).await.expect("joined");
     let tone = talker.publish_tone(700.0).await;
     let id = talker.participant_id.clone();
+    // 15 s of audio: with 10% independent loss, runs of two or three losses (which single-loss FEC cannot
+    // rebuild) come in clumps; over 200 frames the recovered share swung between 94% and 99%, over 750 it
+    // stays near its mean of about 97-98%.
     assert!(
-        eventually(Duration::from_secs(20), || listener.packets_from(&id) >= 200).await,
+        eventually(Duration::from_secs(45), || listener.packets_from(&id) >= 750).await,
         "listener got {} packets through the lossy relay",
         listener.packets_from(&id)
     );
