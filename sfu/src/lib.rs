@@ -14,6 +14,8 @@
 //! - [`room`]: the Sans-IO core (`Room`): participants, tracks, subscriptions, forwarding.
 //! - [`forwarder`]: which simulcast layer one subscriber receives.
 //! - [`speaking`]: speaking detection with hysteresis.
+//! - `link`: a participant's link quality from str0m's statistics.
+//! - `offer_sdp`: the subscribe offer's audio lines go without transport-cc (the estimate is for video).
 //! - [`router`]: datagram → peer connection by hash map (remote address, STUN ufrag).
 //! - [`worker`]: the thin UDP loop around rooms, one thread and socket per worker.
 //! - [`metrics`], [`config`].
@@ -24,7 +26,9 @@
 
 pub mod config;
 pub mod forwarder;
+mod link;
 pub mod metrics;
+mod offer_sdp;
 mod participant;
 pub mod room;
 pub mod router;

@@ -10,6 +10,7 @@ use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaKind, Mid};
 use str0m::{Candidate, Event, IceCreds, Output, Rtc};
 
+use crate::link::LinkReports;
 use crate::router::Pc;
 use crate::speaking::SpeakingDetector;
 use crate::{EventSink, ParticipantId, ParticipantInfo, Rights, SfuEvent, Transmitter};
@@ -59,6 +60,7 @@ pub(crate) struct Participant {
     /// The rate last given to the subscribe connection's estimator as the one to probe for.
     pub desired_bps: u64,
     pub quality: crate::Quality,
+    pub link: LinkReports,
     pub speaking: SpeakingDetector,
     pub dead: bool,
 }
@@ -78,10 +80,11 @@ pub(crate) fn new_rtc(now: Instant, public: SocketAddr, subscriber: bool, initia
         FormatParams { min_p_time: Some(10), use_inband_fec: Some(true), use_dtx: Some(true), ..Default::default() },
     );
     // VP8 first (simulcast layers are sized from its keyframes); H.264 when negotiated.
-    let mut cfg = cfg.enable_vp8(true).enable_h264(true);
+    // Statistics once a second on both connections: the publish side gives loss and jitter of what the
+    // client sends, the subscribe side loss and round trip of what it receives (the operator dashboard).
+    let mut cfg = cfg.enable_vp8(true).enable_h264(true).set_stats_interval(Some(std::time::Duration::from_secs(1)));
     if subscriber {
-        cfg =
-            cfg.enable_bwe(Some(Bitrate::bps(initial_bps))).set_stats_interval(Some(std::time::Duration::from_secs(1)));
+        cfg = cfg.enable_bwe(Some(Bitrate::bps(initial_bps)));
     }
     let mut rtc = cfg.build(now);
     if let Ok(c) = Candidate::host(public, "udp") {
@@ -133,6 +136,7 @@ impl Participant {
             bundle_mid: None,
             publish_lines: Vec::new(),
             quality: crate::Quality::default(),
+            link: LinkReports::default(),
             speaking: SpeakingDetector::default(),
             dead: false,
         }

@@ -16,6 +16,7 @@ use str0m::{Event, IceConnectionState, Input};
 
 use crate::forwarder::{Decision, Layer, choose_layer, vp8_keyframe_size};
 use crate::metrics::{LocalCounters, SfuMetrics};
+use crate::offer_sdp::without_audio_transport_cc;
 use crate::participant::Participant;
 use crate::router::{Pc, PeerKey, Router};
 use crate::track::{Subscription, Track, TrackInfo, TrackKind};
@@ -375,7 +376,7 @@ impl Room {
                 retire_ufrag(ctx.router, &mut p.retired_ufrags, old);
             }
             p.pending_offer = Some(pending);
-            p.emit(SfuEvent::Offer { sdp: offer.to_sdp_string() });
+            p.emit(SfuEvent::Offer { sdp: without_audio_transport_cc(&offer.to_sdp_string()) });
         }
         p.drain(slot, Pc::Subscribe, ctx.out, &mut self.events);
     }
@@ -416,18 +417,14 @@ impl Room {
                 }
                 (pc, Event::PeerStats(st)) => {
                     if let Some(p) = self.parts[slot].as_mut() {
-                        let q = &mut p.quality;
-                        q.rtt_ms = st.rtt.map(|d| d.as_secs_f32() * 1000.0).or(q.rtt_ms);
-                        match pc {
-                            Pc::Publish => q.loss_in = st.ingress_loss_fraction.or(q.loss_in),
-                            Pc::Subscribe => q.loss_out = st.egress_loss_fraction.or(q.loss_out),
-                        }
+                        p.link.connection_report(pc, &st, &mut p.quality);
                     }
                 }
                 (Pc::Publish, Event::MediaIngressStats(st)) => {
                     let Some(p) = self.parts[slot].as_mut() else {
                         continue;
                     };
+                    p.link.stream_in(&st);
                     let audio =
                         p.published.iter().find(|(m, _)| *m == st.mid).and_then(|&(_, ti)| self.tracks[ti].as_ref());
                     if audio.is_some_and(|t| t.info.kind == TrackKind::Audio) {
@@ -436,9 +433,10 @@ impl Room {
                     }
                 }
                 (Pc::Subscribe, Event::MediaEgressStats(st)) => {
-                    let Some(p) = self.parts[slot].as_ref() else {
+                    let Some(p) = self.parts[slot].as_mut() else {
                         continue;
                     };
+                    p.link.stream_out(&st);
                     let Some(&(_, ti)) = p.outgoing.iter().find(|(m, _)| *m == st.mid) else {
                         continue;
                     };

@@ -49,7 +49,8 @@ fn leaving_participant_unpublishes_its_track_for_everyone() {
 fn snapshot_lists_every_participant_with_its_publications_and_link_quality() {
     let mut m = Mesh::new(3, 1);
     assert!(m.run_until(2000, Mesh::all_connected));
-    for _ in 0..150 {
+    // Receivers report on audio every 5 s (str0m's and Chrome's interval): 12 s of talk.
+    for _ in 0..600 {
         let dgrams = m.publish_frame(0, &[0xfc; 80]);
         for (src, d) in dgrams {
             m.sfu_receive(src, &d);
@@ -66,8 +67,13 @@ fn snapshot_lists_every_participant_with_its_publications_and_link_quality() {
         assert_eq!(p.published_tracks, 0);
         assert_eq!(p.subscriptions.len(), 1, "each listener subscribes to the one audio track");
     }
-    // str0m reports statistics once a second; three seconds of media produce link quality.
-    assert!(snap.participants.iter().any(|p| p.quality.rtt_ms.is_some() || p.quality.loss_in.is_some()));
+    // Link quality: what the publisher sends as the SFU receives it, what each listener receives as it reports.
+    assert_eq!(publisher.quality.loss_in, Some(0.0), "{:?}", publisher.quality);
+    assert!(publisher.quality.jitter_ms.is_some(), "{:?}", publisher.quality);
+    for p in snap.participants.iter().filter(|p| p.id != m.peers[0].id) {
+        assert_eq!(p.quality.loss_out, Some(0.0), "{:?}", p.quality);
+        assert!(p.quality.rtt_ms.is_some(), "{:?}", p.quality);
+    }
 }
 
 /// Every participant but the ones in `skip` sends one audio frame; the room gets the datagrams.

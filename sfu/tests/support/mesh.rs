@@ -54,6 +54,8 @@ pub struct Peer {
     pub keyframe_requests: usize,
     /// Video payloads received (only when `Mesh::record`).
     pub frames: Vec<Vec<u8>>,
+    /// Each (media kind, whether its packets carried a transport-wide sequence number) seen in media received.
+    pub transport_cc: Vec<(MediaKind, bool)>,
 }
 
 pub struct Mesh {
@@ -149,6 +151,7 @@ impl Mesh {
             video_mid: None,
             keyframe_requests: 0,
             frames: Vec::new(),
+            transport_cc: Vec::new(),
         };
         if publish_audio {
             let mut api = peer.publish.sdp_api();
@@ -220,6 +223,12 @@ impl Mesh {
                 Ok(Output::Timeout(_)) | Err(_) => break,
                 Ok(Output::Event(Event::MediaData(d))) => {
                     p.media_in += 1;
+                    if let Some(kind) = rtc.media(d.mid).map(|m| m.kind()) {
+                        let seen = (kind, d.ext_vals.transport_cc.is_some());
+                        if !p.transport_cc.contains(&seen) {
+                            p.transport_cc.push(seen);
+                        }
+                    }
                     if self.record {
                         p.frames.push(d.data.to_vec());
                     }
