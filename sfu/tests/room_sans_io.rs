@@ -14,13 +14,7 @@ use str0m::media::{Direction, MediaKind};
 fn audio_from_one_publisher_reaches_every_other_participant_once() {
     let mut m = Mesh::new(4, 1);
     assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
-    for _ in 0..50 {
-        let dgrams = m.publish_frame(0, &[0xfc; 80]);
-        for (src, d) in dgrams {
-            m.sfu_receive(src, &d);
-        }
-        m.step(Duration::from_millis(20));
-    }
+    m.talk(50, &[]);
     assert!(m.run_until(200, |m| m.peers[1..].iter().all(|p| p.media_in >= 45)));
     assert_eq!(m.peers[0].media_in, 0, "a publisher never hears itself");
 }
@@ -48,15 +42,10 @@ fn leaving_participant_unpublishes_its_track_for_everyone() {
 #[test]
 fn snapshot_lists_every_participant_with_its_publications_and_link_quality() {
     let mut m = Mesh::new(3, 1);
+    m.uplink_delay = true; // a round trip above 0
     assert!(m.run_until(2000, Mesh::all_connected));
     // Receivers report on audio every 5 s (str0m's and Chrome's interval): 12 s of talk.
-    for _ in 0..600 {
-        let dgrams = m.publish_frame(0, &[0xfc; 80]);
-        for (src, d) in dgrams {
-            m.sfu_receive(src, &d);
-        }
-        m.step(Duration::from_millis(20));
-    }
+    m.talk(600, &[]);
     let snap = m.room.snapshot(7);
     assert_eq!(snap.worker, 7);
     assert_eq!(snap.participants.len(), 3);
@@ -76,44 +65,23 @@ fn snapshot_lists_every_participant_with_its_publications_and_link_quality() {
     }
 }
 
-/// Every participant but the ones in `skip` sends one audio frame; the room gets the datagrams.
-fn talk(m: &mut Mesh, frames: usize, skip: &[usize]) {
-    for _ in 0..frames {
-        for i in 0..m.peers.len() {
-            if skip.contains(&i) || m.peers[i].audio_mid.is_none() {
-                continue;
-            }
-            let dgrams = m.publish_frame(i, &[0xfc; 80]);
-            m.deliver(dgrams);
-        }
-        m.step(Duration::from_millis(20));
-    }
-}
-
 /// Three participants talking; the first to join leaves and the other two talk on for 100 ms.
 fn three_talkers_then_the_first_leaves() -> Mesh {
     let mut m = Mesh::new(3, 3);
     assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
-    talk(&mut m, 20, &[]);
+    m.talk(20, &[]);
     let first = m.peers[0].id;
     m.command(first, sfu::Command::Leave);
-    talk(&mut m, 5, &[0]);
+    m.talk(5, &[0]);
     m
 }
 
 /// The SDP of the last offer the SFU sent this peer.
-fn last_offer(p: &mesh::Peer) -> Option<&str> {
-    p.seen.iter().rev().find_map(|e| match e {
-        SfuEvent::Offer { sdp } => Some(sdp.as_str()),
-        _ => None,
-    })
-}
-
 #[test]
 fn first_joiner_leaving_keeps_the_bundle_tag_line_of_everyone_elses_subscribe_connection() {
     let mut m = three_talkers_then_the_first_leaves();
     for p in &m.peers[1..] {
-        let sdp = last_offer(p).expect("a renegotiation after the leave");
+        let sdp = p.last_offer().expect("a renegotiation after the leave");
         let first_line = sdp.lines().find(|l| l.starts_with("m=")).expect("a media line");
         assert!(!first_line.starts_with("m=audio 0 "), "the BUNDLE tag line must not be rejected: {first_line}");
         let first_section = sdp.split("\r\nm=").nth(1).expect("first media section");
@@ -121,7 +89,7 @@ fn first_joiner_leaving_keeps_the_bundle_tag_line_of_everyone_elses_subscribe_co
         assert!(first_section.contains("a=candidate"), "the candidate stays on the tag line");
     }
     let before: Vec<usize> = m.peers.iter().map(|p| p.media_in).collect();
-    talk(&mut m, 50, &[0]);
+    m.talk(50, &[0]);
     assert_eq!(m.room.participant_count(), 2, "nobody else was dropped");
     for i in [1, 2] {
         assert!(m.peers[i].media_in >= before[i] + 45, "peer {i} still hears the other one");
@@ -138,7 +106,7 @@ fn turning_a_publish_line_off_unpublishes_its_track_and_on_again_publishes_a_new
     let mid = m.peers[0].audio_mid.expect("publishing audio");
 
     m.set_publish_direction(0, mid, Direction::Inactive);
-    talk(&mut m, 3, &[]);
+    m.talk(3, &[]);
     for p in &m.peers[1..] {
         assert!(
             p.seen.iter().any(
@@ -151,7 +119,7 @@ fn turning_a_publish_line_off_unpublishes_its_track_and_on_again_publishes_a_new
     assert_eq!(m.room.participant_count(), 3, "turning a camera off is not leaving");
 
     m.set_publish_direction(0, mid, Direction::SendOnly);
-    talk(&mut m, 3, &[]);
+    m.talk(3, &[]);
     let republished = m.peers[1]
         .seen
         .iter()
@@ -160,7 +128,7 @@ fn turning_a_publish_line_off_unpublishes_its_track_and_on_again_publishes_a_new
     assert_eq!(republished, 2, "published at the start and again when turned back on");
     assert_eq!(m.metrics.tracks.with_label_values(&["audio"]).get(), 1);
     let before: Vec<usize> = m.peers.iter().map(|p| p.media_in).collect();
-    talk(&mut m, 50, &[]);
+    m.talk(50, &[]);
     for i in [1, 2] {
         assert!(m.peers[i].media_in >= before[i] + 45, "peer {i} hears the track again");
     }
@@ -196,7 +164,7 @@ fn a_track_published_after_the_bundle_tag_went_inactive_reaches_the_remaining_su
     let before: Vec<usize> = m.peers.iter().map(|p| p.media_in).collect();
     let mut heard = false;
     for _ in 0..100 {
-        talk(&mut m, 1, &[0, 1, 2]);
+        m.talk(1, &[0, 1, 2]);
         heard = [1, 2].iter().all(|&i| m.peers[i].media_in >= before[i] + 20);
         if heard {
             break;
@@ -204,7 +172,7 @@ fn a_track_published_after_the_bundle_tag_went_inactive_reaches_the_remaining_su
     }
     assert!(heard, "peers 1 and 2 hear the newcomer's track");
     for p in &m.peers[1..3] {
-        let sdp = last_offer(p).expect("an offer for the newcomer's track");
+        let sdp = p.last_offer().expect("an offer for the newcomer's track");
         let first_line = sdp.lines().find(|l| l.starts_with("m=")).expect("a media line");
         assert!(!first_line.starts_with("m=audio 0 "), "the tag line stays: {first_line}");
         let first_section = sdp.split("\r\nm=").nth(1).expect("first media section");
@@ -224,28 +192,28 @@ fn a_publish_line_stopped_or_turned_recvonly_unpublishes_its_track() {
 
     // A camera line next to the microphone, then stopped (RTCRtpTransceiver.stop(): port 0).
     let video = m.add_publish_line(0, MediaKind::Video, Direction::SendOnly).expect("video line offered");
-    talk(&mut m, 3, &[]);
+    m.talk(3, &[]);
     assert_eq!(tracks(&m, "video"), 1);
     assert!(m.peers[1..].iter().all(|p| published(p, publisher, TrackKind::Video) == 1));
     m.stop_publish_line(0, video);
-    talk(&mut m, 3, &[]);
+    m.talk(3, &[]);
     assert_eq!(tracks(&m, "video"), 0, "the stopped line's track is gone");
     assert_eq!(tracks(&m, "audio"), 1, "the microphone stays");
     for p in &m.peers[1..] {
         assert_eq!(unpublished(p).len(), 1, "track_unpublished for the camera only");
-        let sdp = last_offer(p).expect("an offer without the camera");
+        let sdp = p.last_offer().expect("an offer without the camera");
         assert!(sdp.contains("m=video 0 "), "a line that is not the tag is rejected: {sdp}");
         assert!(!sdp.lines().find(|l| l.starts_with("m=")).is_some_and(|l| l.starts_with("m=audio 0 ")));
     }
     let before: Vec<usize> = m.peers.iter().map(|p| p.media_in).collect();
-    talk(&mut m, 50, &[]);
+    m.talk(50, &[]);
     for i in [1, 2] {
         assert!(m.peers[i].media_in >= before[i] + 45, "peer {i} still hears the microphone");
     }
 
     // The client keeps the microphone line but only receives on it.
     m.set_publish_direction(0, audio, Direction::RecvOnly);
-    talk(&mut m, 3, &[]);
+    m.talk(3, &[]);
     assert_eq!(tracks(&m, "audio"), 0);
     assert!(m.peers[1..].iter().all(|p| unpublished(p).len() == 2));
     assert_eq!(m.room.participant_count(), 3);
@@ -257,10 +225,10 @@ fn a_publish_line_offered_inactive_publishes_when_turned_on() {
     assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
     let publisher = m.peers[0].id;
     let video = m.add_publish_line(0, MediaKind::Video, Direction::Inactive).expect("video line offered");
-    talk(&mut m, 3, &[]);
+    m.talk(3, &[]);
     assert_eq!(published(&m.peers[1], publisher, TrackKind::Video), 0, "an inactive line publishes nothing");
     m.set_publish_direction(0, video, Direction::SendOnly);
-    talk(&mut m, 3, &[]);
+    m.talk(3, &[]);
     assert_eq!(published(&m.peers[1], publisher, TrackKind::Video), 1);
     assert_eq!(m.metrics.tracks.with_label_values(&["video"]).get(), 1);
 }

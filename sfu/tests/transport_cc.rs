@@ -5,10 +5,7 @@
 #[path = "support/mesh.rs"]
 mod mesh;
 
-use std::time::Duration;
-
 use mesh::Mesh;
-use sfu::SfuEvent;
 use str0m::media::MediaKind;
 
 const TRANSPORT_CC: &str = "transport-wide-cc-extensions";
@@ -18,21 +15,13 @@ fn sections<'a>(sdp: &'a str, kind: &str) -> Vec<&'a str> {
     sdp.split("\nm=").skip(1).filter(|s| s.starts_with(kind)).collect()
 }
 
-/// The last subscribe offer peer `i` received.
-fn last_offer(m: &Mesh, i: usize) -> Option<&str> {
-    m.peers[i].seen.iter().rev().find_map(|e| match e {
-        SfuEvent::Offer { sdp } => Some(sdp.as_str()),
-        _ => None,
-    })
-}
-
 /// Peer 0 talks, peer 1 listens, peer 2 publishes a simulcast camera; all connected.
 fn audio_and_video_room() -> Mesh {
     let mut m = Mesh::new(2, 1);
     m.add_simulcast_publisher();
     assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
     assert!(
-        m.run_until(200, |m| last_offer(m, 1).is_some_and(|o| o.contains("\nm=video"))),
+        m.run_until(200, |m| m.peers[1].last_offer().is_some_and(|o| o.contains("\nm=video"))),
         "the listener was offered the camera"
     );
     m
@@ -41,24 +30,16 @@ fn audio_and_video_room() -> Mesh {
 /// `frames` rounds of 20 ms: one audio frame from peer 0 and a video frame from peer 2 (keyframes
 /// every 15 and when asked).
 fn send_audio_and_video(m: &mut Mesh, frames: usize) {
-    let mut asked = m.peers[2].keyframe_requests;
     for n in 0..frames {
-        let audio = m.publish_frame(0, &[0xfc; 80]);
-        m.deliver(audio);
-        let want = m.peers[2].keyframe_requests > asked;
-        asked = m.peers[2].keyframe_requests;
-        let video = m.publish_video_frame(2, n % 15 == 0 || want);
-        m.deliver(video);
-        for _ in 0..4 {
-            m.step(Duration::from_millis(5));
-        }
+        m.send_video_frame(2, n % 15 == 0);
+        m.talk(1, &[]);
     }
 }
 
 #[test]
 fn subscribe_offers_carry_transport_cc_on_video_lines_only() {
     let m = audio_and_video_room();
-    let offer = last_offer(&m, 1).expect("an offer");
+    let offer = m.peers[1].last_offer().expect("an offer");
     let (audio, video) = (sections(offer, "audio"), sections(offer, "video"));
     assert_eq!((audio.len(), video.len()), (1, 1), "{offer}");
     assert!(!audio[0].contains(TRANSPORT_CC), "audio line: {}", audio[0]);
@@ -79,15 +60,10 @@ fn forwarded_audio_carries_no_transport_sequence_number_and_video_does() {
 #[test]
 fn an_audio_only_listener_reports_loss_and_round_trip_from_its_receiver_reports() {
     let mut m = Mesh::new(2, 1);
+    m.uplink_delay = true; // a round trip above 0
     assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
     // Receivers report on audio every 5 s (str0m's and Chrome's interval): 12 s of talk.
-    for _ in 0..600 {
-        let audio = m.publish_frame(0, &[0xfc; 80]);
-        m.deliver(audio);
-        for _ in 0..4 {
-            m.step(Duration::from_millis(5));
-        }
-    }
+    m.talk(600, &[]);
     let listener = m.peers[1].id;
     let snap = m.room.snapshot(0);
     let q = snap.participants.iter().find(|p| p.id == listener).expect("listener listed").quality;

@@ -52,10 +52,22 @@ pub struct Peer {
     pub seen: Vec<SfuEvent>,
     pub video_mid: Option<Mid>,
     pub keyframe_requests: usize,
+    /// Keyframe requests already answered by `Mesh::send_video_frame`.
+    keyframe_requests_served: usize,
     /// Video payloads received (only when `Mesh::record`).
     pub frames: Vec<Vec<u8>>,
     /// Each (media kind, whether its packets carried a transport-wide sequence number) seen in media received.
     pub transport_cc: Vec<(MediaKind, bool)>,
+}
+
+impl Peer {
+    /// The last subscribe offer this peer received.
+    pub fn last_offer(&self) -> Option<&str> {
+        self.seen.iter().rev().find_map(|e| match e {
+            SfuEvent::Offer { sdp } => Some(sdp.as_str()),
+            _ => None,
+        })
+    }
 }
 
 pub struct Mesh {
@@ -71,6 +83,10 @@ pub struct Mesh {
     rtp_time: u64,
     video_frame: u64,
     pub record: bool,
+    /// Clients' datagrams reach the SFU one step late (a path with latency). Off, the path takes no
+    /// time, and a round trip measured from RTCP reports is 0 — which str0m may round to "none".
+    pub uplink_delay: bool,
+    delayed: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 fn client_rtc(now: Instant, addr: SocketAddr) -> Rtc {
@@ -101,6 +117,8 @@ impl Mesh {
             rtp_time: 0,
             video_frame: 0,
             record: false,
+            uplink_delay: false,
+            delayed: Vec::new(),
         };
         for i in 0..n {
             mesh.add_peer(i < publishers, i);
@@ -150,6 +168,7 @@ impl Mesh {
             seen: Vec::new(),
             video_mid: None,
             keyframe_requests: 0,
+            keyframe_requests_served: 0,
             frames: Vec::new(),
             transport_cc: Vec::new(),
         };
@@ -275,7 +294,10 @@ impl Mesh {
                 self.peers[i].seen.push(ev);
             }
         }
-        let out = self.client_round();
+        let mut out = self.client_round();
+        if self.uplink_delay {
+            out = std::mem::replace(&mut self.delayed, out);
+        }
         for (src, data) in out {
             self.sfu_receive(src, &data);
         }
@@ -393,6 +415,30 @@ impl Mesh {
             p.pending = Some(pending);
             let id = p.id;
             self.command(id, Command::PublishOffer(offer.to_sdp_string()));
+        }
+    }
+
+    /// Peer `i` sends one simulcast frame to the room: a keyframe when `periodic` or when the SFU asked
+    /// for one since its last frame, as a browser's encoder does.
+    pub fn send_video_frame(&mut self, i: usize, periodic: bool) {
+        let p = &mut self.peers[i];
+        let asked = p.keyframe_requests > p.keyframe_requests_served;
+        p.keyframe_requests_served = p.keyframe_requests;
+        let d = self.publish_video_frame(i, periodic || asked);
+        self.deliver(d);
+    }
+
+    /// `frames` rounds of 20 ms: every audio publisher but the ones in `skip` sends one frame.
+    pub fn talk(&mut self, frames: usize, skip: &[usize]) {
+        for _ in 0..frames {
+            for i in 0..self.peers.len() {
+                if skip.contains(&i) || self.peers[i].audio_mid.is_none() {
+                    continue;
+                }
+                let dgrams = self.publish_frame(i, &[0xfc; 80]);
+                self.deliver(dgrams);
+            }
+            self.step(Duration::from_millis(20));
         }
     }
 
