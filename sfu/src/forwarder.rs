@@ -88,6 +88,18 @@ pub struct Preference {
     pub paused: bool,
 }
 
+/// The target layer of one subscriber of a video track: [`choose_layer`] for a simulcast track; a
+/// single-layer track (screen share) is all (`F`) or, paused, nothing.
+pub fn target_layer(
+    now: Instant,
+    simulcast: bool,
+    layers: &[LayerStats; 3],
+    pref: &Preference,
+    budget_bps: Option<u64>,
+) -> Option<Layer> {
+    if simulcast { choose_layer(now, layers, pref, budget_bps) } else { (!pref.paused).then_some(Layer::F) }
+}
+
 /// Choose the target layer for one subscriber.
 ///
 /// Size: the smallest active layer that covers the requested box (no upscaling needed),

@@ -14,7 +14,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, Med
 use str0m::net::Receive;
 use str0m::{Event, IceConnectionState, Input};
 
-use crate::forwarder::{Decision, Layer, choose_layer, vp8_keyframe_size};
+use crate::forwarder::{Decision, Layer, target_layer, vp8_keyframe_size};
 use crate::metrics::{LocalCounters, SfuMetrics};
 use crate::offer_sdp::without_audio_transport_cc;
 use crate::participant::Participant;
@@ -770,11 +770,7 @@ impl Room {
         let mut want = vec![0u64; self.parts.len()];
         for t in self.tracks.iter().flatten().filter(|t| t.info.kind == TrackKind::Video) {
             for s in &t.subs {
-                let layer = if t.info.simulcast {
-                    choose_layer(ctx.now, &t.layers, &s.pref, None)
-                } else {
-                    (!s.pref.paused).then_some(Layer::F)
-                };
+                let layer = target_layer(ctx.now, t.info.simulcast, &t.layers, &s.pref, None);
                 if let (Some(l), Some(w)) = (layer, want.get_mut(s.slot)) {
                     *w += t.layers[l.index()].bitrate_bps;
                 }
@@ -806,14 +802,7 @@ impl Room {
         let mut need = None;
         for s in t.subs.iter_mut() {
             let budget = self.parts[s.slot].as_ref().and_then(|p| p.bwe_bps.map(|b| b / p.video_out.max(1) as u64));
-            let target = if t.info.simulcast {
-                choose_layer(ctx.now, &t.layers, &s.pref, budget)
-            } else if s.pref.paused {
-                None
-            } else {
-                Some(Layer::F)
-            };
-            s.layers.set_target(target);
+            s.layers.set_target(target_layer(ctx.now, t.info.simulcast, &t.layers, &s.pref, budget));
             if let Some(l) = s.layers.wants_keyframe() {
                 need = Some(l);
             }
