@@ -32,15 +32,7 @@ async fn send_layers(track: Arc<TrackLocalStaticRTP>, ssrcs: [u32; 3], mid: Stri
         interval.tick().await;
         let keyframe = n % 15 == 0;
         for (l, (rid, w, h, size)) in LAYERS.into_iter().enumerate() {
-            let mut frame = vec![l as u8; size];
-            if keyframe {
-                frame[..3].copy_from_slice(&[0x10, 0x02, 0x00]);
-                frame[3..6].copy_from_slice(&[0x9d, 0x01, 0x2a]);
-                frame[6..8].copy_from_slice(&w.to_le_bytes());
-                frame[8..10].copy_from_slice(&h.to_le_bytes());
-            } else {
-                frame[..3].copy_from_slice(&[0x11, 0x02, 0x00]);
-            }
+            let frame = vp8_frame(keyframe, (w, h), size, l as u8);
             let chunks: Vec<&[u8]> = frame.chunks(1000).collect();
             for (c, chunk) in chunks.iter().enumerate() {
                 let mut payload = vec![if c == 0 { 0x10 } else { 0x00 }];

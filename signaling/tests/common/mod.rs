@@ -621,6 +621,19 @@ pub async fn send_tone(
     }
 }
 
+/// A synthetic VP8 frame of `len` bytes (no payload descriptor): the frame tag, and on a keyframe the start
+/// code and the size (`width`, `height`) the SFU reads a layer's size from; the rest is `fill`.
+pub fn vp8_frame(keyframe: bool, (width, height): (u16, u16), len: usize, fill: u8) -> Vec<u8> {
+    let mut frame = vec![if keyframe { 0x10 } else { 0x11 }, 0x02, 0x00];
+    if keyframe {
+        frame.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+        frame.extend_from_slice(&width.to_le_bytes());
+        frame.extend_from_slice(&height.to_le_bytes());
+    }
+    frame.resize(len, fill);
+    frame
+}
+
 /// Write single-layer VP8 frames (320x180, 30 fps, a keyframe every 15) until the task is aborted. A failed
 /// write (line not sending) is skipped, so the stream goes on when the line sends again.
 pub async fn send_vp8(track: Arc<TrackLocalStaticRTP>, ssrc: u32) {
@@ -628,14 +641,9 @@ pub async fn send_vp8(track: Arc<TrackLocalStaticRTP>, ssrc: u32) {
     let mut seq: u16 = rand::random();
     for n in 0u32.. {
         interval.tick().await;
-        let mut frame = vec![0x10u8, 0x11, 0x02, 0x00]; // payload descriptor (start of partition), frame tag
-        if n % 15 == 0 {
-            frame[1] = 0x10;
-            frame.extend_from_slice(&[0x9d, 0x01, 0x2a]);
-            frame.extend_from_slice(&320u16.to_le_bytes());
-            frame.extend_from_slice(&180u16.to_le_bytes());
-        }
-        frame.resize(600, 0x42);
+        // Payload descriptor (start of partition), then the frame.
+        let mut frame = vec![0x10u8];
+        frame.extend(vp8_frame(n % 15 == 0, (320, 180), 599, 0x42));
         let header = rtc::rtp::header::Header {
             version: 2,
             payload_type: 96,
