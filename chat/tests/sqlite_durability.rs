@@ -2,7 +2,7 @@
 //!
 //! - Reopening the file shows every acknowledged write, and reopening does not re-run migrations.
 //! - A writer process killed with SIGKILL mid-stream loses nothing it had acknowledged: the test
-//!   re-runs this test binary as a child (`kill9_child_writer`), reads the ids the child prints
+//!   re-runs this test as a child process (`write_until_killed`), reads the ids the child prints
 //!   after each acknowledged insert, kills it, and checks every printed id in the file.
 
 use std::collections::BTreeSet;
@@ -121,6 +121,10 @@ async fn reopen_keeps_acknowledged_writes_and_migrations_are_idempotent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
+    // The same test, run again as a child process by the parent below: it writes until it is killed.
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        return write_until_killed(&spec).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chorus.db");
     let ids = Snowflakes::new(3);
@@ -132,7 +136,7 @@ async fn acknowledged_writes_survive_kill_9() {
     };
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill9_child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "acknowledged_writes_survive_kill_9", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, format!("{}|{}|{}|{}", path.display(), guild, ch, owner))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -188,13 +192,9 @@ async fn acknowledged_writes_survive_kill_9() {
     eprintln!("kill -9: {} acknowledged, {} stored, none lost", acked.len(), stored);
 }
 
-/// The child half of `acknowledged_writes_survive_kill_9`; does nothing when run on its own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run as a child process by acknowledged_writes_survive_kill_9"]
-async fn kill9_child_writer() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+/// The child half of `acknowledged_writes_survive_kill_9`: 16 tasks insert messages into the store named in
+/// `spec` and print `ACK <id>` once each insert has returned, until the parent kills the process.
+async fn write_until_killed(spec: &str) {
     let parts: Vec<&str> = spec.split('|').collect();
     let [path, guild, ch, owner] = parts.as_slice() else { panic!("bad {CHILD_ENV}: {spec}") };
     let (guild, ch, owner): (Id, Id, Id) = (guild.parse().unwrap(), ch.parse().unwrap(), owner.parse().unwrap());
