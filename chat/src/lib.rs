@@ -30,6 +30,14 @@ pub mod validate;
 pub mod view;
 pub mod voice;
 
+/// Parsers of untrusted input that are otherwise private, for the fuzz targets in `fuzz/` only.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::http::handlers::{HistoryQuery, Page, SearchQuery};
+    pub use crate::store::mongo::text_search_terms;
+    pub use crate::store::sqlite::fts_query;
+}
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +91,8 @@ pub struct Chat {
     pub(crate) voice: Arc<dyn VoiceGrants>,
     /// Who sits in which voice channel, by user (fed by the voice side).
     pub(crate) voice_states: RwLock<HashMap<Id, VoiceState>>,
+    /// Voice state changes waiting to be announced, in report order.
+    pub(crate) voice_changes: tokio::sync::mpsc::UnboundedSender<service::voice::VoiceChange>,
     pub(crate) limits: ratelimit::RateLimits,
     pub(crate) metrics: metrics::ChatMetrics,
 }
@@ -97,6 +107,7 @@ impl Chat {
         let store = store::Metered::wrap(store, registry);
         let hub = Hub::new(config.hub.clone());
         let metrics = metrics::ChatMetrics::new(registry, &hub);
+        let (voice_changes, voice_changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let chat = Arc::new(Chat {
             store,
             ids: Snowflakes::new(config.node_id),
@@ -105,9 +116,11 @@ impl Chat {
             config,
             voice,
             voice_states: RwLock::new(HashMap::new()),
+            voice_changes,
             metrics,
         });
         service::presence::spawn_presence_loop(&chat);
+        service::voice::spawn_voice_state_loop(&chat, voice_changes_rx);
         gateway::spawn_sweeper(&chat);
         chat
     }

@@ -113,6 +113,17 @@ pub struct Channel {
     pub last_message_id: Option<Id>,
 }
 
+impl Channel {
+    /// The documented range of `position` (the OpenAPI document says 0..10000).
+    pub const MAX_POSITION: i32 = 10_000;
+
+    /// The one rule for channel positions: requests, defaults and stored values (an older release
+    /// could store more) are all kept in 0..=MAX_POSITION; ties sort by id.
+    pub fn clamp_position(position: i32) -> i32 {
+        position.clamp(0, Self::MAX_POSITION)
+    }
+}
+
 /// A role. The @everyone role of a guild has the guild's id and position 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {

@@ -479,6 +479,54 @@ async fn bad_query_strings_are_400_invalid_query() {
 }
 
 #[tokio::test]
+async fn control_characters_in_a_search_query_are_search_text_not_a_500() {
+    let s = TestServer::start().await;
+    let (owner, g) = setup(&s).await;
+    let hit = s.send(&owner, &g.text, "needle in a haystack").await;
+    for q in ["%00", "a%00b", "%00%00", "%01%1F%7F", "%22%00%22"] {
+        let (st, v) = s.get(&owner, &format!("/guilds/{}/messages/search?q={q}", g.id)).await;
+        assert_eq!(st, StatusCode::OK, "q={q}: {v}");
+        assert!(v.as_array().is_some_and(|a| a.is_empty()), "q={q}: {v}");
+    }
+    let (st, v) = s.get(&owner, &format!("/guilds/{}/messages/search?q=needle%00haystack", g.id)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v[0]["id"], hit["id"], "a NUL separates words like a space");
+    still_serving(&s, &owner, &g).await;
+}
+
+#[tokio::test]
+async fn channel_positions_stay_within_0_to_10000_whatever_is_asked() {
+    let s = TestServer::start().await;
+    let (owner, g) = setup(&s).await;
+    let path = format!("/guilds/{}/channels", g.id);
+    let (st, far) = s.post(&owner, &path, json!({"name": "far", "position": 99999})).await;
+    assert_eq!(st, StatusCode::CREATED, "{far}");
+    assert_eq!(far["position"], 10000, "clamped");
+    for n in 0..3 {
+        let (st, c) = s.post(&owner, &path, json!({"name": format!("next{n}")})).await;
+        assert_eq!(st, StatusCode::CREATED, "{c}");
+        assert_eq!(c["position"], 10000, "the default (after the last) stays at the maximum");
+    }
+    let (st, c) = s.patch(&owner, &format!("/channels/{}", g.text), json!({"position": 123456})).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c["position"], 10000);
+    let (st, c) = s.patch(&owner, &format!("/channels/{}", g.text), json!({"position": -5})).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c["position"], 0);
+    // Every answer that lists channels stays in the documented range.
+    let (_, list) = s.get(&owner, &path).await;
+    let (_, guilds) = s.get(&owner, "/users/@me/guilds").await;
+    let (_, guild) = s.get(&owner, &format!("/guilds/{}", g.id)).await;
+    let mut positions: Vec<i64> =
+        list.as_array().expect("channels").iter().filter_map(|c| c["position"].as_i64()).collect();
+    for gv in guilds.as_array().expect("guilds").iter().chain([&guild]) {
+        positions.extend(gv["channels"].as_array().into_iter().flatten().filter_map(|c| c["position"].as_i64()));
+    }
+    assert!(positions.len() > 6, "{positions:?}");
+    assert!(positions.iter().all(|p| (0..=10000).contains(p)), "{positions:?}");
+}
+
+#[tokio::test]
 async fn after_a_barrage_of_bad_requests_the_server_still_answers() {
     let s = TestServer::start().await;
     let (owner, g) = setup(&s).await;

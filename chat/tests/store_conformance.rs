@@ -930,6 +930,20 @@ async fn search_finds_words_only_in_given_channels_newest_first(s: S) {
     }
 }
 
+/// A NUL or any other control character in user text is search text, never a backend error
+/// (SQLite's FTS5 once answered "unterminated string" for a NUL, which surfaced as a 500).
+async fn search_takes_control_characters_as_word_breaks(s: S) {
+    let w = world(&s).await;
+    let fox = w.posts(&s, &w.chan, &["quick brown fox"]).await.remove(0);
+    let ch = [w.chan.id];
+    for odd in ["\0", "a\0b", "\0\0\0", "\u{1}\u{2}\u{1f}\u{7f}", "\u{85}", "quick\u{0}", "\"\0\"", "\u{200b}"] {
+        let hits = s.search_messages(&ch, odd, 10).await;
+        assert!(hits.is_ok(), "{odd:?}: {hits:?}");
+    }
+    assert_eq!(ids_of(&s.search_messages(&ch, "quick\0fox", 10).await.unwrap()), vec![fox.id]);
+    assert_eq!(ids_of(&s.search_messages(&ch, "\u{1}brown\u{1f}", 10).await.unwrap()), vec![fox.id]);
+}
+
 async fn search_follows_edits_and_deletes(s: S) {
     let w = world(&s).await;
     let mut m = w.posts(&s, &w.chan, &["alpha bravo"]).await.remove(0);
@@ -1187,6 +1201,7 @@ conformance_suite!(
     count_messages_after_is_capped,
     count_mentions_after_counts_user_role_and_everyone,
     search_finds_words_only_in_given_channels_newest_first,
+    search_takes_control_characters_as_word_breaks,
     search_follows_edits_and_deletes,
     reactions_add_remove_count_and_me,
     delete_message_removes_its_reactions,

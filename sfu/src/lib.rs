@@ -38,6 +38,13 @@ pub mod track;
 mod udp_batch;
 mod worker;
 
+/// Parsers of untrusted input that are otherwise private, for the fuzz targets in `fuzz/` only.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::offer_sdp::without_audio_transport_cc;
+    pub use crate::room::check_publish_rights;
+}
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -87,8 +94,13 @@ pub struct ParticipantInfo {
 /// Why a participant left the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaveReason {
+    /// The participant asked to leave.
     Left,
+    /// No datagram from the participant for the peer timeout (its network went away).
     Timeout,
+    /// A peer connection ended: the client closed it (DTLS close) or ICE/DTLS failed.
+    PeerClosed,
+    /// The SFU is shutting down.
     Shutdown,
 }
 

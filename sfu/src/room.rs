@@ -838,12 +838,10 @@ impl Room {
             let Some(p) = self.parts[slot].as_ref() else {
                 continue;
             };
-            if p.dead
-                || !p.publish.is_alive()
-                || !p.subscribe.is_alive()
-                || (p.seen_traffic && now.saturating_duration_since(p.last_seen) > self.peer_timeout)
-            {
-                dead.push(slot);
+            if p.dead || !p.publish.is_alive() || !p.subscribe.is_alive() {
+                dead.push((slot, LeaveReason::PeerClosed));
+            } else if p.seen_traffic && now.saturating_duration_since(p.last_seen) > self.peer_timeout {
+                dead.push((slot, LeaveReason::Timeout));
             }
         }
         self.process_events(ctx);
@@ -856,8 +854,8 @@ impl Room {
             self.update_desired_bitrates(ctx);
             self.process_events(ctx);
         }
-        for slot in dead {
-            self.remove(ctx, slot, LeaveReason::Timeout);
+        for (slot, reason) in dead {
+            self.remove(ctx, slot, reason);
         }
     }
 
@@ -920,7 +918,7 @@ fn sdp_ice_ufrag(sdp: &str) -> Option<&str> {
 }
 
 /// Which kinds the offer wants to send; refuse kinds the token does not allow.
-pub(crate) fn check_publish_rights(sdp: &str, rights: Rights) -> Result<(), &'static str> {
+pub fn check_publish_rights(sdp: &str, rights: Rights) -> Result<(), &'static str> {
     let mut kind: Option<&str> = None;
     let mut sends = true;
     let check = |kind: Option<&str>, sends: bool| match kind {

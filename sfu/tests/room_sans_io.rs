@@ -7,7 +7,7 @@ mod mesh;
 use std::time::Duration;
 
 use mesh::Mesh;
-use sfu::{SfuEvent, TrackKind};
+use sfu::{LeaveReason, SfuEvent, TrackKind};
 use str0m::media::{Direction, MediaKind};
 
 #[test]
@@ -37,6 +37,38 @@ fn leaving_participant_unpublishes_its_track_for_everyone() {
         );
     }
     assert_eq!(m.room.participant_count(), 2);
+}
+
+#[test]
+fn a_participant_whose_network_goes_silent_is_removed_after_the_peer_timeout_as_timeout() {
+    let mut m = Mesh::new(3, 1);
+    assert!(m.run_until(2000, Mesh::all_connected));
+    let gone = m.peers[2].id;
+    m.silenced = vec![m.peers[2].pub_addr, m.peers[2].sub_addr];
+    let closed = |m: &Mesh| {
+        m.peers[2].seen.iter().find_map(|e| match e {
+            SfuEvent::Closed { reason } => Some(*reason),
+            _ => None,
+        })
+    };
+    // The mesh's room has a 30 s peer timeout: still there well before it, removed after it.
+    for _ in 0..25 {
+        m.step(Duration::from_secs(1));
+    }
+    assert_eq!(closed(&m), None, "removed before the peer timeout");
+    assert_eq!(m.room.participant_count(), 3);
+    for _ in 0..10 {
+        m.step(Duration::from_secs(1));
+    }
+    m.step(Duration::from_millis(5));
+    assert_eq!(closed(&m), Some(LeaveReason::Timeout));
+    assert_eq!(m.room.participant_count(), 2);
+    assert!(
+        m.peers[0]
+            .seen
+            .iter()
+            .any(|e| matches!(e, SfuEvent::ParticipantLeft { participant_id } if *participant_id == gone))
+    );
 }
 
 #[test]

@@ -306,7 +306,12 @@ impl Session {
                 self.state = State::Closed;
                 let (code, message) = match reason {
                     LeaveReason::Left => return vec![Action::VoiceState(change), Action::Close],
-                    LeaveReason::Timeout => ("peer_timeout", "no media traffic; removed from the room"),
+                    LeaveReason::Timeout => {
+                        ("peer_timeout", "no media traffic for the peer timeout; removed from the room")
+                    }
+                    LeaveReason::PeerClosed => {
+                        ("peer_closed", "a peer connection was closed or failed; removed from the room")
+                    }
                     LeaveReason::Shutdown => ("shutdown", "the media server is shutting down"),
                 };
                 return vec![err(code, message), Action::VoiceState(change), Action::Close];

@@ -66,20 +66,21 @@ async fn server_mute_needs_the_right_and_silences_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_peer_that_stops_sending_is_removed_with_its_tracks() {
-    let server = Server::start_with(|c| c.sfu.peer_timeout = Duration::from_secs(3)).await;
+async fn a_peer_that_closes_its_connections_is_removed_at_once_as_peer_closed() {
+    // A long peer timeout: the removal must come from the closed connections, not from silence.
+    let server = Server::start_with(|c| c.sfu.peer_timeout = Duration::from_secs(60)).await;
     let url = server.url();
     let mut gone = Client::join(&url, &server.token(1, all_rights())).await;
     let mut stays = Client::join(&url, &server.token(2, all_rights())).await;
     let tone = gone.publish_tone(500.0).await;
     let gone_id = gone.participant_id.clone();
     assert!(eventually(Duration::from_secs(10), || stays.packets_from(&gone_id) >= 10).await);
-    // The network dies: media stops, the signaling socket stays.
+    // The client closes its peer connections without `leave`; the signaling socket stays.
     tone.abort();
     gone.publish.pc.close().await.unwrap();
     gone.subscribe.pc.close().await.unwrap();
     let e = gone.expect("error", Duration::from_secs(10)).await.expect("told");
-    assert_eq!(e["code"], "peer_timeout");
+    assert_eq!(e["code"], "peer_closed", "{e}");
     let left = stays.expect("participant_left", Duration::from_secs(5)).await.expect("others told");
     assert_eq!(left["participant_id"], gone_id.as_str());
     assert!(eventually(Duration::from_secs(3), || server.metric("chorus_sfu_tracks") == 0.0).await);

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::protocol::Status;
 use super::replay::{ReplayBuffer, TooOld};
-use crate::events::{Audience, ChannelScope, Dispatch, Effect, Payload};
+use crate::events::{Audience, Dispatch, Effect, Payload};
 use crate::id::Id;
 use crate::model::Member;
 use crate::permissions::{GuildContext, Permissions, channel_permissions};
@@ -443,22 +443,35 @@ impl Hub {
         }
     }
 
-    /// Delivers `dispatch` (a CHANNEL_DELETE) to the sessions that could see the channel under `old`
-    /// but cannot under `new`, after an overwrite change hid it from them.
-    pub fn publish_lost_visibility(&self, dispatch: &Dispatch, old: &ChannelScope, new: &ChannelScope) {
-        let now = Utc::now();
-        let sees = |scope: &ChannelScope, m: &Member| {
-            let g = GuildContext { guild_id: scope.guild_id, owner_id: scope.owner_id, roles: &scope.roles };
-            channel_permissions(g, &scope.channel, m, now).contains(Permissions::VIEW_CHANNEL)
-        };
+    /// Delivers to each session following `guild_id` (only `only_user`'s sessions, when given) what
+    /// `tell` returns for the member that session follows the guild as. Used after a permission
+    /// change, where what a session must hear depends on what its member could see before and after.
+    pub fn publish_per_member(
+        &self,
+        guild_id: Id,
+        only_user: Option<Id>,
+        mut tell: impl FnMut(&Member) -> Vec<Arc<Payload>>,
+    ) {
+        let mut delivered = 0u64;
+        let mut slow = 0u64;
         let idx = self.idx.read();
-        for s in idx.by_guild.get(&old.guild_id).into_iter().flatten() {
+        for s in idx.by_guild.get(&guild_id).into_iter().flatten() {
+            if only_user.is_some_and(|u| u != s.user_id) {
+                continue;
+            }
             let mut st = s.state.lock();
-            let lost = st.members.get(&old.guild_id).is_some_and(|m| sees(old, m) && !sees(new, m));
-            if lost {
-                s.deliver(&mut st, &dispatch.payload);
+            let Some(member) = st.members.get(&guild_id) else { continue };
+            for payload in tell(member) {
+                if s.deliver(&mut st, &payload) {
+                    delivered += 1;
+                } else {
+                    slow += 1;
+                }
             }
         }
+        drop(idx);
+        self.delivered.inc_by(delivered);
+        self.slow_consumers.inc_by(slow);
     }
 
     fn deliver(&self, dispatch: &Dispatch) {
@@ -512,6 +525,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::ChannelScope;
     use crate::model::{Channel, ChannelKind, Overwrite, OverwriteKind, Role};
 
     const G: Id = Id::from_raw(10);

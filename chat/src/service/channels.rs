@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::access::GuildAccess;
 use super::accounts::Caller;
+use super::visibility::{Sight, Standing};
 use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
@@ -70,8 +71,17 @@ impl Chat {
         let topic = validate::optional_text("topic", body.topic.as_deref(), 1024)?;
         let parent_id = self.check_parent(&access, body.parent_id, kind).await?;
         let position = match body.position {
-            Some(p) => p.clamp(0, 10_000),
-            None => self.store.guild_channels(guild_id).await?.iter().map(|c| c.position + 1).max().unwrap_or(0),
+            Some(p) => Channel::clamp_position(p),
+            // After the last channel; once the last sits at the maximum, new ones share it (order by id).
+            None => Channel::clamp_position(
+                self.store
+                    .guild_channels(guild_id)
+                    .await?
+                    .iter()
+                    .map(|c| c.position.saturating_add(1))
+                    .max()
+                    .unwrap_or(0),
+            ),
         };
         let channel = Channel {
             id: self.ids.next(),
@@ -129,7 +139,7 @@ impl Chat {
             channel.topic = validate::optional_text("topic", topic.as_deref(), 1024)?;
         }
         if let Some(position) = patch.position {
-            channel.position = position.clamp(0, 10_000);
+            channel.position = Channel::clamp_position(position);
         }
         if let Some(parent) = patch.parent_id {
             channel.parent_id = self.check_parent(&guild, parent, channel.kind).await?;
@@ -167,7 +177,7 @@ impl Chat {
         if !exists {
             return Err(Error::NotFound("overwrite target"));
         }
-        let old_scope = guild.scope(&channel);
+        let before = channel.clone();
         channel.overwrites.retain(|o| o.id != target);
         channel.overwrites.push(Overwrite {
             id: target,
@@ -176,29 +186,33 @@ impl Chat {
             deny: body.deny - body.allow,
         });
         self.store.put_channel(&channel).await?;
-        self.announce_visibility_change(&guild, old_scope, &channel);
+        self.announce_overwrite_change(&guild, before, &channel);
         Ok(channel)
     }
 
     pub async fn delete_overwrite(&self, caller: &Caller, channel_id: Id, target: Id) -> Result<Channel> {
         let (guild, mut channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_ROLES).await?;
-        let old_scope = guild.scope(&channel);
-        let before = channel.overwrites.len();
+        let before = channel.clone();
         channel.overwrites.retain(|o| o.id != target);
-        if channel.overwrites.len() == before {
+        if channel.overwrites.len() == before.overwrites.len() {
             return Err(Error::NotFound("overwrite"));
         }
         self.store.put_channel(&channel).await?;
-        self.announce_visibility_change(&guild, old_scope, &channel);
+        self.announce_overwrite_change(&guild, before, &channel);
         Ok(channel)
     }
 
-    /// CHANNEL_UPDATE to those who can see the channel now, CHANNEL_DELETE to those who just lost it.
-    fn announce_visibility_change(&self, guild: &GuildAccess, old: crate::events::ChannelScope, channel: &Channel) {
-        let new = guild.scope(channel);
-        self.publish(Dispatch::new("CHANNEL_UPDATE", channel, Audience::Channel(new.clone().into())));
-        let gone = Dispatch::new("CHANNEL_DELETE", channel, Audience::Guild(guild.guild.id));
-        self.hub.publish_lost_visibility(&gone, &old, &new);
+    /// CHANNEL_UPDATE to those who see the channel before and after, CHANNEL_CREATE (and who sits in
+    /// it) to those who just gained it, CHANNEL_DELETE (after its voice states as left) to those who
+    /// just lost it.
+    fn announce_overwrite_change(&self, guild: &GuildAccess, before: Channel, channel: &Channel) {
+        let sight = Sight {
+            guild_id: guild.guild.id,
+            owner_id: guild.guild.owner_id,
+            roles: &guild.roles,
+            standing: Standing::AsFollowed,
+        };
+        self.announce_sight_change(sight, sight, &[(before, channel.clone())], true, None);
     }
 
     /// Opens (or returns) the DM channel between the caller and another user.

@@ -170,7 +170,7 @@ impl Chat {
         let view = self.guild_view(&access).await?;
         // Like READY's guilds: the newcomer also learns who is online and who sits in voice.
         let guild = super::ready::ReadyGuild {
-            voice_states: self.voice_states_of(guild_id),
+            voice_states: self.voice_states_in_channels(&view.channels),
             presences: self.online_presences(guild_id),
             guild: view,
         };

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::accounts::{Caller, now_ms};
 use super::channels::double_option;
+use super::visibility::{Sight, Standing};
 use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch, Effect};
@@ -70,6 +71,7 @@ impl Chat {
     ) -> Result<MemberView> {
         let access = self.guild_access(caller.user.id, guild_id).await?;
         let mut target = self.store.member(guild_id, user_id).await?.ok_or(Error::NotFound("member"))?;
+        let before = target.clone();
         let now = Utc::now();
         let is_self = user_id == caller.user.id;
         if let Some(nick) = patch.nick {
@@ -120,8 +122,17 @@ impl Chat {
         let view = self.member_views(vec![target.clone()]).await?.remove(0);
         self.publish(
             Dispatch::new("GUILD_MEMBER_UPDATE", &view, Audience::Guild(guild_id))
-                .with_effect(Effect::MemberUpsert(target)),
+                .with_effect(Effect::MemberUpsert(target.clone())),
         );
+        if before.roles != target.roles || before.timed_out_until != target.timed_out_until {
+            let sight = |m| Sight {
+                guild_id,
+                owner_id: access.guild.owner_id,
+                roles: &access.roles,
+                standing: Standing::Exactly(m),
+            };
+            self.announce_guild_sight_change(sight(&before), sight(&target), Some(user_id)).await?;
+        }
         Ok(view)
     }
 

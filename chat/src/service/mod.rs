@@ -12,6 +12,7 @@ pub mod messages;
 pub mod presence;
 pub mod ready;
 pub mod roles;
+pub(crate) mod visibility;
 pub mod voice;
 
 pub use access::{ChannelAccess, GuildAccess};

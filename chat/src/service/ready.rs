@@ -60,7 +60,8 @@ impl Chat {
                 read_states.push(self.read_state(c, acks.get(&c.id).copied(), user_id, &access.member.roles).await?);
             }
             let presences = self.online_presences(guild_id);
-            guilds.push(ReadyGuild { guild: view, voice_states: self.voice_states_of(guild_id), presences });
+            let voice_states = self.voice_states_in_channels(&view.channels);
+            guilds.push(ReadyGuild { guild: view, voice_states, presences });
         }
         let private_channels = self.store.dm_channels_of(user_id).await?;
         for c in &private_channels {

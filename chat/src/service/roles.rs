@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::GuildAccess;
 use super::accounts::Caller;
+use super::visibility::{Sight, Standing};
 use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
@@ -92,6 +93,7 @@ impl Chat {
             }
             role.name = validate::name("name", &name, 100)?;
         }
+        let permissions_changed = body.permissions.is_some_and(|p| p != role.permissions);
         if let Some(p) = body.permissions {
             check_grant(&access, p ^ role.permissions)?;
             role.permissions = p;
@@ -121,6 +123,13 @@ impl Chat {
             &RoleEvent { guild_id, role: &role },
             Audience::Guild(guild_id),
         ));
+        if permissions_changed {
+            let after: Vec<Role> =
+                access.roles.iter().map(|r| if r.id == role.id { role.clone() } else { r.clone() }).collect();
+            let sight =
+                |roles| Sight { guild_id, owner_id: access.guild.owner_id, roles, standing: Standing::AsFollowed };
+            self.announce_guild_sight_change(sight(&access.roles), sight(&after), None).await?;
+        }
         Ok(role)
     }
 
@@ -134,8 +143,25 @@ impl Chat {
         if !can_manage_role(access.ctx(), &access.member, &role, chrono::Utc::now()) {
             return Err(Error::Forbidden("cannot manage a role at or above your highest role"));
         }
+        // The store drops the role's overwrites with it: keep the channels as they were.
+        let channels_before = self.store.guild_channels(guild_id).await?;
         self.store.delete_role(guild_id, role_id).await?;
         self.publish(Dispatch::new("GUILD_ROLE_DELETE", &RoleDeleted { guild_id, role_id }, Audience::Guild(guild_id)));
+        // Channels its holders saw through it (or that its overwrites hid) change sight now.
+        let channels_after = self.store.guild_channels(guild_id).await?;
+        let pairs: Vec<_> = channels_before
+            .into_iter()
+            .filter_map(|b| channels_after.iter().find(|a| a.id == b.id).map(|a| (b, a.clone())))
+            .collect();
+        let after: Vec<Role> = access.roles.iter().filter(|r| r.id != role_id).cloned().collect();
+        let owner_id = access.guild.owner_id;
+        self.announce_sight_change(
+            Sight { guild_id, owner_id, roles: &access.roles, standing: Standing::AsFollowed },
+            Sight { guild_id, owner_id, roles: &after, standing: Standing::WithoutRole(role_id) },
+            &pairs,
+            false,
+            None,
+        );
         // Members who held it lose it in the hub's view too.
         let mut after = Id::default();
         loop {

@@ -1,15 +1,30 @@
 //! Voice: granting a voice channel (CONNECT checked, token from the voice side) and the voice
 //! states the voice side reports back (VOICE_STATE_UPDATE).
+//!
+//! A voice state names its channel, so it reaches exactly the sessions whose member may view that
+//! channel — in dispatches, READY and GUILD_CREATE — and a "left" update reaches those who could see
+//! the channel that was left. Changes are announced in the order the voice side reported them.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::mpsc;
 
 use crate::Chat;
 use crate::error::{Error, Result};
-use crate::events::{Audience, Dispatch};
+use crate::events::{Audience, ChannelScope, Dispatch};
 use crate::id::Id;
-use crate::model::ChannelKind;
+use crate::model::{Channel, ChannelKind};
 use crate::permissions::Permissions;
 use crate::voice::{GrantRequest, VoiceGrant, VoiceRights, VoiceState};
 
 use super::accounts::Caller;
+
+/// One reported change: the user's voice state before it (if any) and after it.
+#[derive(Debug)]
+pub(crate) struct VoiceChange {
+    before: Option<VoiceState>,
+    after: VoiceState,
+}
 
 impl Chat {
     pub async fn grant_voice(&self, caller: &Caller, channel_id: Id) -> Result<VoiceGrant> {
@@ -32,24 +47,35 @@ impl Chat {
             .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
-    /// The voice side reports a join, a leave (`channel_id: None`) or a mute change.
+    /// The voice side reports a join, a leave (`channel_id: None`) or a mute change. The state is
+    /// current at once (READY includes it); the dispatch follows, in report order.
     pub fn voice_state(&self, state: VoiceState) {
-        {
+        let before = {
             let mut states = self.voice_states.write();
             if state.channel_id.is_some() {
-                states.insert(state.user_id, state.clone());
+                states.insert(state.user_id, state.clone())
             } else {
-                states.remove(&state.user_id);
+                states.remove(&state.user_id)
             }
-        }
-        if let Some(guild_id) = state.guild_id {
-            self.publish(Dispatch::new("VOICE_STATE_UPDATE", &state, Audience::Guild(guild_id)));
+        };
+        if self.voice_changes.send(VoiceChange { before, after: state }).is_err() {
+            tracing::warn!("voice state change dropped: the announcing task is gone");
         }
     }
 
-    /// Voice states of one guild (for READY).
-    pub fn voice_states_of(&self, guild_id: Id) -> Vec<VoiceState> {
-        self.voice_states.read().values().filter(|s| s.guild_id == Some(guild_id)).cloned().collect()
+    /// Voice states in the given channels (READY and GUILD_CREATE pass the channels the member may view).
+    pub fn voice_states_in_channels(&self, channels: &[Channel]) -> Vec<VoiceState> {
+        self.voice_states
+            .read()
+            .values()
+            .filter(|s| s.channel_id.is_some_and(|c| channels.iter().any(|ch| ch.id == c)))
+            .cloned()
+            .collect()
+    }
+
+    /// Voice states in one channel.
+    pub(crate) fn voice_states_in(&self, channel_id: Id) -> Vec<VoiceState> {
+        self.voice_states.read().values().filter(|s| s.channel_id == Some(channel_id)).cloned().collect()
     }
 
     /// A member removed from a guild leaves its voice channel in chat's view.
@@ -59,4 +85,61 @@ impl Chat {
             self.voice_state(VoiceState { channel_id: None, ..s });
         }
     }
+
+    /// The permission context of a guild channel as it is now; None if it is gone.
+    async fn current_scope(&self, guild_id: Id, channel_id: Id) -> Result<Option<ChannelScope>> {
+        let (guild, channel) = tokio::try_join!(self.store.guild(guild_id), self.store.channel(channel_id))?;
+        let (Some(guild), Some(channel)) = (guild, channel) else { return Ok(None) };
+        if channel.guild_id != Some(guild_id) {
+            return Ok(None);
+        }
+        let roles = self.store.guild_roles(guild_id).await?;
+        Ok(Some(ChannelScope { guild_id, owner_id: guild.owner_id, roles, channel }))
+    }
+
+    /// Announces one change to the sessions that may see it.
+    async fn announce_voice_change(&self, VoiceChange { before, after }: VoiceChange) -> Result<()> {
+        let old = before.as_ref().and_then(|b| Some((b.guild_id?, b.channel_id?)));
+        let new = after.guild_id.zip(after.channel_id);
+        let new_scope = match new {
+            Some((g, c)) => self.current_scope(g, c).await?,
+            None => None,
+        };
+        if let Some(scope) = &new_scope {
+            self.publish(Dispatch::new("VOICE_STATE_UPDATE", &after, Audience::Channel(Arc::new(scope.clone()))));
+        }
+        let Some((old_guild, old_channel)) = old.filter(|o| Some(*o) != new) else { return Ok(()) };
+        let Some(old_scope) = self.current_scope(old_guild, old_channel).await? else { return Ok(()) };
+        // Those who saw the old channel hear that the user left it, unless they see where it went.
+        let left = VoiceState { guild_id: Some(old_guild), channel_id: None, ..after };
+        let payload = super::visibility::voice_payload(&left);
+        let now = chrono::Utc::now();
+        let sees = |scope: &ChannelScope, m: &crate::model::Member| {
+            let ctx = crate::permissions::GuildContext {
+                guild_id: scope.guild_id,
+                owner_id: scope.owner_id,
+                roles: &scope.roles,
+            };
+            crate::permissions::channel_permissions(ctx, &scope.channel, m, now).contains(Permissions::VIEW_CHANNEL)
+        };
+        self.hub.publish_per_member(old_guild, None, |m| {
+            let sees_new = new_scope.as_ref().is_some_and(|s| s.guild_id == old_guild && sees(s, m));
+            if sees(&old_scope, m) && !sees_new { vec![payload.clone()] } else { vec![] }
+        });
+        Ok(())
+    }
+}
+
+/// Announces voice state changes one at a time, in the order they were reported. Holds only a weak
+/// reference so the loop ends when the Chat is dropped.
+pub(crate) fn spawn_voice_state_loop(chat: &Arc<Chat>, mut changes: mpsc::UnboundedReceiver<VoiceChange>) {
+    let weak: Weak<Chat> = Arc::downgrade(chat);
+    tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            let Some(chat) = weak.upgrade() else { break };
+            if let Err(e) = chat.announce_voice_change(change).await {
+                tracing::warn!(error = %e, "voice state: could not announce a change");
+            }
+        }
+    });
 }

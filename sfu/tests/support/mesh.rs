@@ -87,6 +87,8 @@ pub struct Mesh {
     /// time, and a round trip measured from RTCP reports is 0 — which str0m may round to "none".
     pub uplink_delay: bool,
     delayed: Vec<(SocketAddr, Vec<u8>)>,
+    /// Client addresses whose datagrams are lost on the way to the SFU (a network that went away).
+    pub silenced: Vec<SocketAddr>,
 }
 
 fn client_rtc(now: Instant, addr: SocketAddr) -> Rtc {
@@ -119,6 +121,7 @@ impl Mesh {
             record: false,
             uplink_delay: false,
             delayed: Vec::new(),
+            silenced: Vec::new(),
         };
         for i in 0..n {
             mesh.add_peer(i < publishers, i);
@@ -299,7 +302,9 @@ impl Mesh {
             out = std::mem::replace(&mut self.delayed, out);
         }
         for (src, data) in out {
-            self.sfu_receive(src, &data);
+            if !self.silenced.contains(&src) {
+                self.sfu_receive(src, &data);
+            }
         }
         self.tick();
         self.deliver_to_clients();

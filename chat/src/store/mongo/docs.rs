@@ -248,7 +248,7 @@ impl ChannelDoc {
             name: self.name,
             kind,
             parent_id: self.parent_id.map(Id::from_i64),
-            position: self.position,
+            position: Channel::clamp_position(self.position),
             topic: self.topic,
             overwrites,
             recipients: ids(self.recipients),

@@ -73,10 +73,16 @@ fn permissions_bits(role: &Role) -> StoreResult<i64> {
         .map_err(|_| StoreError::Backend("permission bits do not fit a signed 64-bit integer".into()))
 }
 
-/// Turns user input into an FTS5 query: every whitespace-separated word must occur (AND), each
-/// quoted so that FTS5 operators and syntax in the input are taken literally.
-fn fts_query(query: &str) -> Option<String> {
-    let terms: Vec<String> = query.split_whitespace().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
+/// Turns user input into an FTS5 query: every word must occur (AND), each quoted so that FTS5
+/// operators and syntax in the input are taken literally. Words are split at whitespace and at
+/// control characters: FTS5 ends a quoted string at a NUL ("unterminated string"), and its
+/// tokenizer separates words at control characters anyway, so splitting there changes no match.
+pub fn fts_query(query: &str) -> Option<String> {
+    let terms: Vec<String> = query
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect();
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
@@ -996,5 +1002,7 @@ mod tests {
         assert_eq!(fts_query("  hello  wor\"ld "), Some("\"hello\" \"wor\"\"ld\"".into()));
         assert_eq!(fts_query("   "), None);
         assert_eq!(fts_query("a OR b*"), Some("\"a\" \"OR\" \"b*\"".into()));
+        assert_eq!(fts_query("a\0b"), Some("\"a\" \"b\"".into()), "NUL splits words");
+        assert_eq!(fts_query("\0\u{1}\u{7f}"), None, "control characters only: no word");
     }
 }

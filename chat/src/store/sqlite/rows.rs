@@ -196,7 +196,7 @@ pub fn channel(row: &Row<'_>) -> StoreResult<Channel> {
         name: get(row, 2)?,
         kind: ChannelKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("channel kind {kind:?}")))?,
         parent_id: get_id_opt(row, 4)?,
-        position: get(row, 5)?,
+        position: Channel::clamp_position(get(row, 5)?),
         topic: get(row, 6)?,
         overwrites: get_json(row, 7)?,
         recipients: get_ids_json(row, 8)?,

@@ -50,6 +50,7 @@ export function errorAction(code) {
     case 'invalid_token':
     case 'token_expired':
     case 'peer_timeout':
+    case 'peer_closed':
     case 'sfu_unavailable':
     case 'shutdown':
     case 'join_timeout':
