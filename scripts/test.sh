@@ -66,6 +66,8 @@ fi
 
 # --- chorus-bench cannot rot: a few seconds of each scenario against the real binary.
 cargo build --locked --bin chorus
+# --- OpenAPI fuzzing: schemathesis against the real binary, every operation, ~2.5 minutes (docs/fuzzing.md).
+scripts/fuzz_openapi.sh
 cargo build --locked -p chorus-bench --bin chorus-bench
 target/debug/chorus-bench smoke --spawn target/debug/chorus
 # ... and its Janus client: one small side-by-side round in a network namespace of its own.

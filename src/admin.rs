@@ -36,7 +36,12 @@ pub struct Admin {
 }
 
 pub fn router(state: Admin) -> Router {
-    Router::new().route("/admin", get(page)).route("/api/v1/admin/stats", get(stats)).with_state(state)
+    Router::new()
+        .route("/admin", get(page))
+        .route("/api/v1/admin/stats", get(stats))
+        // A wrong method is the contract's JSON error, not axum's empty 405.
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .with_state(state)
 }
 
 impl Admin {

@@ -86,6 +86,7 @@ pub async fn build(config: &Config) -> Result<App> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
+        .method_not_allowed_fallback(|| async { chat::Error::MethodNotAllowed })
         .with_state(state);
     let router = Router::new()
         .merge(chat.router())

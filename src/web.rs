@@ -34,6 +34,8 @@ pub fn router() -> Router {
         .route("/channels/{*rest}", get(index))
         .route("/settings", get(index))
         .route("/assets/{*path}", get(asset))
+        // A wrong method is the contract's JSON error, not axum's empty 405.
+        .method_not_allowed_fallback(|| async { chat::Error::MethodNotAllowed })
 }
 
 async fn index() -> Response {

@@ -102,6 +102,25 @@ async fn health_ready_and_metrics_answer() {
 }
 
 #[tokio::test]
+async fn wrong_methods_and_non_upgrades_get_the_contracts_json_errors_on_every_route() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start(dir.path(), free_port()).await;
+    let http = reqwest::Client::new();
+    for path in ["/healthz", "/readyz", "/metrics", "/api/openapi.json", "/voice", "/gateway"] {
+        let r = http.post(format!("{}{path}", c.base)).send().await.expect("post");
+        assert_eq!(r.status(), 405, "{path}");
+        let v: Value = r.json().await.unwrap_or_else(|e| panic!("{path}: 405 body is not JSON: {e}"));
+        assert_eq!(v["code"], "method_not_allowed", "{path}: {v}");
+    }
+    for path in ["/voice", "/gateway"] {
+        let r = http.get(format!("{}{path}", c.base)).send().await.expect("get");
+        assert_eq!(r.status(), 400, "{path}");
+        let v: Value = r.json().await.unwrap_or_else(|e| panic!("{path}: 400 body is not JSON: {e}"));
+        assert_eq!(v["code"], "invalid_upgrade", "{path}: {v}");
+    }
+}
+
+#[tokio::test]
 async fn acknowledged_messages_survive_kill_9() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();

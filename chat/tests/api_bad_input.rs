@@ -527,6 +527,26 @@ async fn channel_positions_stay_within_0_to_10000_whatever_is_asked() {
 }
 
 #[tokio::test]
+async fn a_role_at_the_largest_position_does_not_break_creating_roles() {
+    let s = TestServer::start().await;
+    let (owner, g) = setup(&s).await;
+    let path = format!("/guilds/{}/roles", g.id);
+    let (st, r) = s.post(&owner, &path, json!({"name": "top"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let top = r["id"].as_str().expect("id");
+    let (st, r) = s.patch(&owner, &format!("{path}/{top}"), json!({"position": i32::MAX})).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    // Creating a role moves the others up by one: at the largest position it stays there.
+    for n in 0..2 {
+        let (st, r) = s.post(&owner, &path, json!({"name": format!("next{n}")})).await;
+        assert_eq!(st, StatusCode::CREATED, "{r}");
+    }
+    let (_, roles) = s.get(&owner, &path).await;
+    assert!(roles.as_array().expect("roles").iter().any(|r| r["id"] == top && r["position"] == i32::MAX), "{roles}");
+    still_serving(&s, &owner, &g).await;
+}
+
+#[tokio::test]
 async fn after_a_barrage_of_bad_requests_the_server_still_answers() {
     let s = TestServer::start().await;
     let (owner, g) = setup(&s).await;

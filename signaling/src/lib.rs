@@ -164,5 +164,10 @@ impl Signaling {
 
 /// `GET /voice` (WebSocket). Mount it at the root of the HTTP server.
 pub fn router(state: Arc<Signaling>) -> Router {
-    Router::new().route("/voice", get(socket::upgrade)).with_state(state)
+    Router::new()
+        .route("/voice", get(socket::upgrade))
+        .method_not_allowed_fallback(|| async {
+            socket::http_error(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+        })
+        .with_state(state)
 }

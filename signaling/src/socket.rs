@@ -41,7 +41,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
     }
 }
 
-pub(crate) async fn upgrade(PeerIp(ip): PeerIp, State(s): State<Arc<Signaling>>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    PeerIp(ip): PeerIp,
+    State(s): State<Arc<Signaling>>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    // Not a WebSocket upgrade: the contract's JSON error instead of axum's plain-text 400.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(why) => return http_error(why.status(), "invalid_upgrade", &format!("not a WebSocket upgrade: {why}")),
+    };
     if let Some(limiter) = &s.connects
         && let Err(not_until) = {
             // Keeps the per-IP map small under a spread-out flood.
@@ -224,4 +233,10 @@ fn park(s: &Arc<Signaling>, session: Session, rx: Option<UnboundedReceiver<sfu::
             }
         }
     });
+}
+
+/// An HTTP error in the shape of the API contract (`{code, message}`).
+pub(crate) fn http_error(status: axum::http::StatusCode, code: &str, message: &str) -> Response {
+    use axum::response::IntoResponse;
+    (status, axum::Json(serde_json::json!({ "code": code, "message": message }))).into_response()
 }

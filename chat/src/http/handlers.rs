@@ -222,8 +222,8 @@ pub async fn revoke_invite(State(chat): S, Auth(c): Auth, Path(code): Path<Strin
 
 #[derive(Deserialize)]
 pub struct Page {
-    after: Option<Id>,
-    limit: Option<u32>,
+    pub after: Option<Id>,
+    pub limit: Option<u32>,
 }
 
 pub async fn members(State(chat): S, Auth(c): Auth, Path(g): Path<Id>, Query(p): Query<Page>) -> Result<Response> {
@@ -327,10 +327,23 @@ pub async fn delete_role(State(chat): S, Auth(c): Auth, Path((g, r)): Path<(Id, 
 
 #[derive(Deserialize)]
 pub struct HistoryQuery {
-    before: Option<Id>,
-    after: Option<Id>,
-    around: Option<Id>,
-    limit: Option<u32>,
+    pub before: Option<Id>,
+    pub after: Option<Id>,
+    pub around: Option<Id>,
+    pub limit: Option<u32>,
+}
+
+impl HistoryQuery {
+    /// Where the page starts: at most one of `before`, `after`, `around`.
+    pub fn anchor(&self) -> Result<HistoryAnchor> {
+        match (self.before, self.after, self.around) {
+            (None, None, None) => Ok(HistoryAnchor::Latest),
+            (Some(b), None, None) => Ok(HistoryAnchor::Before(b)),
+            (None, Some(a), None) => Ok(HistoryAnchor::After(a)),
+            (None, None, Some(a)) => Ok(HistoryAnchor::Around(a)),
+            _ => Err(Error::bad_request("invalid_query", "use at most one of before, after, around")),
+        }
+    }
 }
 
 pub async fn history(
@@ -339,13 +352,7 @@ pub async fn history(
     Path(ch): Path<Id>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response> {
-    let anchor = match (q.before, q.after, q.around) {
-        (None, None, None) => HistoryAnchor::Latest,
-        (Some(b), None, None) => HistoryAnchor::Before(b),
-        (None, Some(a), None) => HistoryAnchor::After(a),
-        (None, None, Some(a)) => HistoryAnchor::Around(a),
-        _ => return Err(Error::bad_request("invalid_query", "use at most one of before, after, around")),
-    };
+    let anchor = q.anchor()?;
     Ok(Json(chat.history(&c, ch, anchor, q.limit).await?).into_response())
 }
 
@@ -434,8 +441,8 @@ pub async fn typing(State(chat): S, Auth(c): Auth, Path(ch): Path<Id>) -> Result
 
 #[derive(Deserialize)]
 pub struct SearchQuery {
-    q: String,
-    limit: Option<u32>,
+    pub q: String,
+    pub limit: Option<u32>,
 }
 
 pub async fn search(

@@ -57,7 +57,7 @@ impl Chat {
         check_grant(&access, permissions)?;
         // New roles go just above @everyone (Discord's rule): the others move up by one.
         for mut r in access.roles.iter().filter(|r| r.id != guild_id).cloned() {
-            r.position += 1;
+            r.position = r.position.saturating_add(1);
             self.store.put_role(&r).await?;
         }
         let role = Role {
