@@ -60,6 +60,9 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+# --- coverage-guided fuzzing: every cargo-fuzz target in fuzz/ for 20 s on its committed corpus (docs/fuzzing.md).
+./scripts/fuzz_smoke.sh
+
 # --- deploy/: Prometheus config, alert rules and their unit tests, the Grafana dashboard (check.sh installs
 # Debian's prometheus for promtool if it is missing).
 ./deploy/check.sh
@@ -70,6 +73,8 @@ cargo build --locked --bin chorus
 scripts/fuzz_openapi.sh
 cargo build --locked -p chorus-bench --bin chorus-bench
 target/debug/chorus-bench smoke --spawn target/debug/chorus
+# ... and one minute of the soak (chat + voice with joins and leaves; fails when RSS or descriptors keep growing).
+target/debug/chorus-bench soak --spawn target/debug/chorus --duration 60 --interval 5 --warmup 20
 # ... and its Janus client: one small side-by-side round in a network namespace of its own.
 as_root target/debug/chorus-bench compare --spawn target/debug/chorus --rooms 1 --participants 3 --talkers 2 --duration 3
 

@@ -30,6 +30,10 @@ pub enum Command {
     Ramp(RampArgs),
     /// A few seconds of every scenario; exits non-zero when something is broken (for CI).
     Smoke(SmokeArgs),
+    /// Chat and voice load with joins and leaves for a long time (default 30 minutes), the
+    /// server's RSS, descriptors, threads and CPU sampled; fails when memory or descriptors keep
+    /// growing after the warm-up.
+    Soak(SoakArgs),
     /// The voice scenario against Chorus and against Janus VideoRoom, side by side (needs root
     /// for a network namespace, and Debian's `janus`).
     Compare(CompareArgs),
@@ -76,7 +80,8 @@ pub struct OutputArgs {
     /// Write a Markdown report
     #[arg(long)]
     pub markdown: Option<PathBuf>,
-    /// Write latency CDF plots (SVG) into this directory
+    /// Write plots (SVG) into this directory: latency CDFs, CPU against load, the soak's
+    /// resources over time
     #[arg(long)]
     pub plots: Option<PathBuf>,
 }
@@ -184,6 +189,106 @@ pub struct SmokeArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub soak: SoakParams,
+}
+
+/// Durations take seconds (`90`) or units (`90s`, `15m`, `1h30m`).
+#[derive(Debug, Args, Clone, serde::Serialize)]
+pub struct SoakParams {
+    /// How long the load runs after it is set up, in seconds or e.g. 30m, 1h
+    #[arg(long, default_value = "30m", value_parser = parse_secs)]
+    pub duration: u64,
+    /// Seconds between samples of the server's RSS, descriptors, threads and CPU (or e.g. 1m)
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub interval: u64,
+    /// Samples before this are not judged (default: a third of --duration, at most 6m, which
+    /// covers the gateway's 5-minute resume window for disconnected clients)
+    #[arg(long, value_parser = parse_secs)]
+    pub warmup: Option<u64>,
+    /// Voice rooms
+    #[arg(long, default_value_t = 2)]
+    pub rooms: usize,
+    /// Voice participants per room (talkers, listeners that stay, listeners that churn)
+    #[arg(long, default_value_t = 5)]
+    pub participants: usize,
+    /// Talkers per room (they stay for the whole run)
+    #[arg(long, default_value_t = 1)]
+    pub talkers: usize,
+    /// Listeners per room that leave and rejoin all the time
+    #[arg(long, default_value_t = 2)]
+    pub voice_churn: usize,
+    /// Seconds a churning listener stays after its first media packet before it leaves
+    #[arg(long, default_value_t = 10.0)]
+    pub voice_hold: f64,
+    /// Gateway clients connected for the whole run (they count every message's delivery)
+    #[arg(long, default_value_t = 40)]
+    pub clients: usize,
+    /// Gateway clients that disconnect and reconnect (a fresh IDENTIFY each time)
+    #[arg(long, default_value_t = 10)]
+    pub churn_clients: usize,
+    /// Seconds a churning gateway client stays connected
+    #[arg(long, default_value_t = 10.0)]
+    pub gateway_hold: f64,
+    /// Messages posted per second (REST), all through the run
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+    /// RSS growth that is noise: the larger of this (MiB) and --rss-tolerance-percent
+    #[arg(long, default_value_t = 8.0)]
+    pub rss_tolerance_mib: f64,
+    /// RSS growth that is noise, % of the first third's median
+    #[arg(long, default_value_t = 10.0)]
+    pub rss_tolerance_percent: f64,
+    /// Open-descriptor growth that is noise: the larger of this and 5 % of the first third's median
+    #[arg(long, default_value_t = 8)]
+    pub fd_tolerance: u64,
+    /// Restart a spawned server after registration so argon2's memory does not count (true by default)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub restart: bool,
+}
+
+impl SoakParams {
+    /// The warm-up in seconds: --warmup, else a third of the duration, at most 6 minutes.
+    pub fn warmup_secs(&self) -> u64 {
+        self.warmup.unwrap_or((self.duration / 3).min(360))
+    }
+}
+
+/// Seconds from `90`, `90s`, `15m`, `1h`, `1h30m` or `2m30s`.
+pub fn parse_secs(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let usage = || format!("`{s}` is not a duration (seconds, or with units: 90s, 15m, 1h30m)");
+    let (mut total, mut number) = (0u64, String::new());
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(usage()),
+        };
+        let n: u64 = number.parse().map_err(|_| usage())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(usage)?;
+        number.clear();
+    }
+    if !number.is_empty() || s.is_empty() {
+        return Err(usage());
+    }
+    Ok(total)
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct RampArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -275,4 +380,32 @@ pub struct CompareArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub voice: VoiceParams,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_seconds_or_with_units() {
+        assert_eq!(parse_secs("60"), Ok(60));
+        assert_eq!(parse_secs("90s"), Ok(90));
+        assert_eq!(parse_secs("30m"), Ok(1800));
+        assert_eq!(parse_secs("1h30m"), Ok(5400));
+        assert_eq!(parse_secs("2m30s"), Ok(150));
+        for bad in ["", "m", "1h30", "5x", "-3", "1.5m"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn soak_defaults_and_warm_up() {
+        let cli = Cli::try_parse_from(["chorus-bench", "soak", "--spawn", "chorus"]).unwrap();
+        let Command::Soak(a) = cli.command else { panic!("not soak") };
+        assert_eq!((a.soak.duration, a.soak.interval, a.soak.warmup_secs()), (1800, 10, 360));
+        let cli = Cli::try_parse_from(["chorus-bench", "soak", "--spawn", "c", "--duration", "60", "--interval", "5"])
+            .unwrap();
+        let Command::Soak(a) = cli.command else { panic!("not soak") };
+        assert_eq!((a.soak.duration, a.soak.interval, a.soak.warmup_secs()), (60, 5, 20));
+    }
 }

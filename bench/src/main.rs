@@ -1,8 +1,9 @@
 //! `chorus-bench`: the load benchmark of Chorus. It owns the load clients (REST, chat gateway,
 //! and str0m voice peers sending real Opus), the scenarios (`voice`, `video`, `join`, `chat`, a
-//! voice `ramp`, a CI `smoke` of the first four, and `compare` with Janus), the measurements (latency histograms, loss and
-//! jitter per talker → listener pair, the server's /proc counters and /metrics), and the reports
-//! (terminal table, JSON, Markdown, SVG latency CDFs). Traffic goes only to the target server,
+//! voice `ramp`, a CI `smoke` of the first four, `compare` with Janus, and a long `soak` with
+//! joins and leaves), the measurements (latency histograms, loss and jitter per talker → listener
+//! pair, the server's /proc counters and /metrics, growth of a series after a warm-up), and the
+//! reports (terminal table, JSON, Markdown, SVG latency CDFs and resources over time). Traffic goes only to the target server,
 //! normally on 127.0.0.1, or inside a network namespace of the bench's own (Janus runs).
 
 mod cli;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => a.target.is_janus(),
         Command::Ramp(a) => a.target.is_janus(),
         Command::Smoke(a) => a.target.is_janus(),
+        Command::Soak(a) => a.target.is_janus(),
     };
     if needs_namespace && netns::inside().is_none() {
         return netns::rerun_inside().unwrap_or_else(|e| {
@@ -77,6 +79,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Chat(a) => (&a.target, &a.output),
         Command::Ramp(a) => (&a.target, &a.output),
         Command::Smoke(a) => (&a.target, &a.output),
+        Command::Soak(a) => (&a.target, &a.output),
     };
     let mut target = Target::open(&target_args.spec()?).await?;
     let result: Result<Vec<Report>> = match &cli.command {
@@ -86,6 +89,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Chat(a) => scenario::chat::run(&mut target, &a.chat).await.map(|r| vec![r]),
         Command::Ramp(a) => scenario::ramp::run(&mut target, &a.ramp).await.map(|r| vec![r]),
         Command::Smoke(a) => scenario::smoke::run(&mut target, a.seconds).await,
+        Command::Soak(a) => scenario::soak::run(&mut target, &a.soak).await.map(|r| vec![r]),
         Command::Compare(_) => Err(anyhow::anyhow!("compare starts its own targets")),
     };
     let reports = match result {
@@ -109,6 +113,7 @@ fn finish(reports: &[Report], output: &OutputArgs) -> Result<bool> {
     if let Some(dir) = &output.plots {
         let mut files = plot::write_cdfs(reports, dir)?;
         files.extend(plot::write_cpu_vs_load(reports, dir)?);
+        files.extend(plot::write_resources(reports, dir)?);
         for f in files {
             println!("plot: {}", f.display());
         }

@@ -114,6 +114,42 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
+/// Columns of a report's time series (`soak`): (key in each sample, header).
+const SERIES_COLUMNS: [(&str, &str); 10] = [
+    ("t", "t (s)"),
+    ("rss_mib", "RSS (MiB)"),
+    ("fds", "fds"),
+    ("threads", "threads"),
+    ("cpu_percent", "CPU (%)"),
+    ("gateway_connections", "gateway conns"),
+    ("voice_sessions", "voice sessions"),
+    ("messages_posted", "posted"),
+    ("voice_rejoins", "rejoins"),
+    ("gateway_reconnects", "reconnects"),
+];
+
+/// At most `rows` evenly spaced samples of the report's time series (the last one always), as
+/// formatted cells; empty without a series.
+fn series_rows(r: &Report, rows: usize) -> Vec<Vec<String>> {
+    let Some(series) = r.details.get("series").and_then(|v| v.as_array()) else { return Vec::new() };
+    let step = series.len().div_ceil(rows.max(1)).max(1);
+    let mut picked: Vec<&Value> = series.iter().step_by(step).collect();
+    if let Some(last) = series.last()
+        && (series.len() - 1) % step != 0
+    {
+        picked.push(last);
+    }
+    picked
+        .into_iter()
+        .map(|p| {
+            SERIES_COLUMNS
+                .iter()
+                .map(|(key, _)| p[key].as_f64().map_or("–".to_owned(), |v| format_value((v * 10.0).round() / 10.0)))
+                .collect()
+        })
+        .collect()
+}
+
 /// The terminal summary.
 pub fn table(r: &Report) -> String {
     let width = r.metrics.iter().map(|m| m.name.len()).max().unwrap_or(0).max(6);
@@ -121,6 +157,18 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(s, "\n== {} ({}) ==  {}  (load average {})", r.scenario, r.target, r.params, r.load_average);
     for m in &r.metrics {
         let _ = writeln!(s, "  {:<width$}  {:>14} {}", m.name, format_value(m.value), m.unit);
+    }
+    let rows = series_rows(r, 12);
+    if !rows.is_empty() {
+        let _ = writeln!(s, "  over time:");
+        let widths: Vec<usize> = SERIES_COLUMNS.iter().map(|(_, h)| h.chars().count().max(7)).collect();
+        let line = |cells: Vec<&str>| -> String {
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  ")
+        };
+        let _ = writeln!(s, "  {}", line(SERIES_COLUMNS.iter().map(|(_, h)| *h).collect()));
+        for row in &rows {
+            let _ = writeln!(s, "  {}", line(row.iter().map(String::as_str).collect()));
+        }
     }
     if r.failures.is_empty() {
         let _ = writeln!(s, "  checks: ok");
@@ -143,6 +191,14 @@ pub fn markdown(reports: &[Report]) -> String {
         );
         for m in &r.metrics {
             let _ = writeln!(s, "| {} | {} | {} |", m.name, format_value(m.value), m.unit);
+        }
+        let rows = series_rows(r, 40);
+        if !rows.is_empty() {
+            let header: Vec<&str> = SERIES_COLUMNS.iter().map(|(_, h)| *h).collect();
+            let _ = write!(s, "\nOver time:\n\n| {} |\n|{}\n", header.join(" | "), "---:|".repeat(header.len()));
+            for row in rows {
+                let _ = writeln!(s, "| {} |", row.join(" | "));
+            }
         }
         if !r.failures.is_empty() {
             let _ = writeln!(s, "\nFailed checks:\n");
@@ -192,5 +248,23 @@ mod tests {
         assert!(md.contains("| loss | 0.5 | % |"));
         assert!(md.contains("- no media received"));
         assert!(!md.contains("never shown"));
+    }
+
+    #[test]
+    fn a_time_series_is_shown_thinned_with_its_last_sample() {
+        let mut r = Report::new("soak", serde_json::json!({}));
+        let series: Vec<Value> =
+            (0..=30).map(|i| serde_json::json!({"t": i as f64 * 10.0, "rss_mib": 50.04, "fds": 31})).collect();
+        r.details = serde_json::json!({ "series": series });
+        let rows = series_rows(&r, 12);
+        assert_eq!(rows.len(), 11);
+        assert_eq!(rows[1][0], "30");
+        assert_eq!(rows.last().unwrap()[0], "300");
+        assert_eq!(rows[0][1], "50");
+        assert_eq!(rows[0][4], "–");
+        assert!(table(&r).contains("over time:"));
+        let md = markdown(&[r]);
+        assert!(md.contains("| t (s) | RSS (MiB) |") && md.contains("| 300 | 50 | 31 |"), "{md}");
+        assert!(series_rows(&Report::new("voice", serde_json::json!({})), 12).is_empty());
     }
 }

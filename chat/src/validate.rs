@@ -44,7 +44,12 @@ pub fn name(field: &str, raw: &str, max: usize) -> Result<String> {
 /// Channel names: lower-cased for text channels, spaces become dashes (Discord's convention).
 pub fn channel_name(raw: &str, text: bool) -> Result<String> {
     let n = name("name", raw, 100)?;
-    Ok(if text { n.to_lowercase().replace(' ', "-") } else { n })
+    if !text {
+        return Ok(n);
+    }
+    // Lower-casing can lengthen a name (`İ` becomes `i̇`, two characters): the stored name obeys the
+    // same rule as the one sent, so a name read back and sent again is accepted.
+    name("name", &n.to_lowercase().replace(' ', "-"), 100)
 }
 
 /// Message content: 1–4000 characters and not only whitespace.
@@ -113,6 +118,16 @@ mod tests {
     fn text_channel_names_are_normalised() {
         assert_eq!(channel_name("Off Topic", true).unwrap(), "off-topic");
         assert_eq!(channel_name("Off Topic", false).unwrap(), "Off Topic");
+    }
+
+    #[test]
+    fn text_channel_names_are_limited_after_lower_casing() {
+        // Found with the `validate` fuzz target: 60 × `İ` (60 characters) lower-cases to 120.
+        assert!(channel_name(&"İ".repeat(60), true).is_err());
+        assert!(channel_name(&"İ".repeat(60), false).is_ok());
+        let fifty = channel_name(&"İ".repeat(50), true).unwrap();
+        assert_eq!(fifty.chars().count(), 100);
+        assert_eq!(channel_name(&fifty, true).unwrap(), fifty);
     }
 
     #[test]

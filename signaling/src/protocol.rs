@@ -93,10 +93,19 @@ struct Envelope {
 
 /// Parse one text frame.
 pub fn parse(text: &str) -> Result<ClientMessage, ParseError> {
+    // serde reads a struct, and an internally tagged enum, from a JSON array too (`["ping"]`).
+    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return Err(ParseError::BadJson);
+    }
     let env: Envelope = serde_json::from_str(text).map_err(|_| ParseError::BadJson)?;
     if !ClientMessage::TYPES.contains(&env.kind.as_str()) {
+        // At most 64 bytes of it go back to the client, cut at a character boundary.
         let mut k = env.kind;
-        k.truncate(64);
+        let mut end = k.len().min(64);
+        while !k.is_char_boundary(end) {
+            end -= 1;
+        }
+        k.truncate(end);
         return Err(ParseError::UnknownType(k));
     }
     serde_json::from_str(text).map_err(|e| ParseError::BadMessage { kind: env.kind, detail: e.to_string() })
@@ -200,5 +209,23 @@ mod tests {
         assert_eq!(parse(r#"{"sdp":"x"}"#), Err(ParseError::BadJson));
         assert!(matches!(parse(r#"{"type":"dance"}"#), Err(ParseError::UnknownType(_))));
         assert!(matches!(parse(r#"{"type":"join"}"#), Err(ParseError::BadMessage { .. })));
+    }
+
+    #[test]
+    fn a_long_unknown_type_is_cut_at_a_character_boundary() {
+        // Found with the `voice_message` fuzz target: byte 64 fell inside `é`, and `String::truncate`
+        // panicked (the connection's task died before answering).
+        let frame = format!(r#"{{"type":"{}é"}}"#, "a".repeat(63));
+        assert_eq!(parse(&frame), Err(ParseError::UnknownType("a".repeat(63))));
+        let frame = format!(r#"{{"type":"{}"}}"#, "é".repeat(40));
+        assert_eq!(parse(&frame), Err(ParseError::UnknownType("é".repeat(32))));
+    }
+
+    #[test]
+    fn messages_in_array_form_are_refused() {
+        // Found with the `voice_message` fuzz target: serde reads `["ping"]` as a ping.
+        assert_eq!(parse(r#"["ping"]"#), Err(ParseError::BadJson));
+        assert_eq!(parse(r#"["offer","v=0"]"#), Err(ParseError::BadJson));
+        assert_eq!(parse(" \n{\"type\":\"ping\"}"), Ok(ClientMessage::Ping));
     }
 }

@@ -1,4 +1,5 @@
-//! CPU time and resident memory of the server process, from `/proc/PID/stat` and `/proc/PID/status`.
+//! CPU time, resident memory and threads of the server process, from `/proc/PID/stat` and
+//! `/proc/PID/status`; its open descriptors from `/proc/PID/fd`.
 
 use std::time::Instant;
 
@@ -49,6 +50,12 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// Open file descriptors of a process: the entries of `/proc/PID/fd` (readable for the bench's
+/// own children and other processes of the same user); None when unreadable.
+pub fn open_fds(pid: u32) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count() as u64)
+}
+
 /// CPU used between two samples, as cores busy (1.0 = one core all the time).
 pub fn cores_busy(a: &ProcSample, b: &ProcSample) -> f64 {
     let wall = b.at.saturating_duration_since(a.at).as_secs_f64();
@@ -83,5 +90,8 @@ mod tests {
         let s = sample(std::process::id()).unwrap();
         assert!(s.rss_kib > 0);
         assert!(s.threads >= 1);
+        // stdin, stdout, stderr at least.
+        assert!(open_fds(std::process::id()).unwrap() >= 3);
+        assert_eq!(open_fds(u32::MAX), None);
     }
 }

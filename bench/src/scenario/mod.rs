@@ -5,6 +5,7 @@ pub mod compare;
 pub mod join;
 pub mod ramp;
 pub mod smoke;
+pub mod soak;
 pub mod video;
 pub mod voice;
 pub mod window;

@@ -102,9 +102,22 @@ struct PresenceData {
 
 const DECODE: FrameError = FrameError { code: close::DECODE_ERROR, reason: "decode error" };
 
+/// serde reads a struct from a JSON array too (`[2, {"token": "t"}]` as IDENTIFY); the contract's
+/// frames and their `d` are objects.
+fn is_object(json: &str) -> bool {
+    json.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
+}
+
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    if !is_object(text) {
+        return Err(DECODE);
+    }
     let env: Envelope = serde_json::from_str(text).map_err(|_| DECODE)?;
     let data = |raw: Option<&RawValue>| raw.map(RawValue::get).unwrap_or("null").to_owned();
+    let object = |raw: Option<&RawValue>| {
+        let d = data(raw);
+        if is_object(&d) { Ok(d) } else { Err(DECODE) }
+    };
     match env.op {
         op::HEARTBEAT => {
             // Discord sends the bare sequence number; the contract says `{seq}`. Accept both.
@@ -118,15 +131,15 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             Ok(ClientFrame::Heartbeat { seq })
         }
         op::IDENTIFY => {
-            let d: IdentifyData = serde_json::from_str(&data(env.d)).map_err(|_| DECODE)?;
+            let d: IdentifyData = serde_json::from_str(&object(env.d)?).map_err(|_| DECODE)?;
             Ok(ClientFrame::Identify { token: d.token })
         }
         op::RESUME => {
-            let d: ResumeData = serde_json::from_str(&data(env.d)).map_err(|_| DECODE)?;
+            let d: ResumeData = serde_json::from_str(&object(env.d)?).map_err(|_| DECODE)?;
             Ok(ClientFrame::Resume { token: d.token, session_id: d.session_id, seq: d.seq })
         }
         op::PRESENCE_UPDATE => {
-            let d: PresenceData = serde_json::from_str(&data(env.d)).map_err(|_| DECODE)?;
+            let d: PresenceData = serde_json::from_str(&object(env.d)?).map_err(|_| DECODE)?;
             let status = match d.status.as_str() {
                 "online" => Status::Online,
                 "idle" => Status::Idle,
@@ -194,6 +207,24 @@ mod tests {
         assert_eq!(parse_client_frame("not json").unwrap_err().code, close::DECODE_ERROR);
         assert_eq!(parse_client_frame(r#"{"op":2,"d":{"tok":1}}"#).unwrap_err().code, close::DECODE_ERROR);
         assert_eq!(parse_client_frame(r#"{"op":3,"d":{"status":"away"}}"#).unwrap_err().code, close::DECODE_ERROR);
+    }
+
+    #[test]
+    fn frames_and_their_data_in_array_form_are_refused() {
+        // Found with the `gateway_frame` fuzz target: serde reads a struct from a JSON array as well.
+        for text in [
+            r#"[1, 5]"#,
+            r#"[2, {"token":"t"}]"#,
+            r#"{"op":2,"d":["t"]}"#,
+            r#"{"op":6,"d":["t","s",4]}"#,
+            r#"{"op":3,"d":["dnd"]}"#,
+        ] {
+            assert_eq!(parse_client_frame(text).unwrap_err().code, close::DECODE_ERROR, "{text}");
+        }
+        assert_eq!(
+            parse_client_frame(" \r\n\t{\"op\":2,\"d\": {\"token\":\"t\"}}"),
+            Ok(ClientFrame::Identify { token: "t".into() })
+        );
     }
 
     #[test]

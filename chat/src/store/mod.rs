@@ -6,8 +6,8 @@
 //! knows nothing of HTTP, permissions or the gateway.
 
 mod metered;
-mod mongo;
-mod sqlite;
+pub(crate) mod mongo;
+pub(crate) mod sqlite;
 
 pub use metered::Metered;
 pub use mongo::MongoStore;

@@ -237,7 +237,7 @@ where
 /// A user's query as MongoDB `$text` input: every word quoted, which makes the words required
 /// (all must appear, as in the SQLite backend's FTS) and strips `$text` operators (`-word`, quotes)
 /// out of user input. None when the query has no word.
-fn text_search_terms(query: &str) -> Option<String> {
+pub fn text_search_terms(query: &str) -> Option<String> {
     let words: Vec<&str> =
         query.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(MAX_SEARCH_TERMS).collect();
     if words.is_empty() {
