@@ -8,7 +8,8 @@
 //! happens; an offer the token's rights forbid (by the SFU's own check) is refused with `forbidden`;
 //! whatever was accepted, **no track of a kind the rights forbid is published** (the text check and
 //! str0m's reading of the offer agree); every SDP the SFU sends parses, and its subscribe offers
-//! carry no transport-cc on audio lines; what str0m parses, it prints as SDP that parses again.
+//! carry no transport-cc on audio lines. (str0m's printing of a client's SDP is not checked: it is
+//! not always SDP str0m parses again, and Chorus never re-parses it; see docs/fuzzing.md.)
 //! "What the text check sees" is compared with str0m's own printing of the parsed offer, and the
 //! SFU's answer must not receive a forbidden kind: the text check and str0m must not disagree in
 //! the client's favour.
@@ -124,19 +125,6 @@ fn errors(events: &[SfuEvent]) -> Vec<&'static str> {
     events.iter().filter_map(|e| if let SfuEvent::Error { code, .. } = e { Some(*code) } else { None }).collect()
 }
 
-/// str0m's printing of what it parsed parses again. (It is not a fixed point, which Chorus does not
-/// rely on: str0m prints an fmtp parameter it does not know as an empty one, and the next parse
-/// drops what follows, e.g. `a=fmtp:102 x=1;profile-level-id=42e01f` → `a=fmtp:102 ;profile-level-id=42e01f`
-/// → `a=fmtp:102 `; the seeds `str0m_fmtp_*` show it.)
-fn printed_sdp_parses(sdp: &str) {
-    if let Ok(o) = SdpOffer::from_sdp_string(sdp) {
-        SdpOffer::from_sdp_string(&o.to_sdp_string()).expect("a printed offer parses");
-    }
-    if let Ok(a) = SdpAnswer::from_sdp_string(sdp) {
-        SdpAnswer::from_sdp_string(&a.to_sdp_string()).expect("a printed answer parses");
-    }
-}
-
 /// A room with participant 1 (the publisher) and 2 (the subscriber), kept between runs while a run
 /// changed nothing in it: joining builds four str0m peer connections (each with a new DTLS
 /// certificate), far more work than most inputs, which str0m's parser refuses.
@@ -248,7 +236,6 @@ fuzz_target!(|data: &[u8]| {
     let flags = flags & 7;
     let rights = Rights { speak: flags & 1 != 0, video: flags & 2 != 0 };
     let answer_mode = flags & 4 != 0;
-    printed_sdp_parses(sdp);
 
     let all = Rights { speak: true, video: true };
     let mut c = WORLDS

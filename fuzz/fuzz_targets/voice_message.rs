@@ -78,18 +78,12 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             if let ParseError::UnknownType(k) = &e {
                 assert!(k.len() <= 64, "reported type is {} bytes", k.len());
-                // (Fields other than `type` are skipped without converting their numbers or checking
-                // their `\u` escapes, so what a `Value` cannot hold may be among them.)
-                match serde_json::from_str::<Value>(text) {
-                    Ok(v) => {
-                        let sent = v["type"].as_str().expect("type is a string");
-                        assert!(sent.starts_with(k.as_str()), "{k:?} is not a prefix of {sent:?}");
-                        assert!(!ClientMessage::TYPES.contains(&sent), "{sent} is a known type");
-                    }
-                    Err(e) => {
-                        let e = e.to_string();
-                        assert!(e.contains("out of range") || e.contains("surrogate"), "{e}")
-                    }
+                // (When serde_json reads the text as a `Value`: fields other than `type` are
+                // skipped without converting their numbers or checking their `\u` escapes.)
+                if let Ok(v) = serde_json::from_str::<Value>(text) {
+                    let sent = v["type"].as_str().expect("type is a string");
+                    assert!(sent.starts_with(k.as_str()), "{k:?} is not a prefix of {sent:?}");
+                    assert!(!ClientMessage::TYPES.contains(&sent), "{sent} is a known type");
                 }
             }
             if let ParseError::BadMessage { kind, .. } = &e {

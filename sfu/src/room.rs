@@ -931,7 +931,9 @@ pub fn check_publish_rights(sdp: &str, rights: Rights) -> Result<(), &'static st
         if let Some(rest) = line.strip_prefix("m=") {
             check(kind, sends)?;
             kind = rest.split(' ').next();
-            sends = rest.split(' ').nth(1).is_none_or(|port| port != "0");
+            // A port of 0 does not count as "not sending": str0m ignores the port and accepts the line by
+            // its direction (found by the `sfu_sdp` fuzz target: audio without SPEAK on port 0).
+            sends = true;
         } else if kind.is_some() && (line == "a=recvonly" || line == "a=inactive") {
             sends = false;
         }
@@ -956,5 +958,13 @@ mod tests {
         assert!(check_publish_rights(OFFER, novideo).is_err());
         let recv = OFFER.replace("a=sendonly", "a=recvonly").replace("a=sendrecv", "a=inactive");
         assert!(check_publish_rights(&recv, Rights { speak: false, video: false }).is_ok());
+    }
+
+    #[test]
+    fn a_sending_line_on_port_0_still_needs_its_right() {
+        let port0 = OFFER.replace("m=audio 9", "m=audio 0");
+        assert!(check_publish_rights(&port0, Rights { speak: false, video: true }).is_err());
+        let stopped = port0.replace("a=sendonly", "a=inactive");
+        assert!(check_publish_rights(&stopped, Rights { speak: false, video: true }).is_ok());
     }
 }

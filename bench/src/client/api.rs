@@ -41,9 +41,15 @@ fn str_field(v: &Value, key: &str) -> Result<String> {
 
 impl Api {
     pub fn new(base: &str) -> Result<Api> {
+        Api::with_idle_pool(base, 64)
+    }
+
+    /// A client keeping at most `idle` idle connections to the server (a soak's poster keeps
+    /// few, so that a burst of slow posts does not leave the server holding dozens of sockets).
+    pub fn with_idle_pool(base: &str, idle: usize) -> Result<Api> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(idle)
             .build()
             .context("building the HTTP client")?;
         Ok(Api { http, base: base.trim_end_matches('/').to_owned() })

@@ -382,8 +382,10 @@ pub async fn run(target: &mut Target, p: &SoakParams) -> Result<Report> {
         gateway_churners.push(tokio::spawn(task));
     }
     let (stop_posting, stop_posting_rx) = watch::channel(false);
+    // Its own client with a small idle pool: the server's descriptors should show the server,
+    // not how many keep-alive connections a burst of slow posts left in the bench's pool.
     let poster = tokio::spawn(poster(
-        api.clone(),
+        Api::with_idle_pool(api.base(), 4)?,
         owner.clone(),
         guild.text_channel.clone(),
         p.rate,
