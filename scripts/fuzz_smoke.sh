@@ -36,7 +36,7 @@ mkdir -p "$work"
 
 run() {
   local t=$1
-  mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
+  mkdir -p "$work/corpus/$t" "$work/artifacts/$t" "fuzz/corpus/$t"
   # libFuzzer writes new inputs to the first directory only; the committed corpus is read.
   # `timeout` bounds the wall clock even if libFuzzer itself hangs.
   if timeout --kill-after=10 $((FUZZ_SECONDS + 120)) \
