@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::id::Id;
 use crate::model::{Channel, Member, Role};
+use crate::permissions::{GuildContext, can_view};
 
 /// The permission context of a guild channel, captured when the event happened.
 #[derive(Debug, Clone)]
@@ -57,11 +58,26 @@ pub struct Dispatch {
     pub effect: Option<Effect>,
 }
 
-impl Dispatch {
-    pub fn new(name: &'static str, data: &impl Serialize, audience: Audience) -> Self {
+impl Payload {
+    /// A payload to deliver as it is (READY, RESUMED, or one chosen per member).
+    pub fn new(name: &'static str, data: &impl Serialize) -> Arc<Self> {
         // Serializing our own types into a string cannot fail; fall back to null to stay total.
         let data = serde_json::to_string(data).unwrap_or_else(|_| "null".into()).into_boxed_str();
-        Dispatch { payload: Arc::new(Payload { name, data }), audience, effect: None }
+        Arc::new(Payload { name, data })
+    }
+}
+
+impl ChannelScope {
+    /// Whether `member` may view the channel in this scope.
+    pub fn visible_to(&self, member: &Member, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let guild = GuildContext { guild_id: self.guild_id, owner_id: self.owner_id, roles: &self.roles };
+        can_view(guild, &self.channel, member, now)
+    }
+}
+
+impl Dispatch {
+    pub fn new(name: &'static str, data: &impl Serialize, audience: Audience) -> Self {
+        Dispatch { payload: Payload::new(name, data), audience, effect: None }
     }
 
     pub fn with_effect(mut self, effect: Effect) -> Self {

@@ -139,6 +139,11 @@ pub fn base_permissions(guild: GuildContext<'_>, member: &Member, now: DateTime<
     perms
 }
 
+/// Whether a member may see a channel at all (VIEW_CHANNEL): who receives its events.
+pub fn can_view(guild: GuildContext<'_>, channel: &Channel, member: &Member, now: DateTime<Utc>) -> bool {
+    channel_permissions(guild, channel, member, now).contains(Permissions::VIEW_CHANNEL)
+}
+
 /// Effective permissions of a member in a channel of the guild.
 pub fn channel_permissions(
     guild: GuildContext<'_>,

@@ -59,6 +59,11 @@ impl Api {
         &self.base
     }
 
+    /// The gateway's WebSocket URL on the same server.
+    pub fn gateway_url(&self) -> String {
+        format!("{}/gateway", self.base.replacen("http", "ws", 1))
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }

@@ -30,7 +30,7 @@ pub async fn run(target: &mut Target, p: &ChatParams) -> Result<Report> {
         if p.restart && target.is_spawned() { target.pid.and_then(proc::sample).map(|s| s.rss_kib) } else { None };
 
     let shared = FanoutShared::new();
-    let ws_url = format!("{}/gateway", target.chorus()?.base().replacen("http", "ws", 1));
+    let ws_url = target.chorus()?.gateway_url();
     let (stop_tx, stop_rx) = watch::channel(false);
     let t0 = Instant::now();
     let mut tasks = Vec::new();

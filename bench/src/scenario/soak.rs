@@ -289,7 +289,7 @@ pub async fn run(target: &mut Target, p: &SoakParams) -> Result<Report> {
     let members = (p.rooms * per_room).max((p.clients + p.churn_clients).div_ceil(10)).max(1);
     let (owner, guild, accounts) = setup_guild(target, "soak", p.rooms, members, p.restart).await?;
     let api = target.chorus()?.clone();
-    let ws_url = format!("{}/gateway", api.base().replacen("http", "ws", 1));
+    let ws_url = api.gateway_url();
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Gateway clients that stay, all READY before the load starts.

@@ -18,7 +18,6 @@ use super::replay::{ReplayBuffer, TooOld};
 use crate::events::{Audience, Dispatch, Effect, Payload};
 use crate::id::Id;
 use crate::model::Member;
-use crate::permissions::{GuildContext, Permissions, channel_permissions};
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -496,12 +495,9 @@ impl Hub {
                 }
             }
             Audience::Channel(scope) => {
-                let guild = GuildContext { guild_id: scope.guild_id, owner_id: scope.owner_id, roles: &scope.roles };
                 for s in idx.by_guild.get(&scope.guild_id).into_iter().flatten() {
                     let mut st = s.state.lock();
-                    let visible = st.members.get(&scope.guild_id).is_some_and(|m| {
-                        channel_permissions(guild, &scope.channel, m, now).contains(Permissions::VIEW_CHANNEL)
-                    });
+                    let visible = st.members.get(&scope.guild_id).is_some_and(|m| scope.visible_to(m, now));
                     if visible {
                         send(s, &mut st);
                     }
@@ -527,6 +523,7 @@ mod tests {
     use super::*;
     use crate::events::ChannelScope;
     use crate::model::{Channel, ChannelKind, Overwrite, OverwriteKind, Role};
+    use crate::permissions::Permissions;
 
     const G: Id = Id::from_raw(10);
 

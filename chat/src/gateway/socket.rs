@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures::SinkExt;
@@ -17,14 +18,25 @@ use super::protocol::{self, ClientFrame, close};
 use crate::Chat;
 use crate::credentials::new_token;
 use crate::error::Error;
-use crate::events::{Audience, Dispatch};
+use crate::events::Payload;
 use crate::http::extract::ClientIp;
 use crate::service::accounts::Caller;
 
 /// Frames written per flush when a backlog is queued.
 const BATCH: usize = 64;
 
-pub async fn handler(State(chat): State<Arc<Chat>>, ClientIp(ip): ClientIp, ws: WebSocketUpgrade) -> Response {
+pub async fn handler(
+    State(chat): State<Arc<Chat>>,
+    ClientIp(ip): ClientIp,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // Not a WebSocket upgrade: the contract's JSON error instead of axum's plain-text 400.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(why) => {
+            return Error::bad_request("invalid_upgrade", format!("not a WebSocket upgrade: {why}")).into_response();
+        }
+    };
     if let Err(l) = chat.limits.gateway_connect(ip) {
         return Error::RateLimited(l.0).into_response();
     }
@@ -118,8 +130,7 @@ impl Connection {
                             }
                             #[derive(Serialize)]
                             struct Empty {}
-                            let done = Dispatch::new("RESUMED", &Empty {}, Audience::Users(vec![]));
-                            self.chat.hub.send_to_session(&resumed.session, done.payload);
+                            self.chat.hub.send_to_session(&resumed.session, Payload::new("RESUMED", &Empty {}));
                             return Start::Ready(resumed.session, resumed.receiver);
                         }
                         Err(ResumeError::Unknown | ResumeError::TooOld) => {
@@ -156,7 +167,7 @@ impl Connection {
                 return Err(e);
             }
         };
-        session.send_ready(Dispatch::new("READY", &ready, Audience::Users(vec![])).payload);
+        session.send_ready(Payload::new("READY", &ready));
         Ok(Start::Ready(session, rx))
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 
 use crate::Chat;
@@ -61,30 +61,11 @@ pub fn router(chat: Arc<Chat>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(chat.clone(), measure));
     Router::new()
         .nest("/api/v1", api)
-        .route(
-            "/gateway",
-            get(crate::gateway::socket::handler).layer(axum::middleware::map_response(json_upgrade_rejection)),
-        )
+        .route("/gateway", get(crate::gateway::socket::handler))
         // Only for the routes above (`/gateway`): a wrong method is the JSON error, not an empty 405.
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(chat.config.max_body_bytes))
         .with_state(chat)
-}
-
-/// A `GET /gateway` that is not a WebSocket upgrade is refused by axum's extractor with a plain-text 400;
-/// the contract wants every error as `{code, message}`, so it becomes `invalid_upgrade` with axum's reason.
-async fn json_upgrade_rejection(res: Response) -> Response {
-    let json = res
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if res.status() != axum::http::StatusCode::BAD_REQUEST || json {
-        return res;
-    }
-    let reason = axum::body::to_bytes(res.into_body(), 1024).await.unwrap_or_default();
-    let reason = String::from_utf8_lossy(&reason);
-    Error::bad_request("invalid_upgrade", format!("not a WebSocket upgrade: {}", reason.trim())).into_response()
 }
 
 /// Counts and times every routed REST request. Runs as a route layer, so the label is the matched
@@ -105,41 +86,4 @@ async fn measure(State(chat): State<Arc<Chat>>, req: Request, next: Next) -> Res
     };
     m.http_requests.with_label_values(&[&route, method.as_str(), class]).inc();
     res
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::body::Body;
-    use axum::http::{StatusCode, header};
-    use axum::response::{IntoResponse, Response};
-
-    use super::json_upgrade_rejection;
-
-    async fn body_json(res: Response) -> serde_json::Value {
-        let bytes = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_plain_text_upgrade_rejection_becomes_the_json_error() {
-        let plain = (StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'").into_response();
-        let res = json_upgrade_rejection(plain).await;
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
-        let v = body_json(res).await;
-        assert_eq!(v["code"], "invalid_upgrade");
-        assert!(v["message"].as_str().unwrap().contains("Connection header"), "{v}");
-    }
-
-    #[tokio::test]
-    async fn other_answers_pass_through() {
-        let switching = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS).body(Body::empty()).unwrap();
-        assert_eq!(json_upgrade_rejection(switching).await.status(), StatusCode::SWITCHING_PROTOCOLS);
-        let limited = crate::error::Error::RateLimited(1).into_response();
-        let res = json_upgrade_rejection(limited).await;
-        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(body_json(res).await["code"], "rate_limited");
-        let json_400 = crate::error::Error::bad_request("invalid_query", "x").into_response();
-        assert_eq!(body_json(json_upgrade_rejection(json_400).await).await["code"], "invalid_query");
-    }
 }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::Chat;
-use crate::events::{Dispatch, Payload};
+use crate::events::Payload;
 use crate::id::Id;
 use crate::model::{Channel, Member, Role};
-use crate::permissions::{GuildContext, Permissions, channel_permissions};
+use crate::permissions::{GuildContext, can_view};
 use crate::voice::VoiceState;
 
 /// Whose standing a [`Sight`] evaluates.
@@ -40,7 +40,7 @@ pub(crate) struct Sight<'a> {
 impl Sight<'_> {
     fn sees(&self, channel: &Channel, followed: &Member, now: chrono::DateTime<Utc>) -> bool {
         let ctx = GuildContext { guild_id: self.guild_id, owner_id: self.owner_id, roles: self.roles };
-        let view = |m: &Member| channel_permissions(ctx, channel, m, now).contains(Permissions::VIEW_CHANNEL);
+        let view = |m: &Member| can_view(ctx, channel, m, now);
         match self.standing {
             Standing::AsFollowed => view(followed),
             Standing::Exactly(m) => view(m),
@@ -84,12 +84,11 @@ impl Chat {
                 Told {
                     before: b.clone(),
                     after: a.clone(),
-                    create: Dispatch::new("CHANNEL_CREATE", a, crate::events::Audience::Users(vec![])).payload,
-                    delete: Dispatch::new("CHANNEL_DELETE", b, crate::events::Audience::Users(vec![])).payload,
-                    update: channel_changed
-                        .then(|| Dispatch::new("CHANNEL_UPDATE", a, crate::events::Audience::Users(vec![])).payload),
-                    voice_in: occupants.iter().map(voice_payload).collect(),
-                    voice_left: occupants.iter().map(|s| voice_payload(&left(s))).collect(),
+                    create: Payload::new("CHANNEL_CREATE", a),
+                    delete: Payload::new("CHANNEL_DELETE", b),
+                    update: channel_changed.then(|| Payload::new("CHANNEL_UPDATE", a)),
+                    voice_in: occupants.iter().map(|s| Payload::new("VOICE_STATE_UPDATE", s)).collect(),
+                    voice_left: occupants.iter().map(|s| Payload::new("VOICE_STATE_UPDATE", &left(s))).collect(),
                 }
             })
             .collect();
@@ -127,8 +126,4 @@ impl Chat {
         self.announce_sight_change(before, after, &channels, false, only_user);
         Ok(())
     }
-}
-
-pub(crate) fn voice_payload(state: &VoiceState) -> Arc<Payload> {
-    Dispatch::new("VOICE_STATE_UPDATE", state, crate::events::Audience::Users(vec![])).payload
 }

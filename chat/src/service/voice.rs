@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::Chat;
 use crate::error::{Error, Result};
-use crate::events::{Audience, ChannelScope, Dispatch};
+use crate::events::{Audience, ChannelScope, Dispatch, Payload};
 use crate::id::Id;
 use crate::model::{Channel, ChannelKind};
 use crate::permissions::Permissions;
@@ -112,19 +112,11 @@ impl Chat {
         let Some(old_scope) = self.current_scope(old_guild, old_channel).await? else { return Ok(()) };
         // Those who saw the old channel hear that the user left it, unless they see where it went.
         let left = VoiceState { guild_id: Some(old_guild), channel_id: None, ..after };
-        let payload = super::visibility::voice_payload(&left);
+        let payload = Payload::new("VOICE_STATE_UPDATE", &left);
         let now = chrono::Utc::now();
-        let sees = |scope: &ChannelScope, m: &crate::model::Member| {
-            let ctx = crate::permissions::GuildContext {
-                guild_id: scope.guild_id,
-                owner_id: scope.owner_id,
-                roles: &scope.roles,
-            };
-            crate::permissions::channel_permissions(ctx, &scope.channel, m, now).contains(Permissions::VIEW_CHANNEL)
-        };
         self.hub.publish_per_member(old_guild, None, |m| {
-            let sees_new = new_scope.as_ref().is_some_and(|s| s.guild_id == old_guild && sees(s, m));
-            if sees(&old_scope, m) && !sees_new { vec![payload.clone()] } else { vec![] }
+            let sees_new = new_scope.as_ref().is_some_and(|s| s.guild_id == old_guild && s.visible_to(m, now));
+            if old_scope.visible_to(m, now) && !sees_new { vec![payload.clone()] } else { vec![] }
         });
         Ok(())
     }
