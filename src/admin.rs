@@ -33,6 +33,8 @@ pub struct Admin {
     pub admins: Arc<Vec<String>>,
     pub started: Instant,
     pub node_id: u16,
+    /// Misconfigurations shown at the top of the dashboard.
+    pub warnings: Arc<Vec<String>>,
 }
 
 pub fn router(state: Admin) -> Router {
@@ -106,6 +108,7 @@ async fn stats(State(s): State<Admin>, ClientIp(ip): ClientIp, headers: HeaderMa
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         uptime_secs: s.started.elapsed().as_secs(),
         node_id: s.node_id,
+        warnings: s.warnings.to_vec(),
         process: ProcessStats {
             cpu_seconds_total: precise_cpu_seconds().unwrap_or_else(|| m.sum("process_cpu_seconds_total")),
             resident_memory_bytes: m.sum("process_resident_memory_bytes"),
@@ -236,6 +239,7 @@ struct Stats {
     time: String,
     uptime_secs: u64,
     node_id: u16,
+    warnings: Vec<String>,
     process: ProcessStats,
     gateway: GatewayStats,
     chat: ChatStats,

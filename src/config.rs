@@ -5,58 +5,107 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde::Deserialize;
+
+use crate::client_addr::{Cidr, TrustedProxies};
+use crate::media_addr::{self, MediaAddresses};
 
 /// Self-hosted Discord-like chat with voice and video channels.
 #[derive(Debug, Parser, Default)]
 #[command(name = "chorus", version, about, long_about = None)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address for HTTP, the gateway, voice signaling, the web client and metrics [default: 127.0.0.1:8080]
-    #[arg(long, env = "CHORUS_LISTEN")]
+    #[arg(long, global = true, env = "CHORUS_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Directory for the SQLite database and other state [default: ./data]
-    #[arg(long, env = "CHORUS_DATA_DIR")]
+    #[arg(long, global = true, env = "CHORUS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Store: `sqlite` (in the data dir), `sqlite:PATH`, or `mongodb://...` [default: sqlite]
-    #[arg(long, env = "CHORUS_STORE")]
+    #[arg(long, global = true, env = "CHORUS_STORE")]
     pub store: Option<String>,
     /// Configuration file [default: chorus.toml if present]
-    #[arg(long, env = "CHORUS_CONFIG")]
+    #[arg(long, global = true, env = "CHORUS_CONFIG")]
     pub config: Option<PathBuf>,
     /// First UDP port of the SFU workers (worker i listens on base + i) [default: 50000]
-    #[arg(long, env = "CHORUS_UDP_PORT_BASE")]
+    #[arg(long, global = true, env = "CHORUS_UDP_PORT_BASE")]
     pub udp_port_base: Option<u16>,
-    /// Address put in ICE candidates [default: the listen address's IP, or 127.0.0.1 if unspecified]
-    #[arg(long, env = "CHORUS_PUBLIC_IP")]
-    pub public_ip: Option<IpAddr>,
+    /// Address the SFU's UDP workers bind to, independent of --listen [default: 0.0.0.0, all interfaces]
+    #[arg(long, global = true, env = "CHORUS_RTC_BIND")]
+    pub rtc_bind: Option<IpAddr>,
+    /// Addresses put in ICE candidates (comma-separated, e.g. an IPv4 and an IPv6, or a private and a public
+    /// one) [default: --rtc-bind if concrete; else 127.0.0.1 for a loopback public URL; else the address of
+    /// the interface on the default route]
+    #[arg(long, global = true, env = "CHORUS_PUBLIC_IP", value_delimiter = ',')]
+    pub public_ip: Option<Vec<IpAddr>>,
+    /// Reverse proxies whose Forwarded / X-Forwarded-For headers are believed (comma-separated CIDRs or
+    /// addresses, e.g. 127.0.0.1,10.0.0.0/8) [default: none]
+    #[arg(long, global = true, env = "CHORUS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<Cidr>>,
+    /// TURN servers offered to voice clients (comma-separated `turn:`/`turns:` URLs), with credentials from
+    /// --turn-secret in the TURN REST API scheme (coturn's use-auth-secret) [default: none]
+    #[arg(long, global = true, env = "CHORUS_TURN_URL", value_delimiter = ',')]
+    pub turn_url: Option<Vec<String>>,
+    /// Secret shared with the TURN servers (coturn's static-auth-secret) [default: none]
+    #[arg(long, global = true, env = "CHORUS_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Seconds a TURN credential stays valid after a join [default: 86400]
+    #[arg(long, global = true, env = "CHORUS_TURN_TTL")]
+    pub turn_ttl: Option<u64>,
     /// SFU worker threads [default: one per core]
-    #[arg(long, env = "CHORUS_SFU_WORKERS")]
+    #[arg(long, global = true, env = "CHORUS_SFU_WORKERS")]
     pub sfu_workers: Option<usize>,
     /// Public base URL clients use to reach this server, e.g. https://chat.example.org [default: http://LISTEN]
-    #[arg(long, env = "CHORUS_PUBLIC_URL")]
+    #[arg(long, global = true, env = "CHORUS_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Secret that signs voice tokens [default: generated once into DATA_DIR/voice-secret]
-    #[arg(long, env = "CHORUS_VOICE_SECRET", hide_env_values = true)]
+    #[arg(long, global = true, env = "CHORUS_VOICE_SECRET", hide_env_values = true)]
     pub voice_secret: Option<String>,
     /// Seconds a voice token stays valid for starting a session [default: 60]
-    #[arg(long, env = "CHORUS_VOICE_TOKEN_TTL")]
+    #[arg(long, global = true, env = "CHORUS_VOICE_TOKEN_TTL")]
     pub voice_token_ttl: Option<u64>,
     /// Node id for snowflake ids, distinct per node of a cluster (0-1023) [default: 0]
-    #[arg(long, env = "CHORUS_NODE_ID")]
+    #[arg(long, global = true, env = "CHORUS_NODE_ID")]
     pub node_id: Option<u16>,
     /// Gateway heartbeat interval in milliseconds [default: 41250]
-    #[arg(long, env = "CHORUS_HEARTBEAT_MS")]
+    #[arg(long, global = true, env = "CHORUS_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
     /// Turn off REST and gateway rate limits (benchmarks only) [default: false]
-    #[arg(long, env = "CHORUS_NO_RATE_LIMITS")]
+    #[arg(long, global = true, env = "CHORUS_NO_RATE_LIMITS")]
     pub no_rate_limits: Option<bool>,
     /// Log filter, e.g. `info` or `chorus=debug,chat=debug` [default: info]
-    #[arg(long, env = "CHORUS_LOG")]
+    #[arg(long, global = true, env = "CHORUS_LOG")]
     pub log: Option<String>,
     /// Usernames of instance admins (comma-separated), besides the first registered user [default: none]
-    #[arg(long, env = "CHORUS_ADMINS", value_delimiter = ',')]
+    #[arg(long, global = true, env = "CHORUS_ADMINS", value_delimiter = ',')]
     pub admins: Option<Vec<String>>,
+}
+
+/// Subcommands besides running the server.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the TCP and UDP ports a firewall must open for the current settings, and what is advertised
+    Ports,
+}
+
+/// One value or a list, so `public_ip = "203.0.113.5"` and `public_ip = ["203.0.113.5", "2001:db8::5"]`
+/// both read.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// The same settings as read from `chorus.toml` (snake_case keys).
@@ -67,7 +116,12 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub store: Option<String>,
     pub udp_port_base: Option<u16>,
-    pub public_ip: Option<IpAddr>,
+    pub rtc_bind: Option<IpAddr>,
+    pub public_ip: Option<OneOrMany<IpAddr>>,
+    pub trusted_proxies: Option<OneOrMany<String>>,
+    pub turn_url: Option<OneOrMany<String>>,
+    pub turn_secret: Option<String>,
+    pub turn_ttl: Option<u64>,
     pub sfu_workers: Option<usize>,
     pub public_url: Option<String>,
     pub voice_secret: Option<String>,
@@ -79,6 +133,20 @@ pub struct FileConfig {
     pub admins: Option<Vec<String>>,
 }
 
+/// External TURN servers (`--turn-url`, `--turn-secret`, `--turn-ttl`).
+#[derive(Clone)]
+pub struct Turn {
+    pub urls: Vec<String>,
+    pub secret: String,
+    pub ttl_secs: u64,
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").field("urls", &self.urls).field("ttl_secs", &self.ttl_secs).finish_non_exhaustive()
+    }
+}
+
 /// The resolved settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -86,7 +154,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub store: String,
     pub udp_port_base: u16,
-    pub public_ip: IpAddr,
+    /// Where the SFU listens and what it advertises.
+    pub media: MediaAddresses,
+    pub trusted_proxies: TrustedProxies,
+    /// TURN servers and their shared secret, when configured.
+    pub turn: Option<Turn>,
     pub sfu_workers: usize,
     pub public_url: String,
     pub voice_secret: Option<String>,
@@ -107,20 +179,50 @@ impl Config {
             None => FileConfig::default(),
         };
         let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let public_ip = cli
-            .public_ip
-            .or(file.public_ip)
-            .unwrap_or_else(|| if listen.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { listen.ip() });
         let public_url = cli.public_url.or(file.public_url).unwrap_or_else(|| format!("http://{listen}"));
+        let public_url = public_url.trim_end_matches('/').to_string();
+        let rtc_bind = cli.rtc_bind.or(file.rtc_bind).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let public_ips = cli.public_ip.or(file.public_ip.map(OneOrMany::into_vec)).unwrap_or_default();
+        let media = media_addr::resolve(rtc_bind, &public_ips, &public_url, media_addr::discover);
+        let trusted: Vec<Cidr> = match cli.trusted_proxies {
+            Some(list) => list,
+            None => file
+                .trusted_proxies
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<_, _>>()
+                .context("trusted_proxies in the configuration file")?,
+        };
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let turn_urls: Vec<String> = cli.turn_url.or(file.turn_url.map(OneOrMany::into_vec)).unwrap_or_default();
+        let turn_secret = cli.turn_secret.or(file.turn_secret);
+        let turn = match (turn_urls.is_empty(), turn_secret) {
+            (true, None) => None,
+            (true, Some(_)) => anyhow::bail!("--turn-secret is set but no --turn-url"),
+            (false, None) => anyhow::bail!("--turn-url needs --turn-secret (the TURN server's static-auth-secret)"),
+            (false, Some(secret)) => {
+                if let Some(bad) = turn_urls.iter().find(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
+                    anyhow::bail!("--turn-url {bad:?} is not a turn: or turns: URL");
+                }
+                if secret.len() < 16 {
+                    anyhow::bail!("--turn-secret must be at least 16 characters");
+                }
+                let ttl_secs = cli.turn_ttl.or(file.turn_ttl).unwrap_or(86_400).clamp(60, 7 * 86_400);
+                Some(Turn { urls: turn_urls, secret, ttl_secs })
+            }
+        };
         Ok(Config {
+            turn,
             listen,
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             store: cli.store.or(file.store).unwrap_or_else(|| "sqlite".into()),
             udp_port_base: cli.udp_port_base.or(file.udp_port_base).unwrap_or(50000),
-            public_ip,
+            media,
+            trusted_proxies: TrustedProxies::new(&trusted),
             sfu_workers: cli.sfu_workers.or(file.sfu_workers).unwrap_or(cores).max(1),
-            public_url: public_url.trim_end_matches('/').to_string(),
+            public_url,
             voice_secret: cli.voice_secret.or(file.voice_secret),
             voice_token_ttl: cli.voice_token_ttl.or(file.voice_token_ttl).unwrap_or(60).clamp(5, 3600),
             node_id: cli.node_id.or(file.node_id).unwrap_or(0).min(1023),
@@ -181,5 +283,42 @@ mod tests {
         let path = dir.join("c.toml");
         std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         assert!(Config::load(Cli { config: Some(path), ..Cli::default() }).is_err());
+    }
+
+    #[test]
+    fn public_ip_and_trusted_proxies_read_as_one_value_or_a_list() {
+        let dir = std::env::temp_dir().join(format!("chorus-cfg3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "public_ip = \"203.0.113.5\"\ntrusted_proxies = \"10.0.0.0/8\"\n").unwrap();
+        let c = Config::load(Cli { config: Some(path.clone()), ..Cli::default() }).unwrap();
+        assert_eq!(c.media.advertised, vec!["203.0.113.5".parse::<IpAddr>().unwrap()]);
+        assert!(!c.trusted_proxies.is_empty());
+        std::fs::write(&path, "public_ip = [\"203.0.113.5\", \"2001:db8::5\"]\ntrusted_proxies = [\"nonsense\"]\n")
+            .unwrap();
+        assert!(Config::load(Cli { config: Some(path.clone()), ..Cli::default() }).is_err(), "a bad CIDR is an error");
+        std::fs::write(&path, "public_ip = [\"203.0.113.5\", \"2001:db8::5\"]\n").unwrap();
+        let c = Config::load(Cli { config: Some(path), ..Cli::default() }).unwrap();
+        assert_eq!(c.media.advertised.len(), 2);
+        assert_eq!(c.media.bind.to_string(), "0.0.0.0", "media listens on all interfaces by default");
+    }
+
+    #[test]
+    fn turn_needs_urls_a_secret_and_turn_schemes() {
+        let turn = |urls: Option<Vec<&str>>, secret: Option<&str>| {
+            Config::load(Cli {
+                turn_url: urls.map(|u| u.into_iter().map(String::from).collect()),
+                turn_secret: secret.map(String::from),
+                ..Cli::default()
+            })
+        };
+        let ok =
+            turn(Some(vec!["turn:turn.example.org:3478", "turns:turn.example.org:5349"]), Some("0123456789abcdef"));
+        assert_eq!(ok.unwrap().turn.map(|t| (t.urls.len(), t.ttl_secs)), Some((2, 86_400)));
+        assert!(turn(Some(vec!["turn:t.example.org"]), None).is_err(), "a URL without a secret");
+        assert!(turn(None, Some("0123456789abcdef")).is_err(), "a secret without a URL");
+        assert!(turn(Some(vec!["http://t.example.org"]), Some("0123456789abcdef")).is_err(), "not a TURN URL");
+        assert!(turn(Some(vec!["turn:t.example.org"]), Some("short")).is_err(), "a guessable secret");
+        assert!(turn(None, None).unwrap().turn.is_none());
     }
 }

@@ -2,7 +2,10 @@
 //! metrics endpoint. Configuration comes from flags, `CHORUS_*` variables and `chorus.toml`.
 
 mod admin;
+mod client_addr;
 mod config;
+mod media_addr;
+mod ports;
 mod server;
 mod voice;
 mod web;
@@ -11,7 +14,13 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = config::Config::load(config::Cli::parse())?;
+    let mut cli = config::Cli::parse();
+    let command = cli.command.take();
+    let config = config::Config::load(cli)?;
+    if let Some(config::Command::Ports) = command {
+        print!("{}", ports::report(&config));
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log)

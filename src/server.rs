@@ -21,6 +21,8 @@ use crate::config::Config;
 struct AppState {
     chat: Arc<Chat>,
     registry: Registry,
+    /// Misconfigurations an operator must see (also in the log and on `/admin`).
+    warnings: Arc<Vec<String>>,
 }
 
 /// A running Chorus: the chat plane (for shutdown) and the composed router.
@@ -57,10 +59,14 @@ pub async fn build(config: &Config) -> Result<App> {
     let signaling_config = signaling::SignalingConfig {
         public_endpoint: config.voice_endpoint(),
         ice_servers: Vec::new(),
+        turn: config
+            .turn
+            .as_ref()
+            .map(|t| signaling::ice::TurnRest::new(t.urls.clone(), &t.secret, Duration::from_secs(t.ttl_secs))),
         sfu: sfu::SfuConfig {
-            bind_ip: config.listen.ip(),
+            bind_ip: config.media.bind,
             udp_port_base: config.udp_port_base,
-            public_ip: config.public_ip,
+            public_ips: config.media.advertised.clone(),
             workers: config.sfu_workers,
             ..sfu::SfuConfig::default()
         },
@@ -71,6 +77,18 @@ pub async fn build(config: &Config) -> Result<App> {
     let events = Arc::new(crate::voice::ChatVoiceStates(Arc::downgrade(&chat)));
     let voice = signaling::Signaling::in_process(signaling_config, &secret, events, &registry)
         .context("starting the SFU and voice signaling")?;
+    let udp: Vec<String> = voice.sfu().udp_addrs().iter().map(|a| a.to_string()).collect();
+    tracing::info!(
+        "media: UDP {} (bound to {}), advertising {} (chosen by {})",
+        udp.join(", "),
+        config.media.bind,
+        crate::media_addr::join(&config.media.advertised),
+        config.media.source
+    );
+    let warnings: Arc<Vec<String>> = Arc::new(config.media.warning.iter().cloned().collect());
+    for w in warnings.iter() {
+        tracing::warn!("{w}");
+    }
 
     let admin = crate::admin::Admin {
         chat: chat.clone(),
@@ -79,8 +97,9 @@ pub async fn build(config: &Config) -> Result<App> {
         admins: Arc::new(config.admins.clone()),
         started: std::time::Instant::now(),
         node_id: config.node_id,
+        warnings: warnings.clone(),
     };
-    let state = AppState { chat: chat.clone(), registry: registry.clone() };
+    let state = AppState { chat: chat.clone(), registry: registry.clone(), warnings };
     let ops = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -97,12 +116,26 @@ pub async fn build(config: &Config) -> Result<App> {
         .fallback(|| async {
             let body = serde_json::json!({"code": "not_found", "message": "no such route"});
             (StatusCode::NOT_FOUND, axum::Json(body))
-        });
+        })
+        // Text answers (the client's modules, JSON) shrink several-fold over a real link; an upgrade's
+        // empty 101 and small bodies are left alone by the layer's default predicate.
+        .layer(tower_http::compression::CompressionLayer::new());
+    // Outermost, so that rate limits and logs already see the client behind a trusted proxy.
+    let router = if config.trusted_proxies.is_empty() {
+        router
+    } else {
+        let proxies = Arc::new(config.trusted_proxies.clone());
+        router.layer(axum::middleware::from_fn_with_state(proxies, crate::client_addr::layer))
+    };
     Ok(App { chat, router })
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(Duration::from_secs(2), s.chat.store().ping()).await {
+        // Ready, but an operator probing it learns what will fail for users.
+        Ok(Ok(())) if !s.warnings.is_empty() => {
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "warnings": *s.warnings})))
+        }
         Ok(Ok(())) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,

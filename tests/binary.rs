@@ -209,9 +209,10 @@ async fn sigterm_tells_gateway_clients_to_reconnect_and_exits_cleanly() {
 }
 
 #[tokio::test]
-async fn voice_grant_is_a_token_the_signaling_side_accepts() {
+async fn voice_grant_is_a_token_the_signaling_side_accepts_and_joined_carries_turn_credentials() {
     let dir = tempfile::tempdir().expect("dir");
-    let c = Chorus::start(dir.path(), free_port()).await;
+    let turn = ["--turn-url", "turn:127.0.0.1:3478,turns:127.0.0.1:5349", "--turn-secret", "0123456789abcdef-turn"];
+    let c = Chorus::start_with(dir.path(), free_port(), &turn).await;
     let token = register(&c, "alice").await;
     let (_, g) = c.api(Some(&token), reqwest::Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
     let voice =
@@ -255,6 +256,17 @@ async fn voice_grant_is_a_token_the_signaling_side_accepts() {
         }
     };
     assert!(joined["participant_id"].is_string() || joined["participant_id"].is_number());
+    // TURN REST credentials: `expiry:participant`, checked with the shared secret alone (as coturn does).
+    let ice = &joined["ice_servers"][0];
+    assert_eq!(ice["urls"], json!(["turn:127.0.0.1:3478", "turns:127.0.0.1:5349"]));
+    let username = ice["username"].as_str().expect("username");
+    let (expiry, participant) = username.split_once(':').expect("expiry:participant");
+    assert_eq!(participant, joined["participant_id"].as_str().expect("id"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let expiry: u64 = expiry.parse().expect("unix seconds");
+    assert!(expiry > now + 86_000 && expiry <= now + 86_400 + 5, "a day by default: {expiry} vs {now}");
+    let expected = signaling::ice::turn_rest_credential(b"0123456789abcdef-turn", username);
+    assert_eq!(ice["credential"].as_str(), Some(expected.as_str()));
     let state = loop {
         match tokio::time::timeout(Duration::from_secs(10), gw.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => {
@@ -316,4 +328,80 @@ async fn admin_dashboard_answers_only_the_first_user_and_named_admins() {
     let r = page(first.clone()).await.expect("page");
     assert_eq!(r.status(), 200);
     assert!(r.text().await.expect("html").contains("<html"));
+}
+
+/// `n` failed logins for "mallory" from the client the `X-Forwarded-For` header names; the statuses.
+async fn logins_as(c: &Chorus, forwarded_for: &str, n: usize) -> Vec<u16> {
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        let r = http
+            .post(format!("{}/api/v1/auth/login", c.base))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"username": "mallory", "password": "wrong-password"}))
+            .send()
+            .await
+            .expect("login");
+        statuses.push(r.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_login_limits_count_per_forwarded_client() {
+    let dir = tempfile::tempdir().expect("dir");
+    let args = ["--no-rate-limits", "false", "--trusted-proxies", "127.0.0.1"];
+    let c = Chorus::start_with(dir.path(), free_port(), &args).await;
+    // The auth limit is a burst of 20 per client address, refilled at one a second.
+    let first = logins_as(&c, "198.51.100.1", 30).await;
+    assert!(first[..20].iter().all(|s| *s == 401), "{first:?}");
+    assert!(first.contains(&429), "one client's burst of logins is limited: {first:?}");
+    assert_eq!(logins_as(&c, "198.51.100.2", 1).await, vec![401], "another client behind the same proxy is not");
+}
+
+#[tokio::test]
+async fn from_an_untrusted_peer_a_spoofed_forwarded_header_buys_no_fresh_bucket() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start_with(dir.path(), free_port(), &["--no-rate-limits", "false"]).await;
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        statuses.extend(logins_as(&c, &format!("198.51.100.{i}"), 1).await);
+    }
+    assert!(statuses.contains(&429), "every header named another client, all came from one peer: {statuses:?}");
+}
+
+#[tokio::test]
+async fn text_answers_are_compressed_by_accept_encoding() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start(dir.path(), free_port()).await;
+    let http = reqwest::Client::new();
+    for (accept, expect) in [("br", "br"), ("gzip", "gzip")] {
+        let r = http
+            .get(format!("{}/assets/js/main.js", c.base))
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .expect("module");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some(expect));
+        assert!(r.headers().get("etag").is_some(), "the ETag stays");
+    }
+    let plain = http.get(format!("{}/api/openapi.json", c.base)).send().await.expect("openapi");
+    assert!(plain.headers().get("content-encoding").is_none(), "no Accept-Encoding, no compression");
+    assert!(plain.json::<Value>().await.is_ok());
+}
+
+#[tokio::test]
+async fn advertising_only_loopback_for_a_public_url_is_reported_by_readyz() {
+    let dir = tempfile::tempdir().expect("dir");
+    let args = ["--public-url", "https://chat.example.org", "--public-ip", "127.0.0.1"];
+    let c = Chorus::start_with(dir.path(), free_port(), &args).await;
+    let r: Value = reqwest::get(format!("{}/readyz", c.base)).await.expect("readyz").json().await.expect("json");
+    assert_eq!(r["status"], "ready");
+    let w = r["warnings"][0].as_str().unwrap_or_default();
+    assert!(w.contains("advertises only loopback") && w.contains("--public-ip"), "{r}");
+    let dir2 = tempfile::tempdir().expect("dir");
+    let ok = Chorus::start(dir2.path(), free_port()).await;
+    let r: Value = reqwest::get(format!("{}/readyz", ok.base)).await.expect("readyz").json().await.expect("json");
+    assert_eq!(r, json!({"status": "ready"}), "a local first run has nothing to warn about");
 }

@@ -51,7 +51,7 @@ impl World {
     fn new() -> World {
         let sfu: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         World {
-            room: Room::new(1, sfu, Duration::from_secs(30), 1_000_000),
+            room: Room::new(1, &[sfu], Duration::from_secs(30), 1_000_000),
             router: Router::default(),
             counters: LocalCounters::default(),
             now: Instant::now(),

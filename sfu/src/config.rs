@@ -10,8 +10,9 @@ pub struct SfuConfig {
     pub bind_ip: IpAddr,
     /// First UDP port; worker `i` listens on `udp_port_base + i`. `0` = ephemeral ports (tests).
     pub udp_port_base: u16,
-    /// Address written into ICE candidates. Must be concrete (not `0.0.0.0`).
-    pub public_ip: IpAddr,
+    /// Addresses written into ICE candidates, one host candidate each (e.g. an IPv4 and an IPv6
+    /// address, or a private and a public one for split horizon). Each must be concrete (not `0.0.0.0`).
+    pub public_ips: Vec<IpAddr>,
     /// Number of worker threads (each owns one UDP socket). `0` = one per core.
     pub workers: usize,
     /// A peer that sends nothing for this long is removed with its tracks.
@@ -25,7 +26,7 @@ impl Default for SfuConfig {
         SfuConfig {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             udp_port_base: 0,
-            public_ip: IpAddr::from([127, 0, 0, 1]),
+            public_ips: vec![IpAddr::from([127, 0, 0, 1])],
             workers: 0,
             peer_timeout: Duration::from_secs(15),
             initial_bitrate_bps: 1_000_000,

@@ -196,6 +196,8 @@ pub enum SfuError {
     },
     #[error("public address must be concrete, not {0}")]
     UnspecifiedPublicIp(std::net::IpAddr),
+    #[error("no public address to advertise")]
+    NoPublicIp,
     #[error("metrics registration failed: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot start worker thread: {0}")]
@@ -222,8 +224,11 @@ pub struct Sfu {
 impl Sfu {
     /// Bind one UDP socket per worker and start the worker threads.
     pub fn start(config: SfuConfig, registry: &prometheus::Registry) -> Result<Sfu, SfuError> {
-        if config.public_ip.is_unspecified() {
-            return Err(SfuError::UnspecifiedPublicIp(config.public_ip));
+        if let Some(ip) = config.public_ips.iter().find(|ip| ip.is_unspecified()) {
+            return Err(SfuError::UnspecifiedPublicIp(*ip));
+        }
+        if config.public_ips.is_empty() {
+            return Err(SfuError::NoPublicIp);
         }
         let metrics = SfuMetrics::new(registry)?;
         let mut workers = Vec::new();
@@ -232,7 +237,8 @@ impl Sfu {
             let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, port))
                 .map_err(|source| SfuError::Bind { port, source })?;
             let local = socket.local_addr().map_err(|source| SfuError::Bind { port, source })?;
-            let public = SocketAddr::new(config.public_ip, local.port());
+            let public: Vec<SocketAddr> =
+                config.public_ips.iter().map(|ip| SocketAddr::new(*ip, local.port())).collect();
             let (tx, rx) = channel();
             let load = Arc::new(AtomicUsize::new(0));
             let worker = Worker {

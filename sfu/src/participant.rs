@@ -65,8 +65,8 @@ pub(crate) struct Participant {
     pub dead: bool,
 }
 
-/// Build one ICE-lite peer connection that advertises `public` as its only candidate.
-pub(crate) fn new_rtc(now: Instant, public: SocketAddr, subscriber: bool, initial_bps: u64) -> (Rtc, String) {
+/// Build one ICE-lite peer connection that advertises each of `public` as a host candidate.
+pub(crate) fn new_rtc(now: Instant, public: &[SocketAddr], subscriber: bool, initial_bps: u64) -> (Rtc, String) {
     let creds = IceCreds::new();
     let ufrag = creds.ufrag.clone();
     let mut cfg = Rtc::builder().set_ice_lite(true).set_local_ice_credentials(creds).clear_codecs();
@@ -87,8 +87,10 @@ pub(crate) fn new_rtc(now: Instant, public: SocketAddr, subscriber: bool, initia
         cfg = cfg.enable_bwe(Some(Bitrate::bps(initial_bps)));
     }
     let mut rtc = cfg.build(now);
-    if let Ok(c) = Candidate::host(public, "udp") {
-        rtc.add_local_candidate(c);
+    for addr in public {
+        if let Ok(c) = Candidate::host(*addr, "udp") {
+            rtc.add_local_candidate(c);
+        }
     }
     (rtc, ufrag)
 }
@@ -100,7 +102,7 @@ impl Participant {
         user_id: u64,
         rights: Rights,
         sink: EventSink,
-        public: SocketAddr,
+        public: &[SocketAddr],
         initial_bps: u64,
     ) -> Self {
         let (publish, publish_ufrag) = new_rtc(now, public, false, initial_bps);
@@ -200,6 +202,32 @@ impl Participant {
                     return;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use str0m::change::SdpOffer;
+    use str0m::media::Direction;
+
+    #[test]
+    fn every_advertised_address_becomes_a_host_candidate_in_the_answer() {
+        let now = Instant::now();
+        let addrs: Vec<SocketAddr> = vec!["203.0.113.5:50000".parse().unwrap(), "[2001:db8::5]:50000".parse().unwrap()];
+        let (mut sfu, _) = new_rtc(now, &addrs, false, 1_000_000);
+        let mut client = Rtc::builder().build(now);
+        let mut change = client.sdp_api();
+        change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let Some((offer, _pending)) = change.apply() else {
+            panic!("the client has a change to offer");
+        };
+        let offer = SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap();
+        let answer = sfu.sdp_api().accept_offer(offer).unwrap().to_sdp_string();
+        for a in &addrs {
+            let line = format!("{} {} typ host", a.ip(), a.port());
+            assert!(answer.contains(&line), "missing {line} in {answer}");
         }
     }
 }

@@ -40,7 +40,7 @@ pub struct Ctx<'a> {
 
 pub struct Room {
     pub id: RoomId,
-    public: SocketAddr,
+    public: Vec<SocketAddr>,
     peer_timeout: Duration,
     initial_bps: u64,
     parts: Vec<Option<Participant>>,
@@ -54,10 +54,10 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(id: RoomId, public: SocketAddr, peer_timeout: Duration, initial_bps: u64) -> Self {
+    pub fn new(id: RoomId, public: &[SocketAddr], peer_timeout: Duration, initial_bps: u64) -> Self {
         Room {
             id,
-            public,
+            public: public.to_vec(),
             peer_timeout,
             initial_bps,
             parts: Vec::new(),
@@ -80,7 +80,7 @@ impl Room {
 
     /// A participant joins: both peer connections are created and the room is told.
     pub fn join(&mut self, ctx: &mut Ctx, id: ParticipantId, user_id: u64, rights: Rights, sink: EventSink) {
-        let mut p = Participant::new(ctx.now, id, user_id, rights, sink, self.public, self.initial_bps);
+        let mut p = Participant::new(ctx.now, id, user_id, rights, sink, &self.public, self.initial_bps);
         let slot = match self.parts.iter().position(Option::is_none) {
             Some(s) => s,
             None => {

@@ -72,7 +72,8 @@ fn count_sent(batch: &mut SendBatch, counters: &mut LocalCounters) {
 pub(crate) struct Worker {
     pub index: usize,
     pub socket: UdpSocket,
-    pub public: SocketAddr,
+    /// The advertised addresses of this worker's socket (see `SfuConfig::public_ips`).
+    pub public: Vec<SocketAddr>,
     pub rx: Receiver<WorkerMsg>,
     pub metrics: SfuMetrics,
     pub load: Arc<AtomicUsize>,
@@ -87,6 +88,13 @@ impl Worker {
             tracing::error!(error = %e, "cannot set socket read timeout");
             return;
         }
+        // str0m pairs a datagram with the local candidate it was sent to. The socket cannot tell which
+        // advertised address that was (behind NAT it saw a private one), so the first of the sender's family.
+        let first_of = |v4: bool| public.iter().copied().find(|a| a.is_ipv4() == v4).or(public.first().copied());
+        let (Some(dest_v4), Some(dest_v6)) = (first_of(true), first_of(false)) else {
+            tracing::error!("worker {index} has no advertised address");
+            return;
+        };
         let mut rooms: HashMap<RoomId, Room> = HashMap::new();
         let mut router = Router::default();
         let mut counters = LocalCounters::default();
@@ -115,7 +123,7 @@ impl Worker {
                     WorkerMsg::Join { room, id, user_id, rights, sink } => {
                         let r = rooms.entry(room).or_insert_with(|| {
                             metrics.rooms.inc();
-                            Room::new(room, public, peer_timeout, initial_bps)
+                            Room::new(room, &public, peer_timeout, initial_bps)
                         });
                         let mut ctx =
                             Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
@@ -161,7 +169,8 @@ impl Worker {
                             Err(_) => counters.dropped_malformed += 1,
                             Ok(contents) => {
                                 if let Some(r) = rooms.get_mut(&key.room) {
-                                    let recv = Receive { proto: Protocol::Udp, source, destination: public, contents };
+                                    let destination = if source.is_ipv4() { dest_v4 } else { dest_v6 };
+                                    let recv = Receive { proto: Protocol::Udp, source, destination, contents };
                                     let mut out = UdpOut { socket: &socket, batch: &mut batch };
                                     let mut ctx = Ctx {
                                         now: Instant::now(),

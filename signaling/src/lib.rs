@@ -24,6 +24,7 @@
 //!
 //! The full message and error-code reference is in this crate's README.md.
 
+pub mod ice;
 pub mod metrics;
 pub mod protocol;
 pub mod session;
@@ -76,6 +77,8 @@ pub struct SignalingConfig {
     /// Sent to clients in `joined`; empty is fine on a LAN (the SFU is ICE-lite with
     /// a public host candidate).
     pub ice_servers: Vec<IceServer>,
+    /// TURN servers whose time-limited credentials each `joined` carries (after `ice_servers`).
+    pub turn: Option<ice::TurnRest>,
     /// Settings of the in-process SFU (used by [`Signaling::in_process`]).
     pub sfu: sfu::SfuConfig,
     /// How long a dropped session waits for `resume` (default 30 s).

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use sfu::{Command, LeaveReason, ParticipantId, ParticipantInfo, Preference, SfuEvent, TrackId, TrackInfo};
 
 use crate::VoiceStateChange;
-use crate::protocol::{self, ClientMessage, IceServer, ParticipantJson, ServerMessage, TrackJson};
+use crate::ice::IceServers;
+use crate::protocol::{self, ClientMessage, ParticipantJson, ServerMessage, TrackJson};
 use crate::token::{VoiceClaims, VoiceTokens};
 
 /// Largest text frame accepted, in bytes (an SDP with simulcast is ~10 KiB).
@@ -48,7 +49,7 @@ enum State {
 pub struct Session {
     state: State,
     session_id: String,
-    ice_servers: Vec<IceServer>,
+    ice_servers: IceServers,
     tokens: f64,
     last_refill: Instant,
     muted: bool,
@@ -88,7 +89,7 @@ fn err(code: &str, message: impl Into<String>) -> Action {
 }
 
 impl Session {
-    pub fn new(now: Instant, session_id: String, ice_servers: Vec<IceServer>) -> Self {
+    pub fn new(now: Instant, session_id: String, ice_servers: IceServers) -> Self {
         Session {
             state: State::AwaitingJoin,
             session_id,
@@ -268,7 +269,7 @@ impl Session {
                     participant_id: id(participant_id),
                     session_id: self.session_id.clone(),
                     participants: participants.iter().map(participant_json).collect(),
-                    ice_servers: self.ice_servers.clone(),
+                    ice_servers: self.ice_servers.for_participant(crate::ice::unix_now(), &id(participant_id)),
                 };
                 return vec![Action::Send(joined), Action::VoiceState(self.state_change(&claims, true))];
             }
@@ -337,7 +338,7 @@ mod tests {
                 Duration::from_secs(60),
             )
             .unwrap();
-        (Session::new(Instant::now(), "s".into(), vec![]), tokens, tok)
+        (Session::new(Instant::now(), "s".into(), IceServers::default()), tokens, tok)
     }
 
     #[test]

@@ -85,7 +85,8 @@ async fn next_event(rx: &mut Option<UnboundedReceiver<sfu::SfuEvent>>) -> Option
 async fn serve(socket: WebSocket, s: Arc<Signaling>) {
     s.metrics.sessions.inc();
     let (mut tx, mut frames) = socket.split();
-    let mut session = Session::new(Instant::now(), new_session_id(), s.config.ice_servers.clone());
+    let ice = crate::ice::IceServers { fixed: s.config.ice_servers.clone(), turn: s.config.turn.clone() };
+    let mut session = Session::new(Instant::now(), new_session_id(), ice);
     let mut rx: Option<UnboundedReceiver<sfu::SfuEvent>> = None;
     let join_deadline = tokio::time::sleep(JOIN_TIMEOUT);
     tokio::pin!(join_deadline);

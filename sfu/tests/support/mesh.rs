@@ -107,7 +107,7 @@ impl Mesh {
         let registry = prometheus::Registry::new();
         let metrics = SfuMetrics::new(&registry).unwrap();
         let mut mesh = Mesh {
-            room: Room::new(1, sfu, Duration::from_secs(30), 2_000_000),
+            room: Room::new(1, &[sfu], Duration::from_secs(30), 2_000_000),
             router: Router::default(),
             metrics,
             counters: LocalCounters::default(),

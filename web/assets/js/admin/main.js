@@ -8,6 +8,7 @@ import { derive, human } from './rates.js';
 
 const api = createApi();
 const status = /** @type {HTMLElement} */ (document.getElementById('admin-status'));
+const warningsEl = /** @type {HTMLElement} */ (document.getElementById('admin-warnings'));
 const chartsEl = /** @type {HTMLElement} */ (document.getElementById('charts'));
 const roomsBody = /** @type {HTMLElement} */ (document.querySelector('#rooms tbody'));
 
@@ -63,6 +64,10 @@ async function poll() {
     prev = stats;
     for (const [key, chart] of charts) chart.push(/** @type {any} */ (d)[key]);
     renderRooms(stats);
+    // Misconfigurations the server found at start (e.g. media advertised on loopback only).
+    const warnings = stats.warnings ?? [];
+    replace(warningsEl, ...warnings.map((w) => h('li', null, w)));
+    warningsEl.hidden = warnings.length === 0;
     status.textContent = `Node ${stats.node_id} · ${stats.store.backend} · up ${human(stats.uptime_secs, 0)} s · updated ${new Date(stats.time).toLocaleTimeString()}`;
     status.className = 'muted';
   } catch (e) {

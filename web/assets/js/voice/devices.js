@@ -16,6 +16,19 @@ const stored = (key) => {
 };
 
 /**
+ * Why the browser cannot open a microphone or camera here, or null when it can: browsers offer media
+ * devices only on secure pages (https, or localhost), so a server reached over plain http on a real
+ * address gets `navigator.mediaDevices === undefined` and nothing else to go on.
+ * @returns {string|null}
+ */
+export function mediaUnavailableReason() {
+  if (globalThis.navigator?.mediaDevices?.getUserMedia) return null;
+  const where = globalThis.location?.origin ?? 'this address';
+  return `Microphone and camera are off because ${where} is not a secure (https) page. ` +
+    'Ask the server operator to serve Chorus over HTTPS (built-in TLS or a reverse proxy, see docs/operations.md).';
+}
+
+/**
  * getUserMedia constraints honouring the chosen devices (`ideal`, so a device that went away falls back
  * to the default instead of failing).
  * @param {'audio'|'video'} kind

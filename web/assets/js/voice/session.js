@@ -15,7 +15,7 @@
 import { VoiceSignaling } from './signaling.js';
 import { Roster } from './roster.js';
 import { mediaLines } from './sdp.js';
-import { constraints } from './devices.js';
+import { constraints, mediaUnavailableReason } from './devices.js';
 
 /** Camera simulcast: quarter, half and full resolution. */
 export const SIMULCAST = [
@@ -114,6 +114,12 @@ export class VoiceSession extends EventTarget {
 
   /** Opens the microphone (a missing or refused one leaves us listen-only) and joins. */
   async start() {
+    const insecure = mediaUnavailableReason();
+    if (insecure) {
+      this.emit('problem', `${insecure} Listening only.`);
+      await this.signaling.connect();
+      return;
+    }
     try {
       this.mic = (await navigator.mediaDevices.getUserMedia(constraints('audio'))).getAudioTracks()[0] ?? null;
     } catch (e) {
@@ -367,6 +373,8 @@ export class VoiceSession extends EventTarget {
   async setCamera(on) {
     if (on === !!this.cameraTrack) return;
     if (on) {
+      const insecure = mediaUnavailableReason();
+      if (insecure) throw new Error(insecure);
       const track = (await navigator.mediaDevices.getUserMedia(constraints('video'))).getVideoTracks()[0];
       if (this.closed) return track.stop();
       track.contentHint = 'motion';

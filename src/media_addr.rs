@@ -1,0 +1,162 @@
+//! Where the SFU's UDP workers listen and which addresses they advertise in ICE candidates.
+//!
+//! The HTTP listen address says nothing about media: behind a reverse proxy Chorus listens on
+//! 127.0.0.1 while remote browsers must reach the media ports on a public address. So the bind
+//! address (`--rtc-bind`, default all interfaces) and the advertised ones (`--public-ip`) are
+//! separate settings, and when nothing is advertised explicitly the choice below is made, logged,
+//! and — when it would strand remote users on loopback — warned about.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+
+/// The resolved media addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaAddresses {
+    /// What the worker sockets bind to.
+    pub bind: IpAddr,
+    /// What goes into the host candidates, never empty, never unspecified.
+    pub advertised: Vec<IpAddr>,
+    /// How `advertised` was chosen, for the start-up log.
+    pub source: &'static str,
+    /// Set when voice would fail for every remote user (advertising loopback for a public URL).
+    pub warning: Option<String>,
+}
+
+/// Chooses what to advertise. `discovered` is asked only when neither `--public-ip` nor a concrete
+/// `--rtc-bind` decides it and the public URL is not a loopback one.
+pub fn resolve(
+    bind: IpAddr,
+    public_ips: &[IpAddr],
+    public_url: &str,
+    discovered: impl FnOnce() -> Vec<IpAddr>,
+) -> MediaAddresses {
+    let local_url = url_host_is_loopback(public_url);
+    let (advertised, source) = if !public_ips.is_empty() {
+        (public_ips.to_vec(), "--public-ip")
+    } else if !bind.is_unspecified() {
+        (vec![bind], "--rtc-bind")
+    } else if local_url {
+        (vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], "the loopback public URL")
+    } else {
+        let found: Vec<IpAddr> = discovered()
+            .into_iter()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified() && (bind.is_ipv6() || ip.is_ipv4()))
+            .collect();
+        if found.is_empty() {
+            (vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], "no routable interface found")
+        } else {
+            (found, "the default route's interface")
+        }
+    };
+    let warning = (!local_url && advertised.iter().all(|ip| ip.is_loopback())).then(|| {
+        format!(
+            "voice will fail for every remote user: the SFU advertises only loopback ({}) while the public URL is \
+             {public_url}; set --public-ip to the address browsers reach this server on",
+            join(&advertised)
+        )
+    });
+    MediaAddresses { bind, advertised, source, warning }
+}
+
+/// The source addresses the kernel would use toward the internet, IPv4 and IPv6. `connect` on a UDP
+/// socket only picks a route: no packet is sent. The targets are documentation addresses (RFC 5737,
+/// RFC 3849), which follow the default route like any public address.
+pub fn discover() -> Vec<IpAddr> {
+    let probe = |bind: IpAddr, target: IpAddr| -> Option<IpAddr> {
+        let s = UdpSocket::bind(SocketAddr::new(bind, 0)).ok()?;
+        s.connect(SocketAddr::new(target, 9)).ok()?;
+        Some(s.local_addr().ok()?.ip())
+    };
+    [
+        probe(Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::new(192, 0, 2, 1).into()),
+        probe(Ipv6Addr::UNSPECIFIED.into(), "2001:db8::1".parse().unwrap_or(Ipv6Addr::LOCALHOST).into()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Whether the URL's host is `localhost` or a loopback address (then only this machine can use it).
+pub fn url_host_is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+pub fn join(ips: &[IpAddr]) -> String {
+    ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+    #[test]
+    fn explicit_public_ips_are_advertised_as_given() {
+        let m = resolve(ANY, &[ip("203.0.113.5"), ip("2001:db8::5")], "https://chat.example.org", || {
+            panic!("no discovery when the addresses are given")
+        });
+        assert_eq!(m.advertised, vec![ip("203.0.113.5"), ip("2001:db8::5")]);
+        assert_eq!(m.warning, None);
+    }
+
+    #[test]
+    fn a_concrete_bind_address_is_advertised_when_no_public_ip_is_set() {
+        let m = resolve(ip("10.1.2.3"), &[], "https://chat.example.org", Vec::new);
+        assert_eq!(m.advertised, vec![ip("10.1.2.3")]);
+    }
+
+    #[test]
+    fn a_loopback_public_url_advertises_loopback_without_a_warning() {
+        let m = resolve(ANY, &[], "http://127.0.0.1:8080", || vec![ip("10.1.2.3")]);
+        assert_eq!(m.advertised, vec![ip("127.0.0.1")]);
+        assert_eq!(m.warning, None);
+    }
+
+    #[test]
+    fn a_public_url_advertises_the_discovered_interface_addresses_of_the_bind_family() {
+        let m = resolve(ANY, &[], "https://chat.example.org", || vec![ip("192.168.1.20"), ip("2001:db8::20")]);
+        assert_eq!(m.advertised, vec![ip("192.168.1.20")], "an IPv4 socket cannot serve IPv6 candidates");
+        let m = resolve(ip("::"), &[], "https://chat.example.org", || vec![ip("192.168.1.20"), ip("2001:db8::20")]);
+        assert_eq!(m.advertised, vec![ip("192.168.1.20"), ip("2001:db8::20")]);
+        assert_eq!(m.warning, None);
+    }
+
+    #[test]
+    fn advertising_only_loopback_for_a_public_url_is_warned_about() {
+        let m = resolve(ANY, &[], "https://chat.example.org", || vec![ip("127.0.0.1")]);
+        assert_eq!(m.advertised, vec![ip("127.0.0.1")]);
+        assert!(m.warning.as_deref().is_some_and(|w| w.contains("--public-ip") && w.contains("chat.example.org")));
+        let m = resolve(ANY, &[ip("127.0.0.1")], "http://192.0.2.7:8080", Vec::new);
+        assert!(m.warning.is_some(), "also when loopback was set explicitly");
+    }
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "https://LOCALHOST:8443/x",
+            "http://[::1]:80",
+            "app.localhost",
+        ] {
+            assert!(url_host_is_loopback(url), "{url}");
+        }
+        for url in
+            ["https://chat.example.org", "http://10.0.0.1:8080", "http://[2001:db8::1]/", "http://127.0.0.1.example"]
+        {
+            assert!(!url_host_is_loopback(url), "{url}");
+        }
+    }
+}
