@@ -32,7 +32,8 @@ pub struct Cli {
     /// First UDP port of the SFU workers (worker i listens on base + i) [default: 50000]
     #[arg(long, global = true, env = "CHORUS_UDP_PORT_BASE")]
     pub udp_port_base: Option<u16>,
-    /// Address the SFU's UDP workers bind to, independent of --listen [default: 0.0.0.0, all interfaces]
+    /// Address the SFU's UDP workers bind to, independent of --listen [default: 0.0.0.0, all interfaces; 127.0.0.1
+    /// when only loopback is advertised]
     #[arg(long, global = true, env = "CHORUS_RTC_BIND")]
     pub rtc_bind: Option<IpAddr>,
     /// Addresses put in ICE candidates (comma-separated, e.g. an IPv4 and an IPv6, or a private and a public
@@ -181,7 +182,7 @@ impl Config {
         let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let public_url = cli.public_url.or(file.public_url).unwrap_or_else(|| format!("http://{listen}"));
         let public_url = public_url.trim_end_matches('/').to_string();
-        let rtc_bind = cli.rtc_bind.or(file.rtc_bind).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let rtc_bind = cli.rtc_bind.or(file.rtc_bind);
         let public_ips = cli.public_ip.or(file.public_ip.map(OneOrMany::into_vec)).unwrap_or_default();
         let media = media_addr::resolve(rtc_bind, &public_ips, &public_url, media_addr::discover);
         let trusted: Vec<Cidr> = match cli.trusted_proxies {

@@ -2,9 +2,14 @@
 //!
 //! The HTTP listen address says nothing about media: behind a reverse proxy Chorus listens on
 //! 127.0.0.1 while remote browsers must reach the media ports on a public address. So the bind
-//! address (`--rtc-bind`, default all interfaces) and the advertised ones (`--public-ip`) are
-//! separate settings, and when nothing is advertised explicitly the choice below is made, logged,
-//! and — when it would strand remote users on loopback — warned about.
+//! address (`--rtc-bind`) and the advertised ones (`--public-ip`) are separate settings, and when
+//! nothing is advertised explicitly the choice below is made, logged, and — when it would strand
+//! remote users on loopback — warned about.
+//!
+//! Unset, `--rtc-bind` is all interfaces, except when only loopback is advertised: then 127.0.0.1.
+//! A socket bound to all interfaces answers from the address the kernel routes by, so a browser on
+//! this machine that sent from its interface address to 127.0.0.1 would get its answers from the
+//! interface address and drop them (ICE wants the answer from where it sent).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
@@ -24,12 +29,13 @@ pub struct MediaAddresses {
 /// Chooses what to advertise. `discovered` is asked only when neither `--public-ip` nor a concrete
 /// `--rtc-bind` decides it and the public URL is not a loopback one.
 pub fn resolve(
-    bind: IpAddr,
+    rtc_bind: Option<IpAddr>,
     public_ips: &[IpAddr],
     public_url: &str,
     discovered: impl FnOnce() -> Vec<IpAddr>,
 ) -> MediaAddresses {
     let local_url = url_host_is_loopback(public_url);
+    let bind = rtc_bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let (advertised, source) = if !public_ips.is_empty() {
         (public_ips.to_vec(), "--public-ip")
     } else if !bind.is_unspecified() {
@@ -54,6 +60,10 @@ pub fn resolve(
             join(&advertised)
         )
     });
+    let bind = match rtc_bind {
+        None if advertised.iter().all(|ip| ip.is_loopback()) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => bind,
+    };
     MediaAddresses { bind, advertised, source, warning }
 }
 
@@ -100,7 +110,7 @@ mod tests {
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
-    const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    const ANY: Option<IpAddr> = None;
 
     #[test]
     fn explicit_public_ips_are_advertised_as_given() {
@@ -108,12 +118,13 @@ mod tests {
             panic!("no discovery when the addresses are given")
         });
         assert_eq!(m.advertised, vec![ip("203.0.113.5"), ip("2001:db8::5")]);
+        assert_eq!(m.bind, ip("0.0.0.0"), "all interfaces: behind NAT the public address is not local");
         assert_eq!(m.warning, None);
     }
 
     #[test]
     fn a_concrete_bind_address_is_advertised_when_no_public_ip_is_set() {
-        let m = resolve(ip("10.1.2.3"), &[], "https://chat.example.org", Vec::new);
+        let m = resolve(Some(ip("10.1.2.3")), &[], "https://chat.example.org", Vec::new);
         assert_eq!(m.advertised, vec![ip("10.1.2.3")]);
     }
 
@@ -121,14 +132,18 @@ mod tests {
     fn a_loopback_public_url_advertises_loopback_without_a_warning() {
         let m = resolve(ANY, &[], "http://127.0.0.1:8080", || vec![ip("10.1.2.3")]);
         assert_eq!(m.advertised, vec![ip("127.0.0.1")]);
+        assert_eq!(m.bind, ip("127.0.0.1"), "answers leave from the address a local browser sent to");
         assert_eq!(m.warning, None);
+        let m = resolve(Some(ip("0.0.0.0")), &[], "http://127.0.0.1:8080", Vec::new);
+        assert_eq!(m.bind, ip("0.0.0.0"), "an explicit --rtc-bind stays");
     }
 
     #[test]
     fn a_public_url_advertises_the_discovered_interface_addresses_of_the_bind_family() {
         let m = resolve(ANY, &[], "https://chat.example.org", || vec![ip("192.168.1.20"), ip("2001:db8::20")]);
         assert_eq!(m.advertised, vec![ip("192.168.1.20")], "an IPv4 socket cannot serve IPv6 candidates");
-        let m = resolve(ip("::"), &[], "https://chat.example.org", || vec![ip("192.168.1.20"), ip("2001:db8::20")]);
+        let m =
+            resolve(Some(ip("::")), &[], "https://chat.example.org", || vec![ip("192.168.1.20"), ip("2001:db8::20")]);
         assert_eq!(m.advertised, vec![ip("192.168.1.20"), ip("2001:db8::20")]);
         assert_eq!(m.warning, None);
     }
