@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::client_addr::{Cidr, TrustedProxies};
 use crate::media_addr::{self, MediaAddresses};
+use crate::tls::{CertFiles, RedirectTarget};
 
 /// Self-hosted Discord-like chat with voice and video channels.
 #[derive(Debug, Parser, Default)]
@@ -55,6 +56,17 @@ pub struct Cli {
     /// Seconds a TURN credential stays valid after a join [default: 86400]
     #[arg(long, global = true, env = "CHORUS_TURN_TTL")]
     pub turn_ttl: Option<u64>,
+    /// PEM certificate chain (leaf first): serve HTTPS on --listen; reloaded on SIGHUP or when the file
+    /// changes [default: none, plain HTTP]
+    #[arg(long, global = true, env = "CHORUS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [default: none]
+    #[arg(long, global = true, env = "CHORUS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// With TLS: a plain-HTTP listener (e.g. 0.0.0.0:80) that redirects every request to HTTPS
+    /// [default: none]
+    #[arg(long, global = true, env = "CHORUS_REDIRECT_LISTEN")]
+    pub redirect_listen: Option<SocketAddr>,
     /// SFU worker threads [default: one per core]
     #[arg(long, global = true, env = "CHORUS_SFU_WORKERS")]
     pub sfu_workers: Option<usize>,
@@ -123,6 +135,9 @@ pub struct FileConfig {
     pub turn_url: Option<OneOrMany<String>>,
     pub turn_secret: Option<String>,
     pub turn_ttl: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub redirect_listen: Option<SocketAddr>,
     pub sfu_workers: Option<usize>,
     pub public_url: Option<String>,
     pub voice_secret: Option<String>,
@@ -148,6 +163,15 @@ impl std::fmt::Debug for Turn {
     }
 }
 
+/// HTTPS served by Chorus itself (`--tls-cert`, `--tls-key`, `--redirect-listen`).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub files: CertFiles,
+    /// The plain-HTTP listener that redirects to HTTPS, when set.
+    pub redirect_listen: Option<SocketAddr>,
+    pub redirect_to: RedirectTarget,
+}
+
 /// The resolved settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -160,6 +184,8 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// TURN servers and their shared secret, when configured.
     pub turn: Option<Turn>,
+    /// HTTPS on `listen`, when configured.
+    pub tls: Option<Tls>,
     pub sfu_workers: usize,
     pub public_url: String,
     pub voice_secret: Option<String>,
@@ -180,8 +206,27 @@ impl Config {
             None => FileConfig::default(),
         };
         let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let public_url = cli.public_url.or(file.public_url).unwrap_or_else(|| format!("http://{listen}"));
-        let public_url = public_url.trim_end_matches('/').to_string();
+        let tls_files = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(CertFiles { cert, key }),
+            (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key"),
+            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert"),
+        };
+        let redirect_listen = cli.redirect_listen.or(file.redirect_listen);
+        if redirect_listen.is_some() && tls_files.is_none() {
+            anyhow::bail!("--redirect-listen redirects to HTTPS, which needs --tls-cert and --tls-key");
+        }
+        let explicit_url = cli.public_url.or(file.public_url).map(|u| u.trim_end_matches('/').to_string());
+        let scheme = if tls_files.is_some() { "https" } else { "http" };
+        let public_url = explicit_url.clone().unwrap_or_else(|| format!("{scheme}://{listen}"));
+        let tls = tls_files.map(|files| Tls {
+            files,
+            redirect_listen,
+            redirect_to: match explicit_url.filter(|u| u.starts_with("https://")) {
+                Some(origin) => RedirectTarget::Origin(origin),
+                None => RedirectTarget::SameHost { https_port: listen.port() },
+            },
+        });
         let rtc_bind = cli.rtc_bind.or(file.rtc_bind);
         let public_ips = cli.public_ip.or(file.public_ip.map(OneOrMany::into_vec)).unwrap_or_default();
         let media = media_addr::resolve(rtc_bind, &public_ips, &public_url, media_addr::discover);
@@ -216,6 +261,7 @@ impl Config {
         };
         Ok(Config {
             turn,
+            tls,
             listen,
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             store: cli.store.or(file.store).unwrap_or_else(|| "sqlite".into()),
@@ -302,6 +348,29 @@ mod tests {
         let c = Config::load(Cli { config: Some(path), ..Cli::default() }).unwrap();
         assert_eq!(c.media.advertised.len(), 2);
         assert_eq!(c.media.bind.to_string(), "0.0.0.0", "media listens on all interfaces by default");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_makes_the_public_url_https() {
+        let tls = |cert: Option<&str>, key: Option<&str>, redirect: Option<&str>| {
+            Config::load(Cli {
+                tls_cert: cert.map(PathBuf::from),
+                tls_key: key.map(PathBuf::from),
+                redirect_listen: redirect.map(|r| r.parse().unwrap()),
+                listen: Some("0.0.0.0:8443".parse().unwrap()),
+                ..Cli::default()
+            })
+        };
+        let c = tls(Some("c.pem"), Some("k.pem"), Some("0.0.0.0:80")).unwrap();
+        assert_eq!(c.public_url, "https://0.0.0.0:8443");
+        assert_eq!(c.voice_endpoint(), "wss://0.0.0.0:8443/voice");
+        let t = c.tls.unwrap();
+        assert_eq!(t.redirect_listen.map(|a| a.port()), Some(80));
+        assert!(matches!(t.redirect_to, RedirectTarget::SameHost { https_port: 8443 }));
+        assert!(tls(Some("c.pem"), None, None).is_err(), "a certificate without its key");
+        assert!(tls(None, Some("k.pem"), None).is_err(), "a key without its certificate");
+        assert!(tls(None, None, Some("0.0.0.0:80")).is_err(), "a redirect to an HTTPS that is not served");
+        assert!(tls(None, None, None).unwrap().tls.is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod config;
 mod media_addr;
 mod ports;
 mod server;
+mod tls;
 mod voice;
 mod web;
 

@@ -12,10 +12,14 @@ pub fn report(config: &Config) -> String {
     let behind_proxy = http.ip().is_loopback() && !media_addr::url_host_is_loopback(&config.public_url);
     let _ = writeln!(
         out,
-        "TCP {:<12} HTTP: web client, API, gateway, voice signaling (listening on {http}){}",
+        "TCP {:<12} {}: web client, API, gateway, voice signaling (listening on {http}){}",
         http.port(),
+        if config.tls.is_some() { "HTTPS" } else { "HTTP" },
         if behind_proxy { "; open your reverse proxy's 80/443 instead, this one is local" } else { "" }
     );
+    if let Some(redirect) = config.tls.as_ref().and_then(|t| t.redirect_listen) {
+        let _ = writeln!(out, "TCP {:<12} plain HTTP, redirected to HTTPS (listening on {redirect})", redirect.port());
+    }
     let workers = config.sfu_workers.max(1) as u32;
     let udp = if config.udp_port_base == 0 {
         "ephemeral".to_string()
@@ -58,6 +62,21 @@ mod tests {
         assert!(r.contains("UDP 50000-50003"), "{r}");
         assert!(r.contains("advertised: 203.0.113.5"), "{r}");
         assert!(!r.contains("warning"), "{r}");
+    }
+
+    #[test]
+    fn with_tls_lists_https_and_the_redirect_port() {
+        let cli = Cli {
+            listen: Some("0.0.0.0:443".parse().unwrap()),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            redirect_listen: Some("0.0.0.0:80".parse().unwrap()),
+            public_ip: Some(vec!["203.0.113.5".parse().unwrap()]),
+            ..Cli::default()
+        };
+        let r = report(&Config::load(cli).unwrap());
+        assert!(r.contains("TCP 443") && r.contains("HTTPS"), "{r}");
+        assert!(r.contains("TCP 80") && r.contains("redirected to HTTPS"), "{r}");
     }
 
     #[test]

@@ -120,6 +120,15 @@ pub async fn build(config: &Config) -> Result<App> {
         // Text answers (the client's modules, JSON) shrink several-fold over a real link; an upgrade's
         // empty 101 and small bodies are left alone by the layer's default predicate.
         .layer(tower_http::compression::CompressionLayer::new());
+    // Browsers that once saw HTTPS here never try plain HTTP again (a proxy in front sets its own).
+    let router = if config.tls.is_some() {
+        router.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static(crate::tls::HSTS),
+        ))
+    } else {
+        router
+    };
     // Outermost, so that rate limits and logs already see the client behind a trusted proxy.
     let router = if config.trusted_proxies.is_empty() {
         router
@@ -160,28 +169,61 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 /// Serves until a shutdown signal; then tells gateway clients to reconnect, stops accepting,
 /// waits briefly for open requests and flushes the store.
 pub async fn run(config: Config) -> Result<()> {
+    // A certificate that does not load stops the start before anything else is opened.
+    let tls = match &config.tls {
+        Some(tls) => Some((tls, crate::tls::server_config(&tls.files)?)),
+        None => None,
+    };
     let app = build(&config).await?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(
-        "Chorus is running: open http://{addr}/ (store: {}, data: {})",
+        "Chorus is running: open {}://{addr}/ (store: {}, data: {})",
+        if tls.is_some() { "https" } else { "http" },
         app.chat.store().backend(),
         config.data_dir.display()
     );
 
     let chat = app.chat.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve = axum::serve(listener, app.router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        });
-    let server = tokio::spawn(async move { serve.await });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let service = app.router.into_make_service_with_connect_info::<SocketAddr>();
+    let mut servers = Vec::new();
+    match tls {
+        None => {
+            let serve = axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx.clone()));
+            servers.push(tokio::spawn(async move { serve.await }));
+        }
+        Some((tls, (server_config, resolver))) => {
+            crate::tls::spawn_reloader(tls.files.clone(), resolver);
+            tracing::info!("TLS: certificate {}, key {}", tls.files.cert.display(), tls.files.key.display());
+            // tap_io only so that ConnectInfo<SocketAddr> works for a listener of our own.
+            let listener =
+                axum::serve::ListenerExt::tap_io(crate::tls::TlsListener::new(listener, server_config), |_| {});
+            let serve = axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx.clone()));
+            servers.push(tokio::spawn(async move { serve.await }));
+            if let Some(redirect) = tls.redirect_listen {
+                let plain = TcpListener::bind(redirect).await.with_context(|| format!("binding {redirect}"))?;
+                tracing::info!("redirecting plain HTTP on {} to HTTPS", plain.local_addr()?);
+                let serve = axum::serve(plain, crate::tls::redirect_router(tls.redirect_to.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()));
+                servers.push(tokio::spawn(async move { serve.await }));
+            }
+        }
+    }
 
     shutdown_signal().await;
     tracing::info!("shutting down: asking gateway clients to reconnect");
     chat.hub_reconnect_all();
-    let _ = stop_tx.send(());
-    if tokio::time::timeout(Duration::from_secs(10), server).await.is_err() {
+    let _ = stop_tx.send(true);
+    let drained = async {
+        for server in servers {
+            let _ = server.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drained).await.is_err() {
         tracing::warn!("connections still open after 10 s; closing anyway");
     }
     chat.shutdown().await.context("flushing the store")?;
