@@ -58,6 +58,10 @@ impl Admin {
         if self.admins.contains(&user.username.to_lowercase()) {
             return Ok(user);
         }
+        // Made admin with `chorus admin user set-admin`.
+        if self.chat.store().user(user.id).await?.is_some_and(|r| r.admin) {
+            return Ok(user);
+        }
         match self.chat.store().first_user().await? {
             Some(first) if first.id == user.id => Ok(user),
             _ => Err(Error::NotFound("route")),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::client_addr::{Cidr, TrustedProxies};
 use crate::media_addr::{self, MediaAddresses};
 use crate::tls::{CertFiles, RedirectTarget};
+use chat::operator::Registration;
 
 /// Self-hosted Discord-like chat with voice and video channels.
 #[derive(Debug, Parser, Default)]
@@ -94,6 +95,10 @@ pub struct Cli {
     /// Usernames of instance admins (comma-separated), besides the first registered user [default: none]
     #[arg(long, global = true, env = "CHORUS_ADMINS", value_delimiter = ',')]
     pub admins: Option<Vec<String>>,
+    /// Who may register: `open` (anyone), `invite` (with a code from `chorus admin invite create`) or
+    /// `closed` (only `chorus admin user create`) [default: open]
+    #[arg(long, global = true, env = "CHORUS_REGISTRATION")]
+    pub registration: Option<Registration>,
 }
 
 /// Subcommands besides running the server.
@@ -101,6 +106,91 @@ pub struct Cli {
 pub enum Command {
     /// Print the TCP and UDP ports a firewall must open for the current settings, and what is advertised
     Ports,
+    /// Manage users, instance invites and guilds in the configured store (while the server runs or not)
+    Admin {
+        /// Print results as JSON
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Copy the SQLite store and the voice secret into FILE, consistently, while the server runs
+    Backup { file: PathBuf },
+    /// Put a backup made by `chorus backup` into an empty data dir
+    Restore { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Accounts: create, list, reset-password, set-admin, disable, enable
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Instance invites, for `--registration invite`
+    Invite {
+        #[command(subcommand)]
+        command: InviteCommand,
+    },
+    /// Guilds: list, delete
+    Guild {
+        #[command(subcommand)]
+        command: GuildCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account (works whatever the registration mode)
+    Create {
+        name: String,
+        /// Read the password from the first line of standard input (never from the command line)
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the account an instance admin
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List every account
+    List,
+    /// Set a new password and log the account out everywhere
+    ResetPassword {
+        name: String,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Make an account an instance admin (it sees /admin), or with --revoke no longer
+    SetAdmin {
+        name: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Refuse the account's logins and revoke its sessions; its open gateway closes within a heartbeat
+    Disable { name: String },
+    /// Let a disabled account log in again
+    Enable { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create an instance invite code
+    Create {
+        /// How many registrations it allows [default: unlimited]
+        #[arg(long)]
+        uses: Option<u32>,
+        /// Seconds until it expires [default: never]
+        #[arg(long)]
+        expires: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuildCommand {
+    /// List every guild with its owner and member count
+    List,
+    /// Delete a guild and everything in it
+    Delete { id: String },
 }
 
 /// One value or a list, so `public_ip = "203.0.113.5"` and `public_ip = ["203.0.113.5", "2001:db8::5"]`
@@ -147,6 +237,7 @@ pub struct FileConfig {
     pub no_rate_limits: Option<bool>,
     pub log: Option<String>,
     pub admins: Option<Vec<String>>,
+    pub registration: Option<String>,
 }
 
 /// External TURN servers (`--turn-url`, `--turn-secret`, `--turn-ttl`).
@@ -196,6 +287,7 @@ pub struct Config {
     pub log: String,
     /// Lower-cased usernames of instance admins named in the configuration.
     pub admins: Vec<String>,
+    pub registration: Registration,
 }
 
 impl Config {
@@ -259,7 +351,17 @@ impl Config {
                 Some(Turn { urls: turn_urls, secret, ttl_secs })
             }
         };
+        let registration = match cli.registration {
+            Some(r) => r,
+            None => match file.registration {
+                Some(r) => {
+                    r.parse().map_err(|e: String| anyhow::anyhow!("registration in the configuration file: {e}"))?
+                }
+                None => Registration::Open,
+            },
+        };
         Ok(Config {
+            registration,
             turn,
             tls,
             listen,

@@ -1,8 +1,10 @@
 //! `chorus`: one binary that runs the chat plane, voice signaling, the SFU, the web client and the
-//! metrics endpoint. Configuration comes from flags, `CHORUS_*` variables and `chorus.toml`.
+//! metrics endpoint, and the operator's commands (`chorus admin`, `backup`, `restore`, `ports`).
+//! Configuration comes from flags, `CHORUS_*` variables and `chorus.toml`.
 
 mod admin;
 mod client_addr;
+mod commands;
 mod config;
 mod media_addr;
 mod ports;
@@ -13,20 +15,36 @@ mod web;
 
 use clap::Parser;
 
+use config::Command;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut cli = config::Cli::parse();
     let command = cli.command.take();
     let config = config::Config::load(cli)?;
-    if let Some(config::Command::Ports) = command {
-        print!("{}", ports::report(&config));
-        return Ok(());
+    let Some(command) = command else {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_new(&config.log)
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .init();
+        return server::run(config).await;
+    };
+    // Commands print their results on stdout; only warnings are logged, to stderr.
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter("warn").init();
+    let result = match command {
+        Command::Ports => {
+            print!("{}", ports::report(&config));
+            Ok(())
+        }
+        Command::Admin { json, command } => commands::admin::run(&config, command, json).await,
+        Command::Backup { file } => commands::backup::backup(&config, &file).await,
+        Command::Restore { file } => commands::backup::restore(&config, &file).await,
+    };
+    if let Err(failure) = result {
+        eprintln!("error: {}", failure.message);
+        std::process::exit(failure.code);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    server::run(config).await
+    Ok(())
 }

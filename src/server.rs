@@ -49,6 +49,7 @@ pub async fn build(config: &Config) -> Result<App> {
     let mut chat_config = ChatConfig {
         node_id: config.node_id,
         heartbeat_interval: Duration::from_millis(config.heartbeat_ms),
+        registration: config.registration,
         ..ChatConfig::default()
     };
     if config.no_rate_limits {

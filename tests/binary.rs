@@ -1,85 +1,15 @@
 //! The real `chorus` binary: zero-configuration start, health and metrics, durability across
 //! `kill -9`, graceful shutdown on SIGTERM, and voice grants the signaling side accepts.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-struct Chorus {
-    child: Child,
-    base: String,
-}
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-impl Chorus {
-    /// Starts the binary on a free port with the given data dir and waits until /readyz answers.
-    async fn start(data_dir: &std::path::Path, port: u16) -> Chorus {
-        Chorus::start_with(data_dir, port, &[]).await
-    }
-
-    async fn start_with(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Chorus {
-        let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-            .args(extra)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--udp-port-base", &(20000 + port % 20000).to_string(), "--sfu-workers", "1"])
-            .env("CHORUS_NO_RATE_LIMITS", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chorus");
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chorus did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Chorus { child, base }
-    }
-
-    async fn api(&self, token: Option<&str>, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = reqwest::Client::new().request(method, format!("{}/api/v1{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Chorus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn register(c: &Chorus, name: &str) -> String {
-    let (s, b) = c
-        .api(None, reqwest::Method::POST, "/auth/register", Some(json!({"username": name, "password": "password123"})))
-        .await;
-    assert_eq!(s, 201, "{b}");
-    b["token"].as_str().expect("token").to_string()
-}
+use common::*;
 
 #[tokio::test]
 async fn health_ready_and_metrics_answer() {

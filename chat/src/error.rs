@@ -21,6 +21,10 @@ pub enum Error {
     /// An action the caller may never do, whatever their permissions (e.g. kick the owner).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// Refused for a reason the client shows as it is (code, message): registration closed, an
+    /// invite code needed, an account disabled.
+    #[error("{1}")]
+    Refused(&'static str, &'static str),
     #[error("authentication required")]
     Unauthorized,
     #[error("invalid username or password")]
@@ -57,7 +61,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::MissingPermission(_) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::MissingPermission(_) | Error::Forbidden(_) | Error::Refused(..) => StatusCode::FORBIDDEN,
             Error::Unauthorized | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Error::Conflict(..) => StatusCode::CONFLICT,
             Error::Validation(_) | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -74,6 +78,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::MissingPermission(_) => "missing_permission",
             Error::Forbidden(_) => "forbidden",
+            Error::Refused(code, _) => code,
             Error::Unauthorized => "unauthorized",
             Error::InvalidCredentials => "invalid_credentials",
             Error::Conflict(code, _) => code,

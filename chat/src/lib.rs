@@ -22,6 +22,7 @@ pub mod id;
 pub mod mentions;
 pub mod metrics;
 pub mod model;
+pub mod operator;
 pub mod permissions;
 pub mod ratelimit;
 pub mod service;
@@ -66,6 +67,8 @@ pub struct ChatConfig {
     pub max_frame_bytes: usize,
     /// A gateway write that takes longer than this means the peer stopped reading: drop it.
     pub gateway_write_timeout: Duration,
+    /// Who may register (`--registration`).
+    pub registration: operator::Registration,
 }
 
 impl Default for ChatConfig {
@@ -78,6 +81,7 @@ impl Default for ChatConfig {
             max_body_bytes: 64 * 1024,
             max_frame_bytes: 16 * 1024,
             gateway_write_timeout: Duration::from_secs(10),
+            registration: operator::Registration::Open,
         }
     }
 }

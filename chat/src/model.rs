@@ -19,11 +19,35 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
-/// A user as stored, with the argon2id PHC hash of the password.
+/// A user as stored, with the argon2id PHC hash of the password and the instance-level flags only
+/// the operator sets (`chorus admin user set-admin|disable`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub user: User,
     pub password_hash: String,
+    /// An instance admin (sees `/admin`), besides the first user and `--admins`.
+    pub admin: bool,
+    /// Logins refused, sessions revoked, gateway closed.
+    pub disabled: bool,
+}
+
+impl UserRecord {
+    /// A newly registered account: no flags.
+    pub fn new(user: User, password_hash: String) -> UserRecord {
+        UserRecord { user, password_hash, admin: false, disabled: false }
+    }
+}
+
+/// An instance-level invite: the code `register` needs when registration is `invite`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInvite {
+    pub code: String,
+    /// None: unlimited.
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+    pub created_at: Timestamp,
+    /// None: never expires.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A login session. The bearer token is never stored; only its SHA-256 digest (hex).

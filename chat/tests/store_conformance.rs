@@ -31,10 +31,10 @@ fn now() -> Timestamp {
 }
 
 fn user_rec(id: Id, username: &str) -> UserRecord {
-    UserRecord {
-        user: User { id, username: username.into(), display_name: None, created_at: now() },
-        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$fake${id}"),
-    }
+    UserRecord::new(
+        User { id, username: username.into(), display_name: None, created_at: now() },
+        format!("$argon2id$v=19$m=19456,t=2,p=1$fake${id}"),
+    )
 }
 
 fn text_channel(id: Id, guild_id: Id, name: &str, position: i32) -> Channel {
@@ -215,6 +215,69 @@ async fn update_user_replaces_display_name_and_password(s: S) {
     assert_eq!(s.user_by_username("CAROL").await.unwrap(), Some(u));
 }
 
+async fn update_user_sets_and_clears_the_operator_flags(s: S) {
+    let ids = Snowflakes::new(1);
+    let mut u = user_rec(ids.next(), "dave");
+    s.insert_user(&u).await.unwrap();
+    assert_eq!(s.user(u.user.id).await.unwrap().map(|r| (r.admin, r.disabled)), Some((false, false)));
+    u.admin = true;
+    u.disabled = true;
+    s.update_user(&u).await.unwrap();
+    assert_eq!(s.user_by_username("dave").await.unwrap(), Some(u.clone()));
+    u.disabled = false;
+    s.update_user(&u).await.unwrap();
+    assert_eq!(s.user(u.user.id).await.unwrap().map(|r| (r.admin, r.disabled)), Some((true, false)));
+}
+
+async fn list_users_pages_by_id(s: S) {
+    let ids = Snowflakes::new(1);
+    let all: Vec<UserRecord> = (0..5).map(|i| user_rec(ids.next(), &format!("u{i}"))).collect();
+    for u in all.iter().rev() {
+        s.insert_user(u).await.unwrap();
+    }
+    let first = s.list_users(Id::from_i64(0), 2).await.unwrap();
+    assert_eq!(first, all[..2].to_vec());
+    let rest = s.list_users(first[1].user.id, 10).await.unwrap();
+    assert_eq!(rest, all[2..].to_vec());
+}
+
+async fn delete_sessions_of_revokes_only_that_users_sessions(s: S) {
+    let ids = Snowflakes::new(1);
+    let (a, b) = (ids.next(), ids.next());
+    for (n, user) in [(0, a), (1, a), (2, b)] {
+        let session =
+            Session { id: ids.next(), user_id: user, token_hash: format!("h{n}"), created_at: now(), user_agent: None };
+        s.insert_session(&session).await.unwrap();
+    }
+    assert_eq!(s.delete_sessions_of(a).await.unwrap(), 2);
+    assert!(s.sessions_of(a).await.unwrap().is_empty());
+    assert_eq!(s.sessions_of(b).await.unwrap().len(), 1);
+    assert_eq!(s.delete_sessions_of(a).await.unwrap(), 0);
+}
+
+async fn instance_invites_count_uses_and_expire(s: S) {
+    let invite = |code: &str, max_uses: Option<u32>, expires_at: Option<Timestamp>| InstanceInvite {
+        code: code.into(),
+        max_uses,
+        uses: 0,
+        created_at: now(),
+        expires_at,
+    };
+    s.insert_instance_invite(&invite("twice", Some(2), None)).await.unwrap();
+    let err = s.insert_instance_invite(&invite("twice", None, None)).await.unwrap_err();
+    assert_eq!(conflict_name(err), "instance_invite");
+    assert_eq!(s.use_instance_invite("twice", now()).await.unwrap().map(|i| i.uses), Some(1));
+    assert_eq!(s.use_instance_invite("twice", now()).await.unwrap().map(|i| i.uses), Some(2));
+    assert_eq!(s.use_instance_invite("twice", now()).await.unwrap(), None, "used up");
+    s.insert_instance_invite(&invite("old", None, Some(now() - Duration::seconds(1)))).await.unwrap();
+    assert_eq!(s.use_instance_invite("old", now()).await.unwrap(), None, "expired");
+    s.insert_instance_invite(&invite("open", None, Some(now() + Duration::hours(1)))).await.unwrap();
+    assert!(s.use_instance_invite("open", now()).await.unwrap().is_some());
+    assert_eq!(s.use_instance_invite("nope", now()).await.unwrap(), None);
+    // A guild invite's code is not an instance invite.
+    assert_eq!(s.use_invite("open", now()).await.unwrap(), None);
+}
+
 async fn users_bulk_lookup_returns_only_existing(s: S) {
     let ids = Snowflakes::new(1);
     let a = user_rec(ids.next(), "a");
@@ -263,6 +326,18 @@ async fn sessions_lookup_list_and_delete(s: S) {
 
 // ------------------------------------------------------------------------------------------------
 // guilds and channels
+
+async fn list_guilds_pages_by_id(s: S) {
+    let ids = Snowflakes::new(1);
+    let owner = ids.next();
+    let all: Vec<Guild> =
+        (0..3).map(|i| Guild { id: ids.next(), name: format!("g{i}"), owner_id: owner, created_at: now() }).collect();
+    for g in all.iter().rev() {
+        s.insert_guild(g).await.unwrap();
+    }
+    assert_eq!(s.list_guilds(Id::from_i64(0), 2).await.unwrap(), all[..2].to_vec());
+    assert_eq!(s.list_guilds(all[1].id, 2).await.unwrap(), all[2..].to_vec());
+}
 
 async fn guild_insert_get_update(s: S) {
     let ids = Snowflakes::new(1);
@@ -1171,6 +1246,11 @@ conformance_suite!(
     username_conflict_is_case_insensitive,
     first_user_is_the_earliest_registered,
     update_user_replaces_display_name_and_password,
+    update_user_sets_and_clears_the_operator_flags,
+    list_users_pages_by_id,
+    delete_sessions_of_revokes_only_that_users_sessions,
+    instance_invites_count_uses_and_expire,
+    list_guilds_pages_by_id,
     users_bulk_lookup_returns_only_existing,
     sessions_lookup_list_and_delete,
     guild_insert_get_update,

@@ -86,6 +86,11 @@ impl Session {
         self.state.lock().login = Some(login);
     }
 
+    /// The REST session (login) this gateway session was opened with.
+    pub fn login(&self) -> Option<Id> {
+        self.state.lock().login
+    }
+
     pub fn take_kick(&self) -> Option<Kick> {
         self.state.lock().kick.take()
     }

@@ -176,6 +176,7 @@ impl Connection {
         // Clients heartbeat every interval; allow half an interval of jitter plus network delay.
         let grace = interval + interval / 2 + Duration::from_secs(2);
         let mut deadline = Instant::now() + grace;
+        let mut last_check = Instant::now();
         let limiter = self.chat.limits.gateway_frame_limiter();
         loop {
             tokio::select! {
@@ -211,6 +212,13 @@ impl Connection {
                     match protocol::parse_client_frame(text.as_str()) {
                         Ok(ClientFrame::Heartbeat { .. }) => {
                             deadline = Instant::now() + grace;
+                            // At most once per interval, however fast the client heartbeats.
+                            if last_check.elapsed() >= interval {
+                                last_check = Instant::now();
+                                if !login_still_valid(&self.chat, session).await {
+                                    return self.close(close::AUTHENTICATION_FAILED, "session revoked").await;
+                                }
+                            }
                             if self.send_text(protocol::heartbeat_ack_frame()).await.is_err() { return 1006; }
                         }
                         Ok(ClientFrame::PresenceUpdate { status }) => self.chat.hub.set_status(session, status),
@@ -272,4 +280,11 @@ impl Connection {
         let _ = timeout(self.chat.config.gateway_write_timeout, self.socket.send(Message::Close(Some(frame)))).await;
         code
     }
+}
+
+/// Whether the login behind a session still stands (not revoked, user not disabled). A store that
+/// does not answer is no reason to drop a working connection: it counts as valid.
+async fn login_still_valid(chat: &Chat, session: &Session) -> bool {
+    let Some(login) = session.login() else { return true };
+    !matches!(chat.login_still_valid(session.user_id, login).await, Ok(false))
 }

@@ -41,14 +41,27 @@ pub struct Credentials {
     password: String,
 }
 
+#[derive(Deserialize)]
+pub struct Registration {
+    username: String,
+    password: String,
+    /// Needed when the instance's registration is `invite`.
+    invite_code: Option<String>,
+}
+
 pub async fn register(
     State(chat): S,
     ClientIp(ip): ClientIp,
     h: HeaderMap,
-    Body(b): Body<Credentials>,
+    Body(b): Body<Registration>,
 ) -> Result<Response> {
     chat.limits.auth_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
-    Ok(created(chat.register(&b.username, &b.password, user_agent(&h)).await?))
+    Ok(created(chat.register(&b.username, &b.password, b.invite_code.as_deref(), user_agent(&h)).await?))
+}
+
+/// What a client needs before anyone logs in: which registration form to show.
+pub async fn instance(State(chat): S) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "registration": chat.config.registration }))
 }
 
 pub async fn login(

@@ -17,6 +17,7 @@ use handlers::*;
 
 pub fn router(chat: Arc<Chat>) -> Router {
     let api = Router::new()
+        .route("/instance", get(instance))
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))

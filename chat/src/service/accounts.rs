@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
 use crate::id::Id;
 use crate::model::{Session, User, UserRecord};
+use crate::operator::Registration;
 use crate::store::StoreError;
 use crate::validate;
 
@@ -34,12 +35,43 @@ pub struct Caller {
 }
 
 impl Chat {
-    pub async fn register(&self, username: &str, password: &str, user_agent: Option<String>) -> Result<Authenticated> {
+    /// Creates an account as `registration` allows: in `invite` mode one use of a valid instance
+    /// invite is counted (after the username is known to be free, so a taken name costs no use).
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        invite_code: Option<&str>,
+        user_agent: Option<String>,
+    ) -> Result<Authenticated> {
         let username = validate::username(username)?;
         let password = validate::password(password)?;
+        match self.config.registration {
+            Registration::Open => {}
+            Registration::Closed => {
+                return Err(Error::Refused(
+                    "registration_closed",
+                    "registration is closed; ask an admin for an account",
+                ));
+            }
+            Registration::Invite => {
+                let Some(code) = invite_code.filter(|c| !c.is_empty() && c.len() <= 64) else {
+                    return Err(Error::Refused("invite_required", "registration needs an invite code"));
+                };
+                if self.store.user_by_username(&username).await?.is_some() {
+                    return Err(Error::Conflict("username_taken", "that username is taken"));
+                }
+                if self.store.use_instance_invite(code, now_ms()).await?.is_none() {
+                    return Err(Error::Refused(
+                        "invalid_invite_code",
+                        "that invite code is unknown, used up or expired",
+                    ));
+                }
+            }
+        }
         let user = User { id: self.ids.next(), username, display_name: None, created_at: now_ms() };
         let password_hash = hash_password(password).await?;
-        match self.store.insert_user(&UserRecord { user: user.clone(), password_hash }).await {
+        match self.store.insert_user(&UserRecord::new(user.clone(), password_hash)).await {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict("username_taken", "that username is taken")),
             other => other?,
         }
@@ -50,6 +82,7 @@ impl Chat {
     pub async fn login(&self, username: &str, password: &str, user_agent: Option<String>) -> Result<Authenticated> {
         let record = self.store.user_by_username(username).await?;
         // Verify against a fixed hash when the user is unknown, so timing does not reveal usernames.
+        let record_disabled = record.as_ref().is_some_and(|r| r.disabled);
         let (phc, user) = match record {
             Some(r) => (r.password_hash, Some(r.user)),
             None => (DUMMY_HASH.to_string(), None),
@@ -58,6 +91,10 @@ impl Chat {
         let Some(user) = user.filter(|_| ok) else {
             return Err(Error::InvalidCredentials);
         };
+        // Only after the password matched: a stranger learns nothing about the account.
+        if record_disabled {
+            return Err(Error::Refused("account_disabled", "this account is disabled"));
+        }
         let token = self.open_session(user.id, user_agent).await?;
         Ok(Authenticated { user, token })
     }
@@ -89,8 +126,15 @@ impl Chat {
             return Err(Error::Unauthorized);
         }
         let session = self.store.session_by_token_hash(&hash_token(token)).await?.ok_or(Error::Unauthorized)?;
-        let record = self.store.user(session.user_id).await?.ok_or(Error::Unauthorized)?;
+        let record = self.store.user(session.user_id).await?.filter(|r| !r.disabled).ok_or(Error::Unauthorized)?;
         Ok(Caller { user: record.user, session_id: session.id })
+    }
+
+    /// Whether a gateway session's login still stands: its session not revoked, its user not
+    /// disabled (both may change from another process: `chorus admin`, another node).
+    pub async fn login_still_valid(&self, user_id: Id, session_id: Id) -> Result<bool> {
+        let user_ok = self.store.user(user_id).await?.is_some_and(|r| !r.disabled);
+        Ok(user_ok && self.store.sessions_of(user_id).await?.iter().any(|s| s.id == session_id))
     }
 
     pub async fn logout(&self, caller: &Caller) -> Result<()> {

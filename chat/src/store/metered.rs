@@ -92,6 +92,26 @@ impl Store for Metered {
         let _t = self.time("update_user");
         self.inner.update_user(user).await
     }
+    async fn list_users(&self, after: Id, limit: u32) -> StoreResult<Vec<UserRecord>> {
+        let _t = self.time("list_users");
+        self.inner.list_users(after, limit).await
+    }
+    async fn delete_sessions_of(&self, user_id: Id) -> StoreResult<u64> {
+        let _t = self.time("delete_sessions_of");
+        self.inner.delete_sessions_of(user_id).await
+    }
+    async fn list_guilds(&self, after: Id, limit: u32) -> StoreResult<Vec<Guild>> {
+        let _t = self.time("list_guilds");
+        self.inner.list_guilds(after, limit).await
+    }
+    async fn insert_instance_invite(&self, invite: &InstanceInvite) -> StoreResult<()> {
+        let _t = self.time("insert_instance_invite");
+        self.inner.insert_instance_invite(invite).await
+    }
+    async fn use_instance_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<InstanceInvite>> {
+        let _t = self.time("use_instance_invite");
+        self.inner.use_instance_invite(code, now).await
+    }
 
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         let _t = self.time("insert_session");

@@ -8,6 +8,8 @@
 mod metered;
 pub(crate) mod mongo;
 pub(crate) mod sqlite;
+/// Online backup and restore of the SQLite store.
+pub use sqlite::backup;
 
 pub use metered::Metered;
 pub use mongo::MongoStore;
@@ -46,12 +48,19 @@ pub enum Inserted {
 pub async fn open(uri: &str, data_dir: &std::path::Path) -> StoreResult<std::sync::Arc<dyn Store>> {
     if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") {
         mongo::open_dyn(uri).await
-    } else if uri == "sqlite" || uri.is_empty() {
-        sqlite::open_dyn(&data_dir.join("chorus.db")).await
-    } else if let Some(path) = uri.strip_prefix("sqlite:") {
-        sqlite::open_dyn(std::path::Path::new(path)).await
+    } else if let Some(path) = sqlite_path(uri, data_dir) {
+        sqlite::open_dyn(&path).await
     } else {
         Err(StoreError::Backend(format!("unknown store URI {uri:?}: use sqlite, sqlite:PATH or mongodb://...")))
+    }
+}
+
+/// The database file of an SQLite store URI (`sqlite` is `DATA_DIR/chorus.db`); None for others.
+pub fn sqlite_path(uri: &str, data_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    if uri == "sqlite" || uri.is_empty() {
+        Some(data_dir.join("chorus.db"))
+    } else {
+        uri.strip_prefix("sqlite:").map(std::path::PathBuf::from)
     }
 }
 
@@ -74,13 +83,17 @@ pub trait Store: Send + Sync + 'static {
     async fn users(&self, ids: &[Id]) -> StoreResult<Vec<User>>;
     /// The earliest registered user (the smallest id): the instance's first admin.
     async fn first_user(&self) -> StoreResult<Option<User>>;
-    /// Replaces display name (and password hash) of an existing user.
+    /// Replaces display name, password hash and the admin/disabled flags of an existing user.
     async fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Users ordered by id, with id > `after`, at most `limit` (the operator's list).
+    async fn list_users(&self, after: Id, limit: u32) -> StoreResult<Vec<UserRecord>>;
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Session>>;
     async fn sessions_of(&self, user_id: Id) -> StoreResult<Vec<Session>>;
     /// Returns whether a session of that user with that id existed.
     async fn delete_session(&self, user_id: Id, session_id: Id) -> StoreResult<bool>;
+    /// Revokes every session of a user; returns how many there were.
+    async fn delete_sessions_of(&self, user_id: Id) -> StoreResult<u64>;
 
     // ---- guilds
     async fn insert_guild(&self, guild: &Guild) -> StoreResult<()>;
@@ -88,6 +101,8 @@ pub trait Store: Send + Sync + 'static {
     async fn update_guild(&self, guild: &Guild) -> StoreResult<()>;
     /// Removes the guild and everything in it: channels, roles, members, bans, invites, messages.
     async fn delete_guild(&self, id: Id) -> StoreResult<()>;
+    /// Guilds ordered by id, with id > `after`, at most `limit` (the operator's list).
+    async fn list_guilds(&self, after: Id, limit: u32) -> StoreResult<Vec<Guild>>;
 
     // ---- channels (guild channels and DM channels)
     /// Inserts or replaces by id.
@@ -135,6 +150,10 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically counts one use if the invite exists, has not expired at `now` and has uses left;
     /// returns the updated invite, or None if it could not be used.
     async fn use_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<Invite>>;
+    /// Conflict("instance_invite") when the code exists.
+    async fn insert_instance_invite(&self, invite: &InstanceInvite) -> StoreResult<()>;
+    /// Like [`Store::use_invite`], for the instance-level invites registration asks for.
+    async fn use_instance_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<InstanceInvite>>;
 
     // ---- messages
     /// Stores a message and advances the channel's `last_message_id`. With a nonce, a second insert

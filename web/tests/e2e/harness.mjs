@@ -58,6 +58,7 @@ export async function startServer(extraArgs = []) {
   }
   return {
     url,
+    dataDir,
     log: () => log,
     async stop() {
       child.kill('SIGTERM');
@@ -65,6 +66,19 @@ export async function startServer(extraArgs = []) {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Runs a `chorus` subcommand against a server's data dir (e.g. `admin invite create`); resolves to its stdout. */
+export function chorusCommand(server, args) {
+  const bin = process.env.CHORUS_BIN || join(repo, 'target/debug/chorus');
+  return new Promise((res, rej) => {
+    const child = spawn(bin, [...args, '--data-dir', server.dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => (code === 0 ? res(out) : rej(new Error(`chorus ${args.join(' ')} exited ${code}: ${err}`))));
+  });
 }
 
 /** Headless Chromium with fake media devices. @param {string[]} [extraArgs] */

@@ -66,6 +66,11 @@ pub(super) struct UserDoc {
     pub display_name: Option<String>,
     pub password_hash: String,
     pub created_at: BsonDateTime,
+    /// Absent in documents written before operator controls existed: false.
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl UserDoc {
@@ -77,6 +82,8 @@ impl UserDoc {
             display_name: r.user.display_name.clone(),
             password_hash: r.password_hash.clone(),
             created_at: dt(r.user.created_at),
+            admin: r.admin,
+            disabled: r.disabled,
         }
     }
     pub fn into_record(self) -> StoreResult<UserRecord> {
@@ -88,6 +95,8 @@ impl UserDoc {
                 created_at: ts(self.created_at)?,
             },
             password_hash: self.password_hash,
+            admin: self.admin,
+            disabled: self.disabled,
         })
     }
 }
@@ -394,6 +403,38 @@ impl InviteDoc {
             inviter_id: Id::from_i64(self.inviter_id),
             max_uses: self.max_uses.map(|m| u32_field(m, "invite max_uses")).transpose()?,
             uses: u32_field(self.uses, "invite uses")?,
+            created_at: ts(self.created_at)?,
+            expires_at: ts_opt(self.expires_at)?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct InstanceInviteDoc {
+    #[serde(rename = "_id")]
+    pub code: String,
+    /// null: unlimited (`use_instance_invite` filters on `max_uses: null`).
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub created_at: BsonDateTime,
+    pub expires_at: Option<BsonDateTime>,
+}
+
+impl InstanceInviteDoc {
+    pub fn from_invite(i: &InstanceInvite) -> Self {
+        InstanceInviteDoc {
+            code: i.code.clone(),
+            max_uses: i.max_uses.map(i64::from),
+            uses: i64::from(i.uses),
+            created_at: dt(i.created_at),
+            expires_at: dt_opt(i.expires_at),
+        }
+    }
+    pub fn into_invite(self) -> StoreResult<InstanceInvite> {
+        Ok(InstanceInvite {
+            code: self.code,
+            max_uses: self.max_uses.map(|m| u32_field(m, "instance invite max_uses")).transpose()?,
+            uses: u32_field(self.uses, "instance invite uses")?,
             created_at: ts(self.created_at)?,
             expires_at: ts_opt(self.expires_at)?,
         })

@@ -24,9 +24,22 @@ pub(super) const INVITES: &str = "invites";
 pub(super) const MESSAGES: &str = "messages";
 pub(super) const REACTIONS: &str = "reactions";
 pub(super) const READ_STATES: &str = "read_states";
+pub(super) const INSTANCE_INVITES: &str = "instance_invites";
 
-pub(super) const COLLECTIONS: [&str; 11] =
-    [USERS, SESSIONS, GUILDS, CHANNELS, ROLES, MEMBERS, BANS, INVITES, MESSAGES, REACTIONS, READ_STATES];
+pub(super) const COLLECTIONS: [&str; 12] = [
+    USERS,
+    SESSIONS,
+    GUILDS,
+    CHANNELS,
+    ROLES,
+    MEMBERS,
+    BANS,
+    INVITES,
+    MESSAGES,
+    REACTIONS,
+    READ_STATES,
+    INSTANCE_INVITES,
+];
 
 /// Index names the store reacts to in duplicate-key errors.
 pub(super) const USERNAME_UNIQUE: &str = "username_lower_unique";

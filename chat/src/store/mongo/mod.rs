@@ -50,6 +50,7 @@ pub struct MongoStore {
     messages: Collection<MessageDoc>,
     reactions: Collection<ReactionDoc>,
     read_states: Collection<ReadStateDoc>,
+    instance_invites: Collection<InstanceInviteDoc>,
 }
 
 pub(super) async fn open_dyn(uri: &str) -> StoreResult<Arc<dyn Store>> {
@@ -84,6 +85,7 @@ impl MongoStore {
             messages: db.collection(MESSAGES),
             reactions: db.collection(REACTIONS),
             read_states: db.collection(READ_STATES),
+            instance_invites: db.collection(INSTANCE_INVITES),
             db,
         })
     }
@@ -308,11 +310,24 @@ impl Store for MongoStore {
                 doc! { "$set": {
                     "display_name": user.user.display_name.as_deref(),
                     "password_hash": &user.password_hash,
+                    "admin": user.admin,
+                    "disabled": user.disabled,
                 } },
             )
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn list_users(&self, after: Id, limit: u32) -> StoreResult<Vec<UserRecord>> {
+        let cursor = self
+            .users
+            .find(doc! { "_id": { "$gt": after.as_i64() } })
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(map_err)?;
+        collect(cursor, UserDoc::into_record).await
     }
 
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
@@ -340,6 +355,11 @@ impl Store for MongoStore {
         Ok(r.deleted_count > 0)
     }
 
+    async fn delete_sessions_of(&self, user_id: Id) -> StoreResult<u64> {
+        let r = self.sessions.delete_many(doc! { "user_id": user_id.as_i64() }).await.map_err(map_err)?;
+        Ok(r.deleted_count)
+    }
+
     // ---- guilds
 
     async fn insert_guild(&self, guild: &Guild) -> StoreResult<()> {
@@ -361,6 +381,17 @@ impl Store for MongoStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn list_guilds(&self, after: Id, limit: u32) -> StoreResult<Vec<Guild>> {
+        let cursor = self
+            .guilds
+            .find(doc! { "_id": { "$gt": after.as_i64() } })
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(map_err)?;
+        collect(cursor, GuildDoc::into_guild).await
     }
 
     async fn delete_guild(&self, id: Id) -> StoreResult<()> {
@@ -665,6 +696,32 @@ impl Store for MongoStore {
             .await
             .map_err(map_err)?;
         updated.map(InviteDoc::into_invite).transpose()
+    }
+
+    async fn insert_instance_invite(&self, invite: &InstanceInvite) -> StoreResult<()> {
+        self.instance_invites
+            .insert_one(InstanceInviteDoc::from_invite(invite))
+            .await
+            .map_err(|e| conflict_or(e, "instance_invite"))?;
+        Ok(())
+    }
+
+    async fn use_instance_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<InstanceInvite>> {
+        // The same single findAndModify as `use_invite`: the last use cannot be handed out twice.
+        let filter = doc! {
+            "_id": code,
+            "$and": [
+                { "$or": [ { "expires_at": Bson::Null }, { "expires_at": { "$gt": dt(now) } } ] },
+                { "$or": [ { "max_uses": Bson::Null }, { "$expr": { "$lt": [ "$uses", "$max_uses" ] } } ] },
+            ],
+        };
+        let updated = self
+            .instance_invites
+            .find_one_and_update(filter, doc! { "$inc": { "uses": 1_i64 } })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(map_err)?;
+        updated.map(InstanceInviteDoc::into_invite).transpose()
     }
 
     // ---- messages

@@ -14,7 +14,7 @@ use crate::store::{StoreError, StoreResult};
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Ordered migrations; migration `i` brings a database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1: the whole community plane.
 ///
@@ -205,6 +205,20 @@ WHEN old.content IS NOT new.content
 END;
 "#;
 
+/// Operator controls (`chorus admin`): instance admins and disabled accounts, and the instance-level
+/// invites that `registration = invite` asks for at register.
+const V3: &str = r#"
+ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE instance_invites (
+    code       TEXT PRIMARY KEY,
+    max_uses   INTEGER,
+    uses       INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER
+) STRICT;
+"#;
+
 /// Indexes every queued message (see [`V2`]). Runs on the writer inside the group transaction,
 /// outside any job savepoint; also at open, in case a file holds a queue from elsewhere.
 pub fn drain_fts_queue(conn: &Connection) -> StoreResult<()> {
@@ -271,5 +285,60 @@ mod tests {
             .query_row("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'words'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    /// `tests/fixtures/schema-v2.db` was written by the release before V3 (two users, a guild, three
+    /// messages); opening it must migrate it without losing any of that.
+    #[test]
+    fn a_database_of_the_previous_release_upgrades_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chorus.db");
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v2.db"), &path).unwrap();
+        let mut c = Connection::open(&path).unwrap();
+        let before: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(before, 2);
+        migrate(&mut c).unwrap();
+        let after: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(after, SCHEMA_VERSION);
+        let users: Vec<(String, i64, i64)> = c
+            .prepare("SELECT username, admin, disabled FROM users ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(users, vec![("olduser".into(), 0, 0), ("second".into(), 0, 0)]);
+        let found: i64 = c
+            .query_row("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'previous'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(found, 3, "the old messages are still searchable");
+        let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(ok, "ok");
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_file_at_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chorus.db");
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v2.db"), &path).unwrap();
+        let mut c = Connection::open(&path).unwrap();
+        // A column V3 adds already exists: V3 fails half-way through its batch.
+        c.execute_batch("ALTER TABLE users ADD COLUMN disabled INTEGER").unwrap();
+        assert!(migrate(&mut c).is_err());
+        let version: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 2, "no version bump");
+        let admin_column: i64 = c
+            .query_row("SELECT count(*) FROM pragma_table_info('users') WHERE name = 'admin'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(admin_column, 0, "the statement before the failing one was rolled back too");
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("n.db")).unwrap();
+        c.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)).unwrap();
+        let e = migrate(&mut c).unwrap_err().to_string();
+        assert!(e.contains("newer than this build"), "{e}");
     }
 }

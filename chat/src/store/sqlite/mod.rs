@@ -15,6 +15,7 @@
 //!   must not hide messages sent meanwhile.
 //! - History and counts read only through the `messages_channel (channel_id, id)` index.
 
+pub mod backup;
 mod engine;
 mod migrations;
 mod rows;
@@ -235,15 +236,17 @@ impl Store for SqliteStore {
                 }
                 exec(
                     c,
-                    "INSERT INTO users (id, username, username_key, display_name, password_hash, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO users (id, username, username_key, display_name, password_hash, created_at, \
+                     admin, disabled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         u.user.id.as_i64(),
                         u.user.username,
                         key,
                         u.user.display_name,
                         u.password_hash,
-                        ts(&u.user.created_at)
+                        ts(&u.user.created_at),
+                        u.admin,
+                        u.disabled
                     ],
                 )
                 .map_err(|e| conflict(e, "user"))?;
@@ -283,11 +286,25 @@ impl Store for SqliteStore {
             .write(move |c| {
                 exec(
                     c,
-                    "UPDATE users SET display_name = ?2, password_hash = ?3 WHERE id = ?1",
-                    params![u.user.id.as_i64(), u.user.display_name, u.password_hash],
+                    "UPDATE users SET display_name = ?2, password_hash = ?3, admin = ?4, disabled = ?5 WHERE id = ?1",
+                    params![u.user.id.as_i64(), u.user.display_name, u.password_hash, u.admin, u.disabled],
                 )
                 .map_err(db)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn list_users(&self, after: Id, limit: u32) -> StoreResult<Vec<UserRecord>> {
+        let sql = format!("SELECT {} FROM users WHERE id > ?1 ORDER BY id LIMIT ?2", rows::USER_COLS);
+        self.engine.read(move |c| all(c, &sql, params![after.as_i64(), limit], rows::user_record)).await
+    }
+
+    async fn delete_sessions_of(&self, user_id: Id) -> StoreResult<u64> {
+        self.engine
+            .write(move |c| {
+                let n = exec(c, "DELETE FROM sessions WHERE user_id = ?1", [user_id.as_i64()]).map_err(db)?;
+                Ok(n as u64)
             })
             .await
     }
@@ -378,6 +395,11 @@ impl Store for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn list_guilds(&self, after: Id, limit: u32) -> StoreResult<Vec<Guild>> {
+        let sql = format!("SELECT {} FROM guilds WHERE id > ?1 ORDER BY id LIMIT ?2", rows::GUILD_COLS);
+        self.engine.read(move |c| all(c, &sql, params![after.as_i64(), limit], rows::guild)).await
     }
 
     // ---- channels
@@ -675,6 +697,38 @@ impl Store for SqliteStore {
         );
         let code = code.to_owned();
         self.engine.write(move |c| one(c, &sql, params![code, ts(&now)], rows::invite)).await
+    }
+
+    async fn insert_instance_invite(&self, invite: &InstanceInvite) -> StoreResult<()> {
+        let i = invite.clone();
+        self.engine
+            .write(move |c| {
+                exec(
+                    c,
+                    "INSERT INTO instance_invites (code, max_uses, uses, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        i.code,
+                        i.max_uses.map(i64::from),
+                        i64::from(i.uses),
+                        ts(&i.created_at),
+                        ts_opt(&i.expires_at)
+                    ],
+                )
+                .map_err(|e| conflict(e, "instance_invite"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn use_instance_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<InstanceInvite>> {
+        let sql = format!(
+            "UPDATE instance_invites SET uses = uses + 1 WHERE code = ?1 AND (expires_at IS NULL OR expires_at > ?2) \
+             AND (max_uses IS NULL OR uses < max_uses) RETURNING {}",
+            rows::INSTANCE_INVITE_COLS
+        );
+        let code = code.to_owned();
+        self.engine.write(move |c| one(c, &sql, params![code, ts(&now)], rows::instance_invite)).await
     }
 
     // ---- messages

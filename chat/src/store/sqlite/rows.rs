@@ -157,10 +157,27 @@ pub fn count(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<u
 
 // ---- decoders; each matches the column list next to it
 
-pub const USER_COLS: &str = "id, username, display_name, created_at, password_hash";
+pub const USER_COLS: &str = "id, username, display_name, created_at, password_hash, admin, disabled";
 
 pub fn user_record(row: &Row<'_>) -> StoreResult<UserRecord> {
-    Ok(UserRecord { user: user(row)?, password_hash: get(row, 4)? })
+    Ok(UserRecord {
+        user: user(row)?,
+        password_hash: get(row, 4)?,
+        admin: get_bool(row, 5)?,
+        disabled: get_bool(row, 6)?,
+    })
+}
+
+pub const INSTANCE_INVITE_COLS: &str = "code, max_uses, uses, created_at, expires_at";
+
+pub fn instance_invite(row: &Row<'_>) -> StoreResult<InstanceInvite> {
+    Ok(InstanceInvite {
+        code: get(row, 0)?,
+        max_uses: get::<Option<i64>>(row, 1)?.map(|v| to_u32(v, "max_uses")).transpose()?,
+        uses: get_u32(row, 2)?,
+        created_at: get_ts(row, 3)?,
+        expires_at: get_ts_opt(row, 4)?,
+    })
 }
 
 pub fn user(row: &Row<'_>) -> StoreResult<User> {

@@ -1,4 +1,5 @@
-// Login and registration; on an invite link it shows which server the invite leads to.
+// Login and registration; on an invite link it shows which server the invite leads to. The register form
+// follows the instance's registration mode (GET /instance): an invite-code field, or a "closed" notice.
 
 import { h, replace } from '../dom.js';
 
@@ -18,6 +19,24 @@ export function mountAuth(root, app) {
         minlength: 8,
       });
       const preview = h('p', { class: 'invite-preview', 'data-testid': 'invite-preview' });
+      const inviteCode = h('input', { id: 'auth-invite-code', name: 'invite_code', autocomplete: 'off', maxlength: 64, 'data-testid': 'auth-invite-code' });
+      const registration = mode === 'register' ? await registrationMode(app) : 'open';
+      if (registration === 'closed') {
+        replace(
+          root,
+          h(
+            'div',
+            { class: 'auth-card', 'data-testid': 'registration-closed' },
+            h('h1', null, 'Registration is closed'),
+            h('p', null, "This server doesn't take sign-ups. Ask its operator for an account."),
+            h('p', { class: 'muted' }, h('a', { href: '/login', onclick: (/** @type {Event} */ e) => {
+              e.preventDefault();
+              app.navigate('/login');
+            } }, 'Log in')),
+          ),
+        );
+        return;
+      }
       const form = h(
         'form',
         { class: 'auth-card', 'data-testid': `${mode}-form` },
@@ -27,6 +46,9 @@ export function mountAuth(root, app) {
         username,
         h('label', { for: 'auth-password' }, 'Password'),
         password,
+        registration === 'invite' ? h('label', { for: 'auth-invite-code' }, 'Invite code') : null,
+        registration === 'invite' ? inviteCode : null,
+        registration === 'invite' ? h('p', { class: 'muted' }, 'This server takes sign-ups by invite code only.') : null,
         error,
         h('button', { type: 'submit', class: 'primary', 'data-testid': 'auth-submit' }, mode === 'login' ? 'Log In' : 'Continue'),
         h(
@@ -44,10 +66,13 @@ export function mountAuth(root, app) {
         error.textContent = '';
         try {
           const path = mode === 'login' ? '/auth/login' : '/auth/register';
-          const res = await app.api.request('POST', path, {
+          /** @type {Record<string, string>} */
+          const body = {
             username: /** @type {HTMLInputElement} */ (username).value.trim(),
             password: /** @type {HTMLInputElement} */ (password).value,
-          });
+          };
+          if (registration === 'invite') body.invite_code = /** @type {HTMLInputElement} */ (inviteCode).value.trim();
+          const res = await app.api.request('POST', path, body);
           await app.signedIn(res.token);
         } catch (err) {
           const f = /** @type {any} */ (err).fields;
@@ -70,4 +95,14 @@ export function mountAuth(root, app) {
       }
     },
   };
+}
+
+/** The instance's registration mode; 'open' when the server does not say (an older server). @param {any} app */
+async function registrationMode(app) {
+  try {
+    const info = await app.api.get('/instance');
+    return ['open', 'invite', 'closed'].includes(info.registration) ? info.registration : 'open';
+  } catch {
+    return 'open';
+  }
 }
