@@ -35,6 +35,8 @@ pub struct Admin {
     pub node_id: u16,
     /// Misconfigurations shown at the top of the dashboard.
     pub warnings: Arc<Vec<String>>,
+    /// Who may register (`--registration`), shown on the dashboard.
+    pub registration: chat::operator::Registration,
 }
 
 pub fn router(state: Admin) -> Router {
@@ -113,6 +115,7 @@ async fn stats(State(s): State<Admin>, ClientIp(ip): ClientIp, headers: HeaderMa
         uptime_secs: s.started.elapsed().as_secs(),
         node_id: s.node_id,
         warnings: s.warnings.to_vec(),
+        registration: s.registration,
         process: ProcessStats {
             cpu_seconds_total: precise_cpu_seconds().unwrap_or_else(|| m.sum("process_cpu_seconds_total")),
             resident_memory_bytes: m.sum("process_resident_memory_bytes"),
@@ -244,6 +247,7 @@ struct Stats {
     uptime_secs: u64,
     node_id: u16,
     warnings: Vec<String>,
+    registration: chat::operator::Registration,
     process: ProcessStats,
     gateway: GatewayStats,
     chat: ChatStats,

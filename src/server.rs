@@ -99,6 +99,7 @@ pub async fn build(config: &Config) -> Result<App> {
         started: std::time::Instant::now(),
         node_id: config.node_id,
         warnings: warnings.clone(),
+        registration: config.registration,
     };
     let state = AppState { chat: chat.clone(), registry: registry.clone(), warnings };
     let ops = Router::new()

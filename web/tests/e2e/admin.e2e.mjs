@@ -41,7 +41,7 @@ test('the first user sees live charts and the live room table', async () => {
   await row.waitFor({ timeout: 10_000 });
   await dash.waitForTimeout(3000);
   await screenshot(dash, 'admin-dashboard');
-  assert.match(await dash.getByTestId('admin-status').textContent(), /sqlite/);
+  assert.match(await dash.getByTestId('admin-status').textContent(), /sqlite · registration open/);
   assert.deepEqual(errors, []);
 });
 

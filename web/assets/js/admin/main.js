@@ -68,7 +68,7 @@ async function poll() {
     const warnings = stats.warnings ?? [];
     replace(warningsEl, ...warnings.map((w) => h('li', null, w)));
     warningsEl.hidden = warnings.length === 0;
-    status.textContent = `Node ${stats.node_id} · ${stats.store.backend} · up ${human(stats.uptime_secs, 0)} s · updated ${new Date(stats.time).toLocaleTimeString()}`;
+    status.textContent = `Node ${stats.node_id} · ${stats.store.backend} · registration ${stats.registration ?? 'open'} · up ${human(stats.uptime_secs, 0)} s · updated ${new Date(stats.time).toLocaleTimeString()}`;
     status.className = 'muted';
   } catch (e) {
     const err = /** @type {any} */ (e);
