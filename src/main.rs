@@ -21,6 +21,15 @@ use config::Command;
 async fn main() -> anyhow::Result<()> {
     let mut cli = config::Cli::parse();
     let command = cli.command.take();
+    // Before the settings are read: the file it writes may be the one --config names.
+    if let Some(Command::Init { domain }) = &command {
+        let path = cli.config.clone().unwrap_or_else(|| "chorus.toml".into());
+        if let Err(failure) = commands::init::write(&path, domain.as_deref()) {
+            eprintln!("error: {}", failure.message);
+            std::process::exit(failure.code);
+        }
+        return Ok(());
+    }
     let config = config::Config::load(cli)?;
     let Some(command) = command else {
         tracing_subscriber::fmt()
@@ -34,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     // Commands print their results on stdout; only warnings are logged, to stderr.
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter("warn").init();
     let result = match command {
+        Command::Init { .. } => Ok(()),
         Command::Ports => {
             print!("{}", ports::report(&config));
             Ok(())

@@ -1,9 +1,10 @@
-//! The subcommands besides running the server: `chorus admin …`, `chorus backup`, `chorus restore`
+//! The subcommands besides running the server: `chorus init`, `chorus admin …`, `chorus backup`, `chorus restore`
 //! (and `chorus ports`, in `ports.rs`). Each prints its result on standard output, its error on
 //! standard error, and exits with a code a script can test (`Failure::code`).
 
 pub mod admin;
 pub mod backup;
+pub mod init;
 
 use std::fmt::Write;
 
