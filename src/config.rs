@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::client_addr::{Cidr, TrustedProxies};
 use crate::media_addr::{self, MediaAddresses};
 use crate::tls::{CertFiles, RedirectTarget};
+use chat::http::client_addr::{Cidr, TrustedProxies};
 use chat::operator::Registration;
 
 /// Self-hosted Discord-like chat with voice and video channels.

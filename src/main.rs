@@ -3,7 +3,6 @@
 //! Configuration comes from flags, `CHORUS_*` variables and `chorus.toml`.
 
 mod admin;
-mod client_addr;
 mod commands;
 mod config;
 mod media_addr;

@@ -136,7 +136,7 @@ pub async fn build(config: &Config) -> Result<App> {
         router
     } else {
         let proxies = Arc::new(config.trusted_proxies.clone());
-        router.layer(axum::middleware::from_fn_with_state(proxies, crate::client_addr::layer))
+        router.layer(axum::middleware::from_fn_with_state(proxies, chat::http::client_addr::layer))
     };
     Ok(App { chat, router })
 }

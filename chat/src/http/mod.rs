@@ -1,5 +1,6 @@
 //! REST routes under `/api/v1` and the gateway route. Handlers only extract and call the service.
 
+pub mod client_addr;
 pub mod extract;
 pub(crate) mod handlers;
 

@@ -59,7 +59,7 @@ impl TrustedProxies {
     /// The client's address for a connection from `peer` carrying `headers`.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
-            return peer;
+            return unmap(peer);
         }
         let chain = forwarded_chain(headers);
         let mut client = peer;
@@ -150,6 +150,13 @@ mod tests {
     }
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_ipv4_mapped_peer_is_its_ipv4_address_too() {
+        // Found by the forwarded_headers fuzz target: only the trusted path unmapped.
+        let p = proxies(&["10.0.0.0/8"]);
+        assert_eq!(p.client(ip("::ffff:203.0.113.50"), &HeaderMap::new()), ip("203.0.113.50"));
     }
 
     #[test]
