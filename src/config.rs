@@ -43,6 +43,10 @@ pub struct Cli {
     /// the interface on the default route]
     #[arg(long, global = true, env = "CHORUS_PUBLIC_IP", value_delimiter = ',')]
     pub public_ip: Option<Vec<IpAddr>>,
+    /// A STUN server (HOST:PORT) asked at start for this machine's public address, advertised first when
+    /// --public-ip is not set (a server behind NAT) [default: none]
+    #[arg(long, global = true, env = "CHORUS_STUN_SERVER")]
+    pub stun_server: Option<String>,
     /// Reverse proxies whose Forwarded / X-Forwarded-For headers are believed (comma-separated CIDRs or
     /// addresses, e.g. 127.0.0.1,10.0.0.0/8) [default: none]
     #[arg(long, global = true, env = "CHORUS_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -227,6 +231,7 @@ pub struct FileConfig {
     pub udp_port_base: Option<u16>,
     pub rtc_bind: Option<IpAddr>,
     pub public_ip: Option<OneOrMany<IpAddr>>,
+    pub stun_server: Option<String>,
     pub trusted_proxies: Option<OneOrMany<String>>,
     pub turn_url: Option<OneOrMany<String>>,
     pub turn_secret: Option<String>,
@@ -278,6 +283,8 @@ pub struct Config {
     pub udp_port_base: u16,
     /// Where the SFU listens and what it advertises.
     pub media: MediaAddresses,
+    /// Asked at start for the public address (`--stun-server`).
+    pub stun_server: Option<String>,
     pub trusted_proxies: TrustedProxies,
     /// TURN servers and their shared secret, when configured.
     pub turn: Option<Turn>,
@@ -367,6 +374,7 @@ impl Config {
             },
         };
         Ok(Config {
+            stun_server: cli.stun_server.or(file.stun_server),
             registration,
             turn,
             tls,
@@ -393,6 +401,19 @@ impl Config {
                 .filter(|a| !a.is_empty())
                 .collect(),
         })
+    }
+
+    /// Asks the STUN server, if one is set, and adds what it saw to the advertised addresses. Blocking
+    /// (3.5 s at most); a server that does not answer is logged and changes nothing.
+    pub fn probe_stun(&mut self) {
+        let Some(server) = self.stun_server.clone() else { return };
+        match crate::stun::mapped_address(&server, self.media.bind) {
+            Ok(seen) => {
+                tracing::info!("STUN server {server} sees this machine as {seen}");
+                self.media = self.media.clone().with_stun(seen);
+            }
+            Err(e) => tracing::warn!("--stun-server {server}: {e}; advertising without it"),
+        }
     }
 
     /// The `/voice` WebSocket URL handed out with voice grants.

@@ -8,6 +8,7 @@ mod config;
 mod media_addr;
 mod ports;
 mod server;
+mod stun;
 mod tls;
 mod voice;
 mod web;
@@ -29,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let config = config::Config::load(cli)?;
+    let mut config = config::Config::load(cli)?;
     let Some(command) = command else {
         tracing_subscriber::fmt()
             .with_env_filter(
@@ -44,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let result = match command {
         Command::Init { .. } => Ok(()),
         Command::Ports => {
+            config.probe_stun();
             print!("{}", ports::report(&config));
             Ok(())
         }

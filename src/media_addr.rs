@@ -47,11 +47,7 @@ pub fn resolve(
             .into_iter()
             .filter(|ip| !ip.is_loopback() && !ip.is_unspecified() && (bind.is_ipv6() || ip.is_ipv4()))
             .collect();
-        if found.is_empty() {
-            (vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], "no routable interface found")
-        } else {
-            (found, "the default route's interface")
-        }
+        if found.is_empty() { (vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], NOTHING_FOUND) } else { (found, DISCOVERED) }
     };
     let warning = (!local_url && advertised.iter().all(|ip| ip.is_loopback())).then(|| {
         format!(
@@ -65,6 +61,31 @@ pub fn resolve(
         _ => bind,
     };
     MediaAddresses { bind, advertised, source, warning }
+}
+
+/// How `resolve` names the discovered choices, which a STUN answer may extend.
+const DISCOVERED: &str = "the default route's interface";
+const NOTHING_FOUND: &str = "no routable interface found";
+
+impl MediaAddresses {
+    /// Adds the address a STUN server saw (`--stun-server`), first, when nothing explicit chose the
+    /// advertised addresses: behind NAT the interface address is private and the STUN one is what
+    /// remote browsers reach. An explicit `--public-ip` or `--rtc-bind` is never overridden.
+    pub fn with_stun(mut self, seen: IpAddr) -> MediaAddresses {
+        if !(self.source == DISCOVERED || self.source == NOTHING_FOUND) || seen.is_loopback() || seen.is_unspecified() {
+            return self;
+        }
+        if self.source == NOTHING_FOUND {
+            // Only loopback had been found, so the sockets were narrowed to it; now they must take remote media.
+            self.advertised.clear();
+            self.bind = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        }
+        self.advertised.retain(|ip| *ip != seen);
+        self.advertised.insert(0, seen);
+        self.source = "the STUN server (--stun-server) and the default route's interface";
+        self.warning = None;
+        self
+    }
 }
 
 /// The source addresses the kernel would use toward the internet, IPv4 and IPv6. `connect` on a UDP
@@ -111,6 +132,30 @@ mod tests {
         s.parse().unwrap()
     }
     const ANY: Option<IpAddr> = None;
+
+    #[test]
+    fn a_stun_answer_comes_first_among_discovered_addresses() {
+        let m = resolve(ANY, &[], "https://chat.example.org", || vec![ip("10.0.0.5")]).with_stun(ip("203.0.113.9"));
+        assert_eq!(m.advertised, vec![ip("203.0.113.9"), ip("10.0.0.5")]);
+        assert!(m.source.contains("STUN"));
+    }
+
+    #[test]
+    fn a_stun_answer_never_overrides_explicit_settings() {
+        let given = resolve(ANY, &[ip("198.51.100.4")], "https://chat.example.org", Vec::new);
+        assert_eq!(given.clone().with_stun(ip("203.0.113.9")), given);
+        let bound = resolve(Some(ip("10.0.0.5")), &[], "https://chat.example.org", Vec::new);
+        assert_eq!(bound.clone().with_stun(ip("203.0.113.9")), bound);
+    }
+
+    #[test]
+    fn a_stun_answer_rescues_a_machine_with_no_routable_interface() {
+        let m = resolve(ANY, &[], "https://chat.example.org", Vec::new);
+        assert!(m.warning.is_some() && m.bind.is_loopback());
+        let m = m.with_stun(ip("203.0.113.9"));
+        assert_eq!(m.advertised, vec![ip("203.0.113.9")]);
+        assert!(m.warning.is_none() && m.bind.is_unspecified());
+    }
 
     #[test]
     fn explicit_public_ips_are_advertised_as_given() {

@@ -170,7 +170,14 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 
 /// Serves until a shutdown signal; then tells gateway clients to reconnect, stops accepting,
 /// waits briefly for open requests and flushes the store.
-pub async fn run(config: Config) -> Result<()> {
+pub async fn run(mut config: Config) -> Result<()> {
+    if config.stun_server.is_some() {
+        config = tokio::task::spawn_blocking(move || {
+            config.probe_stun();
+            config
+        })
+        .await?;
+    }
     // A certificate that does not load stops the start before anything else is opened.
     let tls = match &config.tls {
         Some(tls) => Some((tls, crate::tls::server_config(&tls.files)?)),

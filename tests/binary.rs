@@ -335,3 +335,40 @@ async fn advertising_only_loopback_for_a_public_url_is_reported_by_readyz() {
     let r: Value = reqwest::get(format!("{}/readyz", ok.base)).await.expect("readyz").json().await.expect("json");
     assert_eq!(r, json!({"status": "ready"}), "a local first run has nothing to warn about");
 }
+
+/// A STUN server on loopback that says every binding request comes from `mapped` (a NAT's outside).
+fn stun_server(mapped: &'static str) -> String {
+    use str0m::ice::StunMessage;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            // str0m reads only ICE's requests; its transaction id's serde form is the header's twelve bytes.
+            let Some(id) = buf[..n].get(8..20) else { continue };
+            let Ok(id) = serde_json::from_value::<str0m::ice::TransId>(json!(id)) else { continue };
+            let mut out = [0u8; 256];
+            let reply = StunMessage::binding_reply(id, mapped.parse().expect("addr"));
+            if let Ok(len) = reply.to_bytes(None, &mut out, |_, _| [0; 20]) {
+                let _ = socket.send_to(&out[..len], from);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_stun_server_supplies_the_public_address_when_none_is_given() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stun = stun_server("203.0.113.77:41000");
+    let r =
+        run_command(dir.path(), &["ports", "--stun-server", &stun, "--public-url", "https://chat.example.org"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("advertised: 203.0.113.77") && r.stdout.contains("STUN"), "{}", r.stdout);
+    let given = run_command(
+        dir.path(),
+        &["ports", "--stun-server", &stun, "--public-ip", "198.51.100.4", "--public-url", "https://chat.example.org"],
+        None,
+    );
+    assert!(given.stdout.contains("advertised: 198.51.100.4 (chosen by --public-ip)"), "{}", given.stdout);
+}
