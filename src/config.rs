@@ -84,7 +84,7 @@ pub struct Cli {
     /// Seconds a voice token stays valid for starting a session [default: 60]
     #[arg(long, global = true, env = "CHORUS_VOICE_TOKEN_TTL")]
     pub voice_token_ttl: Option<u64>,
-    /// Node id for snowflake ids, distinct per node of a cluster (0-1023) [default: 0]
+    /// Node id for snowflake ids, distinct per node of a cluster (0-1022) [default: 0]
     #[arg(long, global = true, env = "CHORUS_NODE_ID")]
     pub node_id: Option<u16>,
     /// Gateway heartbeat interval in milliseconds [default: 41250]
@@ -373,6 +373,10 @@ impl Config {
                 None => Registration::Open,
             },
         };
+        let node_id = cli.node_id.or(file.node_id).unwrap_or(0);
+        if node_id > 1022 {
+            anyhow::bail!("--node-id must be 0-1022 (1023 is the admin CLI's, so ids it mints never collide)");
+        }
         Ok(Config {
             stun_server: cli.stun_server.or(file.stun_server),
             registration,
@@ -388,7 +392,7 @@ impl Config {
             public_url,
             voice_secret: cli.voice_secret.or(file.voice_secret),
             voice_token_ttl: cli.voice_token_ttl.or(file.voice_token_ttl).unwrap_or(60).clamp(5, 3600),
-            node_id: cli.node_id.or(file.node_id).unwrap_or(0).min(1023),
+            node_id,
             heartbeat_ms: cli.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(41_250).clamp(1_000, 120_000),
             no_rate_limits: cli.no_rate_limits.or(file.no_rate_limits).unwrap_or(false),
             log: cli.log.or(file.log).unwrap_or_else(|| "info".into()),

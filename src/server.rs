@@ -202,6 +202,15 @@ pub async fn run(mut config: Config) -> Result<()> {
     let mut servers = Vec::new();
     match tls {
         None => {
+            // SIGHUP's default is to end the process: `systemctl reload` must not stop a server without TLS.
+            #[cfg(unix)]
+            if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: nothing to reload (no --tls-cert)");
+                    }
+                });
+            }
             let serve = axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx.clone()));
             servers.push(tokio::spawn(async move { serve.await }));
         }

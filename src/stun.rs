@@ -89,13 +89,25 @@ fn address(value: &[u8], xor: Option<&[u8; 12]>) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// The address `server` (`HOST:PORT`) reports for a socket bound to `bind`.
 pub fn mapped_address(server: &str, bind: IpAddr) -> Result<IpAddr, StunError> {
     let target = server
         .to_socket_addrs()
         .map_err(|_| StunError::Resolve(server.to_string()))?
-        .find(|a| a.is_ipv4() == bind.is_ipv4() || bind.is_unspecified() && a.is_ipv4())
+        // A socket on IPv4 reaches IPv4 servers only; one on IPv6 (dual-stack when unspecified) either.
+        .find(|a| a.is_ipv4() || bind.is_ipv6())
         .ok_or_else(|| StunError::Resolve(server.to_string()))?;
+    let target = match (bind, target) {
+        (IpAddr::V6(_), SocketAddr::V4(v4)) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
+        _ => target,
+    };
     let socket = UdpSocket::bind(SocketAddr::new(bind, 0))?;
     let mut trans_id = [0u8; 12];
     rand::rng().fill_bytes(&mut trans_id);
@@ -107,8 +119,10 @@ pub fn mapped_address(server: &str, bind: IpAddr) -> Result<IpAddr, StunError> {
         while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
             socket.set_read_timeout(Some(left))?;
             let Ok((n, from)) = socket.recv_from(&mut buf) else { break };
-            // Only our transaction's success answer, from the server asked, counts.
-            if from == target
+            // Only our transaction's success answer, from the server asked, counts (a dual-stack socket
+            // sees an IPv4 server as IPv4-mapped).
+            if unmapped(from.ip()) == unmapped(target.ip())
+                && from.port() == target.port()
                 && let Some(seen) = mapped(&buf[..n], &trans_id)
             {
                 return Ok(seen.ip());

@@ -25,6 +25,8 @@ use tokio_rustls::server::TlsStream;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; connections beyond are closed at once rather than queued.
 const MAX_HANDSHAKES: usize = 1024;
+/// Handshakes in progress from one address: one client cannot take the whole budget above.
+const MAX_HANDSHAKES_PER_IP: u32 = 16;
 /// How often the certificate files are checked for a change (SIGHUP reloads at once).
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// `Strict-Transport-Security` on every HTTPS answer: one year, this host only (the operator's other
@@ -145,6 +147,7 @@ pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     handshakes: Arc<Semaphore>,
+    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
     done_tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
     done_rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
@@ -156,6 +159,7 @@ impl TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(config),
             handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+            per_ip: Arc::default(),
             done_tx,
             done_rx,
         }
@@ -173,8 +177,11 @@ impl axum::serve::Listener for TlsListener {
                 Some(done) = self.done_rx.recv() => return done,
                 accepted = self.tcp.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        let Some(slot) = PerIpSlot::take(&self.per_ip, peer.ip()) else {
+                            continue; // this address has enough handshakes going: dropping `tcp` closes it
+                        };
                         let Ok(permit) = self.handshakes.clone().try_acquire_owned() else {
-                            continue; // shed: dropping `tcp` closes it
+                            continue; // shed
                         };
                         let _ = tcp.set_nodelay(true);
                         let acceptor = self.acceptor.clone();
@@ -182,6 +189,7 @@ impl axum::serve::Listener for TlsListener {
                         tokio::spawn(async move {
                             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
                             drop(permit);
+                            drop(slot);
                             match handshake {
                                 Ok(Ok(tls)) => {
                                     let _ = done.send((tls, peer)).await;
@@ -203,6 +211,39 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.tcp.local_addr()
+    }
+}
+
+/// One handshake counted against its address; the count drops with it.
+struct PerIpSlot {
+    map: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIpSlot {
+    fn take(
+        map: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
+        ip: std::net::IpAddr,
+    ) -> Option<PerIpSlot> {
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(PerIpSlot { map: map.clone(), ip })
+    }
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
     }
 }
 

@@ -233,7 +233,7 @@ async fn clients_that_stall_or_speak_plain_http_hold_up_nobody() {
     let pki = Pki::new();
     let c = Chorus::start(&pki, &pki.issue()).await;
     let mut silent = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..10 {
         silent.push(TcpStream::connect(("127.0.0.1", c.port)).await.expect("connect"));
     }
     // Half a ClientHello record, then nothing.
@@ -249,4 +249,34 @@ async fn clients_that_stall_or_speak_plain_http_hold_up_nobody() {
     assert!(read.is_ok(), "plain HTTP on the TLS port is closed, not left hanging");
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"), "and never answered in plain text");
     drop(silent);
+    drop(half);
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_handshake_slot() {
+    let pki = Pki::new();
+    let c = Chorus::start(&pki, &pki.issue()).await;
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(TcpStream::connect(("127.0.0.1", c.port)).await.expect("connect"));
+    }
+    // Past the per-address budget the server closes at once instead of holding the connection.
+    let mut closed = 0;
+    for s in silent.iter_mut() {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(300), s.read(&mut byte)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 20, "only {closed} of 40 stalled connections from one address were refused");
+    drop(silent);
+    // Their slots come back when they go away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if c.get(&pki, "/healthz").await.is_ok_and(|a| a.status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the address never got a slot back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -100,7 +100,9 @@ impl Operator {
         let mut record = UserRecord::new(user, hash_password(password).await?);
         record.admin = admin;
         match self.store.insert_user(&record).await {
-            Err(StoreError::Conflict(_)) => Err(Error::Conflict("username_taken", "that username is taken")),
+            Err(StoreError::Conflict("username")) => Err(Error::Conflict("username_taken", "that username is taken")),
+            // Two CLI runs in one millisecond minted the same id: nothing was written, run it again.
+            Err(StoreError::Conflict(_)) => Err(Error::Internal("id collision; run the command again".into())),
             other => other.map_err(Error::from),
         }?;
         Ok(record.into())
@@ -125,16 +127,22 @@ impl Operator {
     /// Sets a new password and revokes every session (whoever had the old one is logged out).
     /// Returns how many sessions were revoked.
     pub async fn reset_password(&self, username: &str, password: &str) -> Result<u64> {
-        let mut record = self.by_name(username).await?;
-        record.password_hash = hash_password(validate::password(password)?).await?;
-        self.store.update_user(&record).await?;
+        let record = self.by_name(username).await?;
+        let hash = hash_password(validate::password(password)?).await?;
+        self.store.set_password_hash(record.user.id, &hash).await?;
         Ok(self.store.delete_sessions_of(record.user.id).await?)
+    }
+
+    /// Whether the account is the instance's first, which is an admin whatever its flag says.
+    pub async fn is_first_user(&self, username: &str) -> Result<bool> {
+        let record = self.by_name(username).await?;
+        Ok(self.store.first_user().await?.is_some_and(|first| first.id == record.user.id))
     }
 
     pub async fn set_admin(&self, username: &str, admin: bool) -> Result<UserSummary> {
         let mut record = self.by_name(username).await?;
         record.admin = admin;
-        self.store.update_user(&record).await?;
+        self.store.set_user_flags(record.user.id, record.admin, record.disabled).await?;
         Ok(record.into())
     }
 
@@ -143,7 +151,7 @@ impl Operator {
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<(UserSummary, u64)> {
         let mut record = self.by_name(username).await?;
         record.disabled = disabled;
-        self.store.update_user(&record).await?;
+        self.store.set_user_flags(record.user.id, record.admin, record.disabled).await?;
         let revoked = if disabled { self.store.delete_sessions_of(record.user.id).await? } else { 0 };
         Ok((record.into(), revoked))
     }

@@ -202,30 +202,33 @@ async fn username_conflict_is_case_insensitive(s: S) {
     assert_eq!(s.user_by_username("alice").await.unwrap(), Some(alice));
 }
 
-async fn update_user_replaces_display_name_and_password(s: S) {
+async fn user_setters_each_change_only_their_field(s: S) {
     let ids = Snowflakes::new(1);
     let mut u = user_rec(ids.next(), "carol");
     s.insert_user(&u).await.unwrap();
+    s.set_display_name(u.user.id, Some("Carol")).await.unwrap();
     u.user.display_name = Some("Carol".into());
-    u.password_hash = "$argon2id$new".into();
-    s.update_user(&u).await.unwrap();
     assert_eq!(s.user(u.user.id).await.unwrap(), Some(u.clone()));
+    s.set_password_hash(u.user.id, "$argon2id$new").await.unwrap();
+    u.password_hash = "$argon2id$new".into();
+    assert_eq!(s.user(u.user.id).await.unwrap(), Some(u.clone()), "the display name stays");
+    s.set_display_name(u.user.id, None).await.unwrap();
     u.user.display_name = None;
-    s.update_user(&u).await.unwrap();
-    assert_eq!(s.user_by_username("CAROL").await.unwrap(), Some(u));
+    assert_eq!(s.user_by_username("CAROL").await.unwrap(), Some(u), "the password hash stays");
 }
 
-async fn update_user_sets_and_clears_the_operator_flags(s: S) {
+async fn user_flags_are_set_and_cleared_without_touching_the_profile(s: S) {
     let ids = Snowflakes::new(1);
     let mut u = user_rec(ids.next(), "dave");
     s.insert_user(&u).await.unwrap();
     assert_eq!(s.user(u.user.id).await.unwrap().map(|r| (r.admin, r.disabled)), Some((false, false)));
+    s.set_display_name(u.user.id, Some("Dave")).await.unwrap();
+    s.set_user_flags(u.user.id, true, true).await.unwrap();
+    u.user.display_name = Some("Dave".into());
     u.admin = true;
     u.disabled = true;
-    s.update_user(&u).await.unwrap();
     assert_eq!(s.user_by_username("dave").await.unwrap(), Some(u.clone()));
-    u.disabled = false;
-    s.update_user(&u).await.unwrap();
+    s.set_user_flags(u.user.id, true, false).await.unwrap();
     assert_eq!(s.user(u.user.id).await.unwrap().map(|r| (r.admin, r.disabled)), Some((true, false)));
 }
 
@@ -274,8 +277,21 @@ async fn instance_invites_count_uses_and_expire(s: S) {
     s.insert_instance_invite(&invite("open", None, Some(now() + Duration::hours(1)))).await.unwrap();
     assert!(s.use_instance_invite("open", now()).await.unwrap().is_some());
     assert_eq!(s.use_instance_invite("nope", now()).await.unwrap(), None);
-    // A guild invite's code is not an instance invite.
+    // The two kinds of code never stand in for each other: a member's guild invite must not open
+    // invite-only registration.
     assert_eq!(s.use_invite("open", now()).await.unwrap(), None);
+    let w = world(&s).await;
+    let guild_invite = Invite {
+        code: "guildcode".into(),
+        guild_id: w.guild.id,
+        inviter_id: w.owner,
+        max_uses: None,
+        uses: 0,
+        created_at: now(),
+        expires_at: None,
+    };
+    s.insert_invite(&guild_invite).await.unwrap();
+    assert_eq!(s.use_instance_invite("guildcode", now()).await.unwrap(), None);
 }
 
 async fn users_bulk_lookup_returns_only_existing(s: S) {
@@ -1245,8 +1261,8 @@ conformance_suite!(
     users_round_trip_and_lookup_is_case_insensitive,
     username_conflict_is_case_insensitive,
     first_user_is_the_earliest_registered,
-    update_user_replaces_display_name_and_password,
-    update_user_sets_and_clears_the_operator_flags,
+    user_setters_each_change_only_their_field,
+    user_flags_are_set_and_cleared_without_touching_the_profile,
     list_users_pages_by_id,
     delete_sessions_of_revokes_only_that_users_sessions,
     instance_invites_count_uses_and_expire,

@@ -27,7 +27,7 @@ pub async fn run(config: &Config, command: AdminCommand, json: bool) -> Result<(
     let op = Operator::new(store.clone(), CLI_NODE_ID);
     let out = Output { json };
     let result = match command {
-        AdminCommand::User { command } => user(&op, command, &out).await,
+        AdminCommand::User { command } => user(&op, command, &out, &config.admins).await,
         AdminCommand::Invite { command: InviteCommand::Create { uses, expires } } => {
             let ttl = expires.map(|s| chrono::Duration::seconds(s.min(10 * 365 * 86_400) as i64));
             let invite = op.create_invite(uses, ttl).await.map_err(Failure::chat)?;
@@ -45,7 +45,7 @@ pub async fn run(config: &Config, command: AdminCommand, json: bool) -> Result<(
     result
 }
 
-async fn user(op: &Operator, command: UserCommand, out: &Output) -> Result<(), Failure> {
+async fn user(op: &Operator, command: UserCommand, out: &Output, named_admins: &[String]) -> Result<(), Failure> {
     match command {
         UserCommand::Create { name, password_stdin, admin } => {
             let password = read_password(password_stdin)?;
@@ -68,6 +68,14 @@ async fn user(op: &Operator, command: UserCommand, out: &Output) -> Result<(), F
             out.one(&u, || {
                 format!("{} is {}an instance admin", u.user.username, if u.admin { "" } else { "no longer " })
             });
+            // The flag is one of three ways to be an admin; say when another one still holds.
+            if revoke {
+                if op.is_first_user(&name).await.map_err(Failure::chat)? {
+                    eprintln!("note: {name} is the first registered user, which stays an admin");
+                } else if named_admins.contains(&name.to_lowercase()) {
+                    eprintln!("note: {name} is named in --admins (the admins setting), which keeps it an admin");
+                }
+            }
         }
         UserCommand::Disable { name } => {
             let (u, revoked) = op.set_disabled(&name, true).await.map_err(Failure::chat)?;

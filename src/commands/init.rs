@@ -30,11 +30,14 @@ pub fn render(domain: Option<&str>, discovered: &[IpAddr]) -> String {
             let _ = writeln!(t, "public_url = \"https://{d}\"");
             let _ = writeln!(t);
             let _ =
-                writeln!(t, "# HTTPS served by Chorus itself (certbot: `certbot certonly --standalone -d {d}`, then");
-            let _ = writeln!(t, "# `--deploy-hook 'pkill -HUP chorus'`); both files are reloaded when they change.");
+                writeln!(t, "# HTTPS served by Chorus itself; both files are reloaded when they change. With certbot,");
+            let _ =
+                writeln!(t, "# copy them where the chorus user can read them at every renewal (docs/operations.md):");
+            let _ =
+                writeln!(t, "#   --deploy-hook 'install -m 640 -g chorus \"$RENEWED_LINEAGE\"/*.pem /etc/chorus/tls/'");
             let _ = writeln!(t, "listen = \"0.0.0.0:443\"");
-            let _ = writeln!(t, "tls_cert = \"/etc/letsencrypt/live/{d}/fullchain.pem\"");
-            let _ = writeln!(t, "tls_key = \"/etc/letsencrypt/live/{d}/privkey.pem\"");
+            let _ = writeln!(t, "tls_cert = \"/etc/chorus/tls/fullchain.pem\"");
+            let _ = writeln!(t, "tls_key = \"/etc/chorus/tls/privkey.pem\"");
             let _ = writeln!(t, "redirect_listen = \"0.0.0.0:80\"");
             let _ = writeln!(t, "# Behind Caddy or nginx instead: remove the four lines above and use");
             let _ = writeln!(t, "# listen = \"127.0.0.1:8080\"");
@@ -128,7 +131,7 @@ mod tests {
         assert_eq!(c.public_url, "https://chat.example.org");
         assert_eq!(c.listen.port(), 443);
         let tls = c.tls.expect("TLS settings");
-        assert!(tls.files.cert.ends_with("chat.example.org/fullchain.pem"));
+        assert!(tls.files.cert.ends_with("tls/fullchain.pem"));
         assert_eq!(tls.redirect_listen.map(|a| a.port()), Some(80));
         assert_eq!(c.registration.to_string(), "invite");
         assert_eq!(c.voice_secret.map(|s| s.len()), Some(64));

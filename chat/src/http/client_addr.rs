@@ -1,8 +1,8 @@
 //! The client's address behind trusted reverse proxies (`--trusted-proxies`).
 //!
 //! Behind a proxy every connection comes from the proxy, so per-IP rate limits would throttle all
-//! users as one. Only when the TCP peer is a trusted proxy are `Forwarded` (RFC 7239) or
-//! `X-Forwarded-For` believed; the client is the right-most address in the chain that is not itself a
+//! users as one. Only when the TCP peer is a trusted proxy are `X-Forwarded-For` (or, without it,
+//! `Forwarded`, RFC 7239) believed; the client is the right-most address in the chain that is not itself a
 //! trusted proxy (each proxy appends the peer it saw, so everything left of an untrusted hop may be
 //! made up). From anyone else the headers are ignored: a spoofed header buys no fresh rate-limit
 //! bucket. The layer rewrites the connection's `ConnectInfo`, so every extractor, limit and log that
@@ -77,29 +77,27 @@ impl TrustedProxies {
     }
 }
 
-/// The hops named by `Forwarded` (preferred, it is the standard) or else `X-Forwarded-For`, in order,
-/// across every instance of the header; `None` for a hop that is not an address.
+/// The hops named by `X-Forwarded-For` (what nginx, Caddy, Traefik and HAProxy append to) or, when there
+/// is none, by `Forwarded` (RFC 7239), in order, across every instance of the header; `None` for a hop
+/// that is not an address. X-Forwarded-For wins because those proxies pass a client's own `Forwarded`
+/// on untouched: preferring it would let anyone name their own address.
 fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers.get_all("forwarded").iter().filter_map(|v| v.to_str().ok()).collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|element| {
-                element
-                    .split(';')
-                    .filter_map(|pair| pair.split_once('='))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
-                    .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
-            })
-            .collect();
+    let xff: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    if !xff.is_empty() {
+        return xff.iter().flat_map(|v| v.split(',')).map(|hop| parse_node(hop.trim())).collect();
     }
     headers
-        .get_all("x-forwarded-for")
+        .get_all("forwarded")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|hop| parse_node(hop.trim()))
+        .map(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
+        })
         .collect()
 }
 
@@ -186,12 +184,17 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_preferred_and_its_node_forms_are_understood() {
+    fn x_forwarded_for_wins_over_a_forwarded_header_the_proxy_passed_through() {
+        // Caddy and nginx append to X-Forwarded-For and pass a client's own Forwarded on untouched.
+        let p = proxies(&["10.0.0.0/8"]);
+        let h = headers(&[("forwarded", "for=192.0.2.60"), ("x-forwarded-for", "203.0.113.1")]);
+        assert_eq!(p.client(ip("10.0.0.1"), &h), ip("203.0.113.1"), "a made-up Forwarded buys no fresh bucket");
+    }
+
+    #[test]
+    fn forwarded_alone_is_read_with_its_node_forms() {
         let p = proxies(&["10.0.0.0/8", "2001:db8:ffff::/48"]);
-        let h = headers(&[
-            ("forwarded", "for=192.0.2.60;proto=https;by=10.0.0.1, for=\"[2001:db8:cafe::17]:4711\""),
-            ("x-forwarded-for", "203.0.113.1"),
-        ]);
+        let h = headers(&[("forwarded", "for=192.0.2.60;proto=https;by=10.0.0.1, for=\"[2001:db8:cafe::17]:4711\"")]);
         assert_eq!(p.client(ip("10.0.0.1"), &h), ip("2001:db8:cafe::17"));
         let h = headers(&[("forwarded", "proto=https;For=\"198.51.100.7:1234\"")]);
         assert_eq!(p.client(ip("10.0.0.1"), &h), ip("198.51.100.7"));

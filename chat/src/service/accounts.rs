@@ -46,31 +46,30 @@ impl Chat {
     ) -> Result<Authenticated> {
         let username = validate::username(username)?;
         let password = validate::password(password)?;
+        if self.config.registration == Registration::Closed {
+            return Err(Error::Refused("registration_closed", "registration is closed; ask an admin for an account"));
+        }
+        // Hashed before an invite use is counted: the slow step cannot fail after the code was spent.
+        let password_hash = hash_password(password).await?;
         match self.config.registration {
-            Registration::Open => {}
-            Registration::Closed => {
-                return Err(Error::Refused(
-                    "registration_closed",
-                    "registration is closed; ask an admin for an account",
-                ));
-            }
+            Registration::Open | Registration::Closed => {}
             Registration::Invite => {
-                let Some(code) = invite_code.filter(|c| !c.is_empty() && c.len() <= 64) else {
+                let Some(code) = invite_code.filter(|c| !c.is_empty()) else {
                     return Err(Error::Refused("invite_required", "registration needs an invite code"));
                 };
+                let invalid = Error::Refused("invalid_invite_code", "that invite code is unknown, used up or expired");
+                if code.len() > 64 {
+                    return Err(invalid);
+                }
                 if self.store.user_by_username(&username).await?.is_some() {
                     return Err(Error::Conflict("username_taken", "that username is taken"));
                 }
                 if self.store.use_instance_invite(code, now_ms()).await?.is_none() {
-                    return Err(Error::Refused(
-                        "invalid_invite_code",
-                        "that invite code is unknown, used up or expired",
-                    ));
+                    return Err(invalid);
                 }
             }
         }
         let user = User { id: self.ids.next(), username, display_name: None, created_at: now_ms() };
-        let password_hash = hash_password(password).await?;
         match self.store.insert_user(&UserRecord::new(user.clone(), password_hash)).await {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict("username_taken", "that username is taken")),
             other => other?,
@@ -161,7 +160,7 @@ impl Chat {
         if let Some(name) = display_name {
             record.user.display_name = validate::optional_text("display_name", name.as_deref(), 32)?;
         }
-        self.store.update_user(&record).await?;
+        self.store.set_display_name(record.user.id, record.user.display_name.as_deref()).await?;
         let user = record.user;
         // Everyone who shares a guild with the user sees the new name.
         for guild_id in self.store.guilds_of(user.id).await? {

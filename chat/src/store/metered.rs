@@ -88,9 +88,17 @@ impl Store for Metered {
         self.inner.first_user().await
     }
 
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<()> {
-        let _t = self.time("update_user");
-        self.inner.update_user(user).await
+    async fn set_display_name(&self, id: Id, display_name: Option<&str>) -> StoreResult<()> {
+        let _t = self.time("set_display_name");
+        self.inner.set_display_name(id, display_name).await
+    }
+    async fn set_password_hash(&self, id: Id, password_hash: &str) -> StoreResult<()> {
+        let _t = self.time("set_password_hash");
+        self.inner.set_password_hash(id, password_hash).await
+    }
+    async fn set_user_flags(&self, id: Id, admin: bool, disabled: bool) -> StoreResult<()> {
+        let _t = self.time("set_user_flags");
+        self.inner.set_user_flags(id, admin, disabled).await
     }
     async fn list_users(&self, after: Id, limit: u32) -> StoreResult<Vec<UserRecord>> {
         let _t = self.time("list_users");

@@ -83,8 +83,11 @@ pub trait Store: Send + Sync + 'static {
     async fn users(&self, ids: &[Id]) -> StoreResult<Vec<User>>;
     /// The earliest registered user (the smallest id): the instance's first admin.
     async fn first_user(&self) -> StoreResult<Option<User>>;
-    /// Replaces display name, password hash and the admin/disabled flags of an existing user.
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Each setter writes one thing, so concurrent changes of different things (a profile edit and an
+    /// operator's disable) cannot undo each other.
+    async fn set_display_name(&self, id: Id, display_name: Option<&str>) -> StoreResult<()>;
+    async fn set_password_hash(&self, id: Id, password_hash: &str) -> StoreResult<()>;
+    async fn set_user_flags(&self, id: Id, admin: bool, disabled: bool) -> StoreResult<()>;
     /// Users ordered by id, with id > `after`, at most `limit` (the operator's list).
     async fn list_users(&self, after: Id, limit: u32) -> StoreResult<Vec<UserRecord>>;
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;

@@ -303,17 +303,25 @@ impl Store for MongoStore {
         collect(cursor, |d| d.into_record().map(|r| r.user)).await
     }
 
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<()> {
+    async fn set_display_name(&self, id: Id, display_name: Option<&str>) -> StoreResult<()> {
         self.users
-            .update_one(
-                doc! { "_id": user.user.id.as_i64() },
-                doc! { "$set": {
-                    "display_name": user.user.display_name.as_deref(),
-                    "password_hash": &user.password_hash,
-                    "admin": user.admin,
-                    "disabled": user.disabled,
-                } },
-            )
+            .update_one(doc! { "_id": id.as_i64() }, doc! { "$set": { "display_name": display_name } })
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_password_hash(&self, id: Id, password_hash: &str) -> StoreResult<()> {
+        self.users
+            .update_one(doc! { "_id": id.as_i64() }, doc! { "$set": { "password_hash": password_hash } })
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_user_flags(&self, id: Id, admin: bool, disabled: bool) -> StoreResult<()> {
+        self.users
+            .update_one(doc! { "_id": id.as_i64() }, doc! { "$set": { "admin": admin, "disabled": disabled } })
             .await
             .map_err(map_err)?;
         Ok(())

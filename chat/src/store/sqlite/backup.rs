@@ -45,19 +45,45 @@ fn summary(c: &Connection, path: &Path) -> StoreResult<BackupSummary> {
     })
 }
 
+/// `PRAGMA integrity_check` must answer exactly "ok".
+fn integrity(c: &Connection) -> StoreResult<()> {
+    let answer: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| StoreError::Corrupt(format!("not a usable SQLite file: {e}")))?;
+    if answer != "ok" {
+        return Err(StoreError::Corrupt(format!("integrity check failed: {answer}")));
+    }
+    Ok(())
+}
+
 /// Copies the live database at `db` to `dest` (which must not exist), with `extras` (key, value) in
 /// the copy's `chorus_backup` table. Blocking.
 pub fn backup(db: &Path, dest: &Path, extras: &[(&str, &str)]) -> StoreResult<BackupSummary> {
     if !db.exists() {
         return Err(StoreError::Backend(format!("no database at {}", db.display())));
     }
-    if dest.exists() {
-        return Err(StoreError::Backend(format!("{} exists; a backup never overwrites a file", dest.display())));
+    // Created empty first (VACUUM INTO accepts an empty file), owner-only: the copy holds password and
+    // session-token hashes and the voice secret. create_new also closes the gap between a check and the write.
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        create.mode(0o600);
     }
+    create.open(dest).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            StoreError::Backend(format!("{} exists; a backup never overwrites a file", dest.display()))
+        }
+        _ => StoreError::Backend(format!("creating {}: {e}", dest.display())),
+    })?;
     let source = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sqlite)?;
     source.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite)?;
     let dest_text = dest.to_str().ok_or_else(|| StoreError::Backend("the backup path is not UTF-8".into()))?;
-    source.execute("VACUUM INTO ?1", [dest_text]).map_err(sqlite)?;
+    if let Err(e) = source.execute("VACUUM INTO ?1", [dest_text]) {
+        let _ = std::fs::remove_file(dest);
+        return Err(sqlite(e));
+    }
     drop(source);
 
     let copy = Connection::open(dest).map_err(sqlite)?;
@@ -69,6 +95,7 @@ pub fn backup(db: &Path, dest: &Path, extras: &[(&str, &str)]) -> StoreResult<Ba
         for (k, v) in extras {
             copy.execute(&format!("INSERT INTO {META} (key, value) VALUES (?1, ?2)"), params![k, v]).map_err(sqlite)?;
         }
+        integrity(&copy)?;
         summary(&copy, dest)
     })();
     drop(copy);
@@ -107,12 +134,7 @@ pub fn restore(file: &Path, db: &Path) -> StoreResult<(Vec<(String, String)>, Ba
 
 fn check(path: &Path) -> StoreResult<(Vec<(String, String)>, BackupSummary)> {
     let c = Connection::open(path).map_err(|e| StoreError::Backend(format!("not an SQLite file: {e}")))?;
-    let integrity: String = c
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .map_err(|e| StoreError::Corrupt(format!("not a usable SQLite file: {e}")))?;
-    if integrity != "ok" {
-        return Err(StoreError::Corrupt(format!("integrity check failed: {integrity}")));
-    }
+    integrity(&c)?;
     let version: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sqlite)?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::Backend(format!(
@@ -161,6 +183,12 @@ mod tests {
         let file = dir.path().join("backup.db");
         let made = backup(&db, &file, &[("voice_secret", "s3cret")]).unwrap();
         assert_eq!((made.users, made.schema_version), (1, SCHEMA_VERSION));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "the copy holds secrets: owner only");
+        }
         let target = dir.path().join("restored/chorus.db");
         let (extras, found) = restore(&file, &target).unwrap();
         assert_eq!(extras, vec![("voice_secret".to_string(), "s3cret".to_string())]);

@@ -280,14 +280,33 @@ impl Store for SqliteStore {
         self.engine.read(move |c| all(c, &sql, [list], rows::user)).await
     }
 
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<()> {
-        let u = user.clone();
+    async fn set_display_name(&self, id: Id, display_name: Option<&str>) -> StoreResult<()> {
+        let name = display_name.map(str::to_owned);
+        self.engine
+            .write(move |c| {
+                exec(c, "UPDATE users SET display_name = ?2 WHERE id = ?1", params![id.as_i64(), name]).map_err(db)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn set_password_hash(&self, id: Id, password_hash: &str) -> StoreResult<()> {
+        let hash = password_hash.to_owned();
+        self.engine
+            .write(move |c| {
+                exec(c, "UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id.as_i64(), hash]).map_err(db)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn set_user_flags(&self, id: Id, admin: bool, disabled: bool) -> StoreResult<()> {
         self.engine
             .write(move |c| {
                 exec(
                     c,
-                    "UPDATE users SET display_name = ?2, password_hash = ?3, admin = ?4, disabled = ?5 WHERE id = ?1",
-                    params![u.user.id.as_i64(), u.user.display_name, u.password_hash, u.admin, u.disabled],
+                    "UPDATE users SET admin = ?2, disabled = ?3 WHERE id = ?1",
+                    params![id.as_i64(), admin, disabled],
                 )
                 .map_err(db)?;
                 Ok(())

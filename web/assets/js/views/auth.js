@@ -5,9 +5,12 @@ import { h, replace } from '../dom.js';
 
 /** @param {HTMLElement} root @param {any} app */
 export function mountAuth(root, app) {
+  // Each show() gets a number; one that resolves after a newer one started must not paint over it.
+  let shown = 0;
   return {
     /** @param {'login'|'register'} mode @param {string|null} invite */
     async show(mode, invite) {
+      const ticket = ++shown;
       const error = h('p', { class: 'form-error', role: 'alert', 'data-testid': 'auth-error' });
       const username = h('input', { id: 'auth-username', name: 'username', autocomplete: 'username', required: true, maxlength: 32 });
       const password = h('input', {
@@ -21,6 +24,7 @@ export function mountAuth(root, app) {
       const preview = h('p', { class: 'invite-preview', 'data-testid': 'invite-preview' });
       const inviteCode = h('input', { id: 'auth-invite-code', name: 'invite_code', autocomplete: 'off', maxlength: 64, 'data-testid': 'auth-invite-code' });
       const registration = mode === 'register' ? await registrationMode(app) : 'open';
+      if (ticket !== shown) return;
       if (registration === 'closed') {
         replace(
           root,
