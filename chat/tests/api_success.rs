@@ -465,6 +465,15 @@ async fn invites_create_preview_join_list_revoke() {
     assert_eq!(preview["guild_id"], g.id.as_str());
     assert_eq!(preview["guild_name"], "Invited");
     assert_eq!(preview["member_count"], 1);
+    assert_eq!(preview["inviter"]["id"], owner.id.as_str(), "{preview}");
+    assert!(preview["online_count"].is_u64(), "{preview}");
+    // Before sign-up too: the same answer without a token.
+    let (st, anonymous) = s.call(None, Method::GET, &format!("/invites/{code}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{anonymous}");
+    assert_eq!(anonymous["guild_name"], "Invited");
+    assert_eq!(anonymous["inviter"]["username"], preview["inviter"]["username"]);
+    let (st, _) = s.call(None, Method::GET, "/invites/nosuchcode", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "an unknown code reveals nothing");
 
     let (st, joined) = s.post(&joiner, &format!("/invites/{code}"), json!({})).await;
     assert_eq!(st, StatusCode::OK, "{joined}");

@@ -218,7 +218,9 @@ pub async fn invites(State(chat): S, Auth(c): Auth, Path(g): Path<Id>) -> Result
     Ok(Json(chat.invites(&c, g).await?).into_response())
 }
 
-pub async fn preview_invite(State(chat): S, Auth(_): Auth, Path(code): Path<String>) -> Result<Response> {
+/// Public: a link opened before sign-up shows where it leads. Rate-limited per address like any REST call.
+pub async fn preview_invite(State(chat): S, ClientIp(ip): ClientIp, Path(code): Path<String>) -> Result<Response> {
+    chat.limits.rest_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
     Ok(Json(chat.preview_invite(&code).await?).into_response())
 }
 

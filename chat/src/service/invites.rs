@@ -26,13 +26,18 @@ pub struct Joined {
     pub guild: GuildView,
 }
 
-/// What someone holding a code may see before joining.
+/// What someone holding a code may see before joining, signed up or not (as Discord shows): the
+/// server's name and size and who invited them; nothing about its channels or members beyond that.
 #[derive(Debug, Serialize)]
 pub struct InvitePreview {
     pub code: String,
     pub guild_id: Id,
     pub guild_name: String,
     pub member_count: u64,
+    /// Members with a live gateway connection right now.
+    pub online_count: u64,
+    /// None when the inviter's account is gone.
+    pub inviter: Option<crate::model::User>,
     pub expires_at: Option<crate::model::Timestamp>,
 }
 
@@ -78,11 +83,14 @@ impl Chat {
     pub async fn preview_invite(&self, code: &str) -> Result<InvitePreview> {
         let invite = self.usable_invite(code).await?;
         let guild = self.store.guild(invite.guild_id).await?.ok_or(Error::NotFound("invite"))?;
+        let inviter = self.store.user(invite.inviter_id).await?.map(|r| r.user);
         Ok(InvitePreview {
             code: invite.code,
             guild_id: guild.id,
             guild_name: guild.name,
             member_count: self.store.member_count(guild.id).await?,
+            online_count: self.hub.online_in_guild(guild.id).len() as u64,
+            inviter,
             expires_at: invite.expires_at,
         })
     }

@@ -45,7 +45,8 @@ test('an invite link lands a new user in the server after sign-up', async () => 
   assert.match(link, /\/invite\/[A-Za-z0-9_-]+$/);
   await alice.keyboard.press('Escape');
   await bob.goto(link);
-  await bob.getByTestId('invite-preview').filter({ hasText: 'invited' }).waitFor();
+  // Before sign-up the link already says where it leads and who sent it.
+  await bob.getByTestId('invite-preview').filter({ hasText: /invited by alice to join Chorus Club \(\d+ online, 1 members\)/ }).waitFor();
   await registerInUi(bob, 'bob');
   await bob.getByTestId('guild-name').filter({ hasText: 'Chorus Club' }).waitFor();
   await bob.getByTestId('text-channel').filter({ hasText: 'general' }).waitFor();

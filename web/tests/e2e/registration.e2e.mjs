@@ -32,6 +32,25 @@ test('invite mode asks for a code from the CLI and refuses a wrong one', async (
   assert.deepEqual(errors, []);
 });
 
+test('a first visit logs no error in the console (no missing favicon, no failed request)', async () => {
+  const server = await startServer();
+  servers.push(server);
+  browser ??= await launchBrowser();
+  const page = await (await newContext(browser)).newPage();
+  const logged = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') logged.push(m.text());
+  });
+  page.on('requestfailed', (r) => logged.push(`failed: ${r.url()}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) logged.push(`${r.status()}: ${r.url()}`);
+  });
+  await page.goto(`${server.url}/login`);
+  await page.getByTestId('login-form').waitFor();
+  await page.waitForTimeout(500);
+  assert.deepEqual(logged, []);
+});
+
 test('closed mode shows that registration is closed', async () => {
   const server = await startServer(['--registration', 'closed']);
   servers.push(server);

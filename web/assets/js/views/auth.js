@@ -88,9 +88,10 @@ export function mountAuth(root, app) {
       if (invite) {
         try {
           const p = await app.api.get(`/invites/${encodeURIComponent(invite)}`);
-          preview.textContent = `You've been invited to join ${p.guild_name} (${p.member_count} members).`;
+          const by = p.inviter ? ` by ${p.inviter.display_name || p.inviter.username}` : '';
+          preview.textContent = `You've been invited${by} to join ${p.guild_name} (${p.online_count} online, ${p.member_count} members).`;
         } catch (e) {
-          // The preview needs an account; a visitor learns the server's name after signing up.
+          // An older server answered 401 to visitors: say what can be said.
           preview.textContent =
             /** @type {any} */ (e).status === 401
               ? "You've been invited to join a server on Chorus. Create an account to accept."
