@@ -112,6 +112,39 @@ async fn login_returns_user_and_a_new_working_token() {
 }
 
 #[tokio::test]
+async fn changing_the_password_logs_out_every_other_session_and_keeps_this_one() {
+    let s = TestServer::start().await;
+    let alice = s.user("alice").await;
+    let login = json!({"username": "alice", "password": "password123"});
+    let (_, other) = s.call(None, Method::POST, "/auth/login", Some(login.clone())).await;
+    let other = other["token"].as_str().expect("token").to_string();
+
+    let wrong = json!({"current_password": "not-it-at-all", "new_password": "a new password"});
+    let (st, body) = s.call(Some(&alice.token), Method::POST, "/users/@me/password", Some(wrong)).await;
+    assert_error(st, &body, 401, "invalid_credentials");
+    let short = json!({"current_password": "password123", "new_password": "short"});
+    let (st, body) = s.call(Some(&alice.token), Method::POST, "/users/@me/password", Some(short)).await;
+    assert_error(st, &body, 400, "validation_failed");
+    assert_eq!(s.call(Some(&other), Method::GET, "/users/@me", None).await.0, StatusCode::OK, "nothing changed yet");
+
+    let change = json!({"current_password": "password123", "new_password": "a new password"});
+    let (st, body) = s.call(Some(&alice.token), Method::POST, "/users/@me/password", Some(change)).await;
+    assert_eq!((st, body["sessions_revoked"].clone()), (StatusCode::OK, json!(1)), "{body}");
+    assert_eq!(s.call(Some(&other), Method::GET, "/users/@me", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.call(Some(&alice.token), Method::GET, "/users/@me", None).await.0,
+        StatusCode::OK,
+        "this session stays"
+    );
+    let (st, _) = s.call(None, Method::POST, "/auth/login", Some(login)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the old password is gone");
+    let (st, _) = s
+        .call(None, Method::POST, "/auth/login", Some(json!({"username": "alice", "password": "a new password"})))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn login_with_wrong_password_is_401_invalid_credentials() {
     let s = TestServer::start().await;
     s.user("alice").await;

@@ -93,6 +93,24 @@ pub async fn update_me(State(chat): S, Auth(c): Auth, Body(b): Body<MePatch>) ->
     Ok(Json(chat.update_me(&c, b.display_name).await?).into_response())
 }
 
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+pub async fn change_password(
+    State(chat): S,
+    Auth(c): Auth,
+    ClientIp(ip): ClientIp,
+    Body(b): Body<PasswordChange>,
+) -> Result<Response> {
+    // Guessing the current password through a stolen session is a login attempt: the same limit.
+    chat.limits.auth_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
+    let revoked = chat.change_password(&c, &b.current_password, &b.new_password).await?;
+    Ok(Json(serde_json::json!({ "sessions_revoked": revoked })).into_response())
+}
+
 pub async fn sessions(State(chat): S, Auth(c): Auth) -> Result<Response> {
     Ok(Json(chat.sessions(&c).await?).into_response())
 }

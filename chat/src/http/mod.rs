@@ -23,6 +23,7 @@ pub fn router(chat: Arc<Chat>) -> Router {
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/users/@me", get(me).patch(update_me))
+        .route("/users/@me/password", post(change_password))
         .route("/users/@me/sessions", get(sessions))
         .route("/users/@me/sessions/{session_id}", delete(revoke_session))
         .route("/users/@me/guilds", get(my_guilds))

@@ -155,6 +155,25 @@ impl Chat {
         Ok(())
     }
 
+    /// Changes the caller's password after checking the current one; every other session is logged out
+    /// (its token refused, its gateway closed), this one stays. Returns how many were logged out.
+    pub async fn change_password(&self, caller: &Caller, current: &str, new: &str) -> Result<u64> {
+        let record = self.store.user(caller.user.id).await?.ok_or(Error::Unauthorized)?;
+        if !verify_password(current.to_string(), record.password_hash).await {
+            return Err(Error::InvalidCredentials);
+        }
+        let new = validate::password(new)?;
+        self.store.set_password_hash(caller.user.id, &hash_password(new).await?).await?;
+        let mut revoked = 0;
+        for session in self.store.sessions_of(caller.user.id).await? {
+            if session.id != caller.session_id && self.store.delete_session(caller.user.id, session.id).await? {
+                self.hub.log_out(session.id);
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
     pub async fn update_me(&self, caller: &Caller, display_name: Option<Option<String>>) -> Result<User> {
         let mut record = self.store.user(caller.user.id).await?.ok_or(Error::Unauthorized)?;
         if let Some(name) = display_name {
