@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
+use chat::http::client_addr::unmap;
 use rand::RngCore;
 
 /// Waits per attempt: a lost datagram is retried, a silent server costs 3.5 s at most.
@@ -89,13 +90,6 @@ fn address(value: &[u8], xor: Option<&[u8; 12]>) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// The address `server` (`HOST:PORT`) reports for a socket bound to `bind`.
 pub fn mapped_address(server: &str, bind: IpAddr) -> Result<IpAddr, StunError> {
     let target = server
@@ -121,7 +115,7 @@ pub fn mapped_address(server: &str, bind: IpAddr) -> Result<IpAddr, StunError> {
             let Ok((n, from)) = socket.recv_from(&mut buf) else { break };
             // Only our transaction's success answer, from the server asked, counts (a dual-stack socket
             // sees an IPv4 server as IPv4-mapped).
-            if unmapped(from.ip()) == unmapped(target.ip())
+            if unmap(from.ip()) == unmap(target.ip())
                 && from.port() == target.port()
                 && let Some(seen) = mapped(&buf[..n], &trans_id)
             {

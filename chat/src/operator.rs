@@ -6,13 +6,13 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use crate::credentials::{hash_password, new_invite_code};
 use crate::error::{Error, Result};
 use crate::id::{Id, Snowflakes};
-use crate::model::{Guild, InstanceInvite, Timestamp, User, UserRecord};
+use crate::model::{Guild, InstanceInvite, User, UserRecord};
+use crate::service::accounts::now_ms;
 use crate::store::{Store, StoreError};
 use crate::validate;
 
@@ -96,7 +96,7 @@ impl Operator {
     pub async fn create_user(&self, username: &str, password: &str, admin: bool) -> Result<UserSummary> {
         let username = validate::username(username)?;
         let password = validate::password(password)?;
-        let user = User { id: self.ids.next(), username, display_name: None, created_at: now() };
+        let user = User { id: self.ids.next(), username, display_name: None, created_at: now_ms() };
         let mut record = UserRecord::new(user, hash_password(password).await?);
         record.admin = admin;
         match self.store.insert_user(&record).await {
@@ -162,7 +162,7 @@ impl Operator {
         if max_uses == Some(0) {
             return Err(Error::field("uses", "must be at least 1"));
         }
-        let created_at = now();
+        let created_at = now_ms();
         for _ in 0..5 {
             let invite = InstanceInvite {
                 code: new_invite_code(),
@@ -206,11 +206,6 @@ impl Operator {
         self.store.delete_guild(id).await?;
         Ok(guild)
     }
-}
-
-fn now() -> Timestamp {
-    // Millisecond precision, as every backend stores it.
-    chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_else(Utc::now)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chat::store::backup::{self, BackupSummary};
 
-use super::Failure;
+use super::{Failure, hex};
 use crate::config::Config;
 
 /// The voice secret's key in the backup (hex of the file's bytes).
@@ -72,10 +72,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -14,7 +14,7 @@ use super::Failure;
 fn secret(bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut raw);
-    raw.iter().map(|b| format!("{b:02x}")).collect()
+    super::hex(&raw)
 }
 
 /// The file's text. `discovered` are this machine's default-route addresses, offered as `public_ip`.

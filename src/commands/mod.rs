@@ -53,3 +53,8 @@ impl Failure {
         }
     }
 }
+
+/// Lower-case hex of `bytes` (secrets in TOML and in the backup's text table).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

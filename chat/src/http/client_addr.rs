@@ -113,7 +113,7 @@ fn parse_node(s: &str) -> Option<IpAddr> {
 }
 
 /// An IPv4 client seen through an IPv6 socket counts as the IPv4 address (one rate-limit bucket).
-fn unmap(ip: IpAddr) -> IpAddr {
+pub fn unmap(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

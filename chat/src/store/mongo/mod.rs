@@ -53,6 +53,17 @@ pub struct MongoStore {
     instance_invites: Collection<InstanceInviteDoc>,
 }
 
+/// The code exists, has not expired at `now` and has uses left: guild and instance invites alike.
+fn usable_invite(code: &str, now: Timestamp) -> Document {
+    doc! {
+        "_id": code,
+        "$and": [
+            { "$or": [ { "expires_at": Bson::Null }, { "expires_at": { "$gt": dt(now) } } ] },
+            { "$or": [ { "max_uses": Bson::Null }, { "$expr": { "$lt": [ "$uses", "$max_uses" ] } } ] },
+        ],
+    }
+}
+
 pub(super) async fn open_dyn(uri: &str) -> StoreResult<Arc<dyn Store>> {
     Ok(Arc::new(MongoStore::connect(uri).await?))
 }
@@ -690,13 +701,7 @@ impl Store for MongoStore {
     async fn use_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<Invite>> {
         // One findAndModify: the usability check and the increment happen on one document
         // atomically, so the last use of an invite cannot be handed out twice.
-        let filter = doc! {
-            "_id": code,
-            "$and": [
-                { "$or": [ { "expires_at": Bson::Null }, { "expires_at": { "$gt": dt(now) } } ] },
-                { "$or": [ { "max_uses": Bson::Null }, { "$expr": { "$lt": [ "$uses", "$max_uses" ] } } ] },
-            ],
-        };
+        let filter = usable_invite(code, now);
         let updated = self
             .invites
             .find_one_and_update(filter, doc! { "$inc": { "uses": 1_i64 } })
@@ -715,14 +720,8 @@ impl Store for MongoStore {
     }
 
     async fn use_instance_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<InstanceInvite>> {
-        // The same single findAndModify as `use_invite`: the last use cannot be handed out twice.
-        let filter = doc! {
-            "_id": code,
-            "$and": [
-                { "$or": [ { "expires_at": Bson::Null }, { "expires_at": { "$gt": dt(now) } } ] },
-                { "$or": [ { "max_uses": Bson::Null }, { "$expr": { "$lt": [ "$uses", "$max_uses" ] } } ] },
-            ],
-        };
+        // The same single findAndModify as `use_invite`.
+        let filter = usable_invite(code, now);
         let updated = self
             .instance_invites
             .find_one_and_update(filter, doc! { "$inc": { "uses": 1_i64 } })

@@ -65,6 +65,10 @@ impl SqliteStore {
     }
 }
 
+/// The code (?1) exists, has not expired at ?2 and has uses left: guild and instance invites alike.
+const USABLE_INVITE: &str =
+    "code = ?1 AND (expires_at IS NULL OR expires_at > ?2) AND (max_uses IS NULL OR uses < max_uses)";
+
 fn sql_limit(limit: u32) -> i64 {
     i64::from(limit)
 }
@@ -709,11 +713,7 @@ impl Store for SqliteStore {
 
     async fn use_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<Invite>> {
         // One conditional UPDATE on the single writer: the check and the count cannot interleave.
-        let sql = format!(
-            "UPDATE invites SET uses = uses + 1 WHERE code = ?1 AND (expires_at IS NULL OR expires_at > ?2) \
-             AND (max_uses IS NULL OR uses < max_uses) RETURNING {}",
-            rows::INVITE_COLS
-        );
+        let sql = format!("UPDATE invites SET uses = uses + 1 WHERE {USABLE_INVITE} RETURNING {}", rows::INVITE_COLS);
         let code = code.to_owned();
         self.engine.write(move |c| one(c, &sql, params![code, ts(&now)], rows::invite)).await
     }
@@ -742,8 +742,7 @@ impl Store for SqliteStore {
 
     async fn use_instance_invite(&self, code: &str, now: Timestamp) -> StoreResult<Option<InstanceInvite>> {
         let sql = format!(
-            "UPDATE instance_invites SET uses = uses + 1 WHERE code = ?1 AND (expires_at IS NULL OR expires_at > ?2) \
-             AND (max_uses IS NULL OR uses < max_uses) RETURNING {}",
+            "UPDATE instance_invites SET uses = uses + 1 WHERE {USABLE_INVITE} RETURNING {}",
             rows::INSTANCE_INVITE_COLS
         );
         let code = code.to_owned();
