@@ -920,25 +920,29 @@ fn sdp_ice_ufrag(sdp: &str) -> Option<&str> {
 /// Which kinds the offer wants to send; refuse kinds the token does not allow.
 pub fn check_publish_rights(sdp: &str, rights: Rights) -> Result<(), &'static str> {
     let mut kind: Option<&str> = None;
-    let mut sends = true;
-    let check = |kind: Option<&str>, sends: bool| match kind {
-        Some("audio") if sends && !rights.speak => Err("audio (no SPEAK right)"),
-        Some("video") if sends && !rights.video => Err("video (no VIDEO right)"),
+    // A section sends unless it says recvonly/inactive and nothing else: with several direction lines
+    // str0m may take any of them (found by the `sfu_sdp` fuzz target: sendonly, then recvonly).
+    let (mut says_send, mut says_not) = (false, false);
+    let check = |kind: Option<&str>, says_send: bool, says_not: bool| match kind {
+        Some("audio") if (says_send || !says_not) && !rights.speak => Err("audio (no SPEAK right)"),
+        Some("video") if (says_send || !says_not) && !rights.video => Err("video (no VIDEO right)"),
         _ => Ok(()),
     };
     for line in sdp.lines() {
         let line = line.trim_end();
         if let Some(rest) = line.strip_prefix("m=") {
-            check(kind, sends)?;
+            check(kind, says_send, says_not)?;
             kind = rest.split(' ').next();
             // A port of 0 does not count as "not sending": str0m ignores the port and accepts the line by
             // its direction (found by the `sfu_sdp` fuzz target: audio without SPEAK on port 0).
-            sends = true;
+            (says_send, says_not) = (false, false);
         } else if kind.is_some() && (line == "a=recvonly" || line == "a=inactive") {
-            sends = false;
+            says_not = true;
+        } else if kind.is_some() && (line == "a=sendonly" || line == "a=sendrecv") {
+            says_send = true;
         }
     }
-    check(kind, sends)
+    check(kind, says_send, says_not)
 }
 
 #[cfg(test)]
@@ -958,6 +962,14 @@ mod tests {
         assert!(check_publish_rights(OFFER, novideo).is_err());
         let recv = OFFER.replace("a=sendonly", "a=recvonly").replace("a=sendrecv", "a=inactive");
         assert!(check_publish_rights(&recv, Rights { speak: false, video: false }).is_ok());
+    }
+
+    #[test]
+    fn a_section_with_a_sending_and_a_receiving_direction_still_needs_its_right() {
+        let both = OFFER.replace("a=sendonly", "a=sendonly\r\na=recvonly");
+        assert!(check_publish_rights(&both, Rights { speak: false, video: true }).is_err());
+        let reversed = OFFER.replace("a=sendonly", "a=recvonly\r\na=sendrecv");
+        assert!(check_publish_rights(&reversed, Rights { speak: false, video: true }).is_err());
     }
 
     #[test]
