@@ -33,6 +33,8 @@ pub struct Admin {
     pub admins: Arc<Vec<String>>,
     pub started: Instant,
     pub node_id: u16,
+    /// The cluster's Redis, when this node is in a cluster: the stats list every live node.
+    pub cluster: Option<redis::aio::ConnectionManager>,
     /// Misconfigurations shown at the top of the dashboard.
     pub warnings: Arc<Vec<String>>,
     /// Who may register (`--registration`), shown on the dashboard.
@@ -107,6 +109,22 @@ async fn stats(State(s): State<Admin>, ClientIp(ip): ClientIp, headers: HeaderMa
     let names: HashMap<u64, String> = match s.chat.store().users(&user_ids).await {
         Ok(users) => users.into_iter().map(|u| (u.id.get(), u.username)).collect(),
         Err(e) => return Error::from(e).into_response(),
+    };
+    let cluster = match &s.cluster {
+        Some(conn) => match crate::cluster::nodes::live_nodes(conn).await {
+            Ok(nodes) => Some(ClusterStats {
+                totals: ClusterTotals {
+                    nodes: nodes.len(),
+                    serving: nodes.iter().filter(|n| n.state == "serving").count(),
+                    connections: nodes.iter().map(|n| n.connections).sum(),
+                    rooms: nodes.iter().map(|n| n.rooms).sum(),
+                    participants: nodes.iter().map(|n| n.participants).sum(),
+                },
+                nodes,
+            }),
+            Err(e) => return Error::Unavailable(format!("the cluster's Redis does not answer: {e}")).into_response(),
+        },
+        None => None,
     };
     let families = s.registry.gather();
     let m = Metrics(&families);
@@ -183,6 +201,7 @@ async fn stats(State(s): State<Admin>, ClientIp(ip): ClientIp, headers: HeaderMa
                     .collect(),
             })
             .collect(),
+        cluster,
     };
     let mut res = axum::Json(body).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
@@ -210,7 +229,7 @@ fn layer_name(l: sfu::Layer) -> &'static str {
 }
 
 /// Reads values back out of a gathered registry.
-struct Metrics<'a>(&'a [MetricFamily]);
+pub(crate) struct Metrics<'a>(pub(crate) &'a [MetricFamily]);
 
 impl Metrics<'_> {
     fn family(&self, name: &str) -> Option<&MetricFamily> {
@@ -218,7 +237,7 @@ impl Metrics<'_> {
     }
 
     /// Sum of a counter or gauge family over all its label sets (0 when absent).
-    fn sum(&self, name: &str) -> f64 {
+    pub(crate) fn sum(&self, name: &str) -> f64 {
         let Some(f) = self.family(name) else { return 0.0 };
         f.get_metric()
             .iter()
@@ -255,6 +274,24 @@ struct Stats {
     sfu: SfuStats,
     store: StoreStats,
     rooms: Vec<RoomStats>,
+    /// Every live node and the cluster's totals; absent on a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterStats>,
+}
+
+#[derive(Serialize)]
+struct ClusterStats {
+    nodes: Vec<crate::cluster::NodeRecord>,
+    totals: ClusterTotals,
+}
+
+#[derive(Serialize)]
+struct ClusterTotals {
+    nodes: usize,
+    serving: usize,
+    connections: i64,
+    rooms: i64,
+    participants: i64,
 }
 
 #[derive(Serialize)]

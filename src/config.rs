@@ -103,6 +103,10 @@ pub struct Cli {
     /// `closed` (only `chorus admin user create`) [default: open]
     #[arg(long, global = true, env = "CHORUS_REGISTRATION")]
     pub registration: Option<Registration>,
+    /// Run as one node of a cluster over this Redis, e.g. redis://10.0.0.5:6379 (needs
+    /// --store mongodb://...; see docs/operations.md "Cluster") [default: single node]
+    #[arg(long, global = true, env = "CHORUS_CLUSTER", hide_env_values = true)]
+    pub cluster: Option<String>,
 }
 
 /// Subcommands besides running the server.
@@ -249,6 +253,7 @@ pub struct FileConfig {
     pub log: Option<String>,
     pub admins: Option<Vec<String>>,
     pub registration: Option<String>,
+    pub cluster: Option<String>,
 }
 
 /// External TURN servers (`--turn-url`, `--turn-secret`, `--turn-ttl`).
@@ -295,6 +300,10 @@ pub struct Config {
     pub voice_secret: Option<String>,
     pub voice_token_ttl: u64,
     pub node_id: u16,
+    /// The node id was given (`--node-id`); a cluster node otherwise claims a free one.
+    pub node_id_explicit: bool,
+    /// The cluster's Redis URL (`--cluster`); None on a single node.
+    pub cluster: Option<String>,
     pub heartbeat_ms: u64,
     pub no_rate_limits: bool,
     pub log: String,
@@ -373,18 +382,34 @@ impl Config {
                 None => Registration::Open,
             },
         };
-        let node_id = cli.node_id.or(file.node_id).unwrap_or(0);
+        let explicit_node_id = cli.node_id.or(file.node_id);
+        let node_id = explicit_node_id.unwrap_or(0);
         if node_id > 1022 {
             anyhow::bail!("--node-id must be 0-1022 (1023 is the admin CLI's, so ids it mints never collide)");
         }
+        let store = cli.store.or(file.store).unwrap_or_else(|| "sqlite".into());
+        let cluster = cli.cluster.or(file.cluster).filter(|c| !c.trim().is_empty());
+        if let Some(url) = &cluster {
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                anyhow::bail!("--cluster must be a redis:// or rediss:// URL");
+            }
+            if !store.starts_with("mongodb://") && !store.starts_with("mongodb+srv://") {
+                anyhow::bail!(
+                    "--cluster needs a shared store: --store mongodb://... (SQLite lives on one machine; \
+                     see docs/operations.md \"Cluster\")"
+                );
+            }
+        }
         Ok(Config {
+            node_id_explicit: explicit_node_id.is_some(),
+            cluster,
             stun_server: cli.stun_server.or(file.stun_server),
             registration,
             turn,
             tls,
             listen,
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
-            store: cli.store.or(file.store).unwrap_or_else(|| "sqlite".into()),
+            store,
             udp_port_base: cli.udp_port_base.or(file.udp_port_base).unwrap_or(50000),
             media,
             trusted_proxies: TrustedProxies::new(&trusted),

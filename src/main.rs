@@ -3,6 +3,7 @@
 //! Configuration comes from flags, `CHORUS_*` variables and `chorus.toml`.
 
 mod admin;
+mod cluster;
 mod commands;
 mod config;
 mod media_addr;

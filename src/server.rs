@@ -23,12 +23,16 @@ struct AppState {
     registry: Registry,
     /// Misconfigurations an operator must see (also in the log and on `/admin`).
     warnings: Arc<Vec<String>>,
+    /// The cluster's Redis, which must answer for the node to be ready.
+    redis: Option<redis::aio::ConnectionManager>,
 }
 
 /// A running Chorus: the chat plane (for shutdown) and the composed router.
 pub struct App {
     pub chat: Arc<Chat>,
     pub router: Router,
+    /// This node's place in the cluster, when it is in one.
+    pub membership: Option<Arc<crate::cluster::nodes::Membership>>,
 }
 
 pub async fn build(config: &Config) -> Result<App> {
@@ -39,6 +43,19 @@ pub async fn build(config: &Config) -> Result<App> {
     registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
 
     let store = chat::store::open(&config.store, &config.data_dir).await.context("opening the store")?;
+    // In a cluster the snowflake node id is claimed in Redis before anything can mint an id.
+    let cluster = match &config.cluster {
+        Some(url) => {
+            let conn = crate::cluster::connect(url).await?;
+            let token = format!("{:016x}", rand::random::<u64>());
+            let wanted = config.node_id_explicit.then_some(config.node_id);
+            let node_id = crate::cluster::nodes::claim_node_id(&conn, wanted, &token).await?;
+            tracing::info!("cluster: joined over Redis {} as node {node_id}", crate::cluster::redact(url));
+            Some((url.clone(), conn, token, node_id))
+        }
+        None => None,
+    };
+    let node_id = cluster.as_ref().map_or(config.node_id, |c| c.3);
     let secret = crate::voice::load_secret(config.voice_secret.as_deref(), &config.data_dir)?;
     let tokens = Arc::new(signaling::token::VoiceTokens::new(&secret));
     let grants = Arc::new(crate::voice::TokenGrants {
@@ -47,7 +64,7 @@ pub async fn build(config: &Config) -> Result<App> {
         ttl: Duration::from_secs(config.voice_token_ttl),
     });
     let mut chat_config = ChatConfig {
-        node_id: config.node_id,
+        node_id,
         heartbeat_interval: Duration::from_millis(config.heartbeat_ms),
         registration: config.registration,
         ..ChatConfig::default()
@@ -55,7 +72,13 @@ pub async fn build(config: &Config) -> Result<App> {
     if config.no_rate_limits {
         chat_config.limits = chat::ratelimit::RateLimitConfig::unlimited();
     }
+    chat_config.hub.stream_positions = cluster.is_some();
     let chat = Chat::new(store, grants, chat_config, &registry);
+    if let Some((url, ..)) = &cluster {
+        let metrics = crate::cluster::bus::BusMetrics::new(&registry)?;
+        let bus = crate::cluster::bus::RedisBus::start(url, &chat, metrics).await?;
+        chat.attach_bus(bus);
+    }
 
     let signaling_config = signaling::SignalingConfig {
         public_endpoint: config.voice_endpoint(),
@@ -91,17 +114,51 @@ pub async fn build(config: &Config) -> Result<App> {
         tracing::warn!("{w}");
     }
 
+    let membership = match cluster {
+        Some((_, conn, token, node_id)) => {
+            let info = crate::cluster::NodeInfo {
+                node_id,
+                url: config.public_url.clone(),
+                voice_endpoint: config.voice_endpoint(),
+                version: env!("CARGO_PKG_VERSION"),
+                started_at_ms: chrono::Utc::now().timestamp_millis(),
+            };
+            let reg = registry.clone();
+            let load = Box::new(move || {
+                let families = reg.gather();
+                let m = crate::admin::Metrics(&families);
+                crate::cluster::nodes::Load {
+                    connections: m.sum("chorus_gateway_connections") as i64,
+                    rooms: m.sum("chorus_sfu_rooms") as i64,
+                    participants: m.sum("chorus_sfu_participants") as i64,
+                }
+            });
+            let membership = crate::cluster::nodes::Membership::new(conn.clone(), info, token, load);
+            membership.beat().await.context("registering this node in the cluster")?;
+            let failures = prometheus::IntCounter::new(
+                "chorus_cluster_heartbeat_failures_total",
+                "Heartbeats of this node that Redis did not take",
+            )?;
+            registry.register(Box::new(failures.clone()))?;
+            crate::cluster::nodes::spawn_heartbeat(membership.clone(), failures);
+            Some((membership, conn))
+        }
+        None => None,
+    };
+    let redis = membership.as_ref().map(|(_, conn)| conn.clone());
+
     let admin = crate::admin::Admin {
         chat: chat.clone(),
         voice: voice.clone(),
         registry: registry.clone(),
         admins: Arc::new(config.admins.clone()),
         started: std::time::Instant::now(),
-        node_id: config.node_id,
+        node_id,
+        cluster: redis.clone(),
         warnings: warnings.clone(),
         registration: config.registration,
     };
-    let state = AppState { chat: chat.clone(), registry: registry.clone(), warnings };
+    let state = AppState { chat: chat.clone(), registry: registry.clone(), warnings, redis };
     let ops = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -138,10 +195,16 @@ pub async fn build(config: &Config) -> Result<App> {
         let proxies = Arc::new(config.trusted_proxies.clone());
         router.layer(axum::middleware::from_fn_with_state(proxies, chat::http::client_addr::layer))
     };
-    Ok(App { chat, router })
+    Ok(App { chat, router, membership: membership.map(|(m, _)| m) })
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    if let Some(redis) = &s.redis
+        && !matches!(tokio::time::timeout(Duration::from_secs(2), crate::cluster::ping(redis)).await, Ok(true))
+    {
+        let body = serde_json::json!({"code": "cluster_unavailable", "message": "the cluster's Redis does not answer"});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body));
+    }
     match tokio::time::timeout(Duration::from_secs(2), s.chat.store().ping()).await {
         // Ready, but an operator probing it learns what will fail for users.
         Ok(Ok(())) if !s.warnings.is_empty() => {
@@ -233,6 +296,9 @@ pub async fn run(mut config: Config) -> Result<()> {
     }
 
     shutdown_signal().await;
+    if let Some(m) = &app.membership {
+        m.drain();
+    }
     tracing::info!("shutting down: asking gateway clients to reconnect");
     chat.hub_reconnect_all();
     let _ = stop_tx.send(true);
@@ -245,6 +311,9 @@ pub async fn run(mut config: Config) -> Result<()> {
         tracing::warn!("connections still open after 10 s; closing anyway");
     }
     chat.shutdown().await.context("flushing the store")?;
+    if let Some(m) = &app.membership {
+        m.leave().await;
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! `http/` maps them to routes; `gateway/` holds the WebSocket protocol, the per-session state and the
 //! hub that fans events out; `store/` the two backends.
 
+pub mod bus;
 pub mod credentials;
 pub mod error;
 pub mod events;
@@ -48,7 +49,7 @@ use parking_lot::RwLock;
 pub use error::Error;
 pub use id::{Id, Snowflakes};
 
-use events::Dispatch;
+use events::Event;
 use gateway::hub::{Hub, HubConfig};
 use store::Store;
 use voice::{VoiceGrants, VoiceState};
@@ -99,6 +100,8 @@ pub struct Chat {
     pub(crate) voice_changes: tokio::sync::mpsc::UnboundedSender<service::voice::VoiceChange>,
     pub(crate) limits: ratelimit::RateLimits,
     pub(crate) metrics: metrics::ChatMetrics,
+    /// The cluster's event stream; unset on a single node.
+    pub(crate) bus: std::sync::OnceLock<Arc<dyn bus::EventBus>>,
 }
 
 impl Chat {
@@ -122,6 +125,7 @@ impl Chat {
             voice_states: RwLock::new(HashMap::new()),
             voice_changes,
             metrics,
+            bus: std::sync::OnceLock::new(),
         });
         service::presence::spawn_presence_loop(&chat);
         service::voice::spawn_voice_state_loop(&chat, voice_changes_rx);
@@ -142,10 +146,41 @@ impl Chat {
         http::router(self.clone())
     }
 
-    /// Delivers an event to this node's gateway sessions.
-    pub(crate) fn publish(&self, dispatch: Dispatch) {
-        self.metrics.events.with_label_values(&[dispatch.payload.name]).inc();
-        self.hub.publish(&dispatch);
+    /// Joins a cluster: from now on every event goes through `bus` (set once, at start-up, before
+    /// serving; the hub must have been configured with `stream_positions`).
+    pub fn attach_bus(&self, bus: Arc<dyn bus::EventBus>) {
+        if self.bus.set(bus).is_err() {
+            tracing::warn!("an event bus was already attached; keeping the first");
+        }
+    }
+
+    pub(crate) fn bus(&self) -> Option<&Arc<dyn bus::EventBus>> {
+        self.bus.get()
+    }
+
+    /// Delivers an event to the gateway sessions (of every node, in a cluster).
+    pub(crate) fn publish(&self, event: impl Into<Event>) {
+        let event = event.into();
+        self.metrics.events.with_label_values(&[event.name()]).inc();
+        match self.bus.get() {
+            Some(bus) => bus.publish(&event),
+            None => self.hub.publish(&event, None),
+        }
+    }
+
+    /// The cluster's stream reader hands over each entry here, in stream order.
+    pub fn deliver_from_stream(&self, position: u64, event: &Event) {
+        self.hub.publish(event, Some(position));
+    }
+
+    /// The stream lost entries this node's sessions needed (see [`Hub::reset_stream`]).
+    pub fn stream_reset(&self, position: u64) {
+        self.hub.reset_stream(position);
+    }
+
+    /// Gateway connections open on this node.
+    pub fn gateway_connections(&self) -> i64 {
+        self.metrics.gateway_connections.get()
     }
 
     /// First step of a graceful shutdown: every gateway client is told to reconnect (op 7).

@@ -4,6 +4,10 @@
 //! Delivery never blocks: each session has a bounded queue; when it is full the session is detached
 //! (its socket closes with 4010) and keeps recording into its replay buffer, so the client can resume
 //! without loss. Sessions without a socket stay resumable for the resume window, then are dropped.
+//!
+//! In a cluster every event comes off the shared stream with its position, and a frame's `s` is
+//! derived from that position ([`seq_of`]), so every node numbers a session's events alike and a
+//! RESUME on any node replays from the stream ([`Hub::resume_from_stream`]) instead of a buffer here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::protocol::Status;
 use super::replay::{ReplayBuffer, TooOld};
-use crate::events::{Audience, Dispatch, Effect, Payload};
+use crate::events::{Audience, Dispatch, Effect, Event, Payload};
 use crate::id::Id;
 use crate::model::Member;
 
@@ -27,12 +31,30 @@ pub struct HubConfig {
     pub replay_len: usize,
     /// How long a session without a socket stays resumable.
     pub resume_window: Duration,
+    /// Cluster mode: sequence numbers come from the stream's positions, RESUME replays from the
+    /// stream, and a session without a socket is forgotten at once.
+    pub stream_positions: bool,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig { queue_len: 512, replay_len: 1000, resume_window: Duration::from_secs(300) }
+        HubConfig { queue_len: 512, replay_len: 1000, resume_window: Duration::from_secs(300), stream_positions: false }
     }
+}
+
+/// Bits of a sequence number below the stream position: the index of a payload within one entry
+/// (a permission change tells one member several things). Positions stay below 2^37, so sequence
+/// numbers stay exact in JavaScript (< 2^53).
+const SUB_BITS: u32 = 16;
+
+/// The sequence number of the `index`-th payload of the stream entry at `position`.
+pub fn seq_of(position: u64, index: usize) -> u64 {
+    (position << SUB_BITS) | (index as u64).min((1 << SUB_BITS) - 1)
+}
+
+/// The stream position a sequence number was derived from.
+pub fn position_of(seq: u64) -> u64 {
+    seq >> SUB_BITS
 }
 
 /// What a socket task receives from its session.
@@ -66,11 +88,15 @@ pub struct Session {
 
 #[derive(Debug)]
 struct SessionState {
+    /// The last sequence number handed out.
     seq: u64,
+    /// Whether `seq` counts (1, 2, 3 …) or follows the stream's positions (cluster).
+    numbering: Numbering,
     replay: ReplayBuffer,
     outbox: Option<mpsc::Sender<Outgoing>>,
-    /// Dispatches that arrived before READY was sent; they follow it.
-    pending: Option<Vec<Arc<Payload>>>,
+    /// Dispatches that arrived before READY (or a stream replay) was sent, with their stream
+    /// sequence number in a cluster; they follow it.
+    pending: Option<Vec<(Option<u64>, Arc<Payload>)>>,
     /// The guilds this session follows, with the member's current state there.
     members: HashMap<Id, Member>,
     detached_at: Option<Instant>,
@@ -78,6 +104,12 @@ struct SessionState {
     kick: Option<Kick>,
     /// The login session (bearer token) that identified or last resumed this gateway session.
     login: Option<Id>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbering {
+    Counted,
+    Stream,
 }
 
 impl Session {
@@ -99,22 +131,29 @@ impl Session {
         self.state.lock().members.keys().copied().collect()
     }
 
-    /// Queues a dispatch (or records it while detached). Returns false if the session became detached
-    /// because its queue is full.
-    fn deliver(&self, st: &mut SessionState, payload: &Arc<Payload>) -> bool {
+    /// Queues a dispatch (or records it while detached). `at` is its stream sequence number in a
+    /// cluster. Returns false if the session became detached because its queue is full.
+    fn deliver(&self, st: &mut SessionState, payload: &Arc<Payload>, at: Option<u64>) -> bool {
         if let Some(pending) = st.pending.as_mut() {
-            pending.push(payload.clone());
+            pending.push((at, payload.clone()));
             return true;
         }
-        self.deliver_now(st, payload, true)
+        self.deliver_now(st, payload, at, true)
     }
 
     /// `replayable: false` for READY: it is large and per-session, and a client that never saw it
     /// must IDENTIFY again anyway.
-    fn deliver_now(&self, st: &mut SessionState, payload: &Arc<Payload>, replayable: bool) -> bool {
-        st.seq += 1;
-        let seq = st.seq;
-        if replayable {
+    fn deliver_now(&self, st: &mut SessionState, payload: &Arc<Payload>, at: Option<u64>, replayable: bool) -> bool {
+        let seq = match (st.numbering, at) {
+            (Numbering::Counted, _) => st.seq + 1,
+            // Already sent by a stream replay that ran ahead of this node's reader.
+            (Numbering::Stream, Some(s)) if s <= st.seq => return true,
+            (Numbering::Stream, Some(s)) => s,
+            // READY and RESUMED take no position of their own.
+            (Numbering::Stream, None) => st.seq,
+        };
+        st.seq = seq;
+        if replayable && st.numbering == Numbering::Counted {
             st.replay.push(seq, payload.clone());
         }
         if let Some(tx) = &st.outbox
@@ -129,13 +168,73 @@ impl Session {
         true
     }
 
-    /// Sends READY as sequence 1, then whatever arrived while it was being built.
+    /// Sends READY as sequence 1 (in a cluster: the stream position the session starts from),
+    /// then whatever arrived while it was being built.
     pub fn send_ready(&self, ready: Arc<Payload>) {
         let mut st = self.state.lock();
         let pending = st.pending.take().unwrap_or_default();
-        self.deliver_now(&mut st, &ready, false);
-        for p in &pending {
-            self.deliver(&mut st, p);
+        self.deliver_now(&mut st, &ready, None, false);
+        for (at, p) in &pending {
+            self.deliver_now(&mut st, p, *at, true);
+        }
+    }
+
+    /// Ends a stream resume whose replay (written by the socket itself) went up to `last`: sends
+    /// whatever arrived live meanwhile, skipping what the replay already covered.
+    pub fn finish_stream_resume(&self, last: u64) {
+        let mut st = self.state.lock();
+        st.seq = st.seq.max(last);
+        let pending = st.pending.take().unwrap_or_default();
+        for (at, p) in &pending {
+            self.deliver_now(&mut st, p, *at, true);
+        }
+    }
+
+    /// What this session hears of an entry replayed from the stream, by the member states it follows
+    /// now. A member removed meanwhile still hears of their own removal.
+    pub fn replayed(&self, position: u64, event: &Event) -> Vec<(u64, Arc<Payload>)> {
+        let st = self.state.lock();
+        let removed_me = matches!(event, Event::Dispatch(Dispatch { effect: Some(Effect::MemberRemove { user_id, .. }), .. }) if *user_id == self.user_id);
+        let told = if removed_me {
+            match event {
+                Event::Dispatch(d) => vec![d.payload.clone()],
+                Event::Sight(_) => vec![],
+            }
+        } else {
+            told(event, self.user_id, &st.members, Utc::now())
+        };
+        told.into_iter().enumerate().map(|(i, p)| (seq_of(position, i), p)).collect()
+    }
+}
+
+/// Whether a session of `user_id` following `members` is in the audience.
+fn hears(audience: &Audience, user_id: Id, members: &HashMap<Id, Member>, now: chrono::DateTime<Utc>) -> bool {
+    match audience {
+        Audience::Guild(g) => members.contains_key(g),
+        Audience::Channel(scope) => members.get(&scope.guild_id).is_some_and(|m| scope.visible_to(m, now)),
+        Audience::Users(users) => users.contains(&user_id),
+        Audience::ChannelUnless { scope, unless } => members.get(&scope.guild_id).is_some_and(|m| {
+            scope.visible_to(m, now)
+                && !unless.as_ref().is_some_and(|u| u.guild_id == scope.guild_id && u.visible_to(m, now))
+        }),
+    }
+}
+
+/// What a session of `user_id` following `members` hears of an event.
+fn told(event: &Event, user_id: Id, members: &HashMap<Id, Member>, now: chrono::DateTime<Utc>) -> Vec<Arc<Payload>> {
+    match event {
+        Event::Dispatch(d) => {
+            if hears(&d.audience, user_id, members, now) {
+                vec![d.payload.clone()]
+            } else {
+                vec![]
+            }
+        }
+        Event::Sight(change) => {
+            if change.only_user().is_some_and(|u| u != user_id) {
+                return vec![];
+            }
+            members.get(&change.guild_id()).map(|m| change.tell(m, now)).unwrap_or_default()
         }
     }
 }
@@ -167,6 +266,9 @@ pub enum ResumeError {
 pub struct Hub {
     config: HubConfig,
     idx: RwLock<Indexes>,
+    /// The newest stream position delivered (cluster); written under the index lock so that a
+    /// session registered at the same time starts exactly there.
+    position: std::sync::atomic::AtomicU64,
     /// Presence changes the hub wants broadcast (user, status); drained by the chat service.
     presence_tx: mpsc::UnboundedSender<(Id, Status)>,
     presence_rx: Mutex<Option<mpsc::UnboundedReceiver<(Id, Status)>>>,
@@ -180,6 +282,7 @@ impl Hub {
         Hub {
             config,
             idx: RwLock::new(Indexes::default()),
+            position: std::sync::atomic::AtomicU64::new(0),
             presence_tx,
             presence_rx: Mutex::new(Some(presence_rx)),
             delivered: prometheus::IntCounter::new("chorus_gateway_dispatches_total", "Dispatches queued to sessions")
@@ -203,13 +306,49 @@ impl Hub {
 
     /// Registers a new session that follows `members`' guilds. Dispatches are held until READY.
     pub fn register(&self, id: String, user_id: Id, members: Vec<Member>) -> (Arc<Session>, mpsc::Receiver<Outgoing>) {
+        self.register_at(id, user_id, members, None)
+    }
+
+    /// Cluster RESUME: a session that continues after the client's `seq`. Any session of this id
+    /// still here is replaced. Live dispatches are held until [`Session::finish_stream_resume`],
+    /// which sends the caller's replay from the stream first.
+    pub fn resume_from_stream(
+        &self,
+        id: String,
+        user_id: Id,
+        members: Vec<Member>,
+        seq: u64,
+    ) -> (Arc<Session>, mpsc::Receiver<Outgoing>) {
+        let old = self.idx.read().sessions.get(&id).cloned();
+        if let Some(old) = old {
+            old.state.lock().kick = Some(Kick::Replaced);
+            old.kick_signal.notify_one();
+            self.remove(&old);
+        }
+        self.register_at(id, user_id, members, Some(seq))
+    }
+
+    /// The newest stream position this node has delivered.
+    pub fn stream_position(&self) -> u64 {
+        self.position.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn register_at(
+        &self,
+        id: String,
+        user_id: Id,
+        members: Vec<Member>,
+        resume_after: Option<u64>,
+    ) -> (Arc<Session>, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(self.config.queue_len);
+        let numbering = if self.config.stream_positions { Numbering::Stream } else { Numbering::Counted };
         let session = Arc::new(Session {
             id: id.clone(),
             user_id,
             state: Mutex::new(SessionState {
-                seq: 0,
-                replay: ReplayBuffer::new(self.config.replay_len),
+                seq: resume_after.unwrap_or(0),
+                numbering,
+                replay: ReplayBuffer::new(if numbering == Numbering::Counted { self.config.replay_len } else { 1 }),
                 outbox: Some(tx),
                 pending: Some(Vec::new()),
                 members: members.iter().map(|m| (m.guild_id, m.clone())).collect(),
@@ -222,6 +361,12 @@ impl Hub {
         });
         let came_online = {
             let mut idx = self.idx.write();
+            if numbering == Numbering::Stream && resume_after.is_none() {
+                // Under the write lock, so no entry is half delivered: READY stands for everything
+                // up to here, and everything after reaches this session.
+                let at = self.position.load(std::sync::atomic::Ordering::Acquire);
+                session.state.lock().seq = seq_of(at, usize::MAX);
+            }
             for m in &members {
                 idx.by_guild.entry(m.guild_id).or_default().push(session.clone());
             }
@@ -268,10 +413,10 @@ impl Hub {
         Ok(Resumed { session, replay, receiver: rx })
     }
 
-    /// Queues RESUMED (after the replay) with the next sequence number.
+    /// Queues RESUMED (after the replay) with the next sequence number (in a cluster: the last).
     pub fn send_to_session(&self, session: &Session, payload: Arc<Payload>) {
         let mut st = session.state.lock();
-        session.deliver(&mut st, &payload);
+        session.deliver(&mut st, &payload, None);
     }
 
     /// The socket of this session closed. The session stays resumable for the resume window.
@@ -283,6 +428,10 @@ impl Hub {
             if st.detached_at.is_none() {
                 st.detached_at = Some(Instant::now());
             }
+        }
+        if self.config.stream_positions {
+            // A cluster resumes from the stream, on whichever node: nothing to keep here.
+            self.remove(session);
         }
         let still_online = self
             .idx
@@ -315,6 +464,14 @@ impl Hub {
             s.state.lock().kick = Some(Kick::Reconnect);
             s.kick_signal.notify_one();
         }
+    }
+
+    /// The stream's positions start over at `position` (Redis lost its data) or skipped entries
+    /// this node never read: every session here has a hole and is told to reconnect; its RESUME
+    /// will fail and the client identifies again.
+    pub fn reset_stream(&self, position: u64) {
+        self.position.store(position, std::sync::atomic::Ordering::Release);
+        self.reconnect_all();
     }
 
     /// Closes every session opened with this login (logout or session revoked) and forgets it.
@@ -437,36 +594,54 @@ impl Hub {
 
     /// Queues the event to every session allowed to see it, applying its effect on the way: a member
     /// who joins hears of it (applied before delivery), one who leaves still does (applied after).
-    pub fn publish(&self, dispatch: &Dispatch) {
-        if let Some(effect @ Effect::MemberUpsert(_)) = &dispatch.effect {
+    /// `position` is the event's place in the cluster's stream (None on a single node).
+    pub fn publish(&self, event: &Event, position: Option<u64>) {
+        let effect = match event {
+            Event::Dispatch(d) => d.effect.as_ref(),
+            Event::Sight(_) => None,
+        };
+        if let Some(effect @ Effect::MemberUpsert(_)) = effect {
             self.apply(effect);
         }
-        self.deliver(dispatch);
-        if let Some(effect @ (Effect::MemberRemove { .. } | Effect::GuildRemove(_))) = &dispatch.effect {
+        match event {
+            Event::Dispatch(d) => self.deliver(d, position),
+            Event::Sight(change) => {
+                self.publish_per_member(change.guild_id(), change.only_user(), position, |m| change.tell(m, Utc::now()))
+            }
+        }
+        if let Some(effect @ (Effect::MemberRemove { .. } | Effect::GuildRemove(_))) = effect {
             self.apply(effect);
+        }
+    }
+
+    fn advance(&self, position: Option<u64>) {
+        if let Some(p) = position {
+            self.position.fetch_max(p, std::sync::atomic::Ordering::AcqRel);
         }
     }
 
     /// Delivers to each session following `guild_id` (only `only_user`'s sessions, when given) what
     /// `tell` returns for the member that session follows the guild as. Used after a permission
     /// change, where what a session must hear depends on what its member could see before and after.
-    pub fn publish_per_member(
+    fn publish_per_member(
         &self,
         guild_id: Id,
         only_user: Option<Id>,
+        position: Option<u64>,
         mut tell: impl FnMut(&Member) -> Vec<Arc<Payload>>,
     ) {
         let mut delivered = 0u64;
         let mut slow = 0u64;
         let idx = self.idx.read();
+        self.advance(position);
         for s in idx.by_guild.get(&guild_id).into_iter().flatten() {
             if only_user.is_some_and(|u| u != s.user_id) {
                 continue;
             }
             let mut st = s.state.lock();
             let Some(member) = st.members.get(&guild_id) else { continue };
-            for payload in tell(member) {
-                if s.deliver(&mut st, &payload) {
+            for (i, payload) in tell(member).iter().enumerate() {
+                if s.deliver(&mut st, payload, position.map(|p| seq_of(p, i))) {
                     delivered += 1;
                 } else {
                     slow += 1;
@@ -478,36 +653,21 @@ impl Hub {
         self.slow_consumers.inc_by(slow);
     }
 
-    fn deliver(&self, dispatch: &Dispatch) {
+    fn deliver(&self, dispatch: &Dispatch, position: Option<u64>) {
         let now = Utc::now();
+        let at = position.map(|p| seq_of(p, 0));
         let mut delivered = 0u64;
         let mut slow = 0u64;
         let mut send = |s: &Session, st: &mut SessionState| {
-            if s.deliver(st, &dispatch.payload) {
+            if s.deliver(st, &dispatch.payload, at) {
                 delivered += 1;
             } else {
                 slow += 1;
             }
         };
         let idx = self.idx.read();
+        self.advance(position);
         match &dispatch.audience {
-            Audience::Guild(guild_id) => {
-                for s in idx.by_guild.get(guild_id).into_iter().flatten() {
-                    let mut st = s.state.lock();
-                    if st.members.contains_key(guild_id) {
-                        send(s, &mut st);
-                    }
-                }
-            }
-            Audience::Channel(scope) => {
-                for s in idx.by_guild.get(&scope.guild_id).into_iter().flatten() {
-                    let mut st = s.state.lock();
-                    let visible = st.members.get(&scope.guild_id).is_some_and(|m| scope.visible_to(m, now));
-                    if visible {
-                        send(s, &mut st);
-                    }
-                }
-            }
             Audience::Users(users) => {
                 for u in users {
                     for s in idx.by_user.get(u).into_iter().flatten() {
@@ -516,13 +676,32 @@ impl Hub {
                     }
                 }
             }
+            Audience::Guild(guild_id) => self.deliver_in_guild(&idx, *guild_id, &dispatch.audience, now, &mut send),
+            Audience::Channel(scope) | Audience::ChannelUnless { scope, .. } => {
+                self.deliver_in_guild(&idx, scope.guild_id, &dispatch.audience, now, &mut send)
+            }
         }
         drop(idx);
         self.delivered.inc_by(delivered);
         self.slow_consumers.inc_by(slow);
     }
-}
 
+    fn deliver_in_guild(
+        &self,
+        idx: &Indexes,
+        guild_id: Id,
+        audience: &Audience,
+        now: chrono::DateTime<Utc>,
+        send: &mut impl FnMut(&Session, &mut SessionState),
+    ) {
+        for s in idx.by_guild.get(&guild_id).into_iter().flatten() {
+            let mut st = s.state.lock();
+            if hears(audience, s.user_id, &st.members, now) {
+                send(s, &mut st);
+            }
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,12 +722,27 @@ mod tests {
         }
     }
 
-    fn event(n: u32) -> Dispatch {
-        Dispatch::new("TEST", &n, Audience::Guild(G))
+    fn event(n: u32) -> Event {
+        Dispatch::new("TEST", &n, Audience::Guild(G)).into()
     }
 
     fn hub(queue_len: usize) -> Hub {
-        Hub::new(HubConfig { queue_len, replay_len: 100, resume_window: Duration::from_secs(60) })
+        Hub::new(HubConfig {
+            queue_len,
+            replay_len: 100,
+            resume_window: Duration::from_secs(60),
+            stream_positions: false,
+        })
+    }
+
+    fn stream_hub() -> Hub {
+        Hub::new(HubConfig { stream_positions: true, ..HubConfig::default() })
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<(u64, String)> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|Outgoing::Dispatch(seq, p)| (seq, format!("{}{}", p.name, p.data)))
+            .collect()
     }
 
     fn ready(s: &Session) {
@@ -559,9 +753,9 @@ mod tests {
     fn events_held_back_until_ready_follow_it_in_order() {
         let h = hub(16);
         let (s, mut rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
-        h.publish(&event(1));
+        h.publish(&event(1), None);
         ready(&s);
-        h.publish(&event(2));
+        h.publish(&event(2), None);
         let got: Vec<(u64, String)> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|Outgoing::Dispatch(seq, p)| (seq, format!("{}{}", p.name, p.data)))
             .collect();
@@ -574,7 +768,7 @@ mod tests {
         let (s, _rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
         ready(&s);
         for n in 0..10 {
-            h.publish(&event(n));
+            h.publish(&event(n), None);
         }
         assert_eq!(s.take_kick(), Some(Kick::SlowConsumer));
         assert_eq!(h.slow_consumers.get(), 1, "cut off once, not once per event");
@@ -637,7 +831,7 @@ mod tests {
             last_message_id: None,
         };
         let scope = Arc::new(ChannelScope { guild_id: G, owner_id: Id::from_raw(99), roles: vec![everyone], channel });
-        h.publish(&Dispatch::new("MESSAGE_CREATE", &1, Audience::Channel(scope)));
+        h.publish(&Dispatch::new("MESSAGE_CREATE", &1, Audience::Channel(scope)).into(), None);
         assert!(rx_a.try_recv().is_ok(), "a may view");
         assert!(rx_b.try_recv().is_err(), "b may not");
     }
@@ -648,9 +842,72 @@ mod tests {
         let (s, mut rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
         ready(&s);
         let _ = rx.try_recv();
-        h.publish(&event(1).with_effect(Effect::MemberRemove { guild_id: G, user_id: Id::from_raw(1) }));
+        let leave = Dispatch::new("TEST", &1, Audience::Guild(G))
+            .with_effect(Effect::MemberRemove { guild_id: G, user_id: Id::from_raw(1) });
+        h.publish(&leave.into(), None);
         assert!(rx.try_recv().is_ok(), "the removal itself is delivered");
-        h.publish(&event(2));
+        h.publish(&event(2), None);
         assert!(rx.try_recv().is_err(), "later guild events are not");
+    }
+
+    #[test]
+    fn in_a_cluster_sequence_numbers_follow_the_stream_position() {
+        let h = stream_hub();
+        h.publish(&event(0), Some(7));
+        let (s, mut rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
+        ready(&s);
+        h.publish(&event(1), Some(8));
+        h.publish(&event(2), Some(11));
+        assert_eq!(
+            drain(&mut rx),
+            vec![
+                (seq_of(7, usize::MAX), "READY{}".into()),
+                (seq_of(8, 0), "TEST1".into()),
+                (seq_of(11, 0), "TEST2".into())
+            ],
+            "READY stands for position 7; gaps (entries for others) are allowed"
+        );
+        assert!(seq_of(1 << 36, usize::MAX) < 1 << 53, "exact in JavaScript");
+    }
+
+    #[test]
+    fn a_stream_resume_sends_live_entries_the_replay_did_not_cover() {
+        let h = stream_hub();
+        let (s, mut rx) = h.resume_from_stream("s".into(), Id::from_raw(1), vec![member(1)], seq_of(3, 0));
+        // The reader delivers 4 and 5 while the socket replays 4 from the stream.
+        h.publish(&event(4), Some(4));
+        h.publish(&event(5), Some(5));
+        s.finish_stream_resume(seq_of(4, 0));
+        assert_eq!(drain(&mut rx), vec![(seq_of(5, 0), "TEST5".into())]);
+        h.publish(&event(5), Some(5));
+        assert!(drain(&mut rx).is_empty(), "an entry is never sent twice");
+    }
+
+    #[test]
+    fn a_stream_resume_replaces_the_session_still_held_here() {
+        let h = stream_hub();
+        let (old, _rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
+        ready(&old);
+        let (_new, _rx2) = h.resume_from_stream("s".into(), Id::from_raw(1), vec![member(1)], 0);
+        assert_eq!(old.take_kick(), Some(Kick::Replaced));
+    }
+
+    #[test]
+    fn a_replayed_removal_reaches_the_removed_member() {
+        let h = stream_hub();
+        let (s, _rx) = h.resume_from_stream("s".into(), Id::from_raw(1), vec![], 0);
+        let leave = Dispatch::new("GUILD_MEMBER_REMOVE", &1, Audience::Guild(G))
+            .with_effect(Effect::MemberRemove { guild_id: G, user_id: Id::from_raw(1) });
+        assert_eq!(s.replayed(9, &leave.into()).len(), 1, "no longer a member, still told");
+        assert!(s.replayed(10, &event(3)).is_empty(), "other events of that guild are not");
+    }
+
+    #[test]
+    fn in_a_cluster_a_closed_session_is_forgotten_here() {
+        let h = stream_hub();
+        let (s, _rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
+        ready(&s);
+        h.detach(&s);
+        assert_eq!(h.resume("s", Id::from_raw(1), 0).err(), Some(ResumeError::Unknown));
     }
 }

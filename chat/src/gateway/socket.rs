@@ -120,6 +120,18 @@ impl Connection {
                     let Ok(caller) = self.chat.authenticate(&token).await else {
                         return Start::Closed(self.close(close::AUTHENTICATION_FAILED, "authentication failed").await);
                     };
+                    if let Some(bus) = self.chat.bus().cloned() {
+                        match self.resume_from_stream(bus.as_ref(), &caller, session_id, seq).await {
+                            Ok(Some(start)) => return start,
+                            Ok(None) => {
+                                if self.send_text(protocol::invalid_session_frame(false)).await.is_err() {
+                                    return Start::Closed(1006);
+                                }
+                            }
+                            Err(()) => return Start::Closed(1006),
+                        }
+                        continue;
+                    }
                     match self.chat.hub.resume(&session_id, caller.user.id, seq) {
                         Ok(resumed) => {
                             resumed.session.set_login(caller.session_id);
@@ -160,6 +172,12 @@ impl Connection {
         let memberships = self.chat.memberships(caller.user.id).await?;
         let (session, rx) = self.chat.hub.register(session_id.clone(), caller.user.id, memberships);
         session.set_login(caller.session_id);
+        if let Some(bus) = self.chat.bus()
+            && let Err(e) = bus.remember_session(&session_id, caller.user.id).await
+        {
+            // The session works; only a RESUME on another node will not find it.
+            tracing::warn!(error = %e, "could not record the gateway session in the cluster");
+        }
         let ready = match self.chat.ready(&caller, session_id).await {
             Ok(ready) => ready,
             Err(e) => {
@@ -169,6 +187,60 @@ impl Connection {
         };
         session.send_ready(Payload::new("READY", &ready));
         Ok(Start::Ready(session, rx))
+    }
+
+    /// RESUME in a cluster, on whichever node: the session is known cluster-wide, the missed
+    /// entries come from the stream, filtered by what the member may see now. Ok(None): the client
+    /// must IDENTIFY again (unknown session, events no longer kept, stream unavailable); Err: the
+    /// socket failed.
+    async fn resume_from_stream(
+        &mut self,
+        bus: &dyn crate::bus::EventBus,
+        caller: &Caller,
+        session_id: String,
+        seq: u64,
+    ) -> Result<Option<Start>, ()> {
+        match bus.session_user(&session_id).await {
+            Ok(Some(user)) if user == caller.user.id => {}
+            Ok(_) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "resume: the cluster does not answer");
+                return Ok(None);
+            }
+        }
+        let Ok(memberships) = self.chat.memberships(caller.user.id).await else { return Ok(None) };
+        // Live entries are held from here on, so nothing falls between the replay and them.
+        let (session, rx) = self.chat.hub.resume_from_stream(session_id.clone(), caller.user.id, memberships, seq);
+        session.set_login(caller.session_id);
+        let entries = match bus.since(super::hub::position_of(seq).saturating_sub(1)).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::info!(error = %e, "resume: cannot replay from the stream");
+                self.chat.hub.detach(&session);
+                return Ok(None);
+            }
+        };
+        let mut last = seq;
+        for (position, event) in &entries {
+            for (s, payload) in session.replayed(*position, event) {
+                if s <= last {
+                    continue;
+                }
+                last = s;
+                if self.send_text(protocol::dispatch_frame(s, &payload)).await.is_err() {
+                    self.chat.hub.detach(&session);
+                    return Err(());
+                }
+            }
+        }
+        session.finish_stream_resume(last);
+        if let Err(e) = bus.remember_session(&session_id, caller.user.id).await {
+            tracing::warn!(error = %e, "could not refresh the gateway session in the cluster");
+        }
+        #[derive(Serialize)]
+        struct Empty {}
+        self.chat.hub.send_to_session(&session, Payload::new("RESUMED", &Empty {}));
+        Ok(Some(Start::Ready(session, rx)))
     }
 
     async fn serve(&mut self, session: &Arc<Session>, mut rx: mpsc::Receiver<Outgoing>) -> CloseCode {

@@ -168,9 +168,11 @@ impl Chat {
             let page = self.store.members(guild_id, after, 1000).await?;
             let Some(last) = page.last() else { break };
             after = last.user_id;
-            for m in page.into_iter().filter(|m| self.hub.is_online(m.user_id)) {
-                self.hub.publish(
-                    &Dispatch::new("GUILD_MEMBER_UPDATE", &m, Audience::Users(vec![]))
+            // In a cluster the member may follow the guild on any node: every node must hear it.
+            let clustered = self.bus().is_some();
+            for m in page.into_iter().filter(|m| clustered || self.hub.is_online(m.user_id)) {
+                self.publish(
+                    Dispatch::new("GUILD_MEMBER_UPDATE", &m, Audience::Users(vec![]))
                         .with_effect(crate::events::Effect::MemberUpsert(m.clone())),
                 );
             }

@@ -1,21 +1,14 @@
-//! Who may see which channel after a permission change, and what each member is told.
-//!
-//! An overwrite, a role's permissions, a deleted role or a member's roles decide who may view a
-//! channel. When that changes, a member who can now view a channel receives CHANNEL_CREATE and
-//! the voice states in it; one who no longer can receives those voice states as "left" and then
-//! CHANNEL_DELETE; one who keeps it receives CHANNEL_UPDATE when the channel itself changed.
-//! Nobody hears anything about a channel they could not see before and cannot see now.
+//! Who may see which channel after a permission change, and what each member is told: the
+//! services describe the change with borrowed [`Sight`]s; it travels as an owned
+//! [`SightChange`](crate::events::sight::SightChange), which holds the rules.
 
 use std::sync::Arc;
 
-use chrono::Utc;
-
 use crate::Chat;
-use crate::events::Payload;
+use crate::events::Event;
+use crate::events::sight::{self, ChannelSight, SightData, SightSide};
 use crate::id::Id;
 use crate::model::{Channel, Member, Role};
-use crate::permissions::{GuildContext, can_view};
-use crate::voice::VoiceState;
 
 /// Whose standing a [`Sight`] evaluates.
 #[derive(Debug, Clone, Copy)]
@@ -38,30 +31,17 @@ pub(crate) struct Sight<'a> {
 }
 
 impl Sight<'_> {
-    fn sees(&self, channel: &Channel, followed: &Member, now: chrono::DateTime<Utc>) -> bool {
-        let ctx = GuildContext { guild_id: self.guild_id, owner_id: self.owner_id, roles: self.roles };
-        let view = |m: &Member| can_view(ctx, channel, m, now);
-        match self.standing {
-            Standing::AsFollowed => view(followed),
-            Standing::Exactly(m) => view(m),
-            Standing::WithoutRole(role) => {
-                let mut m = followed.clone();
-                m.roles.retain(|r| *r != role);
-                view(&m)
-            }
+    fn to_side(self) -> SightSide {
+        SightSide {
+            owner_id: self.owner_id,
+            roles: self.roles.to_vec(),
+            standing: match self.standing {
+                Standing::AsFollowed => sight::Standing::AsFollowed,
+                Standing::Exactly(m) => sight::Standing::Exactly(m.clone()),
+                Standing::WithoutRole(r) => sight::Standing::WithoutRole(r),
+            },
         }
     }
-}
-
-/// What a member is told about one channel, prepared once and shared by every recipient.
-struct Told {
-    before: Channel,
-    after: Channel,
-    create: Arc<Payload>,
-    delete: Arc<Payload>,
-    update: Option<Arc<Payload>>,
-    voice_in: Vec<Arc<Payload>>,
-    voice_left: Vec<Arc<Payload>>,
 }
 
 impl Chat {
@@ -76,41 +56,23 @@ impl Chat {
         channel_changed: bool,
         only_user: Option<Id>,
     ) {
-        let told: Vec<Told> = channels
+        let channels = channels
             .iter()
-            .map(|(b, a)| {
-                let occupants = self.voice_states_in(a.id);
-                let left = |s: &VoiceState| VoiceState { channel_id: None, ..s.clone() };
-                Told {
-                    before: b.clone(),
-                    after: a.clone(),
-                    create: Payload::new("CHANNEL_CREATE", a),
-                    delete: Payload::new("CHANNEL_DELETE", b),
-                    update: channel_changed.then(|| Payload::new("CHANNEL_UPDATE", a)),
-                    voice_in: occupants.iter().map(|s| Payload::new("VOICE_STATE_UPDATE", s)).collect(),
-                    voice_left: occupants.iter().map(|s| Payload::new("VOICE_STATE_UPDATE", &left(s))).collect(),
-                }
+            .map(|(b, a)| ChannelSight {
+                before: b.clone(),
+                after: a.clone(),
+                changed: channel_changed,
+                occupants: self.voice_states_in(a.id),
             })
             .collect();
-        let now = Utc::now();
-        self.hub.publish_per_member(after.guild_id, only_user, |member| {
-            let mut out = Vec::new();
-            for t in &told {
-                match (before.sees(&t.before, member, now), after.sees(&t.after, member, now)) {
-                    (false, true) => {
-                        out.push(t.create.clone());
-                        out.extend(t.voice_in.iter().cloned());
-                    }
-                    (true, false) => {
-                        out.extend(t.voice_left.iter().cloned());
-                        out.push(t.delete.clone());
-                    }
-                    (true, true) => out.extend(t.update.iter().cloned()),
-                    (false, false) => {}
-                }
-            }
-            out
-        });
+        let change = SightData {
+            guild_id: after.guild_id,
+            only_user,
+            before: before.to_side(),
+            after: after.to_side(),
+            channels,
+        };
+        self.publish(Event::Sight(Arc::new(change.into())));
     }
 
     /// Like [`Chat::announce_sight_change`] for every channel of the guild, which itself is unchanged

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::Chat;
 use crate::error::{Error, Result};
-use crate::events::{Audience, ChannelScope, Dispatch, Payload};
+use crate::events::{Audience, ChannelScope, Dispatch};
 use crate::id::Id;
 use crate::model::{Channel, ChannelKind};
 use crate::permissions::Permissions;
@@ -112,12 +112,8 @@ impl Chat {
         let Some(old_scope) = self.current_scope(old_guild, old_channel).await? else { return Ok(()) };
         // Those who saw the old channel hear that the user left it, unless they see where it went.
         let left = VoiceState { guild_id: Some(old_guild), channel_id: None, ..after };
-        let payload = Payload::new("VOICE_STATE_UPDATE", &left);
-        let now = chrono::Utc::now();
-        self.hub.publish_per_member(old_guild, None, |m| {
-            let sees_new = new_scope.as_ref().is_some_and(|s| s.guild_id == old_guild && s.visible_to(m, now));
-            if old_scope.visible_to(m, now) && !sees_new { vec![payload.clone()] } else { vec![] }
-        });
+        let audience = Audience::ChannelUnless { scope: Arc::new(old_scope), unless: new_scope.map(Arc::new) };
+        self.publish(Dispatch::new("VOICE_STATE_UPDATE", &left, audience));
         Ok(())
     }
 }

@@ -1,0 +1,27 @@
+//! Every Redis key the cluster uses, in one place (all under `chorus:`).
+
+/// The event stream (entry ids `0-<position>`).
+pub const EVENTS: &str = "chorus:events";
+/// The last position handed out on the stream.
+pub const EVENTS_POSITION: &str = "chorus:events:position";
+/// A random value set once per Redis data set: when it changes, Redis lost its data and every
+/// stream position from before means nothing.
+pub const EPOCH: &str = "chorus:epoch";
+
+/// A gateway session that any node may resume: its user id.
+pub fn session(id: &str) -> String {
+    format!("chorus:session:{id}")
+}
+
+/// A live node's record (a hash that expires unless refreshed).
+pub fn node(node_id: u16) -> String {
+    format!("chorus:node:{node_id}")
+}
+
+/// The pattern that finds every node record.
+pub const NODE_PATTERN: &str = "chorus:node:*";
+
+/// The claim on a snowflake node id (the claiming process's token).
+pub fn node_id_claim(node_id: u16) -> String {
+    format!("chorus:nodeid:{node_id}")
+}

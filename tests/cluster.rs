@@ -1,0 +1,516 @@
+//! Cluster mode with real processes: three `chorus` nodes on loopback over a redis-server this test
+//! starts on a free port and the MongoDB stand-in (or the server `CHORUS_TEST_MONGODB_URI` names).
+//! Skipped with a line on stderr when no MongoDB is named (scripts/test.sh always names one).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Chorus, free_port, register};
+use futures::{SinkExt, StreamExt};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A redis-server of the test's own, gone with it.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The MongoDB URI with a database of this test's own; None (skip) when none is named.
+fn mongo_uri() -> Option<String> {
+    let Ok(uri) = std::env::var("CHORUS_TEST_MONGODB_URI") else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: cluster tests — CHORUS_TEST_MONGODB_URI is not set");
+        return None;
+    };
+    let (base, query) = match uri.trim().split_once('?') {
+        Some((b, q)) => (b.to_string(), Some(q.to_string())),
+        None => (uri.trim().to_string(), None),
+    };
+    let (scheme, rest) = base.split_once("://").expect("a mongodb:// URI");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let database = format!("chorus_cluster_{:016x}", rand::random::<u64>());
+    Some(match query {
+        Some(q) => format!("{scheme}://{authority}/{database}?{q}"),
+        None => format!("{scheme}://{authority}/{database}"),
+    })
+}
+
+struct Cluster {
+    redis: Redis,
+    store: String,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    fn new() -> Option<Cluster> {
+        Some(Cluster { redis: Redis::start(), store: mongo_uri()?, dirs: Vec::new() })
+    }
+
+    async fn node(&mut self, extra: &[&str]) -> Chorus {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = self.redis.url();
+        let mut args = vec![
+            "--store",
+            &self.store,
+            "--cluster",
+            &url,
+            "--voice-secret",
+            "cluster-test-voice-secret-0123456789abcdef",
+        ];
+        args.extend_from_slice(extra);
+        let node = Chorus::start_with(dir.path(), free_port(), &args).await;
+        self.dirs.push(dir);
+        node
+    }
+}
+
+async fn gateway(node: &Chorus) -> Ws {
+    let url = format!("{}/gateway", node.base.replace("http://", "ws://"));
+    tokio_tungstenite::connect_async(url).await.expect("ws").0
+}
+
+async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::Text(frame.to_string().into())).await.expect("send");
+}
+
+/// The next frame (HELLO, dispatch, …), or None when nothing comes within `wait`.
+async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Identifies and returns the socket, the session id and the last sequence number (READY's).
+async fn identify(node: &Chorus, token: &str) -> (Ws, String, u64) {
+    let mut ws = gateway(node).await;
+    send(&mut ws, json!({"op": 2, "d": {"token": token}})).await;
+    loop {
+        let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("READY");
+        if f["t"] == "READY" {
+            let session = f["d"]["session_id"].as_str().expect("session_id").to_string();
+            return (ws, session, f["s"].as_u64().expect("s"));
+        }
+    }
+}
+
+/// Dispatches received until `quiet` passes without one, as (seq, name, data).
+async fn dispatches_until_quiet(ws: &mut Ws, quiet: Duration) -> Vec<(u64, String, Value)> {
+    let mut out = Vec::new();
+    while let Some(f) = next_frame(ws, quiet).await {
+        if f["op"] == 0 {
+            out.push((f["s"].as_u64().unwrap_or(0), f["t"].as_str().unwrap_or("").to_string(), f["d"].clone()));
+        }
+    }
+    out
+}
+
+/// Waits for a dispatch named `name` whose data satisfies `pred`; returns its data.
+async fn wait_for(ws: &mut Ws, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_for_frame(ws, name, pred).await["d"].clone()
+}
+
+/// Like [`wait_for`], returning the whole frame (with its `s`).
+async fn wait_for_frame(ws: &mut Ws, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let f = next_frame(ws, left).await.unwrap_or_else(|| panic!("no {name} within 10 s"));
+        if f["t"] == name && pred(&f["d"]) {
+            return f;
+        }
+    }
+}
+
+/// A guild owned by `owner` (created on `on`) that `member` joined (on `join_on`); returns
+/// (guild id, its first text channel id).
+async fn guild_with_member(on: &Chorus, owner: &str, join_on: &Chorus, member: &str) -> (String, String) {
+    let (s, g) = on.api(Some(owner), Method::POST, "/guilds", Some(json!({"name": "Cluster"}))).await;
+    assert_eq!(s, 201, "{g}");
+    let guild = g["id"].as_str().expect("id").to_string();
+    let channel = g["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["kind"] == "text")
+        .and_then(|c| c["id"].as_str())
+        .expect("a text channel")
+        .to_string();
+    let (s, inv) = on.api(Some(owner), Method::POST, &format!("/guilds/{guild}/invites"), Some(json!({}))).await;
+    assert_eq!(s, 201, "{inv}");
+    let code = inv["code"].as_str().expect("code");
+    let (s, b) = join_on.api(Some(member), Method::POST, &format!("/invites/{code}"), None).await;
+    assert_eq!(s, 200, "{b}");
+    (guild, channel)
+}
+
+async fn post(node: &Chorus, token: &str, channel: &str, content: &str) -> String {
+    let (s, m) = node
+        .api(Some(token), Method::POST, &format!("/channels/{channel}/messages"), Some(json!({"content": content})))
+        .await;
+    assert_eq!(s, 201, "{m}");
+    m["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn a_client_on_one_node_sees_what_other_nodes_do_and_nothing_it_may_not_view() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let c = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let alice = register(&c, "alice").await;
+    let (guild, general) = guild_with_member(&b, &owner, &c, &alice).await;
+    // A channel alice may not view: @everyone (the guild's id) denied VIEW_CHANNEL.
+    let (s, hidden) =
+        b.api(Some(&owner), Method::POST, &format!("/guilds/{guild}/channels"), Some(json!({"name": "staff"}))).await;
+    assert_eq!(s, 201, "{hidden}");
+    let hidden = hidden["id"].as_str().expect("id").to_string();
+    let (s, body) = b
+        .api(
+            Some(&owner),
+            Method::PUT,
+            &format!("/channels/{hidden}/permissions/{guild}"),
+            Some(json!({"kind": "role", "deny": (1u64 << 10).to_string()})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+
+    let (mut ws, _, _) = identify(&a, &alice).await;
+    let secret = post(&b, &owner, &hidden, "staff only").await;
+    let created = post(&b, &owner, &general, "hello from b").await;
+    let got = wait_for(&mut ws, "MESSAGE_CREATE", |d| d["id"] == created.as_str()).await;
+    assert_eq!(got["content"], "hello from b");
+    let (s, _) = c
+        .api(
+            Some(&owner),
+            Method::PATCH,
+            &format!("/channels/{general}/messages/{created}"),
+            Some(json!({"content": "edited on c"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let got = wait_for(&mut ws, "MESSAGE_UPDATE", |d| d["id"] == created.as_str()).await;
+    assert_eq!(got["content"], "edited on c");
+    let (s, _) = c
+        .api(Some(&owner), Method::PUT, &format!("/channels/{general}/messages/{created}/reactions/%F0%9F%91%8D"), None)
+        .await;
+    assert_eq!(s, 204);
+    wait_for(&mut ws, "MESSAGE_REACTION_ADD", |d| d["message_id"] == created.as_str()).await;
+    let (s, _) = b.api(Some(&owner), Method::DELETE, &format!("/channels/{general}/messages/{created}"), None).await;
+    assert_eq!(s, 204);
+    wait_for(&mut ws, "MESSAGE_DELETE", |d| d["id"] == created.as_str()).await;
+    // Nothing about the hidden channel arrived, before or after.
+    post(&c, &owner, &hidden, "still staff only").await;
+    let rest = dispatches_until_quiet(&mut ws, Duration::from_secs(2)).await;
+    let all = format!("{rest:?}");
+    assert!(!all.contains(&hidden) && !all.contains(&secret), "hidden channel leaked: {all}");
+}
+
+#[tokio::test]
+async fn resume_on_another_node_replays_exactly_the_missed_events_then_resumed() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let c = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let alice = register(&a, "alice").await;
+    let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
+
+    let (mut ws, session, _) = identify(&a, &alice).await;
+    let first = post(&b, &owner, &general, "seen live").await;
+    let live = wait_for_frame(&mut ws, "MESSAGE_CREATE", |d| d["id"] == first.as_str()).await;
+    let mut seq = live["s"].as_u64().expect("s");
+    for (s, _, _) in dispatches_until_quiet(&mut ws, Duration::from_millis(500)).await {
+        seq = seq.max(s);
+    }
+    let _ = ws.close(None).await;
+    drop(ws);
+
+    let mut missed = Vec::new();
+    for i in 0..3 {
+        missed.push(post(if i % 2 == 0 { &b } else { &c }, &owner, &general, &format!("missed {i}")).await);
+    }
+    let mut ws = gateway(&c).await;
+    let _hello = next_frame(&mut ws, Duration::from_secs(5)).await;
+    let resume_from = seq;
+    send(&mut ws, json!({"op": 6, "d": {"token": alice, "session_id": session, "seq": resume_from}})).await;
+    let mut replayed = Vec::new();
+    loop {
+        let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("replay, then RESUMED");
+        assert_ne!(f["op"], 9, "INVALID_SESSION: {f}");
+        if f["t"] == "RESUMED" {
+            break;
+        }
+        if f["t"] == "MESSAGE_CREATE" {
+            assert!(f["s"].as_u64().expect("s") > resume_from, "only what came after seq");
+            replayed.push(f["d"]["id"].as_str().expect("id").to_string());
+        }
+    }
+    assert_eq!(replayed, missed, "exactly the missed messages, in order");
+    // And the resumed session is live.
+    let later = post(&a, &owner, &general, "after resume").await;
+    wait_for(&mut ws, "MESSAGE_CREATE", |d| d["id"] == later.as_str()).await;
+}
+
+#[tokio::test]
+async fn a_resume_of_an_unknown_session_is_invalid_on_every_node() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let alice = register(&a, "alice").await;
+    let mut ws = gateway(&a).await;
+    let _hello = next_frame(&mut ws, Duration::from_secs(5)).await;
+    send(&mut ws, json!({"op": 6, "d": {"token": alice, "session_id": "nope", "seq": 5}})).await;
+    let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("an answer");
+    assert_eq!(f["op"], 9, "INVALID_SESSION, got {f}");
+}
+
+#[tokio::test]
+async fn garbage_on_the_stream_is_skipped_and_counted_and_later_events_still_flow() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let alice = register(&a, "alice").await;
+    let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
+    let (mut ws, _, _) = identify(&a, &alice).await;
+    // A node of another version (or a bug) writes entries that do not decode, at the next position;
+    // and someone writes an entry no node would.
+    let next = cluster.redis.cli(&["INCR", "chorus:events:position"]);
+    assert_eq!(
+        cluster.redis.cli(&["XADD", "chorus:events", &format!("0-{next}"), "e", "{not json"]),
+        format!("0-{next}")
+    );
+    let next = cluster.redis.cli(&["INCR", "chorus:events:position"]);
+    let evil = r#"{"dispatch":{"t":"EVIL","d":{},"audience":{"kind":"guild","of":"1"},"effect":null}}"#;
+    cluster.redis.cli(&["XADD", "chorus:events", &format!("0-{next}"), "e", evil]);
+    let next = cluster.redis.cli(&["INCR", "chorus:events:position"]);
+    cluster.redis.cli(&["XADD", "chorus:events", &format!("0-{next}"), "other", "field"]);
+    cluster.redis.cli(&["HSET", "chorus:node:1000", "state", "\u{1F4A5}", "connections", "many"]);
+
+    let id = post(&b, &owner, &general, "after the garbage").await;
+    wait_for(&mut ws, "MESSAGE_CREATE", |d| d["id"] == id.as_str()).await;
+    let metrics = reqwest::get(format!("{}/metrics", a.base)).await.expect("metrics").text().await.expect("text");
+    for reason in ["malformed", "unknown_event", "no_event_field"] {
+        assert!(
+            metrics.contains(&format!("chorus_cluster_bad_entries_total{{reason=\"{reason}\"}} 1")),
+            "{reason} counted once:\n{}",
+            metrics.lines().filter(|l| l.contains("bad_entries")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    // The garbage node record is skipped in the stats; both real nodes are listed.
+    let (s, stats) = a.api(Some(&owner), Method::GET, "/admin/stats", None).await;
+    assert_eq!(s, 200, "{stats}");
+    let ids: Vec<u64> = stats["cluster"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["node_id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{stats}");
+    assert_eq!(stats["cluster"]["totals"]["nodes"], 2);
+}
+
+#[tokio::test]
+async fn nodes_claim_distinct_node_ids_and_one_that_is_taken_is_refused() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let owner = register(&a, "owner").await;
+    let (s, stats) = b.api(Some(&owner), Method::GET, "/admin/stats", None).await;
+    assert_eq!(s, 200, "{stats}");
+    let nodes = stats["cluster"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2);
+    assert_ne!(nodes[0]["node_id"], nodes[1]["node_id"]);
+    assert!(nodes.iter().all(|n| n["state"] == "serving"));
+    let held = nodes[0]["node_id"].as_u64().expect("id").to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--store", &cluster.store])
+        .args(["--cluster", &cluster.redis.url(), "--node-id", &held])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run chorus");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("held by another live node"), "{err}");
+    drop(a);
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_clusters_redis_is_gone() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let _ = cluster.redis.child.kill();
+    let _ = cluster.redis.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = reqwest::get(format!("{}/readyz", a.base)).await.expect("readyz");
+        if r.status() == 503 {
+            let body: Value = r.json().await.expect("json");
+            assert_eq!(body["code"], "cluster_unavailable");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready without Redis");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn a_cluster_over_sqlite_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = common::run_command(dir.path(), &["--cluster", "redis://127.0.0.1:1", "ports"], None);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("--cluster needs a shared store"), "{}", run.stderr);
+}
+
+/// A gateway client that follows the message ids it receives and, when its node goes away,
+/// resumes on the next node of `fallbacks` by itself (as the web client does).
+async fn resilient_client(
+    first: String,
+    fallbacks: Vec<String>,
+    token: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<String>, String> {
+    let ws_url = |base: &str| format!("{}/gateway", base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&first)).await.map_err(|e| e.to_string())?;
+    send(&mut ws, json!({"op": 2, "d": {"token": token}})).await;
+    let mut session = String::new();
+    let mut seq = 0u64;
+    let mut ids = Vec::new();
+    let mut next = 0;
+    loop {
+        let frame = match tokio::time::timeout(Duration::from_millis(1500), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(&t).ok(),
+            Ok(Some(Ok(_))) => continue,
+            Err(_) if *stop.borrow() => return Ok(ids),
+            Err(_) => continue,
+            // The node is gone (or closed us): resume on another.
+            Ok(_) => {
+                let base = fallbacks.get(next % fallbacks.len()).ok_or("no fallback")?;
+                next += 1;
+                let Ok((fresh, _)) = tokio_tungstenite::connect_async(ws_url(base)).await else { continue };
+                ws = fresh;
+                send(&mut ws, json!({"op": 6, "d": {"token": token, "session_id": session, "seq": seq}})).await;
+                continue;
+            }
+        };
+        let Some(f) = frame else { continue };
+        if f["op"] == 9 {
+            return Err(format!("INVALID_SESSION after seq {seq}"));
+        }
+        if let Some(s) = f["s"].as_u64() {
+            seq = seq.max(s);
+        }
+        match f["t"].as_str() {
+            Some("READY") => session = f["d"]["session_id"].as_str().unwrap_or_default().to_string(),
+            Some("MESSAGE_CREATE") => ids.push(f["d"]["id"].as_str().unwrap_or_default().to_string()),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn kill_9_of_a_node_loses_no_message_for_its_clients_which_resume_elsewhere() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let mut a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let c = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let mut members = Vec::new();
+    for i in 0..4 {
+        members.push(register(&a, &format!("member{i}")).await);
+    }
+    let (s, g) = b.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "Failover"}))).await;
+    assert_eq!(s, 201, "{g}");
+    let guild = g["id"].as_str().expect("id").to_string();
+    let general = g["channels"][0]["id"].as_str().expect("channel").to_string();
+    let (_, inv) = b.api(Some(&owner), Method::POST, &format!("/guilds/{guild}/invites"), Some(json!({}))).await;
+    let code = inv["code"].as_str().expect("code").to_string();
+    for m in &members {
+        let (s, _) = c.api(Some(m), Method::POST, &format!("/invites/{code}"), None).await;
+        assert_eq!(s, 200);
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let clients: Vec<_> = members
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            // Half fall back to b first, half to c.
+            let fallbacks =
+                if i % 2 == 0 { vec![b.base.clone(), c.base.clone()] } else { vec![c.base.clone(), b.base.clone()] };
+            tokio::spawn(resilient_client(a.base.clone(), fallbacks, token.clone(), stop_rx.clone()))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 50 messages a second through b and c for four seconds; a dies after the first second.
+    let mut acknowledged = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for i in 0..200 {
+        tick.tick().await;
+        if i == 50 {
+            a.kill9();
+        }
+        let node = if i % 2 == 0 { &b } else { &c };
+        acknowledged.push(post(node, &owner, &general, &format!("m{i}")).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop_tx.send(true);
+    let mut expected = acknowledged.clone();
+    expected.sort();
+    for (i, client) in clients.into_iter().enumerate() {
+        let got = client.await.expect("client task").unwrap_or_else(|e| panic!("client {i}: {e}"));
+        let mut unique = got.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), got.len(), "client {i} received a message twice");
+        assert_eq!(unique, expected, "client {i} received exactly the acknowledged messages");
+    }
+}
