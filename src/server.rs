@@ -74,10 +74,11 @@ pub async fn build(config: &Config) -> Result<App> {
     }
     chat_config.hub.stream_positions = cluster.is_some();
     let chat = Chat::new(store, grants, chat_config, &registry);
-    if let Some((url, ..)) = &cluster {
+    if let Some((url, cluster_conn, ..)) = &cluster {
         let metrics = crate::cluster::bus::BusMetrics::new(&registry)?;
         let bus = crate::cluster::bus::RedisBus::start(url, &chat, metrics).await?;
         chat.attach_bus(bus);
+        chat.share_rate_limits(Arc::new(crate::cluster::ratelimit::RedisLimiter::new(cluster_conn.clone())));
     }
 
     let signaling_config = signaling::SignalingConfig {

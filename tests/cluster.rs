@@ -514,3 +514,35 @@ async fn kill_9_of_a_node_loses_no_message_for_its_clients_which_resume_elsewher
         assert_eq!(unique, expected, "client {i} received exactly the acknowledged messages");
     }
 }
+
+#[tokio::test]
+async fn a_rate_limit_hammered_over_three_nodes_admits_one_nodes_budget() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let limited = ["--no-rate-limits", "false"];
+    let nodes = [cluster.node(&limited).await, cluster.node(&limited).await, cluster.node(&limited).await];
+    // Login attempts per address: a burst of 20, then one a second (the documented default).
+    let started = Instant::now();
+    let mut admitted = 0;
+    let mut retry_after = None;
+    for i in 0..45 {
+        let node = &nodes[i % 3];
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", node.base))
+            .json(&json!({"username": "nobody", "password": "wrong-password"}))
+            .send()
+            .await
+            .expect("login");
+        if r.status() == 429 {
+            retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+        } else {
+            admitted += 1;
+        }
+    }
+    let refill = started.elapsed().as_secs() + 1;
+    assert!(admitted >= 20, "the burst is admitted: {admitted}");
+    assert!(
+        admitted <= 20 + refill,
+        "{admitted} admitted in {refill} s: more than one budget (per node it would be 45)"
+    );
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)), "429 carries Retry-After");
+}

@@ -115,11 +115,13 @@ impl Chat {
         let hub = Hub::new(config.hub.clone());
         let metrics = metrics::ChatMetrics::new(registry, &hub);
         let (voice_changes, voice_changes_rx) = tokio::sync::mpsc::unbounded_channel();
+        let limits = ratelimit::RateLimits::new(&config.limits);
+        let _ = registry.register(Box::new(limits.shared_fallbacks.clone()));
         let chat = Arc::new(Chat {
             store,
             ids: Snowflakes::new(config.node_id),
             hub,
-            limits: ratelimit::RateLimits::new(&config.limits),
+            limits,
             config,
             voice,
             voice_states: RwLock::new(HashMap::new()),
@@ -152,6 +154,11 @@ impl Chat {
         if self.bus.set(bus).is_err() {
             tracing::warn!("an event bus was already attached; keeping the first");
         }
+    }
+
+    /// Makes the rate limits cluster-wide (set once, at start-up).
+    pub fn share_rate_limits(&self, limiter: Arc<dyn ratelimit::SharedLimiter>) {
+        self.limits.share(limiter);
     }
 
     pub(crate) fn bus(&self) -> Option<&Arc<dyn bus::EventBus>> {

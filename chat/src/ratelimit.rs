@@ -1,9 +1,18 @@
 //! Rate limits per user and per IP (governor's GCRA, keyed). A refusal carries the seconds to wait,
 //! which REST answers as 429 + Retry-After and the gateway as close 4008.
+//!
+//! In a cluster a [`SharedLimiter`] (the binary's, on Redis) holds the same budgets for every node,
+//! so a client gets one budget whichever node it reaches. When it does not answer, the local
+//! limiter decides (counted in `chorus_ratelimit_shared_fallbacks_total`, logged once per outage).
+//! A gateway connection's frame limit is per connection and stays local.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -74,7 +83,26 @@ fn quota(rate: Rate) -> Quota {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited(pub u64);
 
+impl Rate {
+    /// Benchmarks' "unlimited" rates never need a shared budget.
+    fn is_unlimited(self) -> bool {
+        self.per_minute >= u32::MAX / 2
+    }
+}
+
+/// A budget shared by every node: `key` names the limit and whose it is.
+#[async_trait]
+pub trait SharedLimiter: Send + Sync + 'static {
+    /// Ok(Ok) admitted, Ok(Err) refused, Err: the shared store did not answer.
+    async fn check(&self, key: &str, rate: Rate) -> Result<Result<(), Limited>, String>;
+}
+
 pub struct RateLimits {
+    config: RateLimitConfig,
+    shared: std::sync::OnceLock<Arc<dyn SharedLimiter>>,
+    /// Set while the shared limiter fails, so an outage is logged once.
+    shared_failing: AtomicBool,
+    pub shared_fallbacks: prometheus::IntCounter,
     rest_user: DefaultKeyedRateLimiter<Id>,
     rest_ip: DefaultKeyedRateLimiter<IpAddr>,
     auth_ip: DefaultKeyedRateLimiter<IpAddr>,
@@ -93,6 +121,14 @@ fn check<K: std::hash::Hash + Eq + Clone>(l: &DefaultKeyedRateLimiter<K>, key: &
 impl RateLimits {
     pub fn new(c: &RateLimitConfig) -> Self {
         RateLimits {
+            config: c.clone(),
+            shared: std::sync::OnceLock::new(),
+            shared_failing: AtomicBool::new(false),
+            shared_fallbacks: prometheus::IntCounter::new(
+                "chorus_ratelimit_shared_fallbacks_total",
+                "Rate-limit checks decided locally because the cluster's shared limiter did not answer",
+            )
+            .expect("static metric definition"),
             rest_user: DefaultKeyedRateLimiter::keyed(quota(c.rest_per_user)),
             rest_ip: DefaultKeyedRateLimiter::keyed(quota(c.rest_per_ip)),
             auth_ip: DefaultKeyedRateLimiter::keyed(quota(c.auth_per_ip)),
@@ -102,20 +138,52 @@ impl RateLimits {
         }
     }
 
-    pub fn rest_user(&self, user: Id) -> Result<(), Limited> {
-        check(&self.rest_user, &user)
+    /// Makes every budget but the per-connection frame limit cluster-wide (set once, at start-up).
+    pub fn share(&self, limiter: Arc<dyn SharedLimiter>) {
+        let _ = self.shared.set(limiter);
     }
-    pub fn rest_ip(&self, ip: IpAddr) -> Result<(), Limited> {
-        check(&self.rest_ip, &ip)
+
+    /// The shared budget when there is one and it answers, else the local one.
+    async fn limit(
+        &self,
+        key: impl FnOnce() -> String,
+        rate: Rate,
+        local: impl FnOnce() -> Result<(), Limited>,
+    ) -> Result<(), Limited> {
+        let Some(shared) = self.shared.get().filter(|_| !rate.is_unlimited()) else { return local() };
+        match shared.check(&key(), rate).await {
+            Ok(verdict) => {
+                if self.shared_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("rate limits: the shared limiter answers again");
+                }
+                verdict
+            }
+            Err(e) => {
+                self.shared_fallbacks.inc();
+                if !self.shared_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "rate limits: the shared limiter does not answer ({e}); limiting per node until it does"
+                    );
+                }
+                local()
+            }
+        }
     }
-    pub fn auth_ip(&self, ip: IpAddr) -> Result<(), Limited> {
-        check(&self.auth_ip, &ip)
+
+    pub async fn rest_user(&self, user: Id) -> Result<(), Limited> {
+        self.limit(|| format!("rest_user:{user}"), self.config.rest_per_user, || check(&self.rest_user, &user)).await
     }
-    pub fn message(&self, user: Id) -> Result<(), Limited> {
-        check(&self.messages, &user)
+    pub async fn rest_ip(&self, ip: IpAddr) -> Result<(), Limited> {
+        self.limit(|| format!("rest_ip:{ip}"), self.config.rest_per_ip, || check(&self.rest_ip, &ip)).await
     }
-    pub fn gateway_connect(&self, ip: IpAddr) -> Result<(), Limited> {
-        check(&self.connects, &ip)
+    pub async fn auth_ip(&self, ip: IpAddr) -> Result<(), Limited> {
+        self.limit(|| format!("auth_ip:{ip}"), self.config.auth_per_ip, || check(&self.auth_ip, &ip)).await
+    }
+    pub async fn message(&self, user: Id) -> Result<(), Limited> {
+        self.limit(|| format!("message:{user}"), self.config.messages_per_user, || check(&self.messages, &user)).await
+    }
+    pub async fn gateway_connect(&self, ip: IpAddr) -> Result<(), Limited> {
+        self.limit(|| format!("connect:{ip}"), self.config.gateway_connects_per_ip, || check(&self.connects, &ip)).await
     }
     /// A fresh limiter for one gateway connection's frames.
     pub fn gateway_frame_limiter(&self) -> governor::DefaultDirectRateLimiter {
@@ -136,18 +204,57 @@ impl RateLimits {
 mod tests {
     use super::*;
 
-    #[test]
-    fn burst_then_refuse_with_a_wait() {
+    struct Down;
+
+    #[async_trait]
+    impl SharedLimiter for Down {
+        async fn check(&self, _: &str, _: Rate) -> Result<Result<(), Limited>, String> {
+            Err("connection refused".into())
+        }
+    }
+
+    struct RefuseAll;
+
+    #[async_trait]
+    impl SharedLimiter for RefuseAll {
+        async fn check(&self, _: &str, _: Rate) -> Result<Result<(), Limited>, String> {
+            Ok(Err(Limited(7)))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_limiter_that_answers_decides() {
+        let l = RateLimits::new(&RateLimitConfig::default());
+        l.share(Arc::new(RefuseAll));
+        assert_eq!(l.auth_ip("127.0.0.1".parse().unwrap()).await, Err(Limited(7)));
+    }
+
+    #[tokio::test]
+    async fn a_shared_limiter_that_fails_falls_back_to_the_local_budget_and_counts_it() {
+        let l = RateLimits::new(&RateLimitConfig {
+            auth_per_ip: Rate { per_minute: 6, burst: 2 },
+            ..RateLimitConfig::default()
+        });
+        l.share(Arc::new(Down));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(l.auth_ip(ip).await.is_ok());
+        assert!(l.auth_ip(ip).await.is_ok());
+        assert!(l.auth_ip(ip).await.is_err(), "the local budget still holds");
+        assert_eq!(l.shared_fallbacks.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn burst_then_refuse_with_a_wait() {
         let l = RateLimits::new(&RateLimitConfig {
             auth_per_ip: Rate { per_minute: 6, burst: 2 },
             ..RateLimitConfig::default()
         });
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(l.auth_ip(ip).is_ok());
-        assert!(l.auth_ip(ip).is_ok());
-        let Limited(wait) = l.auth_ip(ip).unwrap_err();
+        assert!(l.auth_ip(ip).await.is_ok());
+        assert!(l.auth_ip(ip).await.is_ok());
+        let Limited(wait) = l.auth_ip(ip).await.unwrap_err();
         assert!((1..=10).contains(&wait), "{wait}");
         let other: IpAddr = "127.0.0.2".parse().unwrap();
-        assert!(l.auth_ip(other).is_ok(), "keys are independent");
+        assert!(l.auth_ip(other).await.is_ok(), "keys are independent");
     }
 }

@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod keys;
 pub mod nodes;
+pub mod ratelimit;
 
 use std::time::Duration;
 

@@ -37,7 +37,7 @@ pub async fn handler(
             return Error::bad_request("invalid_upgrade", format!("not a WebSocket upgrade: {why}")).into_response();
         }
     };
-    if let Err(l) = chat.limits.gateway_connect(ip) {
+    if let Err(l) = chat.limits.gateway_connect(ip).await {
         return Error::RateLimited(l.0).into_response();
     }
     let max = chat.config.max_frame_bytes;

@@ -55,7 +55,7 @@ pub async fn register(
     h: HeaderMap,
     Body(b): Body<Registration>,
 ) -> Result<Response> {
-    chat.limits.auth_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
+    chat.limits.auth_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
     Ok(created(chat.register(&b.username, &b.password, b.invite_code.as_deref(), user_agent(&h)).await?))
 }
 
@@ -70,7 +70,7 @@ pub async fn login(
     h: HeaderMap,
     Body(b): Body<Credentials>,
 ) -> Result<Response> {
-    chat.limits.auth_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
+    chat.limits.auth_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
     Ok(Json(chat.login(&b.username, &b.password, user_agent(&h)).await?).into_response())
 }
 
@@ -106,7 +106,7 @@ pub async fn change_password(
     Body(b): Body<PasswordChange>,
 ) -> Result<Response> {
     // Guessing the current password through a stolen session is a login attempt: the same limit.
-    chat.limits.auth_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
+    chat.limits.auth_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
     let revoked = chat.change_password(&c, &b.current_password, &b.new_password).await?;
     Ok(Json(serde_json::json!({ "sessions_revoked": revoked })).into_response())
 }
@@ -238,7 +238,7 @@ pub async fn invites(State(chat): S, Auth(c): Auth, Path(g): Path<Id>) -> Result
 
 /// Public: a link opened before sign-up shows where it leads. Rate-limited per address like any REST call.
 pub async fn preview_invite(State(chat): S, ClientIp(ip): ClientIp, Path(code): Path<String>) -> Result<Response> {
-    chat.limits.rest_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
+    chat.limits.rest_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
     Ok(Json(chat.preview_invite(&code).await?).into_response())
 }
 

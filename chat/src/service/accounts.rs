@@ -114,9 +114,9 @@ impl Chat {
     /// Resolves a bearer token to its user; `Unauthorized` if unknown or revoked.
     /// The gate of every authenticated request: rate limits per IP, the token, then per user.
     pub async fn authorize(&self, token: &str, ip: std::net::IpAddr) -> Result<Caller> {
-        self.limits.rest_ip(ip).map_err(|l| Error::RateLimited(l.0))?;
+        self.limits.rest_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
         let caller = self.authenticate(token).await?;
-        self.limits.rest_user(caller.user.id).map_err(|l| Error::RateLimited(l.0))?;
+        self.limits.rest_user(caller.user.id).await.map_err(|l| Error::RateLimited(l.0))?;
         Ok(caller)
     }
 

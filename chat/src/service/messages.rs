@@ -146,7 +146,7 @@ impl Chat {
     pub async fn send_message(&self, caller: &Caller, channel_id: Id, body: NewMessage) -> Result<(MessageView, bool)> {
         let access = self.text_channel(caller, channel_id).await?;
         access.require(Permissions::SEND_MESSAGES)?;
-        self.limits.message(caller.user.id).map_err(|l| Error::RateLimited(l.0))?;
+        self.limits.message(caller.user.id).await.map_err(|l| Error::RateLimited(l.0))?;
         let content = validate::content(&body.content)?;
         let nonce = validate::nonce(body.nonce.as_deref())?;
         if let Some(reply) = body.reply_to
