@@ -62,6 +62,7 @@ pub async fn build(config: &Config) -> Result<App> {
         tokens: tokens.clone(),
         endpoint: config.voice_endpoint(),
         ttl: Duration::from_secs(config.voice_token_ttl),
+        cluster: cluster.as_ref().map(|c| c.1.clone()),
     });
     let mut chat_config = ChatConfig {
         node_id,
@@ -98,6 +99,7 @@ pub async fn build(config: &Config) -> Result<App> {
         resume_window: None,
         // Generous for a household or office behind one NAT; a flood from one address gets 429.
         connect_limit: (!config.no_rate_limits).then_some(signaling::ConnectLimit { per_second: 5, burst: 50 }),
+        node_id: cluster.as_ref().map(|c| c.3),
     };
     let events = Arc::new(crate::voice::ChatVoiceStates(Arc::downgrade(&chat)));
     let voice = signaling::Signaling::in_process(signaling_config, &secret, events, &registry)
@@ -142,6 +144,7 @@ pub async fn build(config: &Config) -> Result<App> {
             )?;
             registry.register(Box::new(failures.clone()))?;
             crate::cluster::nodes::spawn_heartbeat(membership.clone(), failures);
+            spawn_room_release(conn.clone(), node_id, voice.clone());
             Some((membership, conn))
         }
         None => None,
@@ -197,6 +200,25 @@ pub async fn build(config: &Config) -> Result<App> {
         router.layer(axum::middleware::from_fn_with_state(proxies, chat::http::client_addr::layer))
     };
     Ok(App { chat, router, membership: membership.map(|(m, _)| m) })
+}
+
+/// Gives back this node's placed voice rooms that nobody is in, so placement sees its real load.
+fn spawn_room_release(conn: redis::aio::ConnectionManager, node_id: u16, voice: Arc<signaling::Signaling>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let link = voice.clone();
+            let Ok(rooms) = tokio::task::spawn_blocking(move || link.sfu().rooms(Duration::from_millis(250))).await
+            else {
+                continue;
+            };
+            let active: Vec<u64> = rooms.iter().filter(|r| !r.participants.is_empty()).map(|r| r.room).collect();
+            if let Err(e) = crate::cluster::rooms::release_idle(&conn, node_id, &active).await {
+                tracing::debug!("cluster: could not release idle rooms: {e}");
+            }
+        }
+    });
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {

@@ -50,11 +50,14 @@ impl signaling::VoiceEvents for ChatVoiceStates {
     }
 }
 
-/// Grants voice by issuing a signed token through signaling's issuer.
+/// Grants voice by issuing a signed token through signaling's issuer. In a cluster the room is
+/// placed first (`cluster::rooms`), and the grant names the owner's endpoint and node.
 pub struct TokenGrants {
     pub tokens: Arc<signaling::token::VoiceTokens>,
     pub endpoint: String,
     pub ttl: std::time::Duration,
+    /// The cluster's Redis, when this node is in one.
+    pub cluster: Option<redis::aio::ConnectionManager>,
 }
 
 #[async_trait]
@@ -72,10 +75,19 @@ impl VoiceGrants for TokenGrants {
                 move_members: r.rights.move_members,
             },
         };
+        let (endpoint, node) = match &self.cluster {
+            Some(conn) => {
+                let placed = crate::cluster::rooms::place(conn, grant.channel_id)
+                    .await
+                    .map_err(|e| GrantError::Unavailable(e.to_string()))?;
+                (placed.voice_endpoint, Some(placed.node_id))
+            }
+            None => (self.endpoint.clone(), None),
+        };
         let (token, expires_unix) =
-            self.tokens.issue(&grant, self.ttl).map_err(|e| GrantError::Unavailable(e.to_string()))?;
+            self.tokens.issue_for_node(&grant, self.ttl, node).map_err(|e| GrantError::Unavailable(e.to_string()))?;
         let expires_at = chrono::DateTime::from_timestamp(i64::try_from(expires_unix).unwrap_or(i64::MAX), 0)
             .ok_or_else(|| GrantError::Unavailable("token expiry out of range".into()))?;
-        Ok(VoiceGrant { endpoint: self.endpoint.clone(), token, expires_at })
+        Ok(VoiceGrant { endpoint, token, expires_at })
     }
 }

@@ -546,3 +546,142 @@ async fn a_rate_limit_hammered_over_three_nodes_admits_one_nodes_budget() {
     );
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)), "429 carries Retry-After");
 }
+
+async fn voice_join(endpoint: &str, token: &str) -> Value {
+    let (mut ws, _) = tokio_tungstenite::connect_async(endpoint).await.expect("voice socket");
+    send(&mut ws, json!({"type": "join", "token": token})).await;
+    loop {
+        let v = next_frame(&mut ws, Duration::from_secs(10)).await.expect("an answer to join");
+        if v["type"] == "joined" || v["type"] == "error" {
+            // Keep the participant in the room while the test looks at it.
+            tokio::spawn(async move { while ws.next().await.is_some() {} });
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_voice_room_lives_on_one_node_whichever_node_grants_and_rooms_spread_by_load() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let nodes = [cluster.node(&[]).await, cluster.node(&[]).await, cluster.node(&[]).await];
+    let owner = register(&nodes[0], "owner").await;
+    let alice = register(&nodes[1], "alice").await;
+    let (guild, _) = guild_with_member(&nodes[0], &owner, &nodes[1], &alice).await;
+    // A draining node with no rooms at all must still get none.
+    cluster.redis.cli(&[
+        "HSET",
+        "chorus:node:900",
+        "url",
+        "http://127.0.0.1:9",
+        "voice_endpoint",
+        "ws://127.0.0.1:9/voice",
+        "state",
+        "draining",
+        "version",
+        "0",
+        "started_at_ms",
+        "0",
+        "connections",
+        "0",
+        "rooms",
+        "0",
+        "participants",
+        "0",
+    ]);
+    let mut channels = Vec::new();
+    for i in 0..6 {
+        let (s, ch) = nodes[0]
+            .api(
+                Some(&owner),
+                Method::POST,
+                &format!("/guilds/{guild}/channels"),
+                Some(json!({"name": format!("v{i}"), "kind": "voice"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{ch}");
+        channels.push(ch["id"].as_str().expect("id").to_string());
+    }
+    let grant = |node: &Chorus, token: &str, channel: &str| {
+        let (node, token, channel) = (node.base.clone(), token.to_string(), channel.to_string());
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{node}/api/v1/channels/{channel}/voice"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("grant");
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    // Grants for one channel, asked on different nodes, name one endpoint.
+    let on_a = grant(&nodes[0], &owner, &channels[0]).await;
+    let on_c = grant(&nodes[2], &alice, &channels[0]).await;
+    assert_eq!(on_a["endpoint"], on_c["endpoint"]);
+    // Six rooms over three serving nodes: two each, none on the draining one.
+    let mut endpoints = vec![on_a["endpoint"].as_str().expect("endpoint").to_string()];
+    for (i, ch) in channels.iter().enumerate().skip(1) {
+        let g = grant(&nodes[i % 3], &owner, ch).await;
+        endpoints.push(g["endpoint"].as_str().expect("endpoint").to_string());
+    }
+    for node in &nodes {
+        let mine = format!("{}/voice", node.base.replace("http://", "ws://"));
+        assert_eq!(endpoints.iter().filter(|e| **e == mine).count(), 2, "{endpoints:?}");
+    }
+    assert!(!endpoints.iter().any(|e| e.contains(":9/")), "the draining node got a room");
+
+    // Alice follows the guild on another node than the room's; she sees the owner join there.
+    let room = on_a["endpoint"].as_str().expect("endpoint");
+    let watcher = nodes.iter().find(|n| !room.starts_with(&n.base.replace("http://", "ws://"))).expect("another node");
+    let (mut gw, _, _) = identify(watcher, &alice).await;
+    let joined = voice_join(room, on_a["token"].as_str().expect("token")).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let state = wait_for(&mut gw, "VOICE_STATE_UPDATE", |d| d["channel_id"] == channels[0].as_str()).await;
+    assert!(state["user_id"].is_string());
+    // The token is the owner's: another node refuses it, with the documented error.
+    let elsewhere = format!("{}/voice", watcher.base.replace("http://", "ws://"));
+    let refused = voice_join(&elsewhere, on_c["token"].as_str().expect("token")).await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["code"], "wrong_node", "{refused}");
+}
+
+#[tokio::test]
+async fn when_a_rooms_node_dies_the_next_grant_places_it_on_a_live_node() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let mut a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let (s, g) = b.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    assert_eq!(s, 201);
+    let voice = g["channels"].as_array().expect("channels").iter().find(|c| c["kind"] == "voice").expect("voice")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (s, grant) = b.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
+    assert_eq!(s, 200, "{grant}");
+    let first = grant["endpoint"].as_str().expect("endpoint").to_string();
+    // Kill the room's node; the other one takes the grants from now on.
+    let a_voice = format!("{}/voice", a.base.replace("http://", "ws://"));
+    let (survivor, survivor_voice) = if first == a_voice {
+        a.kill9();
+        let b_voice = format!("{}/voice", b.base.replace("http://", "ws://"));
+        (b, b_voice)
+    } else {
+        let mut b = b;
+        b.kill9();
+        (a, a_voice)
+    };
+    // The dead node's record expires (10 s); then a grant re-places the room on the survivor.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, grant) = survivor.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
+        assert_eq!(s, 200, "{grant}");
+        if grant["endpoint"] == survivor_voice.as_str() {
+            let joined = voice_join(&survivor_voice, grant["token"].as_str().expect("token")).await;
+            assert_eq!(joined["type"], "joined", "{joined}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the room stayed on the dead node");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

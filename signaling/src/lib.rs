@@ -85,6 +85,8 @@ pub struct SignalingConfig {
     pub resume_window: Option<Duration>,
     /// New `/voice` connections allowed per client IP; `None` is unlimited (tests, benchmarks).
     pub connect_limit: Option<ConnectLimit>,
+    /// This node's id in a cluster: tokens for rooms placed on another node are refused.
+    pub node_id: Option<u16>,
 }
 
 /// A per-IP rate of new `/voice` WebSocket connections; above it the upgrade is refused with 429.
@@ -148,7 +150,11 @@ impl Signaling {
     ) -> Result<Arc<Self>, SignalingError> {
         let sfu = sfu::Sfu::start(config.sfu.clone(), registry)?;
         let link = Arc::new(InProcessSfu(sfu));
-        Ok(Arc::new(Signaling::new(config, link, VoiceTokens::new(secret), events, registry)?))
+        let tokens = match config.node_id {
+            Some(node) => VoiceTokens::for_node(secret, node),
+            None => VoiceTokens::new(secret),
+        };
+        Ok(Arc::new(Signaling::new(config, link, tokens, events, registry)?))
     }
 
     pub fn tokens(&self) -> &VoiceTokens {

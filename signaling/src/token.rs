@@ -67,6 +67,8 @@ pub struct VoiceClaims {
     pub rights: Rights,
     /// Unix seconds.
     pub expires_at: u64,
+    /// The cluster node whose SFU hosts the room; None on a single node.
+    pub node: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -79,6 +81,8 @@ pub enum TokenError {
     Expired,
     #[error("the voice token is for channel {got}, not {expected}")]
     WrongChannel { expected: u64, got: u64 },
+    #[error("this voice token is for node {got}'s room, not this node ({expected}): ask for a new grant")]
+    WrongNode { expected: u16, got: u16 },
     #[error("cannot sign the voice token: {0}")]
     Sign(String),
 }
@@ -91,6 +95,7 @@ impl TokenError {
             TokenError::BadSignature => "invalid_token",
             TokenError::Expired => "token_expired",
             TokenError::WrongChannel { .. } => "wrong_channel",
+            TokenError::WrongNode { .. } => "wrong_node",
             TokenError::Sign(_) => "internal",
         }
     }
@@ -105,6 +110,9 @@ struct Jwt {
     rights: u32,
     exp: u64,
     aud: String,
+    /// The node that hosts the room (cluster only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nid: Option<u16>,
 }
 
 /// Issues and verifies voice tokens with one server secret.
@@ -112,6 +120,8 @@ struct Jwt {
 pub struct VoiceTokens {
     enc: EncodingKey,
     dec: DecodingKey,
+    /// This node, in a cluster: a token for another node's room is refused.
+    node: Option<u16>,
 }
 
 impl std::fmt::Debug for VoiceTokens {
@@ -126,11 +136,26 @@ fn now_secs() -> u64 {
 
 impl VoiceTokens {
     pub fn new(secret: &[u8]) -> Self {
-        VoiceTokens { enc: EncodingKey::from_secret(secret), dec: DecodingKey::from_secret(secret) }
+        VoiceTokens { enc: EncodingKey::from_secret(secret), dec: DecodingKey::from_secret(secret), node: None }
+    }
+
+    /// Tokens verified on cluster node `node`: one naming another node is refused (`wrong_node`).
+    pub fn for_node(secret: &[u8], node: u16) -> Self {
+        VoiceTokens { node: Some(node), ..VoiceTokens::new(secret) }
     }
 
     /// Sign a grant valid for `ttl`; returns the token and its expiry (Unix seconds).
     pub fn issue(&self, grant: &VoiceGrant, ttl: Duration) -> Result<(String, u64), TokenError> {
+        self.issue_for_node(grant, ttl, None)
+    }
+
+    /// Like [`VoiceTokens::issue`], for a room hosted by cluster node `node`.
+    pub fn issue_for_node(
+        &self,
+        grant: &VoiceGrant,
+        ttl: Duration,
+        node: Option<u16>,
+    ) -> Result<(String, u64), TokenError> {
         let exp = now_secs() + ttl.as_secs();
         let claims = Jwt {
             sub: grant.user_id.to_string(),
@@ -139,6 +164,7 @@ impl VoiceTokens {
             rights: grant.rights.bits(),
             exp,
             aud: AUDIENCE.into(),
+            nid: node,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
             .map_err(|e| TokenError::Sign(e.to_string()))?;
@@ -168,7 +194,13 @@ impl VoiceTokens {
             channel_id: parse(&c.cid)?,
             rights: Rights::from_bits(c.rights),
             expires_at: c.exp,
+            node: c.nid,
         };
+        if let (Some(mine), Some(theirs)) = (self.node, claims.node)
+            && mine != theirs
+        {
+            return Err(TokenError::WrongNode { expected: mine, got: theirs });
+        }
         if let Some(expected) = expected_channel
             && expected != claims.channel_id
         {
@@ -189,6 +221,16 @@ mod tests {
             channel_id: 99,
             rights: Rights { speak: true, video: false, mute_members: true, deafen_members: false, move_members: true },
         }
+    }
+
+    #[test]
+    fn a_node_refuses_a_token_for_another_nodes_room() {
+        let issuer = VoiceTokens::new(b"secret");
+        let (token, _) = issuer.issue_for_node(&grant(), DEFAULT_TTL, Some(2)).unwrap();
+        assert_eq!(VoiceTokens::for_node(b"secret", 2).verify(&token, None).unwrap().node, Some(2));
+        let e = VoiceTokens::for_node(b"secret", 3).verify(&token, None).unwrap_err();
+        assert_eq!(e, TokenError::WrongNode { expected: 3, got: 2 });
+        assert_eq!(e.code(), "wrong_node");
     }
 
     #[test]
@@ -213,7 +255,15 @@ mod tests {
         assert!(matches!(t.verify(&tok, Some(100)), Err(TokenError::WrongChannel { .. })));
         let expired = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &Jwt { sub: "1".into(), gid: None, cid: "99".into(), rights: 1, exp: now_secs() - 5, aud: AUDIENCE.into() },
+            &Jwt {
+                sub: "1".into(),
+                gid: None,
+                cid: "99".into(),
+                rights: 1,
+                exp: now_secs() - 5,
+                aud: AUDIENCE.into(),
+                nid: None,
+            },
             &EncodingKey::from_secret(b"secret"),
         )
         .unwrap();

@@ -25,3 +25,13 @@ pub const NODE_PATTERN: &str = "chorus:node:*";
 pub fn node_id_claim(node_id: u16) -> String {
     format!("chorus:nodeid:{node_id}")
 }
+
+/// Where a voice channel's room lives: `node`, `epoch`, `placed_at` (ms, Redis's clock).
+pub fn room(channel_id: u64) -> String {
+    format!("chorus:room:{channel_id}")
+}
+
+/// The channels whose rooms are placed on a node (its load for placement).
+pub fn rooms_of(node_id: u16) -> String {
+    format!("chorus:rooms_of:{node_id}")
+}

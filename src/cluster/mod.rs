@@ -9,6 +9,7 @@ pub mod bus;
 pub mod keys;
 pub mod nodes;
 pub mod ratelimit;
+pub mod rooms;
 
 use std::time::Duration;
 
