@@ -80,6 +80,7 @@ pub async fn build(config: &Config) -> Result<App> {
         let bus = crate::cluster::bus::RedisBus::start(url, &chat, metrics).await?;
         chat.attach_bus(bus);
         chat.share_rate_limits(Arc::new(crate::cluster::ratelimit::RedisLimiter::new(cluster_conn.clone())));
+        chat.attach_presence(crate::cluster::presence::RedisPresence::new(cluster_conn.clone(), node_id));
     }
 
     let signaling_config = signaling::SignalingConfig {
@@ -136,7 +137,10 @@ pub async fn build(config: &Config) -> Result<App> {
                     participants: m.sum("chorus_sfu_participants") as i64,
                 }
             });
-            let membership = crate::cluster::nodes::Membership::new(conn.clone(), info, token, load);
+            let membership = crate::cluster::nodes::Membership::new(conn.clone(), info, token.clone(), load);
+            crate::cluster::presence::forget_node(&conn, node_id, &chat)
+                .await
+                .context("clearing this node's old presence")?;
             membership.beat().await.context("registering this node in the cluster")?;
             let failures = prometheus::IntCounter::new(
                 "chorus_cluster_heartbeat_failures_total",
@@ -145,6 +149,7 @@ pub async fn build(config: &Config) -> Result<App> {
             registry.register(Box::new(failures.clone()))?;
             crate::cluster::nodes::spawn_heartbeat(membership.clone(), failures);
             spawn_room_release(conn.clone(), node_id, voice.clone());
+            crate::cluster::presence::spawn_sweeper(conn.clone(), token.clone(), Arc::downgrade(&chat));
             Some((membership, conn))
         }
         None => None,

@@ -23,7 +23,17 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port();
+        Redis::start_on(free_port())
+    }
+
+    /// A restart without persistence: everything Redis held is gone.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Redis::start_on(self.port);
+    }
+
+    fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -684,4 +694,123 @@ async fn when_a_rooms_node_dies_the_next_grant_places_it_on_a_live_node() {
         assert!(Instant::now() < deadline, "the room stayed on the dead node");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The status a PRESENCE_UPDATE for `user` says, waiting up to `wait`; None if none came.
+async fn presence_of(ws: &mut Ws, user: &str, wait: Duration) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let f = next_frame(ws, left).await?;
+        if f["t"] == "PRESENCE_UPDATE" && f["d"]["user_id"] == user {
+            return f["d"]["status"].as_str().map(str::to_string);
+        }
+    }
+}
+
+async fn user_id(node: &Chorus, token: &str) -> String {
+    let (s, me) = node.api(Some(token), Method::GET, "/users/@me", None).await;
+    assert_eq!(s, 200, "{me}");
+    me["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn presence_is_the_clusters_a_user_stays_online_until_their_last_node_dies() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let mut a = cluster.node(&[]).await;
+    let mut b = cluster.node(&[]).await;
+    let c = cluster.node(&[]).await;
+    let bob = register(&c, "bob").await;
+    let alice = register(&a, "alice").await;
+    let alice_id = user_id(&a, &alice).await;
+    let (guild, _) = guild_with_member(&c, &bob, &a, &alice).await;
+    let (mut watch, _, _) = identify(&c, &bob).await;
+
+    let (_on_a, _, _) = identify(&a, &alice).await;
+    assert_eq!(presence_of(&mut watch, &alice_id, Duration::from_secs(10)).await.as_deref(), Some("online"));
+    let (_on_b, _, _) = identify(&b, &alice).await;
+    // READY on a third node lists her: presence is the cluster's, not the node's.
+    let mut ready_ws = gateway(&c).await;
+    send(&mut ready_ws, json!({"op": 2, "d": {"token": bob}})).await;
+    let ready = wait_for(&mut ready_ws, "READY", |_| true).await;
+    let guild_ready =
+        ready["guilds"].as_array().expect("guilds").iter().find(|g| g["id"] == guild.as_str()).expect("guild");
+    assert!(
+        guild_ready["presences"]
+            .as_array()
+            .expect("presences")
+            .iter()
+            .any(|p| p["user_id"] == alice_id.as_str() && p["status"] == "online"),
+        "{guild_ready}"
+    );
+
+    a.kill9();
+    // a's record expires after 10 s and its users are swept within a heartbeat: she stays online (b).
+    assert_eq!(presence_of(&mut watch, &alice_id, Duration::from_secs(15)).await, None, "no change while b holds her");
+    b.kill9();
+    let seen = presence_of(&mut watch, &alice_id, Duration::from_secs(20)).await;
+    assert_eq!(seen.as_deref(), Some("offline"), "offline once her last node is gone");
+}
+
+#[tokio::test]
+async fn after_redis_loses_its_data_clients_are_told_to_identify_again_and_nothing_acknowledged_is_missing() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let alice = register(&a, "alice").await;
+    let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
+    let (mut ws, session, seq) = identify(&a, &alice).await;
+    let before = post(&b, &owner, &general, "before the restart").await;
+    wait_for(&mut ws, "MESSAGE_CREATE", |d| d["id"] == before.as_str()).await;
+
+    cluster.redis.restart();
+    // The node notices the new epoch and asks its clients to reconnect (op 7) …
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match next_frame(&mut ws, Duration::from_secs(1)).await {
+            Some(f) if f["op"] == 7 => break,
+            _ => assert!(Instant::now() < deadline, "no RECONNECT after Redis lost its data"),
+        }
+    }
+    // … whose RESUME cannot be honoured: INVALID_SESSION, then IDENTIFY works again.
+    let mut ws = gateway(&a).await;
+    let _hello = next_frame(&mut ws, Duration::from_secs(5)).await;
+    send(&mut ws, json!({"op": 6, "d": {"token": alice, "session_id": session, "seq": seq}})).await;
+    loop {
+        let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("an answer to RESUME");
+        assert_ne!(f["t"], "RESUMED", "a resume across lost data must not succeed");
+        if f["op"] == 9 {
+            break;
+        }
+    }
+    // Writes made while Redis was away are in the store: the client backfills them over REST.
+    let during = post(&b, &owner, &general, "after the restart").await;
+    let (mut ws, _, _) = identify(&a, &alice).await;
+    let (s, history) = a.api(Some(&alice), Method::GET, &format!("/channels/{general}/messages?limit=10"), None).await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = history.as_array().expect("messages").iter().filter_map(|m| m["id"].as_str()).collect();
+    assert!(ids.contains(&before.as_str()) && ids.contains(&during.as_str()), "{ids:?}");
+    let live = post(&b, &owner, &general, "live again").await;
+    wait_for(&mut ws, "MESSAGE_CREATE", |d| d["id"] == live.as_str()).await;
+}
+
+#[tokio::test]
+async fn a_three_second_redis_stall_declares_no_node_dead_and_loses_nothing() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let alice = register(&a, "alice").await;
+    let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
+    let (mut ws, _, _) = identify(&a, &alice).await;
+    assert_eq!(cluster.redis.cli(&["CLIENT", "PAUSE", "3000"]), "OK");
+    let during = post(&b, &owner, &general, "during the stall").await;
+    let got = wait_for_frame(&mut ws, "MESSAGE_CREATE", |d| d["id"] == during.as_str()).await;
+    assert_eq!(got["d"]["content"], "during the stall");
+    let rest = dispatches_until_quiet(&mut ws, Duration::from_secs(3)).await;
+    assert!(rest.iter().all(|(_, name, _)| name != "MESSAGE_CREATE"), "delivered once: {rest:?}");
+    let (s, stats) = a.api(Some(&owner), Method::GET, "/admin/stats", None).await;
+    assert_eq!(s, 200, "{stats}");
+    assert_eq!(stats["cluster"]["totals"]["serving"], 2, "both nodes still alive: {stats}");
 }

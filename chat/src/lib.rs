@@ -102,6 +102,8 @@ pub struct Chat {
     pub(crate) metrics: metrics::ChatMetrics,
     /// The cluster's event stream; unset on a single node.
     pub(crate) bus: std::sync::OnceLock<Arc<dyn bus::EventBus>>,
+    /// Presence across the cluster's nodes; unset on a single node.
+    pub(crate) presence: std::sync::OnceLock<Arc<dyn service::presence::PresenceDirectory>>,
 }
 
 impl Chat {
@@ -128,6 +130,7 @@ impl Chat {
             voice_changes,
             metrics,
             bus: std::sync::OnceLock::new(),
+            presence: std::sync::OnceLock::new(),
         });
         service::presence::spawn_presence_loop(&chat);
         service::voice::spawn_voice_state_loop(&chat, voice_changes_rx);

@@ -34,11 +34,15 @@ const BLOCK_MS: u64 = 1000;
 /// How long a gateway session stays resumable in the cluster's records.
 const SESSION_TTL_SECS: u64 = 24 * 3600;
 
+// KEYS: stream, position, this publisher's last batch; ARGV: trim length, batch number, events.
+// A batch retried after a timeout that Redis did run (a stall) is not appended twice.
 const PUBLISH: &str = r"
-local n = #ARGV - 1
+if tonumber(ARGV[2]) <= tonumber(redis.call('GET', KEYS[3]) or '0') then return 0 end
+redis.call('SET', KEYS[3], ARGV[2], 'EX', 3600)
+local n = #ARGV - 2
 local first = redis.call('INCRBY', KEYS[2], n) - n + 1
-for i = 2, #ARGV do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '0-' .. (first + i - 2), 'e', ARGV[i])
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '0-' .. (first + i - 3), 'e', ARGV[i])
 end
 return first
 ";
@@ -128,7 +132,10 @@ async fn ensure_epoch(conn: &ConnectionManager) -> redis::RedisResult<String> {
 
 async fn publish_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<String>, metrics: BusMetrics) {
     let script = redis::Script::new(PUBLISH);
+    let publisher = keys::publisher(&format!("{:016x}", rand::random::<u64>()));
+    let mut batch_number: u64 = 0;
     while let Some(first) = rx.recv().await {
+        batch_number += 1;
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -140,7 +147,7 @@ async fn publish_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiv
         let mut attempt = 0;
         loop {
             let mut call = script.key(keys::EVENTS);
-            call.key(keys::EVENTS_POSITION).arg(STREAM_LEN);
+            call.key(keys::EVENTS_POSITION).key(&publisher).arg(STREAM_LEN).arg(batch_number);
             for e in &batch {
                 call.arg(e);
             }

@@ -35,3 +35,29 @@ pub fn room(channel_id: u64) -> String {
 pub fn rooms_of(node_id: u16) -> String {
     format!("chorus:rooms_of:{node_id}")
 }
+
+/// Each node's view of a user's presence: node id → rank (0 offline … 3 online).
+pub fn presence(user_id: u64) -> String {
+    format!("chorus:presence:{user_id}")
+}
+
+/// The users a node holds a presence view of (what to sweep when it dies).
+pub fn node_users(node_id: u16) -> String {
+    format!("chorus:node_users:{node_id}")
+}
+
+/// The pattern that finds every node's users.
+pub const NODE_USERS_PATTERN: &str = "chorus:node_users:*";
+
+/// Who is online in a guild: user id → rank.
+pub fn guild_presence(guild_id: u64) -> String {
+    format!("chorus:guild_presence:{guild_id}")
+}
+
+/// The lease of the node that sweeps dead nodes' presence.
+pub const SWEEPER: &str = "chorus:sweeper";
+
+/// The last batch a publisher (one process) appended to the stream, so a retry is not appended twice.
+pub fn publisher(token: &str) -> String {
+    format!("chorus:publisher:{token}")
+}

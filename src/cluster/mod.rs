@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod keys;
 pub mod nodes;
+pub mod presence;
 pub mod ratelimit;
 pub mod rooms;
 

@@ -171,7 +171,7 @@ impl Chat {
         // Like READY's guilds: the newcomer also learns who is online and who sits in voice.
         let guild = super::ready::ReadyGuild {
             voice_states: self.voice_states_in_channels(&view.channels),
-            presences: self.online_presences(guild_id),
+            presences: self.online_presences(guild_id).await,
             guild: view,
         };
         self.publish(Dispatch::new("GUILD_CREATE", &guild, Audience::Users(vec![user.id])));

@@ -89,7 +89,7 @@ impl Chat {
             guild_id: guild.id,
             guild_name: guild.name,
             member_count: self.store.member_count(guild.id).await?,
-            online_count: self.hub.online_in_guild(guild.id).len() as u64,
+            online_count: self.online_presences(guild.id).await.len() as u64,
             inviter,
             expires_at: invite.expires_at,
         })

@@ -1,13 +1,34 @@
 //! Presence: online/idle/dnd/offline, derived from live gateway connections, broadcast to every
 //! guild the user belongs to.
+//!
+//! In a cluster each node knows only its own connections: a [`PresenceDirectory`] (the binary's,
+//! on Redis) combines every node's view of a user, and only a change of the combined status is
+//! announced. It also answers READY's "who is online in this guild" for the whole cluster.
 
 use std::sync::{Arc, Weak};
 
+use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::Chat;
+use crate::bus::BusError;
 use crate::events::{Audience, Dispatch};
+use crate::gateway::protocol::Status;
 use crate::id::Id;
+
+/// Presence across the nodes of a cluster.
+#[async_trait]
+pub trait PresenceDirectory: Send + Sync + 'static {
+    /// Records this node's view of the user (Offline: no session of theirs here) and returns the
+    /// user's status across the cluster before and after.
+    async fn set_local(&self, user_id: Id, status: &Status) -> Result<(Status, Status), BusError>;
+
+    /// Records the user's cluster-wide status in each of these guilds (what READY lists).
+    async fn set_in_guilds(&self, user_id: Id, guilds: &[Id], status: &Status) -> Result<(), BusError>;
+
+    /// Members of the guild online anywhere in the cluster, with their status.
+    async fn online_in_guild(&self, guild_id: Id) -> Result<Vec<(Id, Status)>, BusError>;
+}
 
 #[derive(Debug, Serialize)]
 struct PresenceUpdate<'a> {
@@ -25,18 +46,45 @@ pub fn spawn_presence_loop(chat: &Arc<Chat>) {
         while let Some((user_id, _)) = changes.recv().await {
             let Some(chat) = weak.upgrade() else { break };
             // Re-read the effective status: several changes may have raced.
-            let status = chat.hub.status_of(user_id);
-            let guilds = match chat.store.guilds_of(user_id).await {
-                Ok(g) => g,
-                Err(e) => {
-                    tracing::warn!(error = %e, "presence: could not list guilds");
-                    continue;
+            let mut status = chat.hub.status_of(user_id);
+            if let Some(directory) = chat.presence.get() {
+                match directory.set_local(user_id, &status).await {
+                    Ok((before, after)) if before == after => continue,
+                    Ok((_, after)) => status = after,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence: the cluster does not answer; announcing this node's view");
+                    }
                 }
-            };
-            for guild_id in guilds {
-                let ev = PresenceUpdate { user_id, guild_id, status: status.as_str() };
-                chat.publish(Dispatch::new("PRESENCE_UPDATE", &ev, Audience::Guild(guild_id)));
             }
+            chat.announce_presence(user_id, status).await;
         }
     });
+}
+
+impl Chat {
+    /// Makes presence cluster-wide (set once, at start-up).
+    pub fn attach_presence(&self, directory: Arc<dyn PresenceDirectory>) {
+        let _ = self.presence.set(directory);
+    }
+
+    /// Tells the user's guilds their status (and records it for READY, in a cluster). The cluster's
+    /// sweeper calls this too, for the users of a node that died.
+    pub async fn announce_presence(&self, user_id: Id, status: Status) {
+        let guilds = match self.store.guilds_of(user_id).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: could not list guilds");
+                return;
+            }
+        };
+        if let Some(directory) = self.presence.get()
+            && let Err(e) = directory.set_in_guilds(user_id, &guilds, &status).await
+        {
+            tracing::warn!(error = %e, "presence: could not record the status in the cluster");
+        }
+        for guild_id in guilds {
+            let ev = PresenceUpdate { user_id, guild_id, status: status.as_str() };
+            self.publish(Dispatch::new("PRESENCE_UPDATE", &ev, Audience::Guild(guild_id)));
+        }
+    }
 }

@@ -59,7 +59,7 @@ impl Chat {
             for c in view.channels.iter().filter(|c| c.kind.has_messages()) {
                 read_states.push(self.read_state(c, acks.get(&c.id).copied(), user_id, &access.member.roles).await?);
             }
-            let presences = self.online_presences(guild_id);
+            let presences = self.online_presences(guild_id).await;
             let voice_states = self.voice_states_in_channels(&view.channels);
             guilds.push(ReadyGuild { guild: view, voice_states, presences });
         }
@@ -84,12 +84,19 @@ impl Chat {
         Ok(ReadStateView { channel_id: c.id, last_read_id: last_read, unread_count: unread, mention_count: mentions })
     }
 
-    /// Presences of the guild's members who are connected to this node.
-    pub(crate) fn online_presences(&self, guild_id: Id) -> Vec<PresenceView> {
-        self.hub
-            .online_in_guild(guild_id)
-            .into_iter()
-            .map(|(user_id, status)| PresenceView { user_id, status: status.as_str() })
-            .collect()
+    /// Presences of the guild's online members (on any node, in a cluster; this node's view when
+    /// the cluster does not answer).
+    pub(crate) async fn online_presences(&self, guild_id: Id) -> Vec<PresenceView> {
+        let online = match self.presence.get() {
+            Some(directory) => match directory.online_in_guild(guild_id).await {
+                Ok(online) => online,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence: the cluster does not answer; listing this node's view");
+                    self.hub.online_in_guild(guild_id)
+                }
+            },
+            None => self.hub.online_in_guild(guild_id),
+        };
+        online.into_iter().map(|(user_id, status)| PresenceView { user_id, status: status.as_str() }).collect()
     }
 }
