@@ -33,6 +33,8 @@ pub struct App {
     pub router: Router,
     /// This node's place in the cluster, when it is in one.
     pub membership: Option<Arc<crate::cluster::nodes::Membership>>,
+    /// Voice, whose calls a draining cluster node lets finish.
+    pub voice: Arc<signaling::Signaling>,
 }
 
 pub async fn build(config: &Config) -> Result<App> {
@@ -177,7 +179,7 @@ pub async fn build(config: &Config) -> Result<App> {
         .with_state(state);
     let router = Router::new()
         .merge(chat.router())
-        .merge(signaling::router(voice))
+        .merge(signaling::router(voice.clone()))
         .merge(ops)
         .merge(crate::web::router())
         .merge(crate::admin::router(admin))
@@ -204,7 +206,7 @@ pub async fn build(config: &Config) -> Result<App> {
         let proxies = Arc::new(config.trusted_proxies.clone());
         router.layer(axum::middleware::from_fn_with_state(proxies, chat::http::client_addr::layer))
     };
-    Ok(App { chat, router, membership: membership.map(|(m, _)| m) })
+    Ok(App { chat, router, membership: membership.map(|(m, _)| m), voice })
 }
 
 /// Gives back this node's placed voice rooms that nobody is in, so placement sees its real load.
@@ -257,6 +259,32 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string().into_bytes());
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf)
+}
+
+/// How long a draining cluster node lets its voice calls run before it closes them.
+const CLUSTER_DRAIN: Duration = Duration::from_secs(60);
+
+/// A draining cluster node keeps its voice calls (their sockets outlive the HTTP server) until
+/// nobody is left or [`CLUSTER_DRAIN`] has passed.
+async fn wait_for_calls_to_end(voice: &Arc<signaling::Signaling>) {
+    let deadline = tokio::time::Instant::now() + CLUSTER_DRAIN;
+    loop {
+        let link = voice.clone();
+        let in_calls = tokio::task::spawn_blocking(move || {
+            link.sfu().rooms(Duration::from_millis(250)).iter().map(|r| r.participants.len()).sum::<usize>()
+        })
+        .await
+        .unwrap_or(0);
+        if in_calls == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("drain: {in_calls} still in voice after {CLUSTER_DRAIN:?}; closing their calls");
+            return;
+        }
+        tracing::info!("drain: waiting for {in_calls} in voice to leave");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Serves until a shutdown signal; then tells gateway clients to reconnect, stops accepting,
@@ -324,8 +352,13 @@ pub async fn run(mut config: Config) -> Result<()> {
     }
 
     shutdown_signal().await;
+    // In a cluster, open calls keep going here until they end or the drain deadline; no new room
+    // is placed here from the next heartbeat on, which goes out now.
     if let Some(m) = &app.membership {
         m.drain();
+        if let Err(e) = m.beat().await {
+            tracing::warn!("cluster: could not announce the drain ({e})");
+        }
     }
     tracing::info!("shutting down: asking gateway clients to reconnect");
     chat.hub_reconnect_all();
@@ -337,6 +370,9 @@ pub async fn run(mut config: Config) -> Result<()> {
     };
     if tokio::time::timeout(Duration::from_secs(10), drained).await.is_err() {
         tracing::warn!("connections still open after 10 s; closing anyway");
+    }
+    if app.membership.is_some() {
+        wait_for_calls_to_end(&app.voice).await;
     }
     chat.shutdown().await.context("flushing the store")?;
     if let Some(m) = &app.membership {

@@ -814,3 +814,69 @@ async fn a_three_second_redis_stall_declares_no_node_dead_and_loses_nothing() {
     assert_eq!(s, 200, "{stats}");
     assert_eq!(stats["cluster"]["totals"]["serving"], 2, "both nodes still alive: {stats}");
 }
+
+#[tokio::test]
+async fn sigterm_drains_a_node_new_rooms_go_elsewhere_while_its_call_runs_on() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let mut a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let (s, g) = b.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    assert_eq!(s, 201);
+    let guild = g["id"].as_str().expect("id").to_string();
+    let mut voice = Vec::new();
+    for i in 0..2 {
+        let (_, ch) = b
+            .api(
+                Some(&owner),
+                Method::POST,
+                &format!("/guilds/{guild}/channels"),
+                Some(json!({"name": format!("v{i}"), "kind": "voice"})),
+            )
+            .await;
+        voice.push(ch["id"].as_str().expect("id").to_string());
+    }
+    let a_voice = format!("{}/voice", a.base.replace("http://", "ws://"));
+    // Find the channel whose room is on a and join it there.
+    let mut on_a = None;
+    for ch in &voice {
+        let (_, grant) = b.api(Some(&owner), Method::POST, &format!("/channels/{ch}/voice"), None).await;
+        if grant["endpoint"] == a_voice.as_str() {
+            on_a = Some((ch.clone(), grant));
+        }
+    }
+    let (_, grant) = on_a.expect("one of two rooms is placed on a");
+    assert_eq!(voice_join(&a_voice, grant["token"].as_str().expect("token")).await["type"], "joined");
+    let pid = a.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    // While the call runs, a says it is draining and gets no new room.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, stats) = b.api(Some(&owner), Method::GET, "/admin/stats", None).await;
+        let states: Vec<&str> =
+            stats["cluster"]["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["state"].as_str()).collect();
+        if states.contains(&"draining") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a never showed as draining: {states:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (s, fresh) = b
+        .api(
+            Some(&owner),
+            Method::POST,
+            &format!("/guilds/{guild}/channels"),
+            Some(json!({"name": "new", "kind": "voice"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (_, grant) = b
+        .api(Some(&owner), Method::POST, &format!("/channels/{}/voice", fresh["id"].as_str().expect("id")), None)
+        .await;
+    assert_eq!(
+        grant["endpoint"],
+        format!("{}/voice", b.base.replace("http://", "ws://")),
+        "a new room on a serving node"
+    );
+    assert!(a.child.try_wait().expect("wait").is_none(), "a is still up for its call");
+}
