@@ -172,6 +172,12 @@ if "$venv/bin/docker-compose" -f deploy/compose/compose.yml config -q 2>/dev/nul
   exit 1
 fi
 echo "compose.yml: valid, and refuses to start without .env"
+"$venv/bin/docker-compose" -f deploy/compose/cluster.yml --env-file "$work/compose.env" config -q
+if "$venv/bin/docker-compose" -f deploy/compose/cluster.yml config -q 2>/dev/null; then
+  echo "cluster.yml: accepted without its secrets" >&2
+  exit 1
+fi
+echo "cluster.yml: valid, and refuses to start without .env"
 command -v systemd-analyze >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
 sed "s|/usr/local/bin/chorus|$work/image-root/chorus|" deploy/systemd/chorus.service >"$work/chorus.service"
 verify=$(systemd-analyze verify "$work/chorus.service" 2>&1) || { echo "$verify" >&2; exit 1; }
