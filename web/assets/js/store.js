@@ -14,6 +14,8 @@ export function createStore() {
     /** @type {Map<string, Channel>} */ channels: new Map(),
     /** channel id → messages, oldest first @type {Map<string, Message[]>} */ messages: new Map(),
     /** channel id → true when the oldest page was reached @type {Map<string, boolean>} */ historyDone: new Map(),
+    /** Channels whose cached messages predate a new gateway session (events may have been missed in
+     * between): their newest page is fetched again when shown. @type {Set<string>} */ stale: new Set(),
     /** @type {Map<string, {last_read_id: string|null, unread_count: number, mention_count: number}>} */ readStates: new Map(),
     /** @type {Map<string, string>} user id → status */ presences: new Map(),
     /** guild id → (user id → voice state) @type {Map<string, Map<string, any>>} */ voice: new Map(),
@@ -71,6 +73,9 @@ export function createStore() {
   /** @type {Record<string, (d: any) => void>} */
   const reducers = {
     READY(d) {
+      // A READY after the first one is a new session (the old one could not be resumed): what was
+      // cached may lack what happened in between.
+      if (state.me) for (const id of state.messages.keys()) state.stale.add(id);
       state.me = d.user;
       state.sessionId = d.session_id;
       state.guilds.clear();
@@ -199,6 +204,22 @@ export function createStore() {
       return true;
     },
     /** A history page from REST (any order) merged in. */
+    /**
+     * The newest page of a stale channel: it is the truth for the ids it spans (a message missing from
+     * it was deleted meanwhile); older cached messages and unsent ones stay.
+     */
+    refreshLatest(channelId, page, reachedEnd) {
+      state.stale.delete(channelId);
+      const ids = new Set(page.map((m) => m.id));
+      const oldest = [...page].sort(byId)[0];
+      const list = msgs(channelId).filter(
+        (m) => m.pending || m.failed || ids.has(m.id) || (!reachedEnd && oldest && byId(m, oldest) < 0),
+      );
+      state.messages.set(channelId, list);
+      for (const m of page) upsertMessage(m);
+      if (reachedEnd) state.historyDone.set(channelId, true);
+      notify('HISTORY');
+    },
     addHistory(channelId, page, reachedEnd) {
       for (const m of page) upsertMessage(m);
       if (reachedEnd) state.historyDone.set(channelId, true);

@@ -122,3 +122,19 @@ test('messages of one author within seven minutes group together; a reply starts
 test('snowflake order compares as numbers, not strings', () => {
   assert.deepEqual([{ id: '10' }, { id: '9' }, { id: '100' }].sort(byId).map((x) => x.id), ['9', '10', '100']);
 });
+
+test('a second READY (a new session) marks cached channels stale; their newest page replaces what it spans', () => {
+  const s = ready();
+  s.addHistory('100', [msg('5'), msg('6'), msg('7')], false);
+  s.addPending({ id: 'tmp', nonce: 'n1', channel_id: '100', author: me, content: 'unsent', reactions: [], mentions: [] });
+  assert.equal(s.state.stale.size, 0, 'the first READY marks nothing');
+  s.dispatch('READY', { session_id: 'sess2', user: me, guilds: [], private_channels: [], read_states: [] });
+  assert.ok(s.state.stale.has('100'));
+  // Meanwhile 7 was deleted, 6 edited and 8 posted; 5 is older than the page and stays.
+  s.refreshLatest('100', [msg('6', other, { content: 'edited' }), msg('8')], false);
+  const ids = s.state.messages.get('100').map((m) => m.id);
+  assert.deepEqual(ids.filter((id) => id !== 'tmp'), ['5', '6', '8']);
+  assert.ok(ids.includes('tmp'), 'an unsent message is kept');
+  assert.equal(s.state.messages.get('100').find((m) => m.id === '6').content, 'edited');
+  assert.ok(!s.state.stale.has('100'));
+});

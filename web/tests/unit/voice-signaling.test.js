@@ -95,7 +95,7 @@ test('the decision after a drop: resume inside the window (with a margin), else 
 
 test('error codes map to what the client does', () => {
   assert.equal(errorAction('wrong_channel'), 'fatal');
-  for (const c of ['invalid_token', 'token_expired', 'peer_timeout', 'peer_closed', 'sfu_unavailable', 'shutdown', 'join_timeout']) assert.equal(errorAction(c), 'rejoin', c);
+  for (const c of ['invalid_token', 'token_expired', 'wrong_node', 'peer_timeout', 'peer_closed', 'sfu_unavailable', 'shutdown', 'join_timeout']) assert.equal(errorAction(c), 'rejoin', c);
   assert.equal(errorAction('unknown_session'), 'join');
   for (const c of ['bad_sdp', 'rate_limited', 'forbidden', 'bad_message']) assert.equal(errorAction(c), 'report', c);
 });
@@ -156,6 +156,34 @@ test('when the window has passed, a fresh grant and a new join', async () => {
   assert.equal(last.sent[0].type, 'join');
   assert.equal(last.sent[0].token, `tok${grants()}`);
   assert.ok(grants() >= 2, 'a new grant was fetched');
+});
+
+test('a node that cannot be reached three times in a row is left: a fresh grant, inside the window', async () => {
+  const { c, all, sig, grants } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  all[0].drop();
+  // The room's node died: resume attempts hang and are given up, or fail at once.
+  let resumes = 0;
+  while (grants() < 2 && c.now() < 30_000) {
+    await c.advance(250);
+    if (grants() >= 2) break;
+    const ws = all.at(-1);
+    if (ws !== all[0] && ws.readyState === 0 && ws.onclose && !ws.counted) {
+      ws.counted = true;
+      resumes++;
+      if (resumes % 2 === 0) ws.drop();
+    }
+  }
+  assert.ok(c.now() < 20_000, `a fresh grant long before the 30 s window ends (${c.now()} ms)`);
+  assert.equal(resumes, 3, 'after three unreachable attempts');
+  await c.advance(1000);
+  const last = all.at(-1);
+  last.open();
+  assert.equal(last.sent[0].type, 'join', 'a new join, not another resume');
+  assert.equal(last.sent[0].token, 'tok2');
+  assert.equal(grants(), 2, 'with a fresh grant (which names a live node)');
 });
 
 test('unknown_session on resume: join on the same socket with a fresh grant', async () => {

@@ -39,6 +39,21 @@ export function mountMessages(root, app) {
     }
   }
 
+  /** After a new gateway session: the newest page again, so nothing missed in between stays missing. */
+  async function refreshLatest(channelId) {
+    if (refreshing.has(channelId)) return;
+    refreshing.add(channelId);
+    try {
+      const page = await app.api.get(`/channels/${channelId}/messages?limit=${PAGE}`);
+      app.store.refreshLatest(channelId, page, page.length < PAGE);
+    } catch {
+      /* still stale: the next render retries */
+    } finally {
+      refreshing.delete(channelId);
+    }
+  }
+  const refreshing = new Set();
+
   function ack(channelId) {
     const msgs = s().messages.get(channelId);
     const last = msgs?.filter((m) => !m.pending).at(-1);
@@ -151,6 +166,7 @@ export function mountMessages(root, app) {
       replace(header, h('h2', null, h('span', { 'aria-hidden': 'true' }, '# '), c.name), c.topic ? h('span', { class: 'topic muted' }, c.topic) : null);
       if (!st.messages.has(cid)) loadOlder(cid);
     }
+    if (st.stale.has(cid)) refreshLatest(cid);
     const editing = !force && list.querySelector('.edit-box');
     if (editing) return;
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;

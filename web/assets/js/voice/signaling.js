@@ -30,6 +30,12 @@ export function reconnectPlan(sessionId, droppedAtMs, nowMs, windowMs = RESUME_W
   return 'rejoin';
 }
 
+/**
+ * Resume attempts in a row whose socket never opened before the node is taken for gone: in a cluster
+ * the room's node may have died, and a fresh grant places the room on a live one.
+ */
+export const UNREACHABLE_BEFORE_REJOIN = 3;
+
 /** Delay before reconnect attempt `attempt` (0-based): 0.25 s, 0.5 s, 1 s, 2 s, 4 s, then 5 s. @param {number} attempt */
 export function backoffMs(attempt) {
   return Math.min(5000, 250 * 2 ** attempt);
@@ -49,6 +55,7 @@ export function errorAction(code) {
       return 'fatal';
     case 'invalid_token':
     case 'token_expired':
+    case 'wrong_node':
     case 'peer_timeout':
     case 'peer_closed':
     case 'sfu_unavailable':
@@ -94,6 +101,8 @@ export class VoiceSignaling extends EventTarget {
     this.closed = false;
     this.droppedAt = 0;
     this.attempt = 0;
+    /** Reconnect attempts in a row whose socket never opened. */
+    this.unreachable = 0;
     /** Round trip of the last ping, ms (null before the first pong). @type {number|null} */
     this.rttMs = null;
     this.lastPongAt = 0;
@@ -149,6 +158,7 @@ export class VoiceSignaling extends EventTarget {
       this.stopPing();
       if (this.closed) return;
       // A socket that never opened is a failed attempt of the current reconnect, not a new drop.
+      if (!opened) this.unreachable++;
       if (opened && this.state === 'connected') this.droppedAt = this.now();
       else if (!this.droppedAt) this.droppedAt = this.now();
       this.setState('reconnecting');
@@ -185,6 +195,7 @@ export class VoiceSignaling extends EventTarget {
 
   connectedNow() {
     this.attempt = 0;
+    this.unreachable = 0;
     this.droppedAt = 0;
     this.lastPongAt = this.now();
     this.setState('connected');
@@ -245,7 +256,8 @@ export class VoiceSignaling extends EventTarget {
 
   async reconnect() {
     if (this.closed || this.ws) return;
-    if (reconnectPlan(this.sessionId, this.droppedAt, this.now()) === 'resume' && this.endpoint) {
+    const plan = this.unreachable >= UNREACHABLE_BEFORE_REJOIN ? 'rejoin' : reconnectPlan(this.sessionId, this.droppedAt, this.now());
+    if (plan === 'resume' && this.endpoint) {
       this.open(this.endpoint, { type: 'resume', session_id: this.sessionId });
       // A socket that hangs while connecting (server unreachable) is given up after 4 s.
       const ws = this.ws;
@@ -253,6 +265,7 @@ export class VoiceSignaling extends EventTarget {
         if (this.ws === ws && ws.readyState === 0) {
           ws.onclose = null;
           this.ws = null;
+          this.unreachable++;
           try {
             ws.close();
           } catch {
