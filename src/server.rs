@@ -25,6 +25,8 @@ struct AppState {
     warnings: Arc<Vec<String>>,
     /// The cluster's Redis, which must answer for the node to be ready.
     redis: Option<redis::aio::ConnectionManager>,
+    /// This node in the cluster: a draining node is not ready (load balancers stop sending to it).
+    membership: Option<Arc<crate::cluster::nodes::Membership>>,
 }
 
 /// A running Chorus: the chat plane (for shutdown) and the composed router.
@@ -169,7 +171,13 @@ pub async fn build(config: &Config) -> Result<App> {
         warnings: warnings.clone(),
         registration: config.registration,
     };
-    let state = AppState { chat: chat.clone(), registry: registry.clone(), warnings, redis };
+    let state = AppState {
+        chat: chat.clone(),
+        registry: registry.clone(),
+        warnings,
+        redis,
+        membership: membership.as_ref().map(|(m, _)| m.clone()),
+    };
     let ops = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -229,6 +237,11 @@ fn spawn_room_release(conn: redis::aio::ConnectionManager, node_id: u16, voice: 
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    if s.membership.as_ref().is_some_and(|m| m.is_draining()) {
+        let body =
+            serde_json::json!({"code": "draining", "message": "this node is shutting down; its calls are finishing"});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body));
+    }
     if let Some(redis) = &s.redis
         && !matches!(tokio::time::timeout(Duration::from_secs(2), crate::cluster::ping(redis)).await, Ok(true))
     {
@@ -264,8 +277,8 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 /// How long a draining cluster node lets its voice calls run before it closes them.
 const CLUSTER_DRAIN: Duration = Duration::from_secs(60);
 
-/// A draining cluster node keeps its voice calls (their sockets outlive the HTTP server) until
-/// nobody is left or [`CLUSTER_DRAIN`] has passed.
+/// A draining cluster node keeps serving its voice calls until nobody is left in them or
+/// [`CLUSTER_DRAIN`] has passed.
 async fn wait_for_calls_to_end(voice: &Arc<signaling::Signaling>) {
     let deadline = tokio::time::Instant::now() + CLUSTER_DRAIN;
     loop {
@@ -362,6 +375,10 @@ pub async fn run(mut config: Config) -> Result<()> {
     }
     tracing::info!("shutting down: asking gateway clients to reconnect");
     chat.hub_reconnect_all();
+    if app.membership.is_some() {
+        // Still serving (/voice for those joining a call here), but not ready, so new traffic goes elsewhere.
+        wait_for_calls_to_end(&app.voice).await;
+    }
     let _ = stop_tx.send(true);
     let drained = async {
         for server in servers {
@@ -370,9 +387,6 @@ pub async fn run(mut config: Config) -> Result<()> {
     };
     if tokio::time::timeout(Duration::from_secs(10), drained).await.is_err() {
         tracing::warn!("connections still open after 10 s; closing anyway");
-    }
-    if app.membership.is_some() {
-        wait_for_calls_to_end(&app.voice).await;
     }
     chat.shutdown().await.context("flushing the store")?;
     if let Some(m) = &app.membership {

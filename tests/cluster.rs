@@ -328,24 +328,24 @@ async fn garbage_on_the_stream_is_skipped_and_counted_and_later_events_still_flo
     let alice = register(&a, "alice").await;
     let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
     let (mut ws, _, _) = identify(&a, &alice).await;
-    // A node of another version (or a bug) writes entries that do not decode, at the next position;
-    // and someone writes an entry no node would.
-    let next = cluster.redis.cli(&["INCR", "chorus:events:position"]);
-    assert_eq!(
-        cluster.redis.cli(&["XADD", "chorus:events", &format!("0-{next}"), "e", "{not json"]),
-        format!("0-{next}")
-    );
-    let next = cluster.redis.cli(&["INCR", "chorus:events:position"]);
+    // A node of another version (or a bug) writes entries that do not decode, each at a position
+    // taken as a node takes it (one script, so no node's publish comes between).
+    let append =
+        "local p = redis.call('INCR', KEYS[2]) return redis.call('XADD', KEYS[1], '0-' .. p, ARGV[1], ARGV[2])";
     let evil = r#"{"dispatch":{"t":"EVIL","d":{},"audience":{"kind":"guild","of":"1"},"effect":null}}"#;
-    cluster.redis.cli(&["XADD", "chorus:events", &format!("0-{next}"), "e", evil]);
-    let next = cluster.redis.cli(&["INCR", "chorus:events:position"]);
-    cluster.redis.cli(&["XADD", "chorus:events", &format!("0-{next}"), "other", "field"]);
+    for (field, value) in [("e", "{not json"), ("e", evil), ("other", "field")] {
+        let id = cluster.redis.cli(&["EVAL", append, "2", "chorus:events", "chorus:events:position", field, value]);
+        assert!(id.starts_with("0-"), "appended: {id}");
+    }
+    // And an entry far beyond any position handed out, which would block every node's XADD if kept.
+    assert_eq!(cluster.redis.cli(&["XADD", "chorus:events", "0-999999999", "e", "{}"]), "0-999999999");
     cluster.redis.cli(&["HSET", "chorus:node:1000", "state", "\u{1F4A5}", "connections", "many"]);
+    cluster.redis.cli(&["SADD", "chorus:nodes", "1000"]);
 
     let id = post(&b, &owner, &general, "after the garbage").await;
     wait_for(&mut ws, "MESSAGE_CREATE", |d| d["id"] == id.as_str()).await;
     let metrics = reqwest::get(format!("{}/metrics", a.base)).await.expect("metrics").text().await.expect("text");
-    for reason in ["malformed", "unknown_event", "no_event_field"] {
+    for reason in ["malformed", "unknown_event", "no_event_field", "foreign_id"] {
         assert!(
             metrics.contains(&format!("chorus_cluster_bad_entries_total{{reason=\"{reason}\"}} 1")),
             "{reason} counted once:\n{}",
@@ -426,6 +426,7 @@ async fn resilient_client(
     fallbacks: Vec<String>,
     token: String,
     stop: tokio::sync::watch::Receiver<bool>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<Vec<String>, String> {
     let ws_url = |base: &str| format!("{}/gateway", base.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&first)).await.map_err(|e| e.to_string())?;
@@ -458,7 +459,10 @@ async fn resilient_client(
             seq = seq.max(s);
         }
         match f["t"].as_str() {
-            Some("READY") => session = f["d"]["session_id"].as_str().unwrap_or_default().to_string(),
+            Some("READY") => {
+                session = f["d"]["session_id"].as_str().unwrap_or_default().to_string();
+                ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             Some("MESSAGE_CREATE") => ids.push(f["d"]["id"].as_str().unwrap_or_default().to_string()),
             _ => {}
         }
@@ -488,6 +492,7 @@ async fn kill_9_of_a_node_loses_no_message_for_its_clients_which_resume_elsewher
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = members
         .iter()
         .enumerate()
@@ -495,10 +500,14 @@ async fn kill_9_of_a_node_loses_no_message_for_its_clients_which_resume_elsewher
             // Half fall back to b first, half to c.
             let fallbacks =
                 if i % 2 == 0 { vec![b.base.clone(), c.base.clone()] } else { vec![c.base.clone(), b.base.clone()] };
-            tokio::spawn(resilient_client(a.base.clone(), fallbacks, token.clone(), stop_rx.clone()))
+            tokio::spawn(resilient_client(a.base.clone(), fallbacks, token.clone(), stop_rx.clone(), ready.clone()))
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready.load(std::sync::atomic::Ordering::SeqCst) < members.len() {
+        assert!(Instant::now() < deadline, "every client identified on a");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // 50 messages a second through b and c for four seconds; a dies after the first second.
     let mut acknowledged = Vec::new();
@@ -598,6 +607,7 @@ async fn a_voice_room_lives_on_one_node_whichever_node_grants_and_rooms_spread_b
         "participants",
         "0",
     ]);
+    cluster.redis.cli(&["SADD", "chorus:nodes", "900"]);
     let mut channels = Vec::new();
     for i in 0..6 {
         let (s, ch) = nodes[0]
@@ -744,11 +754,16 @@ async fn presence_is_the_clusters_a_user_stays_online_until_their_last_node_dies
         "{guild_ready}"
     );
 
+    let (_, stats) = a.api(Some(&bob), Method::GET, "/admin/stats", None).await;
+    let a_node = stats["node_id"].as_u64().expect("a's node id").to_string();
+    let presence_key = format!("chorus:presence:{alice_id}");
+    assert_eq!(cluster.redis.cli(&["HGET", &presence_key, &a_node]), "3", "a holds her online");
     a.kill9();
     // a's record expires after 10 s and its users are swept within a heartbeat: she stays online (b).
-    assert_eq!(presence_of(&mut watch, &alice_id, Duration::from_secs(15)).await, None, "no change while b holds her");
+    assert_eq!(presence_of(&mut watch, &alice_id, Duration::from_secs(20)).await, None, "no change while b holds her");
+    assert_eq!(cluster.redis.cli(&["HGET", &presence_key, &a_node]), "", "a's view was swept");
     b.kill9();
-    let seen = presence_of(&mut watch, &alice_id, Duration::from_secs(20)).await;
+    let seen = presence_of(&mut watch, &alice_id, Duration::from_secs(30)).await;
     assert_eq!(seen.as_deref(), Some("offline"), "offline once her last node is gone");
 }
 
@@ -879,4 +894,62 @@ async fn sigterm_drains_a_node_new_rooms_go_elsewhere_while_its_call_runs_on() {
         "a new room on a serving node"
     );
     assert!(a.child.try_wait().expect("wait").is_none(), "a is still up for its call");
+}
+
+#[tokio::test]
+async fn a_session_that_began_on_a_node_started_late_resumes_elsewhere_with_only_what_it_missed() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let owner = register(&a, "owner").await;
+    let alice = register(&a, "alice").await;
+    let (_, general) = guild_with_member(&a, &owner, &a, &alice).await;
+    for i in 0..5 {
+        post(&a, &owner, &general, &format!("before {i}")).await;
+    }
+    // A node that joins now starts reading where the stream is, and numbers READY from there.
+    let late = cluster.node(&[]).await;
+    let (ws, session, ready_seq) = identify(&late, &alice).await;
+    drop(ws);
+    let mut missed = Vec::new();
+    for i in 0..2 {
+        missed.push(post(&a, &owner, &general, &format!("missed {i}")).await);
+    }
+    let mut ws = gateway(&a).await;
+    let _hello = next_frame(&mut ws, Duration::from_secs(5)).await;
+    send(&mut ws, json!({"op": 6, "d": {"token": alice, "session_id": session, "seq": ready_seq}})).await;
+    let mut replayed = Vec::new();
+    loop {
+        let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("replay, then RESUMED");
+        assert_ne!(f["op"], 9, "INVALID_SESSION: {f}");
+        if f["t"] == "RESUMED" {
+            break;
+        }
+        if f["t"] == "MESSAGE_CREATE" {
+            replayed.push(f["d"]["id"].as_str().expect("id").to_string());
+        }
+    }
+    assert_eq!(replayed, missed, "nothing from before READY, everything after it");
+}
+
+#[tokio::test]
+async fn a_resume_after_joining_a_guild_meanwhile_identifies_again() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let owner = register(&a, "owner").await;
+    let alice = register(&a, "alice").await;
+    let (ws, session, seq) = identify(&a, &alice).await;
+    drop(ws);
+    // Alice joins a guild on another device while this session is away.
+    guild_with_member(&b, &owner, &b, &alice).await;
+    let mut ws = gateway(&b).await;
+    let _hello = next_frame(&mut ws, Duration::from_secs(5)).await;
+    send(&mut ws, json!({"op": 6, "d": {"token": alice, "session_id": session, "seq": seq}})).await;
+    loop {
+        let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("an answer");
+        assert_ne!(f["t"], "RESUMED", "a replay cannot show a guild joined meanwhile");
+        if f["op"] == 9 {
+            break;
+        }
+    }
 }

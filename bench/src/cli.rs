@@ -37,6 +37,42 @@ pub enum Command {
     /// The voice scenario against Chorus and against Janus VideoRoom, side by side (needs root
     /// for a network namespace, and Debian's `janus`).
     Compare(CompareArgs),
+    /// Gateway fan-out over N cluster nodes the bench starts (with a redis-server of its own and
+    /// the MongoDB named by --store): same-node vs cross-node latency, Redis work per message.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// Path of the `chorus` binary to start as every node
+    #[arg(long)]
+    pub spawn: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub cluster: ClusterParams,
+}
+
+#[derive(Debug, Args, Clone, serde::Serialize)]
+pub struct ClusterParams {
+    /// Nodes to start
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// MongoDB every node uses (the run adds a database of its own)
+    #[arg(long, default_value = "mongodb://127.0.0.1:27117/?directConnection=true")]
+    pub store: String,
+    /// Gateway connections, all in one channel, spread round-robin over the nodes
+    #[arg(long, default_value_t = 300)]
+    pub clients: usize,
+    /// Connections per account (accounts cost an argon2 hash each)
+    #[arg(long, default_value_t = 10)]
+    pub per_account: usize,
+    /// Messages posted per second (through node 0)
+    #[arg(long, default_value_t = 50)]
+    pub rate: u64,
+    /// Seconds of posting
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Ramp(a) => a.target.is_janus(),
         Command::Smoke(a) => a.target.is_janus(),
         Command::Soak(a) => a.target.is_janus(),
+        Command::Cluster(_) => false,
     };
     if needs_namespace && netns::inside().is_none() {
         return netns::rerun_inside().unwrap_or_else(|e| {
@@ -73,6 +74,10 @@ async fn run(cli: Cli) -> Result<bool> {
             let reports = scenario::compare::run(&chorus, &janus, a.rounds, &a.steps, &a.voice).await?;
             return finish(&reports, &a.output);
         }
+        Command::Cluster(a) => {
+            let report = scenario::cluster::run(&a.spawn, &a.cluster).await?;
+            return finish(&[report], &a.output);
+        }
         Command::Voice(a) => (&a.target, &a.output),
         Command::Video(a) => (&a.target, &a.output),
         Command::Join(a) => (&a.target, &a.output),
@@ -90,7 +95,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Ramp(a) => scenario::ramp::run(&mut target, &a.ramp).await.map(|r| vec![r]),
         Command::Smoke(a) => scenario::smoke::run(&mut target, a.seconds).await,
         Command::Soak(a) => scenario::soak::run(&mut target, &a.soak).await.map(|r| vec![r]),
-        Command::Compare(_) => Err(anyhow::anyhow!("compare starts its own targets")),
+        Command::Compare(_) | Command::Cluster(_) => Err(anyhow::anyhow!("this scenario starts its own targets")),
     };
     let reports = match result {
         Ok(r) => r,

@@ -183,6 +183,11 @@ impl Chat {
         self.hub.publish(event, Some(position));
     }
 
+    /// Where this node's stream reader starts (cluster start-up).
+    pub fn stream_starts_at(&self, position: u64) {
+        self.hub.start_stream_at(position);
+    }
+
     /// The stream lost entries this node's sessions needed (see [`Hub::reset_stream`]).
     pub fn stream_reset(&self, position: u64) {
         self.hub.reset_stream(position);

@@ -27,6 +27,8 @@ use super::keys;
 pub const STREAM_LEN: usize = 20_000;
 /// A resume replays at most this many entries; further behind, the client identifies again.
 const MAX_REPLAY: usize = STREAM_LEN;
+/// Entries read per XRANGE while replaying, so one resume does not hold the shared connection.
+const REPLAY_PAGE: usize = 1000;
 /// Events sent per Lua call.
 const BATCH: usize = 256;
 /// How long a blocking read waits before it checks the epoch again.
@@ -109,6 +111,7 @@ impl RedisBus {
         let epoch = ensure_epoch(&conn).await?;
         let start: Option<u64> = redis::cmd("GET").arg(keys::EVENTS_POSITION).query_async(&mut conn.clone()).await?;
         tokio::spawn(publish_loop(conn.clone(), rx, metrics.clone()));
+        chat.stream_starts_at(start.unwrap_or(0));
         let reader = Reader {
             conn: reader_conn,
             chat: Arc::downgrade(chat),
@@ -255,6 +258,26 @@ impl Reader {
         if position <= self.last {
             return;
         }
+        if position > self.last.saturating_add(STREAM_LEN as u64) && !self.is_handed_out(position).await {
+            // Beyond every position a node took: written by hand or by a bug. Left there, it would
+            // make every node's XADD fail (ids must grow), so it goes and the stream's id is set back.
+            self.metrics.bad_entries.with_label_values(&["foreign_id"]).inc();
+            tracing::warn!("cluster: deleting stream entry {:?}, beyond the last position handed out", entry.id);
+            let newest: Option<u64> =
+                redis::cmd("GET").arg(keys::EVENTS_POSITION).query_async(&mut self.conn).await.unwrap_or(None);
+            let _: redis::RedisResult<()> = redis::pipe()
+                .cmd("XDEL")
+                .arg(keys::EVENTS)
+                .arg(&entry.id)
+                .ignore()
+                .cmd("XSETID")
+                .arg(keys::EVENTS)
+                .arg(format!("0-{}", newest.unwrap_or(0)))
+                .ignore()
+                .query_async(&mut self.conn)
+                .await;
+            return;
+        }
         if position > self.last + 1 && self.last > 0 {
             // Entries were trimmed before this node read them: its sessions missed events.
             tracing::warn!(
@@ -275,6 +298,14 @@ impl Reader {
                 tracing::warn!("cluster: skipping stream entry {position}: {reason}");
             }
         }
+    }
+
+    /// Whether a node was handed this position (it is at most the position counter).
+    async fn is_handed_out(&mut self, position: u64) -> bool {
+        let newest: redis::RedisResult<Option<u64>> =
+            redis::cmd("GET").arg(keys::EVENTS_POSITION).query_async(&mut self.conn).await;
+        // Unsure (Redis errors): keep the entry rather than delete a real one.
+        newest.map_or(true, |n| position <= n.unwrap_or(0))
     }
 
     /// Redis restarted without its data (or was flushed): positions start over.
@@ -317,41 +348,42 @@ impl EventBus for RedisBus {
     async fn since(&self, position: u64) -> Result<Vec<(u64, Event)>, BusError> {
         let mut conn = self.conn.clone();
         let unavailable = |e: redis::RedisError| BusError::Unavailable(e.to_string());
-        let (newest, range): (Option<u64>, StreamRangeReply) = redis::pipe()
-            .get(keys::EVENTS_POSITION)
-            .cmd("XRANGE")
-            .arg(keys::EVENTS)
-            .arg(format!("(0-{position}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(MAX_REPLAY + 1)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let newest: Option<u64> =
+            redis::cmd("GET").arg(keys::EVENTS_POSITION).query_async(&mut conn).await.map_err(unavailable)?;
         let newest = newest.unwrap_or(0);
         if position > newest || newest - position > MAX_REPLAY as u64 {
             // From before Redis lost its data, or further behind than a resume replays.
             return Err(BusError::Gone);
         }
-        let mut out = Vec::with_capacity(range.ids.len());
+        let mut out = Vec::new();
         let mut expected = position + 1;
-        for entry in &range.ids {
-            let Some(p) = position_of_id(&entry.id) else { continue };
-            if p > newest {
-                break;
-            }
-            if p != expected {
+        // Page by page up to `newest` (what was handed out when the resume began; later entries
+        // reach the session live).
+        while expected <= newest {
+            let range: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(keys::EVENTS)
+                .arg(format!("0-{expected}"))
+                .arg(format!("0-{newest}"))
+                .arg("COUNT")
+                .arg(REPLAY_PAGE)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if range.ids.is_empty() {
+                // Trimmed (or never written: a publish whose script failed half-way).
                 return Err(BusError::Gone);
             }
-            expected = p + 1;
-            match decode_entry(entry) {
-                Ok(event) => out.push((p, event)),
-                Err(reason) => self.metrics.bad_entries.with_label_values(&[reason]).inc(),
+            for entry in &range.ids {
+                let Some(p) = position_of_id(&entry.id) else { continue };
+                if p != expected {
+                    return Err(BusError::Gone);
+                }
+                expected = p + 1;
+                match decode_entry(entry) {
+                    Ok(event) => out.push((p, event)),
+                    Err(reason) => self.metrics.bad_entries.with_label_values(&[reason]).inc(),
+                }
             }
-        }
-        if expected <= newest {
-            // The tail was trimmed or not all of it came back.
-            return Err(BusError::Gone);
         }
         Ok(out)
     }

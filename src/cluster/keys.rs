@@ -18,15 +18,16 @@ pub fn node(node_id: u16) -> String {
     format!("chorus:node:{node_id}")
 }
 
-/// The pattern that finds every node record.
-pub const NODE_PATTERN: &str = "chorus:node:*";
+/// Every node id that registered (alive or not): what lists nodes and what the sweeper walks,
+/// instead of a SCAN over the whole keyspace.
+pub const NODES: &str = "chorus:nodes";
 
 /// The claim on a snowflake node id (the claiming process's token).
 pub fn node_id_claim(node_id: u16) -> String {
     format!("chorus:nodeid:{node_id}")
 }
 
-/// Where a voice channel's room lives: `node`, `epoch`, `placed_at` (ms, Redis's clock).
+/// Where a voice channel's room lives: `node`, `epoch`, `granted_at` (ms, Redis's clock).
 pub fn room(channel_id: u64) -> String {
     format!("chorus:room:{channel_id}")
 }
@@ -45,9 +46,6 @@ pub fn presence(user_id: u64) -> String {
 pub fn node_users(node_id: u16) -> String {
     format!("chorus:node_users:{node_id}")
 }
-
-/// The pattern that finds every node's users.
-pub const NODE_USERS_PATTERN: &str = "chorus:node_users:*";
 
 /// Who is online in a guild: user id → rank.
 pub fn guild_presence(guild_id: u64) -> String {

@@ -117,6 +117,10 @@ impl Membership {
         self.draining.store(true, Ordering::Release);
     }
 
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
     /// One heartbeat: the claim, then the record. Err(lost) when another node holds our id now
     /// (we were cut off longer than the claim lives): this process must not mint another id.
     pub async fn beat(&self) -> Result<(), BeatError> {
@@ -151,6 +155,8 @@ impl Membership {
             )
             .ignore()
             .pexpire(&key, RECORD_TTL.as_millis() as i64)
+            .ignore()
+            .sadd(keys::NODES, self.info.node_id)
             .ignore()
             .query_async::<()>(&mut conn)
             .await
@@ -211,33 +217,41 @@ pub fn spawn_heartbeat(membership: Arc<Membership>, failures: prometheus::IntCou
 /// Every live node, by node id. A record that does not parse is skipped and logged.
 pub async fn live_nodes(conn: &ConnectionManager) -> Result<Vec<NodeRecord>, redis::RedisError> {
     let mut conn = conn.clone();
-    let mut names: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(keys::NODE_PATTERN)
-            .arg("COUNT")
-            .arg(100)
-            .query_async(&mut conn)
-            .await?;
-        names.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+    let ids: Vec<String> = redis::cmd("SMEMBERS").arg(keys::NODES).query_async(&mut conn).await?;
+    let ids: Vec<u16> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.hgetall(keys::node(*id));
     }
+    let records: Vec<HashMap<String, String>> =
+        if ids.is_empty() { Vec::new() } else { pipe.query_async(&mut conn).await? };
     let mut nodes = Vec::new();
-    for name in names {
-        let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(&name).query_async(&mut conn).await?;
-        match parse_record(&name, &fields) {
+    for (id, fields) in ids.iter().zip(records) {
+        if fields.is_empty() {
+            continue; // dead: its record expired
+        }
+        let key = keys::node(*id);
+        match parse_record(&key, &fields) {
             Some(record) => nodes.push(record),
-            None => tracing::warn!("cluster: skipping a malformed node record {name:?}"),
+            None => tracing::warn!("cluster: skipping a malformed node record {key:?}"),
         }
     }
     nodes.sort_by_key(|n| n.node_id);
     Ok(nodes)
+}
+
+/// Node ids that registered once and whose record is gone.
+pub async fn dead_nodes(conn: &ConnectionManager) -> Result<Vec<u16>, redis::RedisError> {
+    let mut conn = conn.clone();
+    let ids: Vec<String> = redis::cmd("SMEMBERS").arg(keys::NODES).query_async(&mut conn).await?;
+    let mut dead = Vec::new();
+    for id in ids.iter().filter_map(|i| i.parse::<u16>().ok()) {
+        let alive: bool = redis::cmd("EXISTS").arg(keys::node(id)).query_async(&mut conn).await?;
+        if !alive {
+            dead.push(id);
+        }
+    }
+    Ok(dead)
 }
 
 /// A node record from its key and hash; None if anything is missing or malformed.

@@ -153,29 +153,9 @@ pub async fn sweep_dead_nodes(conn: &ConnectionManager, token: &str, chat: &Chat
         let _: () =
             redis::cmd("PEXPIRE").arg(keys::SWEEPER).arg(LEASE.as_millis() as u64).query_async(&mut conn).await?;
     }
-    let mut cursor: u64 = 0;
-    let mut sets = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(keys::NODE_USERS_PATTERN)
-            .arg("COUNT")
-            .arg(100)
-            .query_async(&mut conn)
-            .await?;
-        sets.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    for set in sets {
-        let Some(node) = set.strip_prefix("chorus:node_users:").and_then(|n| n.parse::<u16>().ok()) else { continue };
-        let alive: bool = redis::cmd("EXISTS").arg(keys::node(node)).query_async(&mut conn).await?;
-        if !alive {
-            forget_node(&conn, node, chat).await?;
-        }
+    for node in super::nodes::dead_nodes(&conn).await? {
+        forget_node(&conn, node, chat).await?;
+        let _: () = redis::cmd("SREM").arg(keys::NODES).arg(node).query_async(&mut conn).await?;
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //!
 //! Load is the number of rooms placed on a node (its `rooms_of` set), which placement itself keeps
 //! current; a heartbeat's figures would be seconds old when many rooms start at once. The owner
-//! releases a room that has had nobody in it for [`RELEASE_AFTER`].
+//! releases a room with nobody in it once its last grant is [`RELEASE_AFTER`] old — longer than a
+//! voice token lives, so no valid token can still lead to the old owner once the room moves.
 
 use std::time::Duration;
 
@@ -14,14 +15,18 @@ use redis::aio::ConnectionManager;
 
 use super::keys;
 
-/// A placed room with nobody in it is released after this (a granted client has had time to join).
-pub const RELEASE_AFTER: Duration = Duration::from_secs(30);
+/// A placed room with nobody in it is released this long after its last grant (more than the
+/// longest voice token lifetime, 60 s by default).
+pub const RELEASE_AFTER: Duration = Duration::from_secs(90);
 
 // KEYS[1]: the room; ARGV[1]: its channel id; ARGV[2..]: ids of the nodes that have a record.
 const PLACE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner then
   if redis.call('HGET', 'chorus:node:' .. owner, 'state') then
+    redis.call('HSET', KEYS[1], 'granted_at', now)
     return {tonumber(owner), tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')}
   end
   redis.call('SREM', 'chorus:rooms_of:' .. owner, ARGV[1])
@@ -37,14 +42,14 @@ for i = 2, #ARGV do
   end
 end
 if not best then return false end
-local t = redis.call('TIME')
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'node', best, 'placed_at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+redis.call('HSET', KEYS[1], 'node', best, 'granted_at', now)
 redis.call('SADD', 'chorus:rooms_of:' .. best, ARGV[1])
 return {tonumber(best), epoch}
 ";
 
-// KEYS[1]: the room, KEYS[2]: the node's rooms; ARGV[1]: the node, ARGV[2]: channel, ARGV[3]: min age (ms).
+// KEYS[1]: the room, KEYS[2]: the node's rooms; ARGV[1]: the node, ARGV[2]: channel, ARGV[3]: how
+// long after its last grant (ms) an empty room may go.
 const RELEASE: &str = r"
 if redis.call('HGET', KEYS[1], 'node') ~= ARGV[1] then
   redis.call('SREM', KEYS[2], ARGV[2])
@@ -52,8 +57,8 @@ if redis.call('HGET', KEYS[1], 'node') ~= ARGV[1] then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now - tonumber(redis.call('HGET', KEYS[1], 'placed_at') or '0') < tonumber(ARGV[3]) then return 0 end
-redis.call('HDEL', KEYS[1], 'node', 'placed_at')
+if now - tonumber(redis.call('HGET', KEYS[1], 'granted_at') or '0') < tonumber(ARGV[3]) then return 0 end
+redis.call('HDEL', KEYS[1], 'node', 'granted_at')
 redis.call('SREM', KEYS[2], ARGV[2])
 return 1
 ";

@@ -1,6 +1,7 @@
 //! The scenarios, and what they share: watching the server's process and metrics over a window.
 
 pub mod chat;
+pub mod cluster;
 pub mod compare;
 pub mod join;
 pub mod ramp;

@@ -50,6 +50,8 @@ pub enum Effect {
     MemberRemove { guild_id: Id, user_id: Id },
     /// The guild is gone: every session stops following it.
     GuildRemove(Id),
+    /// A role was deleted: the members who held it no longer do (applied after delivery).
+    RoleRemove { guild_id: Id, role_id: Id },
 }
 
 /// A serialized event payload shared by all recipients (and by their replay buffers).

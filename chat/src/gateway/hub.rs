@@ -207,6 +207,16 @@ impl Session {
     }
 }
 
+/// Whether a replayed entry changes which guilds the user follows in a way a replay cannot show
+/// (a guild joined, one deleted): such a RESUME is refused and the client identifies again.
+pub fn replay_needs_identify(event: &Event, user_id: Id) -> bool {
+    match event {
+        Event::Dispatch(Dispatch { effect: Some(Effect::MemberUpsert(m)), .. }) => m.user_id == user_id,
+        Event::Dispatch(Dispatch { effect: Some(Effect::GuildRemove(_)), .. }) => true,
+        _ => false,
+    }
+}
+
 /// Whether a session of `user_id` following `members` is in the audience.
 fn hears(audience: &Audience, user_id: Id, members: &HashMap<Id, Member>, now: chrono::DateTime<Utc>) -> bool {
     match audience {
@@ -326,6 +336,12 @@ impl Hub {
             self.remove(&old);
         }
         self.register_at(id, user_id, members, Some(seq))
+    }
+
+    /// Where this node's stream reader starts (cluster start-up, before any session): READY then
+    /// stands for the stream as it is, not for position 0.
+    pub fn start_stream_at(&self, position: u64) {
+        self.position.fetch_max(position, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The newest stream position this node has delivered.
@@ -545,7 +561,10 @@ impl Hub {
     fn remove(&self, session: &Arc<Session>) {
         let guilds = session.guild_ids();
         let mut idx = self.idx.write();
-        idx.sessions.remove(&session.id);
+        // A session that took this id over (RESUME) is not this one's to remove.
+        if idx.sessions.get(&session.id).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            idx.sessions.remove(&session.id);
+        }
         for g in guilds {
             if let Some(v) = idx.by_guild.get_mut(&g) {
                 v.retain(|s| !Arc::ptr_eq(s, session));
@@ -589,6 +608,14 @@ impl Hub {
                     s.state.lock().members.remove(guild_id);
                 }
             }
+            Effect::RoleRemove { guild_id, role_id } => {
+                let sessions: Vec<_> = self.idx.read().by_guild.get(guild_id).cloned().unwrap_or_default();
+                for s in sessions {
+                    if let Some(m) = s.state.lock().members.get_mut(guild_id) {
+                        m.roles.retain(|r| r != role_id);
+                    }
+                }
+            }
         }
     }
 
@@ -609,7 +636,9 @@ impl Hub {
                 self.publish_per_member(change.guild_id(), change.only_user(), position, |m| change.tell(m, Utc::now()))
             }
         }
-        if let Some(effect @ (Effect::MemberRemove { .. } | Effect::GuildRemove(_))) = effect {
+        if let Some(effect @ (Effect::MemberRemove { .. } | Effect::GuildRemove(_) | Effect::RoleRemove { .. })) =
+            effect
+        {
             self.apply(effect);
         }
     }
@@ -909,5 +938,31 @@ mod tests {
         ready(&s);
         h.detach(&s);
         assert_eq!(h.resume("s", Id::from_raw(1), 0).err(), Some(ResumeError::Unknown));
+    }
+
+    #[test]
+    fn a_replaced_sessions_late_detach_leaves_its_successor_in_place() {
+        let h = stream_hub();
+        let (old, _rx) = h.register("s".into(), Id::from_raw(1), vec![member(1)]);
+        ready(&old);
+        let (new, _rx2) = h.resume_from_stream("s".into(), Id::from_raw(1), vec![member(1)], 0);
+        // The old socket notices only now and detaches its (old) session.
+        h.detach(&old);
+        h.reconnect_all();
+        assert_eq!(new.take_kick(), Some(Kick::Reconnect), "the successor is still known to the hub");
+    }
+
+    #[test]
+    fn a_deleted_role_is_gone_from_the_members_who_held_it() {
+        let h = hub(8);
+        let role = Id::from_raw(77);
+        let (s, mut rx) = h.register("s".into(), Id::from_raw(1), vec![Member { roles: vec![role], ..member(1) }]);
+        ready(&s);
+        let _ = rx.try_recv();
+        let gone = Dispatch::new("GUILD_ROLE_DELETE", &1, Audience::Users(vec![]))
+            .with_effect(Effect::RoleRemove { guild_id: G, role_id: role });
+        h.publish(&gone.into(), None);
+        assert!(s.state.lock().members[&G].roles.is_empty());
+        assert!(rx.try_recv().is_err(), "nobody is told through this entry");
     }
 }

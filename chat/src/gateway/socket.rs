@@ -220,6 +220,11 @@ impl Connection {
                 return Ok(None);
             }
         };
+        if entries.iter().any(|(_, e)| super::hub::replay_needs_identify(e, caller.user.id)) {
+            // A guild joined or deleted meanwhile: only a fresh READY shows it right.
+            self.chat.hub.detach(&session);
+            return Ok(None);
+        }
         let mut last = seq;
         for (position, event) in &entries {
             for (s, payload) in session.replayed(*position, event) {

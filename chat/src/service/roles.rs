@@ -162,21 +162,11 @@ impl Chat {
             false,
             None,
         );
-        // Members who held it lose it in the hub's view too.
-        let mut after = Id::default();
-        loop {
-            let page = self.store.members(guild_id, after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.user_id;
-            // In a cluster the member may follow the guild on any node: every node must hear it.
-            let clustered = self.bus().is_some();
-            for m in page.into_iter().filter(|m| clustered || self.hub.is_online(m.user_id)) {
-                self.publish(
-                    Dispatch::new("GUILD_MEMBER_UPDATE", &m, Audience::Users(vec![]))
-                        .with_effect(crate::events::Effect::MemberUpsert(m.clone())),
-                );
-            }
-        }
+        // Members who held it lose it in the hub's view too (every node's), after the sight change.
+        self.publish(
+            Dispatch::new("GUILD_ROLE_DELETE", &RoleDeleted { guild_id, role_id }, Audience::Users(vec![]))
+                .with_effect(crate::events::Effect::RoleRemove { guild_id, role_id }),
+        );
         Ok(())
     }
 }
