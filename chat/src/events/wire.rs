@@ -54,6 +54,10 @@ pub fn decode(json: &str) -> Result<Event, WireError> {
     Ok(match serde_json::from_str::<In>(json)? {
         In::Dispatch { t, d, audience, effect } => {
             let name = known_name(&t).ok_or(WireError::UnknownEvent(t))?;
+            // A raw value is only checked for syntax: a lone surrogate escape (`"\ud800"`), which no
+            // node writes, would reach clients as invalid JSON. Read it fully once (per node, not per
+            // recipient).
+            serde_json::from_str::<serde_json::Value>(d.get())?;
             let payload = Arc::new(Payload { name, data: String::from(Box::<str>::from(d)).into_boxed_str() });
             Event::Dispatch(Dispatch { payload, audience, effect })
         }
@@ -85,6 +89,13 @@ mod tests {
     fn an_unknown_event_name_is_refused() {
         let json = r#"{"dispatch":{"t":"EVIL","d":{},"audience":{"kind":"guild","of":"1"},"effect":null}}"#;
         assert!(matches!(decode(json), Err(WireError::UnknownEvent(n)) if n == "EVIL"));
+    }
+
+    #[test]
+    fn a_payload_that_is_not_strict_json_is_refused() {
+        // Found by the stream_entry fuzz target: a lone surrogate passes a raw value's syntax check.
+        let json = r#"{"dispatch":{"t":"MESSAGE_CREATE","d":{"x":"\udafe"},"audience":{"kind":"guild","of":"1"},"effect":null}}"#;
+        assert!(matches!(decode(json), Err(WireError::Malformed(_))));
     }
 
     #[test]
