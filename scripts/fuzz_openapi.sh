@@ -76,7 +76,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 (cd "$work" && NO_COLOR=1 exec "$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" --no-rate-limits true \
-  --udp-port-base "$udp" --sfu-workers 1 --log "${FUZZ_SERVER_LOG:-info}") >"$log" 2>&1 &
+  --udp-port-base "$udp" --rtc-tcp-port 0 --sfu-workers 1 --log "${FUZZ_SERVER_LOG:-info}") >"$log" 2>&1 &
 server_pid=$!
 ready() { "$python" -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$base/readyz" 2>/dev/null; }
 for _ in $(seq 300); do

@@ -27,7 +27,8 @@ use serde::Serialize;
 #[derive(Clone)]
 pub struct Admin {
     pub chat: Arc<Chat>,
-    pub voice: Arc<signaling::Signaling>,
+    /// None on a `--role chat` node (no rooms here).
+    pub voice: Option<Arc<signaling::Signaling>>,
     pub registry: Registry,
     /// Lower-cased usernames from the configuration.
     pub admins: Arc<Vec<String>>,
@@ -100,10 +101,13 @@ async fn stats(State(s): State<Admin>, ClientIp(ip): ClientIp, headers: HeaderMa
     if let Err(e) = s.admin(bearer(&headers), ip).await {
         return e.into_response();
     }
-    let link = s.voice.clone();
     // Workers answer between datagrams; a busy one is skipped rather than waited for.
-    let rooms =
-        tokio::task::spawn_blocking(move || link.sfu().rooms(Duration::from_millis(250))).await.unwrap_or_default();
+    let rooms = match s.voice.clone() {
+        Some(link) => {
+            tokio::task::spawn_blocking(move || link.sfu().rooms(Duration::from_millis(250))).await.unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
     let user_ids: Vec<chat::Id> =
         rooms.iter().flat_map(|r| r.participants.iter().map(|p| chat::Id::from_raw(p.user_id))).collect();
     let names: HashMap<u64, String> = match s.chat.store().users(&user_ids).await {

@@ -34,6 +34,9 @@ pub struct Cli {
     /// First UDP port of the SFU workers (worker i listens on base + i) [default: 50000]
     #[arg(long, global = true, env = "CHORUS_UDP_PORT_BASE")]
     pub udp_port_base: Option<u16>,
+    /// TCP port for ICE over TCP, the media path of clients whose network blocks UDP (0 = off) [default: 7881]
+    #[arg(long, global = true, env = "CHORUS_RTC_TCP_PORT")]
+    pub rtc_tcp_port: Option<u16>,
     /// Address the SFU's UDP workers bind to, independent of --listen [default: 0.0.0.0, all interfaces; 127.0.0.1
     /// when only loopback is advertised]
     #[arg(long, global = true, env = "CHORUS_RTC_BIND")]
@@ -107,6 +110,53 @@ pub struct Cli {
     /// --store mongodb://...; see docs/operations.md "Cluster") [default: single node]
     #[arg(long, global = true, env = "CHORUS_CLUSTER", hide_env_values = true)]
     pub cluster: Option<String>,
+    /// What this node serves: `all`, or in a cluster `chat` (REST, gateway, web client; no SFU) or
+    /// `sfu` (voice only: /voice and the SFU) [default: all]
+    #[arg(long, global = true, env = "CHORUS_ROLE")]
+    pub role: Option<Role>,
+}
+
+/// What a node serves. A cluster may put media on machines of its own: `sfu` nodes hold the voice
+/// rooms, `chat` nodes everything else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    All,
+    Chat,
+    Sfu,
+}
+
+impl Role {
+    /// Whether this node runs the SFU and serves `/voice`.
+    pub fn serves_voice(self) -> bool {
+        self != Role::Chat
+    }
+
+    /// Whether this node serves REST, the gateway, the web client and the dashboard.
+    pub fn serves_chat(self) -> bool {
+        self != Role::Sfu
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Chat => "chat",
+            Role::Sfu => "sfu",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Role::All),
+            "chat" => Ok(Role::Chat),
+            "sfu" => Ok(Role::Sfu),
+            other => Err(format!("role must be all, chat or sfu, not {other:?}")),
+        }
+    }
 }
 
 /// Subcommands besides running the server.
@@ -233,6 +283,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub store: Option<String>,
     pub udp_port_base: Option<u16>,
+    pub rtc_tcp_port: Option<u16>,
     pub rtc_bind: Option<IpAddr>,
     pub public_ip: Option<OneOrMany<IpAddr>>,
     pub stun_server: Option<String>,
@@ -254,6 +305,7 @@ pub struct FileConfig {
     pub admins: Option<Vec<String>>,
     pub registration: Option<String>,
     pub cluster: Option<String>,
+    pub role: Option<Role>,
 }
 
 /// External TURN servers (`--turn-url`, `--turn-secret`, `--turn-ttl`).
@@ -286,6 +338,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub store: String,
     pub udp_port_base: u16,
+    /// The ICE-TCP port; None = off (`--rtc-tcp-port 0`).
+    pub rtc_tcp_port: Option<u16>,
     /// Where the SFU listens and what it advertises.
     pub media: MediaAddresses,
     /// Asked at start for the public address (`--stun-server`).
@@ -304,6 +358,8 @@ pub struct Config {
     pub node_id_explicit: bool,
     /// The cluster's Redis URL (`--cluster`); None on a single node.
     pub cluster: Option<String>,
+    /// What this node serves (`--role`; only a cluster node may be less than `all`).
+    pub role: Role,
     pub heartbeat_ms: u64,
     pub no_rate_limits: bool,
     pub log: String,
@@ -400,8 +456,13 @@ impl Config {
                 );
             }
         }
+        let role = cli.role.or(file.role).unwrap_or_default();
+        if role != Role::All && cluster.is_none() {
+            anyhow::bail!("--role {} needs --cluster: a single node must serve both chat and voice", role.as_str());
+        }
         Ok(Config {
             node_id_explicit: explicit_node_id.is_some(),
+            role,
             cluster,
             stun_server: cli.stun_server.or(file.stun_server),
             registration,
@@ -411,6 +472,7 @@ impl Config {
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             store,
             udp_port_base: cli.udp_port_base.or(file.udp_port_base).unwrap_or(50000),
+            rtc_tcp_port: Some(cli.rtc_tcp_port.or(file.rtc_tcp_port).unwrap_or(7881)).filter(|p| *p != 0),
             media,
             trusted_proxies: TrustedProxies::new(&trusted),
             sfu_workers: cli.sfu_workers.or(file.sfu_workers).unwrap_or(cores).max(1),
@@ -479,6 +541,23 @@ mod tests {
         let c = Config::load(cli).unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.store, "sqlite:/tmp/x.db");
+    }
+
+    #[test]
+    fn a_role_other_than_all_needs_a_cluster() {
+        let err = Config::load(Cli { role: Some(Role::Sfu), ..Cli::default() }).unwrap_err();
+        assert!(err.to_string().contains("--role sfu needs --cluster"), "{err}");
+        let c = Config::load(Cli {
+            role: Some(Role::Chat),
+            cluster: Some("redis://127.0.0.1:6379".into()),
+            store: Some("mongodb://127.0.0.1:27017/chorus".into()),
+            ..Cli::default()
+        })
+        .unwrap();
+        assert_eq!(c.role, Role::Chat);
+        assert!(c.role.serves_chat() && !c.role.serves_voice());
+        assert!("sfu".parse::<Role>().is_ok_and(|r| r.serves_voice() && !r.serves_chat()));
+        assert!("media".parse::<Role>().is_err());
     }
 
     #[test]

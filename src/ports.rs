@@ -28,6 +28,9 @@ pub fn report(config: &Config) -> String {
         if workers == 1 { config.udp_port_base.to_string() } else { format!("{}-{last}", config.udp_port_base) }
     };
     let _ = writeln!(out, "UDP {udp:<12} media: {workers} SFU worker(s), bound to {}", config.media.bind);
+    if let Some(tcp) = config.rtc_tcp_port {
+        let _ = writeln!(out, "TCP {tcp:<12} media over ICE-TCP, for clients whose network blocks UDP");
+    }
     let _ = writeln!(
         out,
         "advertised: {} (chosen by {}); public URL {}",
@@ -60,6 +63,7 @@ mod tests {
         assert!(r.contains("TCP 8080"), "{r}");
         assert!(r.contains("reverse proxy"), "a loopback listener behind a public URL is a proxied one: {r}");
         assert!(r.contains("UDP 50000-50003"), "{r}");
+        assert!(r.contains("TCP 7881") && r.contains("ICE-TCP"), "ICE-TCP is on by default: {r}");
         assert!(r.contains("advertised: 203.0.113.5"), "{r}");
         assert!(!r.contains("warning"), "{r}");
     }
@@ -77,6 +81,13 @@ mod tests {
         let r = report(&Config::load(cli).unwrap());
         assert!(r.contains("TCP 443") && r.contains("HTTPS"), "{r}");
         assert!(r.contains("TCP 80") && r.contains("redirected to HTTPS"), "{r}");
+    }
+
+    #[test]
+    fn ice_tcp_is_left_out_when_turned_off() {
+        let cli =
+            Cli { public_ip: Some(vec!["203.0.113.5".parse().unwrap()]), rtc_tcp_port: Some(0), ..Cli::default() };
+        assert!(!report(&Config::load(cli).unwrap()).contains("ICE-TCP"));
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct App {
     /// This node's place in the cluster, when it is in one.
     pub membership: Option<Arc<crate::cluster::nodes::Membership>>,
     /// Voice, whose calls a draining cluster node lets finish.
-    pub voice: Arc<signaling::Signaling>,
+    /// None on a `--role chat` node.
+    pub voice: Option<Arc<signaling::Signaling>>,
 }
 
 pub async fn build(config: &Config) -> Result<App> {
@@ -85,6 +86,7 @@ pub async fn build(config: &Config) -> Result<App> {
         chat.attach_bus(bus);
         chat.share_rate_limits(Arc::new(crate::cluster::ratelimit::RedisLimiter::new(cluster_conn.clone())));
         chat.attach_presence(crate::cluster::presence::RedisPresence::new(cluster_conn.clone(), node_id));
+        chat.attach_voice_directory(crate::cluster::voice::RedisVoice::new(cluster_conn.clone(), node_id));
     }
 
     let signaling_config = signaling::SignalingConfig {
@@ -99,6 +101,7 @@ pub async fn build(config: &Config) -> Result<App> {
             udp_port_base: config.udp_port_base,
             public_ips: config.media.advertised.clone(),
             workers: config.sfu_workers,
+            tcp_port: config.rtc_tcp_port,
             ..sfu::SfuConfig::default()
         },
         resume_window: None,
@@ -106,18 +109,28 @@ pub async fn build(config: &Config) -> Result<App> {
         connect_limit: (!config.no_rate_limits).then_some(signaling::ConnectLimit { per_second: 5, burst: 50 }),
         node_id: cluster.as_ref().map(|c| c.3),
     };
-    let events = Arc::new(crate::voice::ChatVoiceStates(Arc::downgrade(&chat)));
-    let voice = signaling::Signaling::in_process(signaling_config, &secret, events, &registry)
-        .context("starting the SFU and voice signaling")?;
-    let udp: Vec<String> = voice.sfu().udp_addrs().iter().map(|a| a.to_string()).collect();
-    tracing::info!(
-        "media: UDP {} (bound to {}), advertising {} (chosen by {})",
-        udp.join(", "),
-        config.media.bind,
-        crate::media_addr::join(&config.media.advertised),
-        config.media.source
-    );
-    let warnings: Arc<Vec<String>> = Arc::new(config.media.warning.iter().cloned().collect());
+    // `--role chat` runs no SFU: its voice grants name the nodes that do.
+    let voice = if config.role.serves_voice() {
+        let events = Arc::new(crate::voice::ChatVoiceStates(Arc::downgrade(&chat)));
+        let voice = signaling::Signaling::in_process(signaling_config, &secret, events, &registry)
+            .context("starting the SFU and voice signaling")?;
+        crate::voice::spawn_account_check(Arc::downgrade(&chat), Arc::downgrade(&voice));
+        let udp: Vec<String> = voice.sfu().udp_addrs().iter().map(|a| a.to_string()).collect();
+        let tcp = voice.sfu().tcp_addr().map_or("off".to_string(), |a| a.to_string());
+        tracing::info!(
+            "media: UDP {} and ICE-TCP {tcp} (bound to {}), advertising {} (chosen by {})",
+            udp.join(", "),
+            config.media.bind,
+            crate::media_addr::join(&config.media.advertised),
+            config.media.source
+        );
+        Some(voice)
+    } else {
+        tracing::info!("media: none on this node (--role chat); voice rooms go to the cluster's SFU nodes");
+        None
+    };
+    let media_warning = config.media.warning.iter().filter(|_| voice.is_some()).cloned();
+    let warnings: Arc<Vec<String>> = Arc::new(media_warning.collect());
     for w in warnings.iter() {
         tracing::warn!("{w}");
     }
@@ -128,6 +141,7 @@ pub async fn build(config: &Config) -> Result<App> {
                 node_id,
                 url: config.public_url.clone(),
                 voice_endpoint: config.voice_endpoint(),
+                role: config.role.as_str(),
                 version: env!("CARGO_PKG_VERSION"),
                 started_at_ms: chrono::Utc::now().timestamp_millis(),
             };
@@ -145,6 +159,9 @@ pub async fn build(config: &Config) -> Result<App> {
             crate::cluster::presence::forget_node(&conn, node_id, &chat)
                 .await
                 .context("clearing this node's old presence")?;
+            crate::cluster::voice::forget_node(&conn, node_id, &chat)
+                .await
+                .context("clearing this node's old voice calls")?;
             membership.beat().await.context("registering this node in the cluster")?;
             let failures = prometheus::IntCounter::new(
                 "chorus_cluster_heartbeat_failures_total",
@@ -152,7 +169,9 @@ pub async fn build(config: &Config) -> Result<App> {
             )?;
             registry.register(Box::new(failures.clone()))?;
             crate::cluster::nodes::spawn_heartbeat(membership.clone(), failures);
-            spawn_room_release(conn.clone(), node_id, voice.clone());
+            if let Some(voice) = &voice {
+                spawn_room_release(conn.clone(), node_id, voice.clone());
+            }
             crate::cluster::presence::spawn_sweeper(conn.clone(), token.clone(), Arc::downgrade(&chat));
             Some((membership, conn))
         }
@@ -185,12 +204,14 @@ pub async fn build(config: &Config) -> Result<App> {
         .route("/api/openapi.json", get(openapi))
         .method_not_allowed_fallback(|| async { chat::Error::MethodNotAllowed })
         .with_state(state);
-    let router = Router::new()
-        .merge(chat.router())
-        .merge(signaling::router(voice.clone()))
-        .merge(ops)
-        .merge(crate::web::router())
-        .merge(crate::admin::router(admin))
+    let mut router = Router::new().merge(ops);
+    if config.role.serves_chat() {
+        router = router.merge(chat.router()).merge(crate::web::router()).merge(crate::admin::router(admin));
+    }
+    if let Some(voice) = &voice {
+        router = router.merge(signaling::router(voice.clone()));
+    }
+    let router = router
         .fallback(|| async {
             let body = serde_json::json!({"code": "not_found", "message": "no such route"});
             (StatusCode::NOT_FOUND, axum::Json(body))
@@ -377,7 +398,9 @@ pub async fn run(mut config: Config) -> Result<()> {
     chat.hub_reconnect_all();
     if app.membership.is_some() {
         // Still serving (/voice for those joining a call here), but not ready, so new traffic goes elsewhere.
-        wait_for_calls_to_end(&app.voice).await;
+        if let Some(voice) = &app.voice {
+            wait_for_calls_to_end(voice).await;
+        }
     }
     let _ = stop_tx.send(true);
     let drained = async {

@@ -32,6 +32,33 @@ pub fn load_secret(configured: Option<&str>, data_dir: &Path) -> Result<Vec<u8>>
     Ok(secret)
 }
 
+/// How often the accounts of the users in voice here are checked: a disabled account's call ends
+/// within this time, whichever process disabled it.
+pub const ACCOUNT_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends the calls of users whose account was disabled (sessions revoked, gateway closed, and —
+/// this task — voice left with `account_disabled`). Stops when either plane is gone.
+pub fn spawn_account_check(chat: std::sync::Weak<chat::Chat>, voice: std::sync::Weak<signaling::Signaling>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ACCOUNT_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(chat) = chat.upgrade() else { return };
+            let disabled = chat.disabled_voice_users().await;
+            let Some(voice) = voice.upgrade() else { return };
+            for user in disabled {
+                tracing::info!(user_id = %user, "voice: ending the call of a disabled account");
+                voice.kick_user(signaling::Kick {
+                    user_id: user.get(),
+                    code: "account_disabled",
+                    message: "this account is disabled",
+                });
+            }
+        }
+    });
+}
+
 /// Signaling's voice-state changes, delivered to chat's gateway (VOICE_STATE_UPDATE).
 pub struct ChatVoiceStates(pub std::sync::Weak<chat::Chat>);
 

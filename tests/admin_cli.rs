@@ -188,6 +188,96 @@ async fn a_disabled_user_is_refused_and_its_open_gateway_closed() {
     assert_eq!(login(&c, "mallory", "password123").await.0, 200, "enabled again");
 }
 
+/// The next text frame of a WebSocket as JSON, or None when it closed or stayed silent for 15 s.
+async fn next_json<S>(ws: &mut S) -> Option<Value>
+where
+    S: futures::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+            Ok(Some(Ok(WsMessage::Text(t)))) => return serde_json::from_str(&t).ok(),
+            Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_users_voice_call_ends_and_the_guild_sees_them_leave() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start(dir.path(), free_port()).await;
+    let owner = register(&c, "alice").await;
+    let mallory = register(&c, "mallory").await;
+    let (_, g) = c.api(Some(&owner), reqwest::Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    let guild = g["id"].as_str().expect("guild").to_string();
+    let voice =
+        g["channels"].as_array().expect("channels").iter().find(|ch| ch["kind"] == "voice").expect("voice")["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+    let (_, inv) =
+        c.api(Some(&owner), reqwest::Method::POST, &format!("/guilds/{guild}/invites"), Some(json!({}))).await;
+    let code = inv["code"].as_str().expect("code");
+    assert_eq!(c.api(Some(&mallory), reqwest::Method::POST, &format!("/invites/{code}"), None).await.0, 200);
+
+    // Alice watches the guild; Mallory joins the voice channel.
+    let (mut gw, _) = tokio_tungstenite::connect_async(format!("{}/gateway", c.base.replace("http://", "ws://")))
+        .await
+        .expect("gateway");
+    gw.send(WsMessage::Text(json!({"op": 2, "d": {"token": owner}}).to_string().into())).await.expect("identify");
+    let (s, grant) = c.api(Some(&mallory), reqwest::Method::POST, &format!("/channels/{voice}/voice"), None).await;
+    assert_eq!(s, 200, "{grant}");
+    let (mut call, _) =
+        tokio_tungstenite::connect_async(grant["endpoint"].as_str().expect("endpoint")).await.expect("voice");
+    call.send(WsMessage::Text(json!({"type": "join", "token": grant["token"]}).to_string().into()))
+        .await
+        .expect("join");
+    loop {
+        let m = next_json(&mut call).await.expect("joined");
+        assert_ne!(m["type"], "error", "{m}");
+        if m["type"] == "joined" {
+            break;
+        }
+    }
+    let voice_state = |v: &Value, in_channel: bool| {
+        v["t"] == "VOICE_STATE_UPDATE"
+            && v["d"]["user_id"].as_str().is_some()
+            && (v["d"]["channel_id"] == voice.as_str()) == in_channel
+    };
+    loop {
+        let m = next_json(&mut gw).await.expect("alice sees mallory join");
+        if voice_state(&m, true) {
+            break;
+        }
+    }
+
+    let disabled = run_command(dir.path(), &["admin", "user", "disable", "mallory"], None);
+    assert_eq!(disabled.code, 0, "{}", disabled.stderr);
+    // Within the account check's period (5 s) the call is told why and closed, with no further
+    // message from the client.
+    let started = Instant::now();
+    let told = loop {
+        match next_json(&mut call).await {
+            Some(m) if m["type"] == "error" => break m,
+            Some(_) => {}
+            None => panic!("the call closed without saying why"),
+        }
+    };
+    assert_eq!(told["code"], "account_disabled", "{told}");
+    assert!(next_json(&mut call).await.is_none(), "the voice socket closes");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "ended within the check period (plus a loaded machine's slack)"
+    );
+    loop {
+        let m = next_json(&mut gw).await.expect("alice sees mallory leave");
+        if voice_state(&m, false) {
+            assert!(m["d"]["channel_id"].is_null(), "{m}");
+            break;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_backup_taken_while_writing_holds_every_message_acknowledged_before_it() {
     let dir = tempfile::tempdir().expect("dir");

@@ -73,17 +73,8 @@ fn mongo_uri() -> Option<String> {
         let _ = writeln!(std::io::stderr(), "SKIPPED: cluster tests — CHORUS_TEST_MONGODB_URI is not set");
         return None;
     };
-    let (base, query) = match uri.trim().split_once('?') {
-        Some((b, q)) => (b.to_string(), Some(q.to_string())),
-        None => (uri.trim().to_string(), None),
-    };
-    let (scheme, rest) = base.split_once("://").expect("a mongodb:// URI");
-    let authority = rest.split('/').next().unwrap_or(rest);
     let database = format!("chorus_cluster_{:016x}", rand::random::<u64>());
-    Some(match query {
-        Some(q) => format!("{scheme}://{authority}/{database}?{q}"),
-        None => format!("{scheme}://{authority}/{database}"),
-    })
+    Some(chat::store::mongodb_uri_with_database(&uri, &database))
 }
 
 struct Cluster {
@@ -198,6 +189,35 @@ async fn guild_with_member(on: &Chorus, owner: &str, join_on: &Chorus, member: &
     (guild, channel)
 }
 
+/// RESUMEs a session on `node` from `seq`; returns the socket (live after RESUMED) and the ids of
+/// the MESSAGE_CREATEs replayed, each checked to come after `seq`. INVALID_SESSION fails the test.
+async fn resume_and_collect(node: &Chorus, token: &str, session: &str, seq: u64) -> (Ws, Vec<String>) {
+    let mut ws = gateway(node).await;
+    let _hello = next_frame(&mut ws, Duration::from_secs(5)).await;
+    send(&mut ws, json!({"op": 6, "d": {"token": token, "session_id": session, "seq": seq}})).await;
+    let mut replayed = Vec::new();
+    loop {
+        let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("replay, then RESUMED");
+        assert_ne!(f["op"], 9, "INVALID_SESSION: {f}");
+        if f["t"] == "RESUMED" {
+            return (ws, replayed);
+        }
+        if f["t"] == "MESSAGE_CREATE" {
+            assert!(f["s"].as_u64().expect("s") > seq, "only what came after seq");
+            replayed.push(f["d"]["id"].as_str().expect("id").to_string());
+        }
+    }
+}
+
+/// Registers `owner` on one node and `alice` on another, and puts both in a guild of the owner's;
+/// returns (owner's token, alice's token, guild id, its first text channel id).
+async fn owner_and_alice(owner_on: &Chorus, alice_on: &Chorus) -> (String, String, String, String) {
+    let owner = register(owner_on, "owner").await;
+    let alice = register(alice_on, "alice").await;
+    let (guild, general) = guild_with_member(owner_on, &owner, alice_on, &alice).await;
+    (owner, alice, guild, general)
+}
+
 async fn post(node: &Chorus, token: &str, channel: &str, content: &str) -> String {
     let (s, m) = node
         .api(Some(token), Method::POST, &format!("/channels/{channel}/messages"), Some(json!({"content": content})))
@@ -212,9 +232,7 @@ async fn a_client_on_one_node_sees_what_other_nodes_do_and_nothing_it_may_not_vi
     let a = cluster.node(&[]).await;
     let b = cluster.node(&[]).await;
     let c = cluster.node(&[]).await;
-    let owner = register(&b, "owner").await;
-    let alice = register(&c, "alice").await;
-    let (guild, general) = guild_with_member(&b, &owner, &c, &alice).await;
+    let (owner, alice, guild, general) = owner_and_alice(&b, &c).await;
     // A channel alice may not view: @everyone (the guild's id) denied VIEW_CHANNEL.
     let (s, hidden) =
         b.api(Some(&owner), Method::POST, &format!("/guilds/{guild}/channels"), Some(json!({"name": "staff"}))).await;
@@ -267,9 +285,7 @@ async fn resume_on_another_node_replays_exactly_the_missed_events_then_resumed()
     let a = cluster.node(&[]).await;
     let b = cluster.node(&[]).await;
     let c = cluster.node(&[]).await;
-    let owner = register(&b, "owner").await;
-    let alice = register(&a, "alice").await;
-    let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
+    let (owner, alice, _, general) = owner_and_alice(&b, &a).await;
 
     let (mut ws, session, _) = identify(&a, &alice).await;
     let first = post(&b, &owner, &general, "seen live").await;
@@ -285,22 +301,7 @@ async fn resume_on_another_node_replays_exactly_the_missed_events_then_resumed()
     for i in 0..3 {
         missed.push(post(if i % 2 == 0 { &b } else { &c }, &owner, &general, &format!("missed {i}")).await);
     }
-    let mut ws = gateway(&c).await;
-    let _hello = next_frame(&mut ws, Duration::from_secs(5)).await;
-    let resume_from = seq;
-    send(&mut ws, json!({"op": 6, "d": {"token": alice, "session_id": session, "seq": resume_from}})).await;
-    let mut replayed = Vec::new();
-    loop {
-        let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("replay, then RESUMED");
-        assert_ne!(f["op"], 9, "INVALID_SESSION: {f}");
-        if f["t"] == "RESUMED" {
-            break;
-        }
-        if f["t"] == "MESSAGE_CREATE" {
-            assert!(f["s"].as_u64().expect("s") > resume_from, "only what came after seq");
-            replayed.push(f["d"]["id"].as_str().expect("id").to_string());
-        }
-    }
+    let (mut ws, replayed) = resume_and_collect(&c, &alice, &session, seq).await;
     assert_eq!(replayed, missed, "exactly the missed messages, in order");
     // And the resumed session is live.
     let later = post(&a, &owner, &general, "after resume").await;
@@ -324,9 +325,7 @@ async fn garbage_on_the_stream_is_skipped_and_counted_and_later_events_still_flo
     let Some(mut cluster) = Cluster::new() else { return };
     let a = cluster.node(&[]).await;
     let b = cluster.node(&[]).await;
-    let owner = register(&b, "owner").await;
-    let alice = register(&a, "alice").await;
-    let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
+    let (owner, alice, _, general) = owner_and_alice(&b, &a).await;
     let (mut ws, _, _) = identify(&a, &alice).await;
     // A node of another version (or a bug) writes entries that do not decode, each at a position
     // taken as a node takes it (one script, so no node's publish comes between).
@@ -680,8 +679,18 @@ async fn when_a_rooms_node_dies_the_next_grant_places_it_on_a_live_node() {
     let (s, grant) = b.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
     assert_eq!(s, 200, "{grant}");
     let first = grant["endpoint"].as_str().expect("endpoint").to_string();
-    // Kill the room's node; the other one takes the grants from now on.
+    let joined = voice_join(&first, grant["token"].as_str().expect("token")).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    // READY on the node that does not hold the call lists it: voice states are the cluster's.
     let a_voice = format!("{}/voice", a.base.replace("http://", "ws://"));
+    let other = if first == a_voice { &b } else { &a };
+    let mut watch = gateway(other).await;
+    send(&mut watch, json!({"op": 2, "d": {"token": owner}})).await;
+    let ready = wait_for(&mut watch, "READY", |_| true).await;
+    let in_voice = &ready["guilds"][0]["voice_states"];
+    assert_eq!(in_voice.as_array().map(Vec::len), Some(1), "{in_voice}");
+    assert_eq!(in_voice[0]["channel_id"], voice.as_str());
+    // Kill the room's node; the other one takes the grants from now on.
     let (survivor, survivor_voice) = if first == a_voice {
         a.kill9();
         let b_voice = format!("{}/voice", b.base.replace("http://", "ws://"));
@@ -691,6 +700,18 @@ async fn when_a_rooms_node_dies_the_next_grant_places_it_on_a_live_node() {
         b.kill9();
         (a, a_voice)
     };
+    // The dead node's record expires (10 s) and the sweeper announces its calls as left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let f = next_frame(&mut watch, left).await.expect("the dead node's call announced as left within 30 s");
+        if f["t"] == "VOICE_STATE_UPDATE" {
+            assert!(f["d"]["channel_id"].is_null(), "{f}");
+            break;
+        }
+    }
+    let (_, fresh) = identify_ready(&survivor, &owner).await;
+    assert_eq!(fresh["guilds"][0]["voice_states"], json!([]), "READY no longer lists the lost call");
     // The dead node's record expires (10 s); then a grant re-places the room on the survivor.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -704,6 +725,87 @@ async fn when_a_rooms_node_dies_the_next_grant_places_it_on_a_live_node() {
         assert!(Instant::now() < deadline, "the room stayed on the dead node");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+#[tokio::test]
+async fn a_chat_node_hands_voice_to_an_sfu_node_and_each_serves_only_its_part() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let chat_node = cluster.node(&["--role", "chat"]).await;
+    let sfu_node = cluster.node(&["--role", "sfu"]).await;
+    let owner = register(&chat_node, "owner").await;
+    let (s, g) = chat_node.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    assert_eq!(s, 201, "{g}");
+    let voice = g["channels"].as_array().expect("channels").iter().find(|c| c["kind"] == "voice").expect("voice")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Each serves only its part.
+    let http = reqwest::Client::new();
+    let on_sfu = http.get(format!("{}/api/v1/users/@me", sfu_node.base)).bearer_auth(&owner).send().await.expect("get");
+    assert_eq!(on_sfu.status(), 404, "an SFU node serves no REST");
+    let voice_on_chat = http.get(format!("{}/voice", chat_node.base)).send().await.expect("get");
+    assert_eq!(voice_on_chat.status(), 404, "a chat node serves no /voice");
+    assert_eq!(http.get(format!("{}/readyz", sfu_node.base)).send().await.expect("get").status(), 200);
+
+    // The grant, asked on the chat node, names the SFU node; the join there reaches the chat node.
+    let (mut gw, _) = identify_ready(&chat_node, &owner).await;
+    let (s, grant) = chat_node.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
+    assert_eq!(s, 200, "{grant}");
+    let endpoint = grant["endpoint"].as_str().expect("endpoint");
+    assert_eq!(endpoint, format!("{}/voice", sfu_node.base.replace("http://", "ws://")));
+    let joined = voice_join(endpoint, grant["token"].as_str().expect("token")).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    wait_for(&mut gw, "VOICE_STATE_UPDATE", |d| d["channel_id"] == voice.as_str()).await;
+
+    // The dashboard's cluster view says what each node serves.
+    let (s, stats) = chat_node.api(Some(&owner), Method::GET, "/admin/stats", None).await;
+    assert_eq!(s, 200, "{stats}");
+    let mut roles: Vec<String> = stats["cluster"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["role"].as_str().expect("role").to_string())
+        .collect();
+    roles.sort();
+    assert_eq!(roles, ["chat", "sfu"]);
+}
+
+/// A new gateway session's socket and its READY data.
+async fn identify_ready(node: &Chorus, token: &str) -> (Ws, Value) {
+    let mut ws = gateway(node).await;
+    send(&mut ws, json!({"op": 2, "d": {"token": token}})).await;
+    let ready = wait_for(&mut ws, "READY", |_| true).await;
+    (ws, ready)
+}
+
+/// The users READY lists as online in a guild.
+fn online_in(ready: &Value, guild: &str) -> Vec<String> {
+    let g = ready["guilds"].as_array().expect("guilds").iter().find(|g| g["id"] == guild).expect("the guild");
+    g["presences"]
+        .as_array()
+        .expect("presences")
+        .iter()
+        .filter_map(|p| p["user_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_member_who_joins_a_guild_while_online_is_in_its_online_list_on_every_node_until_they_leave() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let bob = register(&b, "bob").await;
+    let alice = register(&a, "alice").await;
+    let alice_id = user_id(&a, &alice).await;
+    // Alice is online (on a) before she is a member: no status change comes after her join.
+    let (_online, _) = identify_ready(&a, &alice).await;
+    let (guild, _) = guild_with_member(&b, &bob, &a, &alice).await;
+    let (_, ready) = identify_ready(&b, &bob).await;
+    assert!(online_in(&ready, &guild).contains(&alice_id), "joined while online: listed on another node");
+    let (s, _) = a.api(Some(&alice), Method::DELETE, &format!("/users/@me/guilds/{guild}"), None).await;
+    assert_eq!(s, 204, "leave");
+    let (_, ready) = identify_ready(&b, &bob).await;
+    assert!(!online_in(&ready, &guild).contains(&alice_id), "a former member is not listed");
 }
 
 /// The status a PRESENCE_UPDATE for `user` says, waiting up to `wait`; None if none came.
@@ -772,9 +874,7 @@ async fn after_redis_loses_its_data_clients_are_told_to_identify_again_and_nothi
     let Some(mut cluster) = Cluster::new() else { return };
     let a = cluster.node(&[]).await;
     let b = cluster.node(&[]).await;
-    let owner = register(&b, "owner").await;
-    let alice = register(&a, "alice").await;
-    let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
+    let (owner, alice, _, general) = owner_and_alice(&b, &a).await;
     let (mut ws, session, seq) = identify(&a, &alice).await;
     let before = post(&b, &owner, &general, "before the restart").await;
     wait_for(&mut ws, "MESSAGE_CREATE", |d| d["id"] == before.as_str()).await;
@@ -815,9 +915,7 @@ async fn a_three_second_redis_stall_declares_no_node_dead_and_loses_nothing() {
     let Some(mut cluster) = Cluster::new() else { return };
     let a = cluster.node(&[]).await;
     let b = cluster.node(&[]).await;
-    let owner = register(&b, "owner").await;
-    let alice = register(&a, "alice").await;
-    let (_, general) = guild_with_member(&b, &owner, &a, &alice).await;
+    let (owner, alice, _, general) = owner_and_alice(&b, &a).await;
     let (mut ws, _, _) = identify(&a, &alice).await;
     assert_eq!(cluster.redis.cli(&["CLIENT", "PAUSE", "3000"]), "OK");
     let during = post(&b, &owner, &general, "during the stall").await;
@@ -900,9 +998,7 @@ async fn sigterm_drains_a_node_new_rooms_go_elsewhere_while_its_call_runs_on() {
 async fn a_session_that_began_on_a_node_started_late_resumes_elsewhere_with_only_what_it_missed() {
     let Some(mut cluster) = Cluster::new() else { return };
     let a = cluster.node(&[]).await;
-    let owner = register(&a, "owner").await;
-    let alice = register(&a, "alice").await;
-    let (_, general) = guild_with_member(&a, &owner, &a, &alice).await;
+    let (owner, alice, _, general) = owner_and_alice(&a, &a).await;
     for i in 0..5 {
         post(&a, &owner, &general, &format!("before {i}")).await;
     }
@@ -914,20 +1010,7 @@ async fn a_session_that_began_on_a_node_started_late_resumes_elsewhere_with_only
     for i in 0..2 {
         missed.push(post(&a, &owner, &general, &format!("missed {i}")).await);
     }
-    let mut ws = gateway(&a).await;
-    let _hello = next_frame(&mut ws, Duration::from_secs(5)).await;
-    send(&mut ws, json!({"op": 6, "d": {"token": alice, "session_id": session, "seq": ready_seq}})).await;
-    let mut replayed = Vec::new();
-    loop {
-        let f = next_frame(&mut ws, Duration::from_secs(10)).await.expect("replay, then RESUMED");
-        assert_ne!(f["op"], 9, "INVALID_SESSION: {f}");
-        if f["t"] == "RESUMED" {
-            break;
-        }
-        if f["t"] == "MESSAGE_CREATE" {
-            replayed.push(f["d"]["id"].as_str().expect("id").to_string());
-        }
-    }
+    let (_ws, replayed) = resume_and_collect(&a, &alice, &session, ready_seq).await;
     assert_eq!(replayed, missed, "nothing from before READY, everything after it");
 }
 

@@ -94,6 +94,7 @@ impl Chorus {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--udp-port-base", &(20000 + port % 20000).to_string(), "--sfu-workers", "1"])
+            .args(["--rtc-tcp-port", "0"])
             .env("CHORUS_NO_RATE_LIMITS", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -104,6 +104,8 @@ pub struct Chat {
     pub(crate) bus: std::sync::OnceLock<Arc<dyn bus::EventBus>>,
     /// Presence across the cluster's nodes; unset on a single node.
     pub(crate) presence: std::sync::OnceLock<Arc<dyn service::presence::PresenceDirectory>>,
+    /// Voice states across the cluster's nodes; unset on a single node.
+    pub(crate) voice_directory: std::sync::OnceLock<Arc<dyn service::voice::VoiceDirectory>>,
 }
 
 impl Chat {
@@ -131,6 +133,7 @@ impl Chat {
             metrics,
             bus: std::sync::OnceLock::new(),
             presence: std::sync::OnceLock::new(),
+            voice_directory: std::sync::OnceLock::new(),
         });
         service::presence::spawn_presence_loop(&chat);
         service::voice::spawn_voice_state_loop(&chat, voice_changes_rx);

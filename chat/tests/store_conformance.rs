@@ -1189,19 +1189,6 @@ impl MongoUnderTest {
 }
 
 /// `mongodb://hosts[/anything][?options]` with the path replaced by `database`.
-fn with_database(uri: &str, database: &str) -> String {
-    let (scheme, rest) = uri.split_once("://").unwrap_or(("mongodb", uri));
-    let (authority_and_path, options) = match rest.split_once('?') {
-        Some((a, o)) => (a, Some(o)),
-        None => (rest, None),
-    };
-    let authority = authority_and_path.split('/').next().unwrap_or(authority_and_path);
-    match options {
-        Some(o) => format!("{scheme}://{authority}/{database}?{o}"),
-        None => format!("{scheme}://{authority}/{database}"),
-    }
-}
-
 async fn open_mongodb() -> Option<MongoUnderTest> {
     let uri = match std::env::var("CHORUS_TEST_MONGODB_URI") {
         Ok(uri) if !uri.trim().is_empty() => uri,
@@ -1215,7 +1202,7 @@ async fn open_mongodb() -> Option<MongoUnderTest> {
     };
     // MongoDB database names are limited to 64 bytes: no test name in it, just randomness.
     let database = format!("chorus_test_{:016x}", rand::random::<u64>());
-    let uri = with_database(uri.trim(), &database);
+    let uri = chat::store::mongodb_uri_with_database(uri.trim(), &database);
     let dir = tempfile::tempdir().expect("temp dir");
     let store = store::open(&uri, dir.path()).await.unwrap_or_else(|e| panic!("connecting to {uri}: {e}"));
     Some(MongoUnderTest { store, uri, database })
@@ -1223,13 +1210,16 @@ async fn open_mongodb() -> Option<MongoUnderTest> {
 
 #[test]
 fn mongodb_uri_gets_the_test_database() {
-    assert_eq!(with_database("mongodb://h:1", "db"), "mongodb://h:1/db");
-    assert_eq!(with_database("mongodb://h:1/", "db"), "mongodb://h:1/db");
+    assert_eq!(chat::store::mongodb_uri_with_database("mongodb://h:1", "db"), "mongodb://h:1/db");
+    assert_eq!(chat::store::mongodb_uri_with_database("mongodb://h:1/", "db"), "mongodb://h:1/db");
     assert_eq!(
-        with_database("mongodb://u:p@h:1,h:2/old?replicaSet=rs0", "db"),
+        chat::store::mongodb_uri_with_database("mongodb://u:p@h:1,h:2/old?replicaSet=rs0", "db"),
         "mongodb://u:p@h:1,h:2/db?replicaSet=rs0"
     );
-    assert_eq!(with_database("mongodb://h:1/?directConnection=true", "db"), "mongodb://h:1/db?directConnection=true");
+    assert_eq!(
+        chat::store::mongodb_uri_with_database("mongodb://h:1/?directConnection=true", "db"),
+        "mongodb://h:1/db?directConnection=true"
+    );
 }
 
 macro_rules! conformance_suite {

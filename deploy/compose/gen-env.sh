@@ -1,5 +1,11 @@
 #!/usr/bin/env sh
-# Prints a .env for compose.yml with a fresh voice secret: deploy/compose/gen-env.sh > deploy/compose/.env
+# Prints a .env for compose.yml and cluster.yml with fresh secrets: deploy/compose/gen-env.sh > deploy/compose/.env
 set -eu
-secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
-sed "s/^CHORUS_VOICE_SECRET=.*/CHORUS_VOICE_SECRET=$secret/" "$(dirname "$0")/.env.example"
+hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+voice=$(hex 32)
+turn=$(hex 32)
+grafana=$(hex 16)
+sed -e "s/^CHORUS_VOICE_SECRET=.*/CHORUS_VOICE_SECRET=$voice/" \
+    -e "s/^CHORUS_TURN_SECRET=.*/CHORUS_TURN_SECRET=$turn/" \
+    -e "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$grafana/" \
+    "$(dirname "$0")/.env.example"

@@ -19,6 +19,9 @@ pub struct SfuConfig {
     pub peer_timeout: Duration,
     /// Initial bandwidth estimate for subscribers, bits per second.
     pub initial_bitrate_bps: u64,
+    /// The one TCP port for ICE-TCP (passive candidates on every public address, for clients
+    /// without UDP); `None` = off, `Some(0)` = an ephemeral port (tests).
+    pub tcp_port: Option<u16>,
 }
 
 impl Default for SfuConfig {
@@ -30,6 +33,7 @@ impl Default for SfuConfig {
             workers: 0,
             peer_timeout: Duration::from_secs(15),
             initial_bitrate_bps: 1_000_000,
+            tcp_port: None,
         }
     }
 }

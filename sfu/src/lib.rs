@@ -18,6 +18,8 @@
 //! - `offer_sdp`: the subscribe offer's audio lines go without transport-cc (the estimate is for video).
 //! - [`router`]: datagram → peer connection by hash map (remote address, STUN ufrag).
 //! - [`worker`]: the thin UDP loop around rooms, one thread and socket per worker.
+//! - [`tcp`]: ICE over TCP (RFC 6544/4571) for clients without UDP: framing, the listener, and the
+//!   threads that feed each connection's frames to the worker that owns its peer.
 //! - [`metrics`], [`config`].
 //!
 //! Each participant has two peer connections: **publish** (the client offers, the SFU
@@ -34,6 +36,7 @@ pub mod room;
 pub mod router;
 pub mod snapshot;
 pub mod speaking;
+pub mod tcp;
 pub mod track;
 mod udp_batch;
 mod worker;
@@ -184,12 +187,24 @@ pub enum Command {
 /// Where the room sends datagrams (a UDP socket in the worker; a buffer in tests).
 pub trait Transmitter {
     fn transmit(&mut self, to: SocketAddr, data: &[u8]);
+
+    /// A packet for a peer reached over ICE-TCP (the worker frames it onto the connection). A
+    /// transmitter without TCP drops it.
+    fn transmit_tcp(&mut self, to: SocketAddr, data: &[u8]) {
+        let _ = (to, data);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
     #[error("cannot bind UDP port {port}: {source}")]
     Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on TCP port {port} for ICE-TCP: {source}")]
+    BindTcp {
         port: u16,
         #[source]
         source: std::io::Error,
@@ -219,6 +234,8 @@ pub struct Sfu {
     placement: Mutex<HashMap<RoomId, usize>>,
     next_participant: AtomicU64,
     metrics: SfuMetrics,
+    /// The ICE-TCP listener's address, when it runs.
+    tcp: Option<tcp::Listening>,
 }
 
 impl Sfu {
@@ -231,6 +248,21 @@ impl Sfu {
             return Err(SfuError::NoPublicIp);
         }
         let metrics = SfuMetrics::new(registry)?;
+        let tcp_listener = match config.tcp_port {
+            Some(port) => Some(
+                std::net::TcpListener::bind(SocketAddr::new(config.bind_ip, port))
+                    .map_err(|source| SfuError::BindTcp { port, source })?,
+            ),
+            None => None,
+        };
+        let tcp_port = match &tcp_listener {
+            Some(l) => Some(l.local_addr().map_err(|source| SfuError::BindTcp { port: 0, source })?.port()),
+            None => None,
+        };
+        let tcp_public: Vec<SocketAddr> = match tcp_port {
+            Some(port) => config.public_ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+            None => Vec::new(),
+        };
         let mut workers = Vec::new();
         for i in 0..config.worker_count() {
             let port = if config.udp_port_base == 0 { 0 } else { config.udp_port_base.saturating_add(i as u16) };
@@ -245,6 +277,7 @@ impl Sfu {
                 index: i,
                 socket,
                 public,
+                tcp_public: tcp_public.clone(),
                 rx,
                 metrics: metrics.clone(),
                 load: load.clone(),
@@ -257,7 +290,19 @@ impl Sfu {
                 .map_err(SfuError::Thread)?;
             workers.push(WorkerHandle { tx, load, addr: local, thread: Some(thread) });
         }
-        Ok(Sfu { workers, placement: Mutex::new(HashMap::new()), next_participant: AtomicU64::new(1), metrics })
+        let tcp = match tcp_listener {
+            Some(listener) => {
+                let senders = workers.iter().map(|w| w.tx.clone()).collect();
+                Some(tcp::Listening::start(listener, senders, metrics.clone()).map_err(SfuError::Thread)?)
+            }
+            None => None,
+        };
+        Ok(Sfu { workers, placement: Mutex::new(HashMap::new()), next_participant: AtomicU64::new(1), metrics, tcp })
+    }
+
+    /// The ICE-TCP listener's bound address, when ICE-TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().map(|t| t.addr)
     }
 
     /// The bound UDP addresses, one per worker.
@@ -324,6 +369,9 @@ impl Sfu {
 
 impl Drop for Sfu {
     fn drop(&mut self) {
+        if let Some(tcp) = self.tcp.take() {
+            tcp.stop();
+        }
         for w in &self.workers {
             let _ = w.tx.send(WorkerMsg::Shutdown);
         }

@@ -23,6 +23,9 @@ pub struct SfuMetrics {
     pub layer_switches: IntCounterVec,
     pub bandwidth_estimate: Histogram,
     pub join_latency: Histogram,
+    /// ICE-TCP connections open now, and those refused by the connection limits.
+    pub tcp_connections: IntGauge,
+    pub tcp_refused: IntCounter,
 }
 
 impl SfuMetrics {
@@ -66,6 +69,11 @@ impl SfuMetrics {
                 )
                 .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
             )?,
+            tcp_connections: IntGauge::new("chorus_sfu_tcp_connections", "ICE-TCP connections open")?,
+            tcp_refused: IntCounter::new(
+                "chorus_sfu_tcp_connections_refused_total",
+                "ICE-TCP connections refused by the connection limits (in all, per address)",
+            )?,
         };
         registry.register(Box::new(m.rooms.clone()))?;
         registry.register(Box::new(m.participants.clone()))?;
@@ -81,6 +89,8 @@ impl SfuMetrics {
         registry.register(Box::new(m.layer_switches.clone()))?;
         registry.register(Box::new(m.bandwidth_estimate.clone()))?;
         registry.register(Box::new(m.join_latency.clone()))?;
+        registry.register(Box::new(m.tcp_connections.clone()))?;
+        registry.register(Box::new(m.tcp_refused.clone()))?;
         Ok(m)
     }
 }
@@ -96,6 +106,7 @@ pub struct LocalCounters {
     pub forwarded_video: u64,
     pub dropped_unknown: u64,
     pub dropped_malformed: u64,
+    pub dropped_tcp_queue: u64,
     pub nacks: u64,
     pub pli: u64,
     pub fir: u64,
@@ -115,6 +126,7 @@ impl LocalCounters {
         m.forwarded.with_label_values(&["video"]).inc_by(c.forwarded_video);
         m.dropped_datagrams.with_label_values(&["unknown_peer"]).inc_by(c.dropped_unknown);
         m.dropped_datagrams.with_label_values(&["malformed"]).inc_by(c.dropped_malformed);
+        m.dropped_datagrams.with_label_values(&["tcp_queue_full"]).inc_by(c.dropped_tcp_queue);
         m.nacks.inc_by(c.nacks);
         m.keyframe_requests.with_label_values(&["pli"]).inc_by(c.pli);
         m.keyframe_requests.with_label_values(&["fir"]).inc_by(c.fir);

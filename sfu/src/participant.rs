@@ -8,6 +8,7 @@ use str0m::bwe::Bitrate;
 use str0m::change::SdpPendingOffer;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaKind, Mid};
+use str0m::net::TcpType;
 use str0m::{Candidate, Event, IceCreds, Output, Rtc};
 
 use crate::link::LinkReports;
@@ -66,7 +67,15 @@ pub(crate) struct Participant {
 }
 
 /// Build one ICE-lite peer connection that advertises each of `public` as a host candidate.
-pub(crate) fn new_rtc(now: Instant, public: &[SocketAddr], subscriber: bool, initial_bps: u64) -> (Rtc, String) {
+/// Where a participant's peer connections are reached: host candidates over UDP (one per advertised
+/// address) and, when ICE-TCP is on, passive TCP candidates.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Addresses {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+}
+
+pub(crate) fn new_rtc(now: Instant, addrs: &Addresses, subscriber: bool, initial_bps: u64) -> (Rtc, String) {
     let creds = IceCreds::new();
     let ufrag = creds.ufrag.clone();
     let mut cfg = Rtc::builder().set_ice_lite(true).set_local_ice_credentials(creds).clear_codecs();
@@ -87,8 +96,14 @@ pub(crate) fn new_rtc(now: Instant, public: &[SocketAddr], subscriber: bool, ini
         cfg = cfg.enable_bwe(Some(Bitrate::bps(initial_bps)));
     }
     let mut rtc = cfg.build(now);
-    for addr in public {
+    for addr in &addrs.udp {
         if let Ok(c) = Candidate::host(*addr, "udp") {
+            rtc.add_local_candidate(c);
+        }
+    }
+    // Passive: the client connects to us (RFC 6544); UDP stays preferred by the candidates' priority.
+    for addr in &addrs.tcp {
+        if let Ok(c) = Candidate::builder().tcp().host(*addr).tcptype(TcpType::Passive).build() {
             rtc.add_local_candidate(c);
         }
     }
@@ -102,11 +117,11 @@ impl Participant {
         user_id: u64,
         rights: Rights,
         sink: EventSink,
-        public: &[SocketAddr],
+        addrs: &Addresses,
         initial_bps: u64,
     ) -> Self {
-        let (publish, publish_ufrag) = new_rtc(now, public, false, initial_bps);
-        let (subscribe, subscribe_ufrag) = new_rtc(now, public, true, initial_bps);
+        let (publish, publish_ufrag) = new_rtc(now, addrs, false, initial_bps);
+        let (subscribe, subscribe_ufrag) = new_rtc(now, addrs, true, initial_bps);
         Participant {
             id,
             user_id,
@@ -187,7 +202,10 @@ impl Participant {
         };
         loop {
             match rtc.poll_output() {
-                Ok(Output::Transmit(t)) => out.transmit(t.destination, &t.contents),
+                Ok(Output::Transmit(t)) => match t.proto {
+                    str0m::net::Protocol::Udp => out.transmit(t.destination, &t.contents),
+                    _ => out.transmit_tcp(t.destination, &t.contents),
+                },
                 Ok(Output::Timeout(t)) => {
                     match pc {
                         Pc::Publish => self.publish_timeout = t,
@@ -215,8 +233,9 @@ mod tests {
     #[test]
     fn every_advertised_address_becomes_a_host_candidate_in_the_answer() {
         let now = Instant::now();
-        let addrs: Vec<SocketAddr> = vec!["203.0.113.5:50000".parse().unwrap(), "[2001:db8::5]:50000".parse().unwrap()];
-        let (mut sfu, _) = new_rtc(now, &addrs, false, 1_000_000);
+        let udp: Vec<SocketAddr> = vec!["203.0.113.5:50000".parse().unwrap(), "[2001:db8::5]:50000".parse().unwrap()];
+        let tcp: Vec<SocketAddr> = vec!["203.0.113.5:7881".parse().unwrap()];
+        let (mut sfu, _) = new_rtc(now, &Addresses { udp: udp.clone(), tcp }, false, 1_000_000);
         let mut client = Rtc::builder().build(now);
         let mut change = client.sdp_api();
         change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
@@ -225,9 +244,11 @@ mod tests {
         };
         let offer = SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap();
         let answer = sfu.sdp_api().accept_offer(offer).unwrap().to_sdp_string();
-        for a in &addrs {
+        for a in &udp {
             let line = format!("{} {} typ host", a.ip(), a.port());
             assert!(answer.contains(&line), "missing {line} in {answer}");
         }
+        let tcp_line = answer.lines().find(|l| l.contains(" tcp ")).expect("a TCP candidate");
+        assert!(tcp_line.contains("203.0.113.5 7881 typ host tcptype passive"), "{tcp_line}");
     }
 }

@@ -17,7 +17,7 @@ use str0m::{Event, IceConnectionState, Input};
 use crate::forwarder::{Decision, Layer, target_layer, vp8_keyframe_size};
 use crate::metrics::{LocalCounters, SfuMetrics};
 use crate::offer_sdp::without_audio_transport_cc;
-use crate::participant::Participant;
+use crate::participant::{Addresses, Participant};
 use crate::router::{Pc, PeerKey, Router};
 use crate::track::{Subscription, Track, TrackInfo, TrackKind};
 use crate::{Command, EventSink, LeaveReason, ParticipantId, Rights, RoomId, SfuEvent, TrackId, Transmitter};
@@ -40,7 +40,7 @@ pub struct Ctx<'a> {
 
 pub struct Room {
     pub id: RoomId,
-    public: Vec<SocketAddr>,
+    addrs: Addresses,
     peer_timeout: Duration,
     initial_bps: u64,
     parts: Vec<Option<Participant>>,
@@ -54,10 +54,16 @@ pub struct Room {
 }
 
 impl Room {
+    /// Peers of this room are also offered these passive ICE-TCP candidates.
+    pub fn with_tcp(mut self, tcp: &[SocketAddr]) -> Self {
+        self.addrs.tcp = tcp.to_vec();
+        self
+    }
+
     pub fn new(id: RoomId, public: &[SocketAddr], peer_timeout: Duration, initial_bps: u64) -> Self {
         Room {
             id,
-            public: public.to_vec(),
+            addrs: Addresses { udp: public.to_vec(), tcp: Vec::new() },
             peer_timeout,
             initial_bps,
             parts: Vec::new(),
@@ -80,7 +86,7 @@ impl Room {
 
     /// A participant joins: both peer connections are created and the room is told.
     pub fn join(&mut self, ctx: &mut Ctx, id: ParticipantId, user_id: u64, rights: Rights, sink: EventSink) {
-        let mut p = Participant::new(ctx.now, id, user_id, rights, sink, &self.public, self.initial_bps);
+        let mut p = Participant::new(ctx.now, id, user_id, rights, sink, &self.addrs, self.initial_bps);
         let slot = match self.parts.iter().position(Option::is_none) {
             Some(s) => s,
             None => {

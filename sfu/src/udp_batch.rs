@@ -22,6 +22,8 @@ pub struct SendBatch {
     /// Datagrams and bytes queued since the counters were last taken.
     pub packets: u64,
     pub bytes: u64,
+    /// ICE-TCP packets dropped because their connection's queue was full.
+    pub tcp_dropped: u64,
 }
 
 impl Default for SendBatch {
@@ -33,6 +35,7 @@ impl Default for SendBatch {
             headers: MultiHeaders::preallocate(BATCH, None),
             packets: 0,
             bytes: 0,
+            tcp_dropped: 0,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The UDP I/O loop: one thread, one socket, the rooms pinned to it.
+//! The media I/O loop: one thread, one UDP socket, the rooms pinned to it, and the ICE-TCP
+//! connections its peers claimed (their frames arrive as messages from `tcp.rs`'s threads).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -12,7 +13,8 @@ use str0m::net::{Protocol, Receive};
 
 use crate::metrics::{LocalCounters, SfuMetrics};
 use crate::room::{Ctx, Room};
-use crate::router::{Router, stun_local_ufrag};
+use crate::router::{PeerKey, Router, stun_local_ufrag};
+use crate::tcp::{Sent, TcpPeer};
 use crate::udp_batch::SendBatch;
 use crate::{Command, EventSink, ParticipantId, Rights, RoomId, Transmitter};
 
@@ -40,20 +42,46 @@ pub(crate) enum WorkerMsg {
     },
     /// Reply with a snapshot of every room of this worker.
     Snapshot(std::sync::mpsc::Sender<Vec<crate::RoomSnapshot>>),
+    /// A frame from an ICE-TCP connection; `peer` until a worker claimed the connection.
+    TcpDatagram {
+        source: SocketAddr,
+        data: Vec<u8>,
+        peer: Option<TcpPeer>,
+    },
+    /// An ICE-TCP connection this worker claimed has closed.
+    TcpClosed {
+        source: SocketAddr,
+    },
     Shutdown,
 }
 
 /// Where a handler's datagrams go: queued in the worker's batch, sent when the handler is done
-/// (dropping the `UdpOut` flushes) or when the batch fills.
+/// (dropping the `UdpOut` flushes) or when the batch fills; ICE-TCP packets to their
+/// connection's writer.
 struct UdpOut<'a> {
     socket: &'a UdpSocket,
     batch: &'a mut SendBatch,
+    tcp: &'a mut HashMap<SocketAddr, TcpPeer>,
 }
 
 impl Transmitter for UdpOut<'_> {
     #[inline]
     fn transmit(&mut self, to: SocketAddr, data: &[u8]) {
         self.batch.push(self.socket, to, data);
+    }
+
+    fn transmit_tcp(&mut self, to: SocketAddr, data: &[u8]) {
+        let Some(peer) = self.tcp.get(&to) else { return };
+        match peer.send(data) {
+            Sent::Queued => {
+                self.batch.packets += 1;
+                self.batch.bytes += data.len() as u64;
+            }
+            Sent::Dropped => self.batch.tcp_dropped += 1,
+            Sent::Closed => {
+                self.tcp.remove(&to);
+            }
+        }
     }
 }
 
@@ -67,6 +95,7 @@ impl Drop for UdpOut<'_> {
 fn count_sent(batch: &mut SendBatch, counters: &mut LocalCounters) {
     counters.packets_out += std::mem::take(&mut batch.packets);
     counters.bytes_out += std::mem::take(&mut batch.bytes);
+    counters.dropped_tcp_queue += std::mem::take(&mut batch.tcp_dropped);
 }
 
 pub(crate) struct Worker {
@@ -74,6 +103,8 @@ pub(crate) struct Worker {
     pub socket: UdpSocket,
     /// The advertised addresses of this worker's socket (see `SfuConfig::public_ips`).
     pub public: Vec<SocketAddr>,
+    /// The advertised ICE-TCP addresses (the SFU's one TCP port on each public address); empty: off.
+    pub tcp_public: Vec<SocketAddr>,
     pub rx: Receiver<WorkerMsg>,
     pub metrics: SfuMetrics,
     pub load: Arc<AtomicUsize>,
@@ -83,7 +114,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub fn run(self) {
-        let Worker { index, socket, public, rx, metrics, load, peer_timeout, initial_bps } = self;
+        let Worker { index, socket, public, tcp_public, rx, metrics, load, peer_timeout, initial_bps } = self;
         if let Err(e) = socket.set_read_timeout(Some(READ_TIMEOUT)) {
             tracing::error!(error = %e, "cannot set socket read timeout");
             return;
@@ -95,11 +126,14 @@ impl Worker {
             tracing::error!("worker {index} has no advertised address");
             return;
         };
+        let tcp_of = |v4: bool| tcp_public.iter().copied().find(|a| a.is_ipv4() == v4).or(tcp_public.first().copied());
+        let (tcp_v4, tcp_v6) = (tcp_of(true), tcp_of(false));
         let mut rooms: HashMap<RoomId, Room> = HashMap::new();
         let mut router = Router::default();
         let mut counters = LocalCounters::default();
         let mut buf = vec![0u8; 2048];
         let mut batch = SendBatch::default();
+        let mut tcp: HashMap<SocketAddr, TcpPeer> = HashMap::new();
         let mut next_tick = Instant::now();
         let mut last_tick = Instant::now();
         let mut next_flush = Instant::now() + FLUSH;
@@ -110,20 +144,36 @@ impl Worker {
                     Ok(m) => m,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        return shutdown(&mut rooms, &socket, &mut batch, &mut router, &mut counters, &metrics);
+                        return shutdown(
+                            &mut rooms,
+                            &socket,
+                            &mut batch,
+                            &mut tcp,
+                            &mut router,
+                            &mut counters,
+                            &metrics,
+                        );
                     }
                 };
                 let now = Instant::now();
-                let mut out = UdpOut { socket: &socket, batch: &mut batch };
+                let mut out = UdpOut { socket: &socket, batch: &mut batch, tcp: &mut tcp };
                 match msg {
                     WorkerMsg::Shutdown => {
                         drop(out);
-                        return shutdown(&mut rooms, &socket, &mut batch, &mut router, &mut counters, &metrics);
+                        return shutdown(
+                            &mut rooms,
+                            &socket,
+                            &mut batch,
+                            &mut tcp,
+                            &mut router,
+                            &mut counters,
+                            &metrics,
+                        );
                     }
                     WorkerMsg::Join { room, id, user_id, rights, sink } => {
                         let r = rooms.entry(room).or_insert_with(|| {
                             metrics.rooms.inc();
-                            Room::new(room, &public, peer_timeout, initial_bps)
+                            Room::new(room, &public, peer_timeout, initial_bps).with_tcp(&tcp_public)
                         });
                         let mut ctx =
                             Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
@@ -132,6 +182,35 @@ impl Worker {
                     }
                     WorkerMsg::Snapshot(reply) => {
                         let _ = reply.send(rooms.values().map(|r| r.snapshot(index)).collect());
+                    }
+                    WorkerMsg::TcpDatagram { source, data, peer } => {
+                        let (Some(destination), true) =
+                            (if source.is_ipv4() { tcp_v4 } else { tcp_v6 }, data.len() <= buf.len())
+                        else {
+                            continue;
+                        };
+                        // An unclaimed connection is offered to every worker: the one whose peer it is claims it.
+                        let owner = router
+                            .by_addr(&source)
+                            .or_else(|| stun_local_ufrag(&data).and_then(|u| router.by_ufrag(u)));
+                        match (owner, peer) {
+                            (None, _) => continue,
+                            (Some(_), Some(peer)) => {
+                                peer.claim(index);
+                                out.tcp.insert(source, peer);
+                            }
+                            (Some(_), None) => {}
+                        }
+                        counters.packets_in += 1;
+                        counters.bytes_in += data.len() as u64;
+                        let mut ctx =
+                            Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
+                        if let Some(due) = receive(&mut rooms, &mut ctx, Protocol::Tcp, source, destination, &data) {
+                            next_tick = next_tick.min(due.max(last_tick + MIN_TICK));
+                        }
+                    }
+                    WorkerMsg::TcpClosed { source } => {
+                        out.tcp.remove(&source);
                     }
                     WorkerMsg::Command { room, id, cmd } => {
                         if let Some(r) = rooms.get_mut(&room) {
@@ -158,35 +237,18 @@ impl Worker {
                 Ok((n, source)) => {
                     counters.packets_in += 1;
                     counters.bytes_in += n as u64;
-                    let data = &buf[..n];
-                    let (key, known) = match router.by_addr(&source) {
-                        Some(k) => (Some(k), true),
-                        None => (stun_local_ufrag(data).and_then(|u| router.by_ufrag(u)), false),
+                    let destination = if source.is_ipv4() { dest_v4 } else { dest_v6 };
+                    let mut out = UdpOut { socket: &socket, batch: &mut batch, tcp: &mut tcp };
+                    let mut ctx = Ctx {
+                        now: Instant::now(),
+                        out: &mut out,
+                        router: &mut router,
+                        counters: &mut counters,
+                        metrics: &metrics,
                     };
-                    match key {
-                        None => counters.dropped_unknown += 1,
-                        Some(key) => match data.try_into() {
-                            Err(_) => counters.dropped_malformed += 1,
-                            Ok(contents) => {
-                                if let Some(r) = rooms.get_mut(&key.room) {
-                                    let destination = if source.is_ipv4() { dest_v4 } else { dest_v6 };
-                                    let recv = Receive { proto: Protocol::Udp, source, destination, contents };
-                                    let mut out = UdpOut { socket: &socket, batch: &mut batch };
-                                    let mut ctx = Ctx {
-                                        now: Instant::now(),
-                                        out: &mut out,
-                                        router: &mut router,
-                                        counters: &mut counters,
-                                        metrics: &metrics,
-                                    };
-                                    r.receive(&mut ctx, key, recv, known);
-                                    if let Some(due) = r.take_wake() {
-                                        // Never tick more often than MIN_TICK: a tick visits every peer.
-                                        next_tick = next_tick.min(due.max(last_tick + MIN_TICK));
-                                    }
-                                }
-                            }
-                        },
+                    if let Some(due) = receive(&mut rooms, &mut ctx, Protocol::Udp, source, destination, &buf[..n]) {
+                        // Never tick more often than MIN_TICK: a tick visits every peer.
+                        next_tick = next_tick.min(due.max(last_tick + MIN_TICK));
                     }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -201,7 +263,7 @@ impl Worker {
             if now >= next_tick {
                 next_tick = now + TICK;
                 last_tick = now;
-                let mut out = UdpOut { socket: &socket, batch: &mut batch };
+                let mut out = UdpOut { socket: &socket, batch: &mut batch, tcp: &mut tcp };
                 let mut emptied = Vec::new();
                 for (id, r) in rooms.iter_mut() {
                     let before = r.participant_count();
@@ -231,15 +293,44 @@ impl Worker {
     }
 }
 
+/// Hands one datagram (UDP, or a frame of an ICE-TCP connection) to the peer connection that owns
+/// it, found by its source address or, on a new path, by its STUN ufrag. Returns when the room
+/// wants its next tick.
+fn receive(
+    rooms: &mut HashMap<RoomId, Room>,
+    ctx: &mut Ctx<'_>,
+    proto: Protocol,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &[u8],
+) -> Option<Instant> {
+    let (key, known): (Option<PeerKey>, bool) = match ctx.router.by_addr(&source) {
+        Some(k) => (Some(k), true),
+        None => (stun_local_ufrag(data).and_then(|u| ctx.router.by_ufrag(u)), false),
+    };
+    let Some(key) = key else {
+        ctx.counters.dropped_unknown += 1;
+        return None;
+    };
+    let Ok(contents) = data.try_into() else {
+        ctx.counters.dropped_malformed += 1;
+        return None;
+    };
+    let r = rooms.get_mut(&key.room)?;
+    r.receive(ctx, key, Receive { proto, source, destination, contents }, known);
+    r.take_wake()
+}
+
 fn shutdown(
     rooms: &mut HashMap<RoomId, Room>,
     socket: &UdpSocket,
     batch: &mut SendBatch,
+    tcp: &mut HashMap<SocketAddr, TcpPeer>,
     router: &mut Router,
     counters: &mut LocalCounters,
     metrics: &SfuMetrics,
 ) {
-    let mut out = UdpOut { socket, batch };
+    let mut out = UdpOut { socket, batch, tcp };
     for (_, mut r) in rooms.drain() {
         let mut ctx = Ctx { now: Instant::now(), out: &mut out, router, counters, metrics };
         r.close_all(&mut ctx);

@@ -113,6 +113,16 @@ pub struct Signaling {
     pub(crate) metrics: VoiceMetrics,
     pub(crate) parked: Mutex<HashMap<String, socket::Parked>>,
     pub(crate) connects: Option<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// Every live `/voice` socket listens here for the operator's kicks ([`Signaling::kick_user`]).
+    pub(crate) kicks: tokio::sync::broadcast::Sender<Kick>,
+}
+
+/// The operator ends a user's voice on this node, with the error the client is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Kick {
+    pub user_id: u64,
+    pub code: &'static str,
+    pub message: &'static str,
 }
 
 impl Signaling {
@@ -137,7 +147,32 @@ impl Signaling {
             events,
             metrics: VoiceMetrics::new(registry)?,
             parked: Mutex::new(HashMap::new()),
+            // Kicks are rare (an operator's action); a socket that lags behind 64 of them has
+            // missed one and is caught by the next check.
+            kicks: tokio::sync::broadcast::channel(64).0,
         })
+    }
+
+    /// Ends every voice session of this user on this node: a live socket gets the error, its
+    /// participant leaves the room and the voice state says "left"; a session parked for resume
+    /// ends at once. Called when an account is disabled (the binary checks its voice users).
+    pub fn kick_user(&self, kick: Kick) {
+        // A socket with no receiver yet (none open) is fine: send fails only when nobody listens.
+        let _ = self.kicks.send(kick);
+        let parked: Vec<socket::Parked> = match self.parked.lock() {
+            Ok(mut p) => {
+                let ids: Vec<String> = p
+                    .iter()
+                    .filter(|(_, parked)| parked.user_id() == Some(kick.user_id))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                ids.iter().filter_map(|id| p.remove(id)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for p in parked {
+            socket::end_parked(self, p);
+        }
     }
 
     /// Signaling with an SFU in this process (started from `config.sfu`); both register

@@ -120,6 +120,26 @@ impl Session {
         matches!(self.state, State::Closed)
     }
 
+    /// The user the token named, once `join` was accepted (also after leaving).
+    pub fn user_id(&self) -> Option<u64> {
+        match &self.state {
+            State::Joining { claims } | State::Joined { claims, .. } => Some(claims.user_id),
+            State::AwaitingJoin | State::Closed => None,
+        }
+    }
+
+    /// The operator ended this user's voice (an account disabled): the client is told why, the
+    /// participant leaves the room, and the socket closes. Only a joined session has anything to
+    /// end (the socket loop completes a join before it looks at anything else).
+    pub fn kick(&mut self, code: &str, message: &str) -> Vec<Action> {
+        let State::Joined { claims, .. } = self.state else {
+            return Vec::new();
+        };
+        let change = self.state_change(&claims, false);
+        self.state = State::Closed;
+        vec![err(code, message), Action::Sfu(Command::Leave), Action::VoiceState(change), Action::Close]
+    }
+
     fn rate_ok(&mut self, now: Instant) -> bool {
         let dt = now.saturating_duration_since(self.last_refill).as_secs_f64();
         self.last_refill = now;
@@ -357,6 +377,22 @@ mod tests {
         assert!(s.is_joined());
         let a = s.on_text(Instant::now(), r#"{"type":"server_mute","participant_id":"4","muted":true}"#, &tokens);
         assert!(matches!(&a[0], Action::Send(ServerMessage::Error { code, .. }) if code == "forbidden"));
+    }
+
+    #[test]
+    fn a_kicked_session_is_told_why_leaves_the_room_and_closes() {
+        let (mut s, tokens, tok) = setup();
+        assert!(s.kick("account_disabled", "x").is_empty(), "nothing to end before join");
+        s.on_text(Instant::now(), &format!(r#"{{"type":"join","token":"{tok}","channel_id":"5"}}"#), &tokens);
+        s.joined(Some(ParticipantId(3)));
+        assert_eq!(s.user_id(), Some(1));
+        let a = s.kick("account_disabled", "this account is disabled");
+        assert!(matches!(&a[0], Action::Send(ServerMessage::Error { code, .. }) if code == "account_disabled"));
+        assert_eq!(a[1], Action::Sfu(Command::Leave));
+        assert!(matches!(&a[2], Action::VoiceState(c) if c.user_id == 1 && c.channel_id.is_none()));
+        assert_eq!(a[3], Action::Close);
+        assert!(s.is_closed());
+        assert!(s.kick("account_disabled", "x").is_empty(), "a second kick does nothing");
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub trait SfuLink: Send + Sync {
     fn udp_addrs(&self) -> Vec<std::net::SocketAddr> {
         Vec::new()
     }
+
+    /// The SFU's ICE-TCP listener, when it runs in this process with ICE-TCP on.
+    fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
 }
 
 /// The SFU running in this process.
@@ -57,6 +62,10 @@ impl SfuLink for InProcessSfu {
 
     fn udp_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.0.local_addrs()
+    }
+
+    fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.tcp_addr()
     }
 
     fn rooms(&self, timeout: std::time::Duration) -> Vec<sfu::RoomSnapshot> {

@@ -12,11 +12,12 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use crate::Signaling;
 use crate::protocol::ServerMessage;
 use crate::session::{Action, RESUME_WINDOW, Session};
+use crate::{Kick, Signaling};
 
 /// Frames above this are cut by the WebSocket layer itself (the session refuses
 /// anything above `MAX_FRAME_BYTES` with a clear `frame_too_large` error first).
@@ -28,6 +29,12 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Parked {
     session: Session,
     rx: Option<UnboundedReceiver<sfu::SfuEvent>>,
+}
+
+impl Parked {
+    pub(crate) fn user_id(&self) -> Option<u64> {
+        self.session.user_id()
+    }
 }
 
 /// The TCP peer's address when the server runs with connect info (the binary does); loopback otherwise.
@@ -82,6 +89,13 @@ async fn next_event(rx: &mut Option<UnboundedReceiver<sfu::SfuEvent>>) -> Option
     }
 }
 
+async fn next_kick(kicks: &mut Option<broadcast::Receiver<Kick>>) -> Result<Kick, RecvError> {
+    match kicks {
+        Some(k) => k.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn serve(socket: WebSocket, s: Arc<Signaling>) {
     s.metrics.sessions.inc();
     let (mut tx, mut frames) = socket.split();
@@ -92,6 +106,7 @@ async fn serve(socket: WebSocket, s: Arc<Signaling>) {
     tokio::pin!(join_deadline);
     let mut join_started: Option<Instant> = None;
     let mut queue: VecDeque<Action> = VecDeque::new();
+    let mut kicks = Some(s.kicks.subscribe());
     'conn: loop {
         let joined = session.is_joined();
         tokio::select! {
@@ -111,6 +126,11 @@ async fn serve(socket: WebSocket, s: Arc<Signaling>) {
             ev = next_event(&mut rx) => match ev {
                 Some(ev) => queue.extend(session.on_sfu_event(ev)),
                 None => rx = None,
+            },
+            kick = next_kick(&mut kicks) => match kick {
+                Ok(k) if session.user_id() == Some(k.user_id) => queue.extend(session.kick(k.code, k.message)),
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => kicks = None,
             },
             _ = &mut join_deadline, if !joined && join_started.is_none() => {
                 let msg = ServerMessage::error("join_timeout", "send join within 10 seconds");
@@ -219,21 +239,26 @@ fn park(s: &Arc<Signaling>, session: Session, rx: Option<UnboundedReceiver<sfu::
     tokio::spawn(async move {
         tokio::time::sleep(window).await;
         let parked = s.parked.lock().ok().and_then(|mut p| p.remove(&id));
-        if let Some(mut p) = parked {
-            let target = p.session.participant();
-            for a in p.session.expire() {
-                match a {
-                    Action::Sfu(cmd) => {
-                        if let Some((room, pid)) = target {
-                            let _ = s.link.command(room, pid, cmd);
-                        }
-                    }
-                    Action::VoiceState(c) => s.events.voice_state(c),
-                    _ => {}
-                }
-            }
+        if let Some(p) = parked {
+            end_parked(&s, p);
         }
     });
+}
+
+/// A parked session's participant leaves the room and its voice state says "left".
+pub(crate) fn end_parked(s: &Signaling, mut p: Parked) {
+    let target = p.session.participant();
+    for a in p.session.expire() {
+        match a {
+            Action::Sfu(cmd) => {
+                if let Some((room, pid)) = target {
+                    let _ = s.link.command(room, pid, cmd);
+                }
+            }
+            Action::VoiceState(c) => s.events.voice_state(c),
+            _ => {}
+        }
+    }
 }
 
 /// An HTTP error in the shape of the API contract (`{code, message}`).

@@ -15,8 +15,11 @@ pub fn session(id: &str) -> String {
 
 /// A live node's record (a hash that expires unless refreshed).
 pub fn node(node_id: u16) -> String {
-    format!("chorus:node:{node_id}")
+    format!("{NODE_PREFIX}{node_id}")
 }
+
+/// What [`node`] puts before the id (Lua scripts build node keys from it).
+pub const NODE_PREFIX: &str = "chorus:node:";
 
 /// Every node id that registered (alive or not): what lists nodes and what the sweeper walks,
 /// instead of a SCAN over the whole keyspace.
@@ -34,7 +37,18 @@ pub fn room(channel_id: u64) -> String {
 
 /// The channels whose rooms are placed on a node (its load for placement).
 pub fn rooms_of(node_id: u16) -> String {
-    format!("chorus:rooms_of:{node_id}")
+    format!("{ROOMS_OF_PREFIX}{node_id}")
+}
+
+/// What [`rooms_of`] puts before the id.
+pub const ROOMS_OF_PREFIX: &str = "chorus:rooms_of:";
+
+/// A Lua script whose node and room-set keys are spelt `@node@ .. id` and `@rooms_of@ .. id`: the
+/// prefixes come from here, so this file stays the one place that names keys.
+pub fn script(lua: &str) -> redis::Script {
+    redis::Script::new(
+        &lua.replace("@node@", &format!("'{NODE_PREFIX}'")).replace("@rooms_of@", &format!("'{ROOMS_OF_PREFIX}'")),
+    )
 }
 
 /// Each node's view of a user's presence: node id → rank (0 offline … 3 online).
@@ -50,6 +64,17 @@ pub fn node_users(node_id: u16) -> String {
 /// Who is online in a guild: user id → rank.
 pub fn guild_presence(guild_id: u64) -> String {
     format!("chorus:guild_presence:{guild_id}")
+}
+
+/// Who sits in a guild's voice channels: user id → `<node>|<voice state JSON>` (the node holding
+/// the call).
+pub fn guild_voice(guild_id: u64) -> String {
+    format!("chorus:guild_voice:{guild_id}")
+}
+
+/// The calls a node holds: user id → guild id (what to sweep when it dies).
+pub fn node_voice(node_id: u16) -> String {
+    format!("chorus:node_voice:{node_id}")
 }
 
 /// The lease of the node that sweeps dead nodes' presence.

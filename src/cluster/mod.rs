@@ -1,7 +1,9 @@
 //! Cluster mode (`--cluster redis://…`): several Chorus nodes over one Redis and one MongoDB.
 //!
 //! Redis carries what must be shared and is cheap to lose: the event stream every node reads
-//! (`bus`), the registry of live nodes and the claim on each snowflake node id (`nodes`). The store
+//! (`bus`), the registry of live nodes and the claim on each snowflake node id (`nodes`), where
+//! each voice room lives (`rooms`), presence (`presence`), voice states (`voice`) and rate limits
+//! (`ratelimit`). The store
 //! (MongoDB) stays the source of truth. Liveness is Redis's own key expiry — no node compares its
 //! clock with another's. See docs/architecture.md "Cluster".
 
@@ -11,6 +13,7 @@ pub mod nodes;
 pub mod presence;
 pub mod ratelimit;
 pub mod rooms;
+pub mod voice;
 
 use std::time::Duration;
 

@@ -28,6 +28,8 @@ pub struct NodeInfo {
     pub node_id: u16,
     pub url: String,
     pub voice_endpoint: String,
+    /// `all`, `chat` (holds no voice rooms) or `sfu` (`--role`).
+    pub role: &'static str,
     pub version: &'static str,
     pub started_at_ms: i64,
 }
@@ -48,6 +50,8 @@ pub struct NodeRecord {
     pub voice_endpoint: String,
     /// `serving` or `draining`.
     pub state: String,
+    /// `all`, `chat` or `sfu`: what the node serves (`--role`).
+    pub role: String,
     pub version: String,
     pub started_at_ms: i64,
     pub connections: i64,
@@ -146,6 +150,7 @@ impl Membership {
                     ("url", self.info.url.clone()),
                     ("voice_endpoint", self.info.voice_endpoint.clone()),
                     ("state", state.to_string()),
+                    ("role", self.info.role.to_string()),
                     ("version", self.info.version.to_string()),
                     ("started_at_ms", self.info.started_at_ms.to_string()),
                     ("connections", load.connections.to_string()),
@@ -244,27 +249,36 @@ pub async fn live_nodes(conn: &ConnectionManager) -> Result<Vec<NodeRecord>, red
 pub async fn dead_nodes(conn: &ConnectionManager) -> Result<Vec<u16>, redis::RedisError> {
     let mut conn = conn.clone();
     let ids: Vec<String> = redis::cmd("SMEMBERS").arg(keys::NODES).query_async(&mut conn).await?;
-    let mut dead = Vec::new();
-    for id in ids.iter().filter_map(|i| i.parse::<u16>().ok()) {
-        let alive: bool = redis::cmd("EXISTS").arg(keys::node(id)).query_async(&mut conn).await?;
-        if !alive {
-            dead.push(id);
-        }
+    let ids: Vec<u16> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(dead)
+    // One round trip for every node, as live_nodes does.
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.exists(keys::node(*id));
+    }
+    let alive: Vec<bool> = pipe.query_async(&mut conn).await?;
+    Ok(ids.into_iter().zip(alive).filter(|(_, alive)| !alive).map(|(id, _)| id).collect())
 }
 
 /// A node record from its key and hash; None if anything is missing or malformed.
 pub fn parse_record(key: &str, fields: &HashMap<String, String>) -> Option<NodeRecord> {
-    let node_id: u16 = key.strip_prefix("chorus:node:")?.parse().ok().filter(|id| *id <= MAX_NODE_ID)?;
+    let node_id: u16 = key.strip_prefix(keys::NODE_PREFIX)?.parse().ok().filter(|id| *id <= MAX_NODE_ID)?;
     let text = |k: &str| fields.get(k).filter(|v| v.len() <= 2048).cloned();
     let number = |k: &str| fields.get(k)?.parse::<i64>().ok();
     let state = text("state").filter(|s| s == "serving" || s == "draining")?;
+    // A record without a role comes from a node that serves everything.
+    let role = match fields.get("role") {
+        None => "all".to_string(),
+        Some(r) => Some(r.clone()).filter(|r| matches!(r.as_str(), "all" | "chat" | "sfu"))?,
+    };
     Some(NodeRecord {
         node_id,
         url: text("url")?,
         voice_endpoint: text("voice_endpoint")?,
         state,
+        role,
         version: text("version")?,
         started_at_ms: number("started_at_ms")?,
         connections: number("connections")?,
@@ -298,6 +312,10 @@ mod tests {
     fn a_node_record_parses() {
         let r = parse_record("chorus:node:7", &good()).expect("valid");
         assert_eq!((r.node_id, r.connections, r.state.as_str()), (7, 3, "serving"));
+        assert_eq!(r.role, "all", "a record without a role is a node that serves everything");
+        let mut f = good();
+        f.insert("role".into(), "sfu".into());
+        assert_eq!(parse_record("chorus:node:7", &f).expect("valid").role, "sfu");
     }
 
     #[test]
@@ -310,6 +328,9 @@ mod tests {
         let mut f = good();
         f.insert("state".into(), "exploded".into());
         assert!(parse_record("chorus:node:1", &f).is_none(), "unknown state");
+        let mut f = good();
+        f.insert("role".into(), "everything".into());
+        assert!(parse_record("chorus:node:1", &f).is_none(), "unknown role");
         assert!(parse_record("chorus:node:1", &fields(&[("url", "x")])).is_none(), "missing fields");
     }
 }

@@ -34,13 +34,13 @@ fn status(rank: u8) -> Status {
     }
 }
 
-// The highest rank among live nodes' fields (the node key prefix is keys::node's).
+// The highest rank among live nodes' fields.
 const AGGREGATE: &str = r"
 local function agg(key)
   local best = 0
   local f = redis.call('HGETALL', key)
   for i = 1, #f, 2 do
-    if redis.call('EXISTS', 'chorus:node:' .. f[i]) == 1 then
+    if redis.call('EXISTS', @node@ .. f[i]) == 1 then
       local r = tonumber(f[i + 1]) or 0
       if r > best then best = r end
     end
@@ -79,11 +79,17 @@ pub struct RedisPresence {
     conn: ConnectionManager,
     node_id: u16,
     set_local: redis::Script,
+    status: redis::Script,
 }
 
 impl RedisPresence {
     pub fn new(conn: ConnectionManager, node_id: u16) -> Arc<Self> {
-        Arc::new(RedisPresence { conn, node_id, set_local: redis::Script::new(&format!("{AGGREGATE}{SET_LOCAL}")) })
+        Arc::new(RedisPresence {
+            conn,
+            node_id,
+            set_local: keys::script(&format!("{AGGREGATE}{SET_LOCAL}")),
+            status: keys::script(&format!("{AGGREGATE}return agg(KEYS[1])")),
+        })
     }
 }
 
@@ -120,6 +126,16 @@ impl PresenceDirectory for RedisPresence {
         pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(unavailable)
     }
 
+    async fn status(&self, user_id: Id) -> Result<Status, BusError> {
+        let rank: u8 = self
+            .status
+            .key(keys::presence(user_id.get()))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(self::status(rank))
+    }
+
     async fn online_in_guild(&self, guild_id: Id) -> Result<Vec<(Id, Status)>, BusError> {
         let all: Vec<(u64, u8)> = redis::cmd("HGETALL")
             .arg(keys::guild_presence(guild_id.get()))
@@ -134,7 +150,8 @@ impl PresenceDirectory for RedisPresence {
 }
 
 /// One pass of the sweeper, if this node holds the lease: the users of every dead node lose that
-/// node's view, and those whose status changed are announced.
+/// node's view, and those whose status changed are announced; the node's voice calls are announced
+/// as left.
 pub async fn sweep_dead_nodes(conn: &ConnectionManager, token: &str, chat: &Chat) -> redis::RedisResult<()> {
     let mut conn = conn.clone();
     let held: Option<String> = redis::cmd("SET")
@@ -155,6 +172,7 @@ pub async fn sweep_dead_nodes(conn: &ConnectionManager, token: &str, chat: &Chat
     }
     for node in super::nodes::dead_nodes(&conn).await? {
         forget_node(&conn, node, chat).await?;
+        super::voice::forget_node(&conn, node, chat).await?;
         let _: () = redis::cmd("SREM").arg(keys::NODES).arg(node).query_async(&mut conn).await?;
     }
     Ok(())
@@ -164,7 +182,7 @@ pub async fn sweep_dead_nodes(conn: &ConnectionManager, token: &str, chat: &Chat
 /// dead node, and for this node at start (a restarted node's earlier sessions are gone).
 pub async fn forget_node(conn: &ConnectionManager, node: u16, chat: &Chat) -> redis::RedisResult<()> {
     let mut conn = conn.clone();
-    let sweep = redis::Script::new(&format!("{AGGREGATE}{SWEEP}"));
+    let sweep = keys::script(&format!("{AGGREGATE}{SWEEP}"));
     loop {
         let users: Vec<u64> = redis::cmd("SPOP").arg(keys::node_users(node)).arg(100).query_async(&mut conn).await?;
         if users.is_empty() {

@@ -1,6 +1,7 @@
 //! Where a voice channel's room lives: on exactly one node, chosen by one Lua script that any
 //! node runs when it grants voice (no lock, no double placement). A live owner keeps its room —
-//! draining or not; otherwise the least-loaded serving node gets it and the room's epoch goes up.
+//! draining or not; otherwise the least-loaded serving node that runs an SFU (not `--role chat`)
+//! gets it and the room's epoch goes up.
 //! The grant then carries the owner's `/voice` endpoint and a token only the owner accepts, so
 //! media goes straight to the owner and no signaling is relayed between nodes.
 //!
@@ -25,17 +26,18 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner then
-  if redis.call('HGET', 'chorus:node:' .. owner, 'state') then
+  if redis.call('HGET', @node@ .. owner, 'state') then
     redis.call('HSET', KEYS[1], 'granted_at', now)
     return {tonumber(owner), tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')}
   end
-  redis.call('SREM', 'chorus:rooms_of:' .. owner, ARGV[1])
+  redis.call('SREM', @rooms_of@ .. owner, ARGV[1])
 end
 local best, best_load = nil, nil
 for i = 2, #ARGV do
   local id = ARGV[i]
-  if redis.call('HGET', 'chorus:node:' .. id, 'state') == 'serving' then
-    local load = redis.call('SCARD', 'chorus:rooms_of:' .. id)
+  local node = @node@ .. id
+  if redis.call('HGET', node, 'state') == 'serving' and redis.call('HGET', node, 'role') ~= 'chat' then
+    local load = redis.call('SCARD', @rooms_of@ .. id)
     if not best or load < best_load or (load == best_load and tonumber(id) < tonumber(best)) then
       best, best_load = id, load
     end
@@ -44,7 +46,7 @@ end
 if not best then return false end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'node', best, 'granted_at', now)
-redis.call('SADD', 'chorus:rooms_of:' .. best, ARGV[1])
+redis.call('SADD', @rooms_of@ .. best, ARGV[1])
 return {tonumber(best), epoch}
 ";
 
@@ -83,7 +85,7 @@ pub enum PlaceError {
 pub async fn place(conn: &ConnectionManager, channel_id: u64) -> Result<Placement, PlaceError> {
     let nodes = super::nodes::live_nodes(conn).await?;
     let mut conn = conn.clone();
-    let script = redis::Script::new(PLACE);
+    let script = keys::script(PLACE);
     let mut call = script.key(keys::room(channel_id));
     call.arg(channel_id);
     for n in &nodes {
@@ -103,7 +105,7 @@ pub async fn place(conn: &ConnectionManager, channel_id: u64) -> Result<Placemen
 pub async fn release_idle(conn: &ConnectionManager, node_id: u16, active: &[u64]) -> redis::RedisResult<usize> {
     let mut conn = conn.clone();
     let placed: Vec<u64> = redis::cmd("SMEMBERS").arg(keys::rooms_of(node_id)).query_async(&mut conn).await?;
-    let script = redis::Script::new(RELEASE);
+    let script = keys::script(RELEASE);
     let mut released = 0;
     for channel in placed.into_iter().filter(|c| !active.contains(c)) {
         let done: i64 = script

@@ -22,8 +22,12 @@ impl Chorus {
     }
 
     pub async fn start_with(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Chorus {
+        // ICE-TCP is on by default on one fixed port; tests that run side by side turn it off unless
+        // they name a port of their own.
+        let tcp_off: &[&str] = if extra.contains(&"--rtc-tcp-port") { &[] } else { &["--rtc-tcp-port", "0"] };
         let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
             .args(extra)
+            .args(tcp_off)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir)

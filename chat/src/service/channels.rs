@@ -186,7 +186,7 @@ impl Chat {
             deny: body.deny - body.allow,
         });
         self.store.put_channel(&channel).await?;
-        self.announce_overwrite_change(&guild, before, &channel);
+        self.announce_overwrite_change(&guild, before, &channel).await;
         Ok(channel)
     }
 
@@ -198,21 +198,21 @@ impl Chat {
             return Err(Error::NotFound("overwrite"));
         }
         self.store.put_channel(&channel).await?;
-        self.announce_overwrite_change(&guild, before, &channel);
+        self.announce_overwrite_change(&guild, before, &channel).await;
         Ok(channel)
     }
 
     /// CHANNEL_UPDATE to those who see the channel before and after, CHANNEL_CREATE (and who sits in
     /// it) to those who just gained it, CHANNEL_DELETE (after its voice states as left) to those who
     /// just lost it.
-    fn announce_overwrite_change(&self, guild: &GuildAccess, before: Channel, channel: &Channel) {
+    async fn announce_overwrite_change(&self, guild: &GuildAccess, before: Channel, channel: &Channel) {
         let sight = Sight {
             guild_id: guild.guild.id,
             owner_id: guild.guild.owner_id,
             roles: &guild.roles,
             standing: Standing::AsFollowed,
         };
-        self.announce_sight_change(sight, sight, &[(before, channel.clone())], true, None);
+        self.announce_sight_change(sight, sight, &[(before, channel.clone())], true, None).await;
     }
 
     /// Opens (or returns) the DM channel between the caller and another user.

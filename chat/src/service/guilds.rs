@@ -148,6 +148,7 @@ impl Chat {
         );
         self.publish(Dispatch::new("GUILD_DELETE", &GuildDeleted { id: guild_id }, Audience::Users(vec![user_id])));
         self.leave_voice_in_guild(user_id, guild_id);
+        self.presence_follows_membership(user_id, guild_id, false).await;
         Ok(())
     }
 
@@ -166,11 +167,12 @@ impl Chat {
             Dispatch::new("GUILD_MEMBER_ADD", &MemberView::new(&member, user.clone()), Audience::Guild(guild_id))
                 .with_effect(Effect::MemberUpsert(member.clone())),
         );
+        self.presence_follows_membership(user.id, guild_id, true).await;
         let access = self.guild_access(user.id, guild_id).await?;
         let view = self.guild_view(&access).await?;
         // Like READY's guilds: the newcomer also learns who is online and who sits in voice.
         let guild = super::ready::ReadyGuild {
-            voice_states: self.voice_states_in_channels(&view.channels),
+            voice_states: self.voice_states_in_channels(guild_id, &view.channels).await,
             presences: self.online_presences(guild_id).await,
             guild: view,
         };

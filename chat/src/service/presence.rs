@@ -28,6 +28,9 @@ pub trait PresenceDirectory: Send + Sync + 'static {
 
     /// Members of the guild online anywhere in the cluster, with their status.
     async fn online_in_guild(&self, guild_id: Id) -> Result<Vec<(Id, Status)>, BusError>;
+
+    /// The user's status across the cluster.
+    async fn status(&self, user_id: Id) -> Result<Status, BusError>;
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +65,26 @@ pub fn spawn_presence_loop(chat: &Arc<Chat>) {
 }
 
 impl Chat {
+    /// A user joined or left a guild: the cluster's online list of that guild follows at once
+    /// (on a single node the hub's view does this through the member's effect).
+    pub(crate) async fn presence_follows_membership(&self, user_id: Id, guild_id: Id, member: bool) {
+        let Some(directory) = self.presence.get() else { return };
+        let status = if member {
+            match directory.status(user_id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence: the cluster does not answer; the guild's online list waits");
+                    return;
+                }
+            }
+        } else {
+            Status::Offline
+        };
+        if let Err(e) = directory.set_in_guilds(user_id, &[guild_id], &status).await {
+            tracing::warn!(error = %e, "presence: could not record a member's status in the cluster");
+        }
+    }
+
     /// Makes presence cluster-wide (set once, at start-up).
     pub fn attach_presence(&self, directory: Arc<dyn PresenceDirectory>) {
         let _ = self.presence.set(directory);

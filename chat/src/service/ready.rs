@@ -60,7 +60,7 @@ impl Chat {
                 read_states.push(self.read_state(c, acks.get(&c.id).copied(), user_id, &access.member.roles).await?);
             }
             let presences = self.online_presences(guild_id).await;
-            let voice_states = self.voice_states_in_channels(&view.channels);
+            let voice_states = self.voice_states_in_channels(guild_id, &view.channels).await;
             guilds.push(ReadyGuild { guild: view, voice_states, presences });
         }
         let private_channels = self.store.dm_channels_of(user_id).await?;

@@ -161,7 +161,8 @@ impl Chat {
             &pairs,
             false,
             None,
-        );
+        )
+        .await;
         // Members who held it lose it in the hub's view too (every node's), after the sight change.
         self.publish(
             Dispatch::new("GUILD_ROLE_DELETE", &RoleDeleted { guild_id, role_id }, Audience::Users(vec![]))

@@ -48,7 +48,7 @@ impl Chat {
     /// Tells every session of the guild (or only `only_user`'s) what the change from `before` to
     /// `after` shows or hides. `channels` pairs each channel's state before with its state after;
     /// `channel_changed` sends CHANNEL_UPDATE to those who see it on both sides.
-    pub(crate) fn announce_sight_change(
+    pub(crate) async fn announce_sight_change(
         &self,
         before: Sight<'_>,
         after: Sight<'_>,
@@ -56,13 +56,14 @@ impl Chat {
         channel_changed: bool,
         only_user: Option<Id>,
     ) {
+        let in_voice = self.guild_voice_states(after.guild_id).await;
         let channels = channels
             .iter()
             .map(|(b, a)| ChannelSight {
                 before: b.clone(),
                 after: a.clone(),
                 changed: channel_changed,
-                occupants: self.voice_states_in(a.id),
+                occupants: in_voice.iter().filter(|s| s.channel_id == Some(a.id)).cloned().collect(),
             })
             .collect();
         let change = SightData {
@@ -85,7 +86,7 @@ impl Chat {
     ) -> crate::error::Result<()> {
         let channels: Vec<(Channel, Channel)> =
             self.store.guild_channels(after.guild_id).await?.into_iter().map(|c| (c.clone(), c)).collect();
-        self.announce_sight_change(before, after, &channels, false, only_user);
+        self.announce_sight_change(before, after, &channels, false, only_user).await;
         Ok(())
     }
 }

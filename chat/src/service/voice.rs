@@ -4,12 +4,18 @@
 //! A voice state names its channel, so it reaches exactly the sessions whose member may view that
 //! channel — in dispatches, READY and GUILD_CREATE — and a "left" update reaches those who could see
 //! the channel that was left. Changes are announced in the order the voice side reported them.
+//!
+//! In a cluster each node's voice side reports only the calls it holds: a [`VoiceDirectory`] (the
+//! binary's, on Redis) keeps every node's states, so READY and GUILD_CREATE on any node list who
+//! sits in voice anywhere, and the states of a node that died are announced as left.
 
 use std::sync::{Arc, Weak};
 
+use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::Chat;
+use crate::bus::BusError;
 use crate::error::{Error, Result};
 use crate::events::{Audience, ChannelScope, Dispatch};
 use crate::id::Id;
@@ -19,11 +25,25 @@ use crate::voice::{GrantRequest, VoiceGrant, VoiceRights, VoiceState};
 
 use super::accounts::Caller;
 
-/// One reported change: the user's voice state before it (if any) and after it.
+/// Voice states across the nodes of a cluster.
+#[async_trait]
+pub trait VoiceDirectory: Send + Sync + 'static {
+    /// Records a change this node's voice side reported (`after.channel_id` None: a leave);
+    /// `before` is this node's previous state of the user, if any.
+    async fn record(&self, before: Option<&VoiceState>, after: &VoiceState) -> Result<(), BusError>;
+
+    /// The voice states in a guild, held by any live node.
+    async fn in_guild(&self, guild_id: Id) -> Result<Vec<VoiceState>, BusError>;
+}
+
+/// One change to announce: the user's voice state before it (if any) and after it.
 #[derive(Debug)]
 pub(crate) struct VoiceChange {
     before: Option<VoiceState>,
     after: VoiceState,
+    /// Reported by this node's voice side (so recorded in the cluster's directory), rather than
+    /// a call that ended with another node.
+    local: bool,
 }
 
 impl Chat {
@@ -58,24 +78,60 @@ impl Chat {
                 states.remove(&state.user_id)
             }
         };
-        if self.voice_changes.send(VoiceChange { before, after: state }).is_err() {
+        self.queue_voice_change(VoiceChange { before, after: state, local: true });
+    }
+
+    /// A call held by another node ended without its node saying so (the node died): the guild
+    /// hears that the user left. The cluster's sweeper calls this with the state it removed.
+    pub fn voice_call_lost(&self, state: VoiceState) {
+        let after = VoiceState { channel_id: None, ..state.clone() };
+        self.queue_voice_change(VoiceChange { before: Some(state), after, local: false });
+    }
+
+    fn queue_voice_change(&self, change: VoiceChange) {
+        if self.voice_changes.send(change).is_err() {
             tracing::warn!("voice state change dropped: the announcing task is gone");
         }
     }
 
-    /// Voice states in the given channels (READY and GUILD_CREATE pass the channels the member may view).
-    pub fn voice_states_in_channels(&self, channels: &[Channel]) -> Vec<VoiceState> {
-        self.voice_states
-            .read()
-            .values()
-            .filter(|s| s.channel_id.is_some_and(|c| channels.iter().any(|ch| ch.id == c)))
-            .cloned()
-            .collect()
+    /// Makes voice states cluster-wide (set once, at start-up).
+    pub fn attach_voice_directory(&self, directory: Arc<dyn VoiceDirectory>) {
+        let _ = self.voice_directory.set(directory);
     }
 
-    /// Voice states in one channel.
-    pub(crate) fn voice_states_in(&self, channel_id: Id) -> Vec<VoiceState> {
-        self.voice_states.read().values().filter(|s| s.channel_id == Some(channel_id)).cloned().collect()
+    /// Voice states in a guild's voice channels: every node's in a cluster (this node's when the
+    /// cluster does not answer).
+    pub(crate) async fn guild_voice_states(&self, guild_id: Id) -> Vec<VoiceState> {
+        if let Some(directory) = self.voice_directory.get() {
+            match directory.in_guild(guild_id).await {
+                Ok(states) => return states,
+                Err(e) => tracing::warn!(error = %e, "voice: the cluster does not answer; listing this node's calls"),
+            }
+        }
+        self.voice_states.read().values().filter(|s| s.guild_id == Some(guild_id)).cloned().collect()
+    }
+
+    /// Voice states in the given channels of a guild (READY and GUILD_CREATE pass the channels the
+    /// member may view).
+    pub(crate) async fn voice_states_in_channels(&self, guild_id: Id, channels: &[Channel]) -> Vec<VoiceState> {
+        let mut states = self.guild_voice_states(guild_id).await;
+        states.retain(|s| s.channel_id.is_some_and(|c| channels.iter().any(|ch| ch.id == c)));
+        states
+    }
+
+    /// Users in voice on this node whose account has been disabled since they joined (by
+    /// `chorus admin user disable`, perhaps from another process): the binary ends their calls.
+    pub async fn disabled_voice_users(&self) -> Vec<Id> {
+        let users: Vec<Id> = self.voice_states.read().keys().copied().collect();
+        let mut disabled = Vec::new();
+        for user_id in users {
+            match self.store.user(user_id).await {
+                Ok(Some(record)) if record.disabled => disabled.push(user_id),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "voice: could not check an account"),
+            }
+        }
+        disabled
     }
 
     /// A member removed from a guild leaves its voice channel in chat's view.
@@ -98,7 +154,14 @@ impl Chat {
     }
 
     /// Announces one change to the sessions that may see it.
-    async fn announce_voice_change(&self, VoiceChange { before, after }: VoiceChange) -> Result<()> {
+    async fn announce_voice_change(&self, VoiceChange { before, after, local }: VoiceChange) -> Result<()> {
+        if local
+            && after.guild_id.is_some()
+            && let Some(directory) = self.voice_directory.get()
+            && let Err(e) = directory.record(before.as_ref(), &after).await
+        {
+            tracing::warn!(error = %e, "voice: could not record a state in the cluster");
+        }
         let old = before.as_ref().and_then(|b| Some((b.guild_id?, b.channel_id?)));
         let new = after.guild_id.zip(after.channel_id);
         let new_scope = match new {

@@ -55,6 +55,21 @@ pub async fn open(uri: &str, data_dir: &std::path::Path) -> StoreResult<std::syn
     }
 }
 
+/// A MongoDB URI naming another database on the same servers, with the same options (tests and
+/// benchmarks give each run a database of its own).
+pub fn mongodb_uri_with_database(uri: &str, database: &str) -> String {
+    let (base, options) = match uri.trim().split_once('?') {
+        Some((b, o)) => (b, Some(o)),
+        None => (uri.trim(), None),
+    };
+    let (scheme, rest) = base.split_once("://").unwrap_or(("mongodb", base));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match options {
+        Some(o) => format!("{scheme}://{authority}/{database}?{o}"),
+        None => format!("{scheme}://{authority}/{database}"),
+    }
+}
+
 /// The database file of an SQLite store URI (`sqlite` is `DATA_DIR/chorus.db`); None for others.
 pub fn sqlite_path(uri: &str, data_dir: &std::path::Path) -> Option<std::path::PathBuf> {
     if uri == "sqlite" || uri.is_empty() {
@@ -198,4 +213,16 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the read marker forward (never backwards).
     async fn ack(&self, user_id: Id, channel_id: Id, message_id: Id) -> StoreResult<()>;
     async fn read_states(&self, user_id: Id) -> StoreResult<Vec<ReadState>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mongodb_uri_gets_another_database_and_keeps_its_options() {
+        assert_eq!(mongodb_uri_with_database("mongodb://h:1/a?replicaSet=rs0", "b"), "mongodb://h:1/b?replicaSet=rs0");
+        assert_eq!(mongodb_uri_with_database("mongodb://h1,h2/", "b"), "mongodb://h1,h2/b");
+        assert_eq!(mongodb_uri_with_database("mongodb://h", "b"), "mongodb://h/b");
+    }
 }

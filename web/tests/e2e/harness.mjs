@@ -20,7 +20,7 @@ import { chromium } from 'playwright-core';
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** A TCP port nobody listens on right now. */
-function freePort() {
+export function freePort() {
   return new Promise((res, rej) => {
     const s = createServer();
     s.listen(0, '127.0.0.1', () => {
@@ -37,7 +37,9 @@ export async function startServer(extraArgs = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'chorus-e2e-'));
   const udpBase = 20000 + Math.floor(Math.random() * 2400) * 16;
   const bin = process.env.CHORUS_BIN || join(repo, 'target/debug/chorus');
-  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--udp-port-base', String(udpBase), '--sfu-workers', '1', ...extraArgs], {
+  // ICE-TCP listens on one fixed port by default: off here unless a test names a port of its own.
+  const tcpOff = extraArgs.includes('--rtc-tcp-port') ? [] : ['--rtc-tcp-port', '0'];
+  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--udp-port-base', String(udpBase), '--sfu-workers', '1', ...tcpOff, ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, CHORUS_LOG: process.env.CHORUS_LOG ?? 'warn' },
   });

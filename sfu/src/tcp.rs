@@ -1,0 +1,368 @@
+//! ICE over TCP (RFC 6544): the fallback for clients whose network lets no UDP through.
+//!
+//! The SFU offers one passive TCP candidate per advertised address on one port; a client connects
+//! and sends what it would have sent as datagrams, each framed by a 16-bit length (RFC 4571). This
+//! file holds the framing (pure, fuzzed) and the socket handling around the workers:
+//!
+//! - one accept thread; per connection a reader thread and a writer thread, so a slow or silent
+//!   client blocks only its own threads — never a worker;
+//! - the first frames of a connection go to every worker, and the worker whose router knows the
+//!   STUN ufrag claims the connection; later frames go to that worker only;
+//! - a worker sends by `try_send` into the connection's bounded queue: when the client reads too
+//!   slowly, packets are dropped (as UDP would), never buffered without bound;
+//! - limits: connections in all and per address, frame size, idle time, write time.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::metrics::SfuMetrics;
+use crate::worker::WorkerMsg;
+
+/// Largest frame accepted or sent: what the UDP path reads too (a WebRTC datagram stays under
+/// the path MTU; a client that frames more is not speaking WebRTC).
+pub const MAX_FRAME: usize = 2048;
+/// Connections open at once, in all and from one address.
+const MAX_CONNECTIONS: usize = 1024;
+const MAX_PER_ADDRESS: usize = 16;
+/// A connection that sends nothing for this long is closed (ICE consent checks come every few
+/// seconds on a live one).
+const IDLE: Duration = Duration::from_secs(30);
+/// A write that cannot finish within this closes the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames waiting for a connection's writer; more are dropped.
+const QUEUE: usize = 256;
+/// Stack of the per-connection threads (they hold a 4 KiB buffer and little else).
+const THREAD_STACK: usize = 64 * 1024;
+
+/// A frame that cannot be media: the connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("an empty frame")]
+    Empty,
+    #[error("a frame of {0} bytes (at most {MAX_FRAME})")]
+    TooLarge(usize),
+}
+
+/// Splits a TCP byte stream into RFC 4571 frames. Holds at most one partial frame.
+#[derive(Debug, Default)]
+pub struct Deframer {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Deframer {
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > MAX_FRAME {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame, if there is one; an error for a length no media frame has.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let rest = &self.buf[self.start..];
+        let [hi, lo, ..] = *rest else { return Ok(None) };
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        if len == 0 {
+            return Err(FrameError::Empty);
+        }
+        if len > MAX_FRAME {
+            return Err(FrameError::TooLarge(len));
+        }
+        if rest.len() < 2 + len {
+            return Ok(None);
+        }
+        let frame = self.start + 2..self.start + 2 + len;
+        self.start = frame.end;
+        Ok(Some(&self.buf[frame]))
+    }
+
+    /// Bytes held that are not yet a whole frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+/// One datagram framed for the stream; None if it is too large to send.
+pub fn frame(data: &[u8]) -> Option<Vec<u8>> {
+    let len = u16::try_from(data.len()).ok().filter(|l| *l > 0 && usize::from(*l) <= MAX_FRAME)?;
+    let mut out = Vec::with_capacity(2 + data.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(data);
+    Some(out)
+}
+
+/// Where a worker sends a TCP peer's packets: its connection's writer.
+#[derive(Debug, Clone)]
+pub(crate) struct TcpPeer {
+    tx: SyncSender<Vec<u8>>,
+    /// The worker that claimed the connection (`usize::MAX` until one did).
+    owner: Arc<AtomicUsize>,
+}
+
+/// What a send to a TCP peer came to.
+pub(crate) enum Sent {
+    Queued,
+    /// The client reads too slowly: dropped, as UDP would.
+    Dropped,
+    /// The connection is gone.
+    Closed,
+}
+
+impl TcpPeer {
+    /// Queues a datagram without blocking.
+    pub(crate) fn send(&self, data: &[u8]) -> Sent {
+        let Some(framed) = frame(data) else { return Sent::Dropped };
+        match self.tx.try_send(framed) {
+            Ok(()) => Sent::Queued,
+            Err(TrySendError::Full(_)) => Sent::Dropped,
+            Err(TrySendError::Disconnected(_)) => Sent::Closed,
+        }
+    }
+
+    /// This worker takes the connection: its later frames come here only.
+    pub(crate) fn claim(&self, worker: usize) {
+        self.owner.store(worker, Ordering::Release);
+    }
+}
+
+/// The running ICE-TCP listener.
+pub(crate) struct Listening {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Listening {
+    /// Accepts ICE-TCP connections on `listener` and feeds their frames to the workers.
+    pub(crate) fn start(
+        listener: TcpListener,
+        workers: Vec<Sender<WorkerMsg>>,
+        metrics: SfuMetrics,
+    ) -> std::io::Result<Listening> {
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sfu-tcp-accept".into())
+            .spawn(move || accept(listener, workers, metrics, &flag))?;
+        Ok(Listening { addr, stop, thread })
+    }
+
+    /// Stops accepting (open connections end when their workers stop).
+    pub(crate) fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the blocking accept so it sees the flag.
+        let wake = if self.addr.ip().is_unspecified() {
+            SocketAddr::new(
+                if self.addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+                self.addr.port(),
+            )
+        } else {
+            self.addr
+        };
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        let _ = self.thread.join();
+    }
+}
+
+fn accept(listener: TcpListener, workers: Vec<Sender<WorkerMsg>>, metrics: SfuMetrics, stop: &AtomicBool) {
+    let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    for stream in listener.incoming() {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(stream) = stream else {
+            // Out of descriptors, or the client went away meanwhile: wait a little.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let Ok(peer) = stream.peer_addr() else { continue };
+        if !admit(&open, peer.ip()) {
+            metrics.tcp_refused.inc();
+            let _ = stream.shutdown(Shutdown::Both);
+            continue;
+        }
+        metrics.tcp_connections.inc();
+        let (workers, m, open2) = (workers.clone(), metrics.clone(), open.clone());
+        let spawned = std::thread::Builder::new().name("sfu-tcp".into()).stack_size(THREAD_STACK).spawn(move || {
+            serve(stream, peer, &workers, &m);
+            m.tcp_connections.dec();
+            release(&open2, peer.ip());
+        });
+        if spawned.is_err() {
+            tracing::warn!("ICE-TCP: cannot start a connection thread");
+            metrics.tcp_connections.dec();
+            release(&open, peer.ip());
+        }
+    }
+}
+
+/// Counts a new connection from `ip` if the limits allow it.
+fn admit(open: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) -> bool {
+    let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+    let total: usize = open.values().sum();
+    if total >= MAX_CONNECTIONS || open.get(&ip).is_some_and(|n| *n >= MAX_PER_ADDRESS) {
+        return false;
+    }
+    *open.entry(ip).or_default() += 1;
+    true
+}
+
+fn release(open: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
+    let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = open.get_mut(&ip) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            open.remove(&ip);
+        }
+    }
+}
+
+/// One connection: frames in to the workers until it closes, idles or misbehaves.
+fn serve(stream: TcpStream, peer: SocketAddr, workers: &[Sender<WorkerMsg>], metrics: &SfuMetrics) {
+    let _ = stream.set_nodelay(true);
+    if stream.set_read_timeout(Some(IDLE)).is_err() || stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
+        return;
+    }
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+    let handle = TcpPeer { tx, owner: Arc::new(AtomicUsize::new(usize::MAX)) };
+    let wrote = std::thread::Builder::new().name("sfu-tcp-write".into()).stack_size(THREAD_STACK).spawn(move || {
+        for framed in rx {
+            if writer.write_all(&framed).is_err() {
+                // Unblocks the reader too.
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    });
+    if wrote.is_err() {
+        return;
+    }
+    let mut reader = &stream;
+    let mut deframer = Deframer::default();
+    let mut buf = [0u8; 4096];
+    'read: loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        deframer.push(&buf[..n]);
+        loop {
+            let data = match deframer.next_frame() {
+                Ok(Some(d)) => d.to_vec(),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!("ICE-TCP: closing {peer}: {e}");
+                    metrics.dropped_datagrams.with_label_values(&["tcp_bad_frame"]).inc();
+                    break 'read;
+                }
+            };
+            // Until a worker claims the connection, every worker looks at it (its router knows the ufrag).
+            match handle.owner.load(Ordering::Acquire) {
+                usize::MAX => {
+                    for w in workers {
+                        let _ = w.send(WorkerMsg::TcpDatagram {
+                            source: peer,
+                            data: data.clone(),
+                            peer: Some(handle.clone()),
+                        });
+                    }
+                }
+                owner => {
+                    let Some(w) = workers.get(owner) else { break 'read };
+                    if w.send(WorkerMsg::TcpDatagram { source: peer, data, peer: None }).is_err() {
+                        break 'read;
+                    }
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    if let Some(w) = workers.get(handle.owner.load(Ordering::Acquire)) {
+        let _ = w.send(WorkerMsg::TcpClosed { source: peer });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(d: &mut Deframer) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut out = Vec::new();
+        while let Some(f) = d.next_frame()? {
+            out.push(f.to_vec());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_come_out_whole_however_the_stream_is_cut() {
+        let stream: Vec<u8> = [frame(b"hello").unwrap(), frame(&[7; 1200]).unwrap(), frame(b"x").unwrap()].concat();
+        for cut in [1, 2, 3, 7, 100, stream.len()] {
+            let mut d = Deframer::default();
+            let mut got = Vec::new();
+            for chunk in stream.chunks(cut) {
+                d.push(chunk);
+                got.extend(frames(&mut d).unwrap());
+            }
+            assert_eq!(got, vec![b"hello".to_vec(), vec![7; 1200], b"x".to_vec()], "cut every {cut} bytes");
+            assert_eq!(d.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn a_length_no_datagram_has_is_refused() {
+        let mut d = Deframer::default();
+        d.push(&[0, 0]);
+        assert_eq!(d.next_frame(), Err(FrameError::Empty));
+        let mut d = Deframer::default();
+        d.push(&[0xff, 0xff, 1, 2, 3]);
+        assert_eq!(d.next_frame(), Err(FrameError::TooLarge(65535)), "refused at the header, before the body");
+    }
+
+    #[test]
+    fn a_partial_frame_is_held_and_memory_stays_bounded() {
+        let mut d = Deframer::default();
+        for _ in 0..10_000 {
+            d.push(&frame(&[1; 1000]).unwrap());
+            assert_eq!(frames(&mut d).unwrap().len(), 1);
+        }
+        d.push(&[0x04, 0x00, 9]);
+        assert_eq!(d.next_frame(), Ok(None));
+        assert_eq!(d.pending(), 3);
+        assert!(d.buf.capacity() < 4 * MAX_FRAME, "the buffer is reused, not grown: {}", d.buf.capacity());
+    }
+
+    #[test]
+    fn one_address_cannot_hold_more_than_its_share_of_connections() {
+        let open = Mutex::new(HashMap::new());
+        let (a, b): (IpAddr, IpAddr) = ([192, 0, 2, 1].into(), [192, 0, 2, 2].into());
+        assert_eq!((0..40).filter(|_| admit(&open, a)).count(), MAX_PER_ADDRESS);
+        assert!(admit(&open, b), "another address still gets in");
+        release(&open, a);
+        assert!(admit(&open, a), "a closed connection frees its slot");
+        for _ in 0..=MAX_PER_ADDRESS {
+            release(&open, a);
+        }
+        assert!(!open.lock().unwrap().contains_key(&a), "no entry is left for an address with nothing open");
+    }
+
+    #[test]
+    fn only_datagrams_that_fit_a_frame_are_framed() {
+        assert_eq!(frame(b"ab"), Some(vec![0, 2, b'a', b'b']));
+        assert_eq!(frame(b""), None);
+        assert_eq!(frame(&[0; MAX_FRAME + 1]), None);
+    }
+}
