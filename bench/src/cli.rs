@@ -149,6 +149,10 @@ pub struct VoiceParams {
     /// Seconds to wait for every participant to receive media before measuring anyway
     #[arg(long, default_value_t = 30)]
     pub connect_timeout: u64,
+    /// Participants reach the SFU over ICE-TCP only, as behind a network that blocks UDP (start
+    /// the server with --server-arg=--rtc-tcp-port=N)
+    #[arg(long)]
+    pub tcp: bool,
 }
 
 #[derive(Debug, Args, Clone)]

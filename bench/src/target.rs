@@ -192,8 +192,12 @@ fn start(bin: &Path, dir: &Path, port: u16, udp_base: u16, extra: &[String]) -> 
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--public-ip", "127.0.0.1"])
         .args(["--udp-port-base", &udp_base.to_string()])
-        // The bench's peers speak UDP; several spawned nodes must not fight over the default ICE-TCP port.
-        .args(["--rtc-tcp-port", "0"])
+        // Several spawned nodes must not fight over the default ICE-TCP port: off unless asked for.
+        .args(if extra.iter().any(|a| a.starts_with("--rtc-tcp-port")) {
+            &[][..]
+        } else {
+            &["--rtc-tcp-port", "0"][..]
+        })
         .args(["--no-rate-limits", "true"])
         .args(["--log", "warn"])
         .arg("--data-dir")

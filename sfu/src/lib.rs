@@ -292,7 +292,7 @@ impl Sfu {
         }
         let tcp = match tcp_listener {
             Some(listener) => {
-                let senders = workers.iter().map(|w| w.tx.clone()).collect();
+                let senders = tcp::Workers::new(workers.iter().map(|w| (w.tx.clone(), w.addr)).collect());
                 Some(tcp::Listening::start(listener, senders, metrics.clone()).map_err(SfuError::Thread)?)
             }
             None => None,

@@ -234,6 +234,8 @@ impl Worker {
 
             // One datagram.
             match socket.recv_from(&mut buf) {
+                // An empty datagram is no WebRTC packet: it is the ICE-TCP doorbell (a frame is queued).
+                Ok((0, _)) => {}
                 Ok((n, source)) => {
                     counters.packets_in += 1;
                     counters.bytes_in += n as u64;

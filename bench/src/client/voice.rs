@@ -1,5 +1,6 @@
 //! A voice participant as the web client does it: a publish connection it offers (talkers only)
-//! and a subscribe connection the SFU offers, both str0m `Rtc`s on their own UDP socket, driven
+//! and a subscribe connection the SFU offers, both str0m `Rtc`s on their own UDP socket (or, for a
+//! client whose network blocks UDP, their own ICE-TCP connection), driven
 //! by this participant's task. The signaling that carries the SDP is a separate task behind
 //! [`Signaling`]: Chorus's `/voice` WebSocket ([`chorus_signal`]) or Janus VideoRoom
 //! ([`janus_signal`]), so the same media code measures both SFUs.
@@ -16,9 +17,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::api::{Account, Api};
@@ -73,6 +75,8 @@ pub struct Plan {
     pub leave_after_media: Option<Duration>,
     /// Give up when no remote media arrived this long after the grant request (None: never).
     pub media_deadline: Option<Duration>,
+    /// Reach the SFU over ICE-TCP only (a network that blocks UDP); the server needs `--rtc-tcp-port`.
+    pub tcp: bool,
 }
 
 /// What one participant saw.
@@ -99,23 +103,112 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// One str0m peer connection on its own socket.
+/// How a peer connection reaches the SFU.
+enum Link {
+    Udp(UdpSocket),
+    /// ICE-TCP: one connection, opened at the first packet str0m sends; a task of its own reads
+    /// and writes it (RFC 4571 frames), so the media loop never waits on the stream.
+    Tcp {
+        out: Option<mpsc::UnboundedSender<Vec<u8>>>,
+        inbox: mpsc::UnboundedReceiver<Vec<u8>>,
+        inbox_tx: mpsc::UnboundedSender<Vec<u8>>,
+        remote: Option<SocketAddr>,
+    },
+}
+
+impl Link {
+    fn send(&mut self, to: SocketAddr, data: &[u8]) {
+        match self {
+            // A full socket buffer drops the datagram, as a real network would.
+            Link::Udp(sock) => {
+                let _ = sock.try_send_to(data, to);
+            }
+            Link::Tcp { out, inbox_tx, remote, .. } => {
+                let tx = out.get_or_insert_with(|| {
+                    *remote = Some(to);
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(tcp_connection(to, rx, inbox_tx.clone()));
+                    tx
+                });
+                if let Some(framed) = sfu::tcp::frame(data) {
+                    let _ = tx.send(framed);
+                }
+            }
+        }
+    }
+
+    /// The next datagram (or frame) and where it came from.
+    async fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match self {
+            Link::Udp(sock) => sock.recv_from(buf).await,
+            Link::Tcp { inbox, remote, .. } => {
+                let frame = inbox.recv().await.ok_or_else(|| std::io::Error::other("the ICE-TCP connection closed"))?;
+                let n = frame.len().min(buf.len());
+                buf[..n].copy_from_slice(&frame[..n]);
+                Ok((n, remote.unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))))
+            }
+        }
+    }
+}
+
+/// One ICE-TCP connection: frames from `out` written in order, frames read handed to `inbox`.
+async fn tcp_connection(
+    to: SocketAddr,
+    mut out: mpsc::UnboundedReceiver<Vec<u8>>,
+    inbox: mpsc::UnboundedSender<Vec<u8>>,
+) {
+    let Ok(stream) = TcpStream::connect(to).await else { return };
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let reader = tokio::spawn(async move {
+        let mut deframer = sfu::tcp::Deframer::default();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            deframer.push(&buf[..n]);
+            while let Ok(Some(f)) = deframer.next_frame() {
+                if inbox.send(f.to_vec()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    while let Some(framed) = out.recv().await {
+        if wr.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    reader.abort();
+}
+
+/// One str0m peer connection on its own socket (or ICE-TCP connection).
 struct Peer {
     rtc: Rtc,
-    sock: UdpSocket,
+    link: Link,
     local: SocketAddr,
     timeout: Instant,
     connected: bool,
 }
 
 impl Peer {
-    async fn new(video: bool, ip: IpAddr) -> Result<Peer> {
-        let sock = UdpSocket::bind((ip, 0)).await.context("binding a UDP socket")?;
-        let local = sock.local_addr()?;
+    async fn new(video: bool, ip: IpAddr, tcp: bool) -> Result<Peer> {
         let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_vp8(video).build(Instant::now());
-        let candidate = Candidate::host(local, "udp").map_err(|e| anyhow!("host candidate: {e}"))?;
-        rtc.add_local_candidate(candidate);
-        Ok(Peer { rtc, sock, local, timeout: Instant::now(), connected: false })
+        let (link, local, candidate) = if tcp {
+            // An active TCP candidate (port 9 by convention: the real port is the connection's).
+            let local = SocketAddr::new(ip, 9);
+            let c = Candidate::builder().tcp().host(local).tcptype(TcpType::Active).build();
+            let (inbox_tx, inbox) = mpsc::unbounded_channel();
+            (Link::Tcp { out: None, inbox, inbox_tx, remote: None }, local, c)
+        } else {
+            let sock = UdpSocket::bind((ip, 0)).await.context("binding a UDP socket")?;
+            let local = sock.local_addr()?;
+            (Link::Udp(sock), local, Candidate::host(local, "udp"))
+        };
+        rtc.add_local_candidate(candidate.map_err(|e| anyhow!("host candidate: {e}"))?);
+        Ok(Peer { rtc, link, local, timeout: Instant::now(), connected: false })
     }
 
     /// Drains `poll_output` until a timeout (the single-mutation invariant), sending what str0m
@@ -128,10 +221,7 @@ impl Peer {
                     self.timeout = t;
                     return Ok(events);
                 }
-                Output::Transmit(t) => {
-                    // A full socket buffer drops the datagram, as a real network would.
-                    let _ = self.sock.try_send_to(&t.contents, t.destination);
-                }
+                Output::Transmit(t) => self.link.send(t.destination, &t.contents),
                 Output::Event(Event::Connected) => {
                     self.connected = true;
                 }
@@ -154,7 +244,8 @@ impl Peer {
         let Ok(contents) = data.try_into() else {
             return Ok(Vec::new());
         };
-        let recv = Receive { proto: Protocol::Udp, source, destination: self.local, contents };
+        let proto = if matches!(self.link, Link::Tcp { .. }) { Protocol::Tcp } else { Protocol::Udp };
+        let recv = Receive { proto, source, destination: self.local, contents };
         self.input(Input::Receive(at, recv))
     }
 
@@ -270,9 +361,9 @@ async fn participate(
         SfuClient::Janus(janus) => janus_signal::start(janus.clone(), plan).await?,
     };
     let ip = sfu.media_ip();
-    let mut sub = Peer::new(plan.video, ip).await?;
+    let mut sub = Peer::new(plan.video, ip, plan.tcp).await?;
     let mut publ = match plan.talker {
-        Some(_) => Some(Peer::new(plan.video, ip).await?),
+        Some(_) => Some(Peer::new(plan.video, ip, plan.tcp).await?),
         None => None,
     };
     let mut talk = match plan.talker {
@@ -361,7 +452,7 @@ async fn participate(
                     }
                 }
             }
-            r = sub.sock.recv_from(&mut sub_buf) => {
+            r = sub.link.recv(&mut sub_buf) => {
                 let (n, from) = r.context("subscribe socket")?;
                 events_at = Instant::now();
                 if shared.ledger.measuring() {
@@ -370,8 +461,8 @@ async fn participate(
                 sub_events = sub.receive(&sub_buf[..n], from, events_at)?;
             }
             r = async {
-                match publ.as_ref() {
-                    Some(p) => p.sock.recv_from(&mut pub_buf).await,
+                match publ.as_mut() {
+                    Some(p) => p.link.recv(&mut pub_buf).await,
                     None => std::future::pending().await,
                 }
             } => {

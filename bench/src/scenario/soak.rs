@@ -115,6 +115,7 @@ async fn voice_churner(
             tile: None,
             leave_after_media: Some(hold),
             media_deadline: Some(MEDIA_DEADLINE),
+            tcp: false,
         };
         let o = voice::run(sfu.clone(), account.clone(), plan, shared.clone(), stop.clone()).await;
         if let Some(e) = o.error {
@@ -331,6 +332,7 @@ pub async fn run(target: &mut Target, p: &SoakParams) -> Result<Report> {
                 tile: None,
                 leave_after_media: None,
                 media_deadline: None,
+                tcp: false,
             };
             let task = tokio::spawn(voice::run(target.sfu(), account, plan, voice.clone(), stop_rx.clone()));
             steady_voice.push((me, hears, task));

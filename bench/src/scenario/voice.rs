@@ -56,6 +56,7 @@ pub async fn measure(target: &Target, p: &VoiceParams, channels: &[String], acco
                 tile: None,
                 leave_after_media: None,
                 media_deadline: None,
+                tcp: p.tcp,
             };
             hears.push(heard);
             participants.push((accounts[room * p.participants + i].clone(), plan));
