@@ -225,6 +225,8 @@ struct WorkerHandle {
     tx: Sender<WorkerMsg>,
     load: Arc<AtomicUsize>,
     addr: SocketAddr,
+    /// Set by an ICE-TCP connection that rang this worker's doorbell; cleared by the worker.
+    tcp_rung: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -273,7 +275,9 @@ impl Sfu {
                 config.public_ips.iter().map(|ip| SocketAddr::new(*ip, local.port())).collect();
             let (tx, rx) = channel();
             let load = Arc::new(AtomicUsize::new(0));
+            let tcp_rung = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let worker = Worker {
+                tcp_rung: tcp_rung.clone(),
                 index: i,
                 socket,
                 public,
@@ -288,11 +292,12 @@ impl Sfu {
                 .name(format!("sfu-worker-{i}"))
                 .spawn(move || worker.run())
                 .map_err(SfuError::Thread)?;
-            workers.push(WorkerHandle { tx, load, addr: local, thread: Some(thread) });
+            workers.push(WorkerHandle { tx, load, addr: local, tcp_rung, thread: Some(thread) });
         }
         let tcp = match tcp_listener {
             Some(listener) => {
-                let senders = tcp::Workers::new(workers.iter().map(|w| (w.tx.clone(), w.addr)).collect());
+                let senders =
+                    tcp::Workers::new(workers.iter().map(|w| (w.tx.clone(), w.addr, w.tcp_rung.clone())).collect());
                 Some(tcp::Listening::start(listener, senders, metrics.clone()).map_err(SfuError::Thread)?)
             }
             None => None,

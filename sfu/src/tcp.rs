@@ -40,6 +40,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const QUEUE: usize = 256;
 /// Stack of the per-connection threads (they hold a 4 KiB buffer and little else).
 const THREAD_STACK: usize = 64 * 1024;
+/// Frames of one connection handed to workers and not yet handled: the reader stops reading above
+/// this, so TCP's own flow control holds the client back instead of a queue growing in a worker.
+const IN_FLIGHT: usize = 64;
+/// A connection that no worker claimed (no STUN request a peer accepted) within this time or this
+/// many frames is closed: only a peer's connection may hold a slot.
+const CLAIM_WITHIN: Duration = Duration::from_secs(5);
+const CLAIM_FRAMES: usize = 16;
 
 /// A frame that cannot be media: the connection is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -104,12 +111,22 @@ pub fn frame(data: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Where a worker sends a TCP peer's packets: its connection's writer.
+/// One ICE-TCP connection as the workers see it: where its packets go (its writer), who owns it,
+/// and its frames in flight.
 #[derive(Debug, Clone)]
 pub(crate) struct TcpPeer {
     tx: SyncSender<Vec<u8>>,
+    state: Arc<ConnState>,
+}
+
+#[derive(Debug)]
+struct ConnState {
     /// The worker that claimed the connection (`usize::MAX` until one did).
-    owner: Arc<AtomicUsize>,
+    owner: AtomicUsize,
+    /// Frames handed to workers and not handled yet.
+    in_flight: AtomicUsize,
+    /// The reader has ended: a worker must not keep (or take) the connection.
+    closed: AtomicBool,
 }
 
 /// What a send to a TCP peer came to.
@@ -132,9 +149,20 @@ impl TcpPeer {
         }
     }
 
-    /// This worker takes the connection: its later frames come here only.
-    pub(crate) fn claim(&self, worker: usize) {
-        self.owner.store(worker, Ordering::Release);
+    /// This worker takes the connection: its later frames come here only. False when the
+    /// connection closed meanwhile (then nobody keeps it).
+    pub(crate) fn claim(&self, worker: usize) -> bool {
+        self.state.owner.store(worker, Ordering::Release);
+        !self.state.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.closed.load(Ordering::Acquire)
+    }
+
+    /// A worker handled one frame of this connection.
+    pub(crate) fn handled(&self) {
+        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -145,19 +173,27 @@ pub(crate) struct Workers {
     senders: Vec<Sender<WorkerMsg>>,
     sockets: Vec<SocketAddr>,
     doorbell: Option<UdpSocket>,
+    /// Per worker: a doorbell is on its way and the worker has not drained its channel since (one
+    /// ring per drain, however many frames).
+    rung: Vec<Arc<AtomicBool>>,
 }
 
 impl Workers {
-    /// `workers`: each worker's channel and the address its UDP socket is bound to.
-    pub(crate) fn new(workers: Vec<(Sender<WorkerMsg>, SocketAddr)>) -> Workers {
-        let sockets: Vec<SocketAddr> = workers.iter().map(|(_, a)| reachable(*a)).collect();
+    /// `workers`: each worker's channel, the address its UDP socket is bound to, and its doorbell flag.
+    pub(crate) fn new(workers: Vec<(Sender<WorkerMsg>, SocketAddr, Arc<AtomicBool>)>) -> Workers {
+        let sockets: Vec<SocketAddr> = workers.iter().map(|(_, a, _)| reachable(*a)).collect();
         let any = if sockets.first().is_some_and(SocketAddr::is_ipv6) {
             SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
         } else {
             SocketAddr::from(([127, 0, 0, 1], 0))
         };
         let doorbell = UdpSocket::bind(any).ok();
-        Workers { senders: workers.into_iter().map(|(s, _)| s).collect(), sockets, doorbell }
+        let (mut senders, mut rung) = (Vec::new(), Vec::new());
+        for (tx, _, flag) in workers {
+            senders.push(tx);
+            rung.push(flag);
+        }
+        Workers { senders, sockets, doorbell, rung }
     }
 
     /// Hands `msg` to worker `i` and wakes it; false if that worker is gone.
@@ -166,7 +202,8 @@ impl Workers {
         if tx.send(msg).is_err() {
             return false;
         }
-        if let (Some(bell), Some(to)) = (&self.doorbell, self.sockets.get(i)) {
+        let first_since_drain = self.rung.get(i).is_some_and(|r| !r.swap(true, Ordering::AcqRel));
+        if first_since_drain && let (Some(bell), Some(to)) = (&self.doorbell, self.sockets.get(i)) {
             let _ = bell.send_to(&[], to);
         }
         true
@@ -235,7 +272,7 @@ fn accept(listener: TcpListener, workers: Arc<Workers>, metrics: SfuMetrics, sto
             continue;
         };
         let Ok(peer) = stream.peer_addr() else { continue };
-        if !admit(&open, peer.ip()) {
+        if !admit(&open, slot_key(peer.ip())) {
             metrics.tcp_refused.inc();
             let _ = stream.shutdown(Shutdown::Both);
             continue;
@@ -245,13 +282,26 @@ fn accept(listener: TcpListener, workers: Arc<Workers>, metrics: SfuMetrics, sto
         let spawned = std::thread::Builder::new().name("sfu-tcp".into()).stack_size(THREAD_STACK).spawn(move || {
             serve(stream, peer, &workers, &m);
             m.tcp_connections.dec();
-            release(&open2, peer.ip());
+            release(&open2, slot_key(peer.ip()));
         });
         if spawned.is_err() {
             tracing::warn!("ICE-TCP: cannot start a connection thread");
             metrics.tcp_connections.dec();
-            release(&open, peer.ip());
+            release(&open, slot_key(peer.ip()));
         }
+    }
+}
+
+/// Whose share a connection counts against: its IPv4 address, or its IPv6 /64 (one host usually
+/// holds a whole /64, so counting each address would give it every slot).
+fn slot_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
     }
 }
 
@@ -276,7 +326,7 @@ fn release(open: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
     }
 }
 
-/// One connection: frames in to the workers until it closes, idles or misbehaves.
+/// One connection: frames in to the workers until it closes, idles, misbehaves or is not claimed.
 fn serve(stream: TcpStream, peer: SocketAddr, workers: &Workers, metrics: &SfuMetrics) {
     let _ = stream.set_nodelay(true);
     if stream.set_read_timeout(Some(IDLE)).is_err() || stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
@@ -284,7 +334,12 @@ fn serve(stream: TcpStream, peer: SocketAddr, workers: &Workers, metrics: &SfuMe
     }
     let Ok(mut writer) = stream.try_clone() else { return };
     let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
-    let handle = TcpPeer { tx, owner: Arc::new(AtomicUsize::new(usize::MAX)) };
+    let state = Arc::new(ConnState {
+        owner: AtomicUsize::new(usize::MAX),
+        in_flight: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+    });
+    let handle = TcpPeer { tx, state: state.clone() };
     let wrote = std::thread::Builder::new().name("sfu-tcp-write".into()).stack_size(THREAD_STACK).spawn(move || {
         for framed in rx {
             if writer.write_all(&framed).is_err() {
@@ -297,10 +352,21 @@ fn serve(stream: TcpStream, peer: SocketAddr, workers: &Workers, metrics: &SfuMe
     if wrote.is_err() {
         return;
     }
+    // Until the connection is claimed, it must be claimed soon.
+    let _ = stream.set_read_timeout(Some(CLAIM_WITHIN));
+    let opened = std::time::Instant::now();
+    let mut unclaimed_frames = 0usize;
     let mut reader = &stream;
     let mut deframer = Deframer::default();
     let mut buf = [0u8; 4096];
     'read: loop {
+        // Back-pressure: the client waits while the workers catch up with this connection.
+        while state.in_flight.load(Ordering::Acquire) >= IN_FLIGHT {
+            if state.closed.load(Ordering::Acquire) {
+                break 'read;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -316,25 +382,47 @@ fn serve(stream: TcpStream, peer: SocketAddr, workers: &Workers, metrics: &SfuMe
                     break 'read;
                 }
             };
-            // Until a worker claims the connection, every worker looks at it (its router knows the ufrag).
-            match handle.owner.load(Ordering::Acquire) {
-                usize::MAX => {
-                    for i in 0..workers.len() {
-                        let msg =
-                            WorkerMsg::TcpDatagram { source: peer, data: data.clone(), peer: Some(handle.clone()) };
-                        workers.deliver(i, msg);
-                    }
+            let owner = state.owner.load(Ordering::Acquire);
+            if owner != usize::MAX {
+                state.in_flight.fetch_add(1, Ordering::AcqRel);
+                if !workers.deliver(owner, WorkerMsg::TcpDatagram { source: peer, data, peer: handle.clone() }) {
+                    break 'read;
                 }
-                owner => {
-                    if !workers.deliver(owner, WorkerMsg::TcpDatagram { source: peer, data, peer: None }) {
-                        break 'read;
-                    }
+                continue;
+            }
+            // Not claimed yet: only STUN may open a connection, and only for a while.
+            unclaimed_frames += 1;
+            if unclaimed_frames > CLAIM_FRAMES || opened.elapsed() > CLAIM_WITHIN {
+                metrics.dropped_datagrams.with_label_values(&["tcp_unclaimed"]).inc();
+                break 'read;
+            }
+            if crate::router::stun_local_ufrag(&data).is_none() {
+                continue;
+            }
+            // Every worker looks (the one whose router knows the ufrag claims it).
+            let mut delivered = false;
+            for i in 0..workers.len() {
+                state.in_flight.fetch_add(1, Ordering::AcqRel);
+                let msg = WorkerMsg::TcpDatagram { source: peer, data: data.clone(), peer: handle.clone() };
+                if workers.deliver(i, msg) {
+                    delivered = true;
+                } else {
+                    state.in_flight.fetch_sub(1, Ordering::AcqRel);
                 }
             }
+            if !delivered {
+                break 'read; // the SFU has stopped
+            }
+        }
+        if state.owner.load(Ordering::Acquire) != usize::MAX {
+            let _ = stream.set_read_timeout(Some(IDLE));
         }
     }
+    state.closed.store(true, Ordering::Release);
     let _ = stream.shutdown(Shutdown::Both);
-    workers.deliver(handle.owner.load(Ordering::Acquire), WorkerMsg::TcpClosed { source: peer });
+    // The owner drops its handle (and so the writer ends); a claim that races with this close sees
+    // `closed` and keeps nothing.
+    workers.deliver(state.owner.load(Ordering::Acquire), WorkerMsg::TcpClosed { source: peer });
 }
 
 #[cfg(test)]
@@ -399,6 +487,15 @@ mod tests {
             release(&open, a);
         }
         assert!(!open.lock().unwrap().contains_key(&a), "no entry is left for an address with nothing open");
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(slot_key(a), slot_key(b));
+        assert_ne!(slot_key(a), slot_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(slot_key("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -24,6 +24,8 @@ const TICK: Duration = Duration::from_millis(5);
 const MIN_TICK: Duration = Duration::from_millis(1);
 /// Longest a blocked `recv_from` waits, so commands are picked up promptly.
 const READ_TIMEOUT: Duration = Duration::from_millis(2);
+/// Channel messages handled before the worker turns to its socket and timers again.
+const MAX_MESSAGES_PER_PASS: usize = 256;
 /// Metrics are flushed from worker-local counters this often.
 const FLUSH: Duration = Duration::from_millis(250);
 
@@ -42,11 +44,11 @@ pub(crate) enum WorkerMsg {
     },
     /// Reply with a snapshot of every room of this worker.
     Snapshot(std::sync::mpsc::Sender<Vec<crate::RoomSnapshot>>),
-    /// A frame from an ICE-TCP connection; `peer` until a worker claimed the connection.
+    /// A frame from an ICE-TCP connection (offered to every worker until one claims it).
     TcpDatagram {
         source: SocketAddr,
         data: Vec<u8>,
-        peer: Option<TcpPeer>,
+        peer: TcpPeer,
     },
     /// An ICE-TCP connection this worker claimed has closed.
     TcpClosed {
@@ -91,6 +93,15 @@ impl Drop for UdpOut<'_> {
     }
 }
 
+/// Marks one frame of an ICE-TCP connection handled when dropped (whichever way the handler ends).
+struct InFlight<'a>(&'a TcpPeer);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.handled();
+    }
+}
+
 /// Moves the batch's send counts into the worker's counters.
 fn count_sent(batch: &mut SendBatch, counters: &mut LocalCounters) {
     counters.packets_out += std::mem::take(&mut batch.packets);
@@ -105,6 +116,9 @@ pub(crate) struct Worker {
     pub public: Vec<SocketAddr>,
     /// The advertised ICE-TCP addresses (the SFU's one TCP port on each public address); empty: off.
     pub tcp_public: Vec<SocketAddr>,
+    /// Set when an ICE-TCP connection rang the doorbell; cleared here before the channel is drained,
+    /// so frames queued after that ring again.
+    pub tcp_rung: Arc<std::sync::atomic::AtomicBool>,
     pub rx: Receiver<WorkerMsg>,
     pub metrics: SfuMetrics,
     pub load: Arc<AtomicUsize>,
@@ -114,7 +128,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub fn run(self) {
-        let Worker { index, socket, public, tcp_public, rx, metrics, load, peer_timeout, initial_bps } = self;
+        let Worker { index, socket, public, tcp_public, tcp_rung, rx, metrics, load, peer_timeout, initial_bps } = self;
         if let Err(e) = socket.set_read_timeout(Some(READ_TIMEOUT)) {
             tracing::error!(error = %e, "cannot set socket read timeout");
             return;
@@ -138,8 +152,10 @@ impl Worker {
         let mut last_tick = Instant::now();
         let mut next_flush = Instant::now() + FLUSH;
         loop {
-            // Commands from signaling.
-            loop {
+            // Commands from signaling, and ICE-TCP frames; a bounded number per pass, so UDP and the
+            // rooms' timers keep their turn whatever arrives on the channel.
+            tcp_rung.store(false, Ordering::Release);
+            for _ in 0..MAX_MESSAGES_PER_PASS {
                 let msg = match rx.try_recv() {
                     Ok(m) => m,
                     Err(TryRecvError::Empty) => break,
@@ -184,22 +200,21 @@ impl Worker {
                         let _ = reply.send(rooms.values().map(|r| r.snapshot(index)).collect());
                     }
                     WorkerMsg::TcpDatagram { source, data, peer } => {
+                        let _handled = InFlight(&peer);
                         let (Some(destination), true) =
                             (if source.is_ipv4() { tcp_v4 } else { tcp_v6 }, data.len() <= buf.len())
                         else {
                             continue;
                         };
-                        // An unclaimed connection is offered to every worker: the one whose peer it is claims it.
-                        let owner = router
-                            .by_addr(&source)
-                            .or_else(|| stun_local_ufrag(&data).and_then(|u| router.by_ufrag(u)));
-                        match (owner, peer) {
-                            (None, _) => continue,
-                            (Some(_), Some(peer)) => {
-                                peer.claim(index);
-                                out.tcp.insert(source, peer);
+                        // An unclaimed connection is offered to every worker: the one whose peer accepts
+                        // its STUN request claims it. Until then its answers need a way back: provisional.
+                        let ours = out.tcp.contains_key(&source);
+                        if !ours {
+                            let here = stun_local_ufrag(&data).and_then(|u| router.by_ufrag(u)).is_some();
+                            if !here || peer.is_closed() {
+                                continue;
                             }
-                            (Some(_), None) => {}
+                            out.tcp.insert(source, peer.clone());
                         }
                         counters.packets_in += 1;
                         counters.bytes_in += data.len() as u64;
@@ -207,6 +222,11 @@ impl Worker {
                             Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
                         if let Some(due) = receive(&mut rooms, &mut ctx, Protocol::Tcp, source, destination, &data) {
                             next_tick = next_tick.min(due.max(last_tick + MIN_TICK));
+                        }
+                        // Claimed once its STUN request was accepted (the router then knows the path).
+                        let claimed = ours || (router.by_addr(&source).is_some() && peer.claim(index));
+                        if !claimed {
+                            out.tcp.remove(&source);
                         }
                     }
                     WorkerMsg::TcpClosed { source } => {

@@ -165,6 +165,16 @@ impl Client {
     }
 }
 
+/// The server closed the connection (end of stream or reset) before the read timeout ran out.
+fn closed_by_server(conn: &mut TcpStream) -> bool {
+    let mut b = [0u8; 8];
+    match conn.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
 fn start_sfu() -> (Sfu, SocketAddr) {
     let config = SfuConfig {
         workers: 2, // the connection must find the worker that holds its peer
@@ -204,8 +214,16 @@ fn clients_without_udp_publish_and_receive_audio_over_ice_tcp() {
     let mut liar = TcpStream::connect(tcp).expect("liar");
     liar.write_all(&[0xff, 0xff, 1, 2, 3]).expect("write");
     liar.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let mut b = [0u8; 8];
-    assert!(matches!(liar.read(&mut b), Ok(0) | Err(_)), "an oversized length prefix closes the connection");
+    assert!(closed_by_server(&mut liar), "an oversized length prefix closes the connection");
+    // Well-framed garbage that is not a STUN request of any peer: no worker claims it, it is closed.
+    let mut chatter = TcpStream::connect(tcp).expect("chatter");
+    chatter.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut garbage = Vec::new();
+    for i in 0..20u8 {
+        garbage.extend(frame(&[i; 40]).expect("frame"));
+    }
+    chatter.write_all(&garbage).expect("write");
+    assert!(closed_by_server(&mut chatter), "an unclaimed connection is closed");
 
     let mut alice = Client::join(&sfu, 1, 9);
     let mut bob = Client::join(&sfu, 2, 19);
@@ -245,6 +263,10 @@ fn clients_without_udp_publish_and_receive_audio_over_ice_tcp() {
         assert!(sent.contains(got), "every frame arrives intact");
     }
     let sfu_metrics = sfu.metrics();
-    assert!(sfu_metrics.tcp_connections.get() >= 4, "the clients' and idle connections are open");
-    drop(idle);
+    assert!(sfu_metrics.tcp_connections.get() >= 2, "the clients' connections are open");
+    // A connection that never sends a STUN request holds its slot only until the claim deadline (5 s).
+    for mut conn in idle {
+        conn.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        assert!(closed_by_server(&mut conn), "an idle, unclaimed connection is closed");
+    }
 }

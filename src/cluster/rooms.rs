@@ -26,7 +26,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner then
-  if redis.call('HGET', @node@ .. owner, 'state') then
+  local o = @node@ .. owner
+  if redis.call('HGET', o, 'state') and redis.call('HGET', o, 'role') ~= 'chat' then
     redis.call('HSET', KEYS[1], 'granted_at', now)
     return {tonumber(owner), tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')}
   end

@@ -17,21 +17,27 @@ use super::keys;
 
 // KEYS[1]: the guild the user was in (here), KEYS[2]: the guild now, KEYS[3]: this node's calls;
 // ARGV[1]: user, ARGV[2]: this node, ARGV[3]: `<node>|<state>` or '' for a leave, ARGV[4]: guild now.
+// Returns 0 when the user's previous entry is another node's (their call moved there: this node's
+// "left" is old news), else 1.
 const RECORD: &str = r"
-local function ours(key)
+local function owner(key)
   local v = redis.call('HGET', key, ARGV[1])
-  return v and string.sub(v, 1, #ARGV[2] + 1) == ARGV[2] .. '|'
+  if not v then return nil end
+  return string.sub(v, 1, (string.find(v, '|', 1, true) or 1) - 1)
 end
-if (ARGV[3] == '' or KEYS[1] ~= KEYS[2]) and ours(KEYS[1]) then
+local was = owner(KEYS[1])
+local moved = was ~= nil and was ~= ARGV[2]
+if (ARGV[3] == '' or KEYS[1] ~= KEYS[2]) and was == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 if ARGV[3] == '' then
-  if ours(KEYS[2]) then redis.call('HDEL', KEYS[2], ARGV[1]) end
+  if owner(KEYS[2]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
   redis.call('HDEL', KEYS[3], ARGV[1])
 else
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 end
+if moved and ARGV[3] == '' then return 0 end
 return 1
 ";
 
@@ -60,6 +66,19 @@ end
 return false
 ";
 
+// KEYS[1]: this node's calls; ARGV[1]: this node, then per call: its guild's key, user, value, guild.
+const REFRESH: &str = r"
+for i = 2, #ARGV, 4 do
+  local key, user = ARGV[i], ARGV[i + 1]
+  local v = redis.call('HGET', key, user)
+  if not v or string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
+    redis.call('HSET', key, user, ARGV[i + 2])
+    redis.call('HSET', KEYS[1], user, ARGV[i + 3])
+  end
+end
+return 1
+";
+
 pub struct RedisVoice {
     conn: ConnectionManager,
     node_id: u16,
@@ -84,8 +103,8 @@ fn parse_state(json: &str) -> Option<VoiceState> {
 
 #[async_trait]
 impl VoiceDirectory for RedisVoice {
-    async fn record(&self, before: Option<&VoiceState>, after: &VoiceState) -> Result<(), BusError> {
-        let Some(guild) = after.guild_id.or(before.and_then(|b| b.guild_id)) else { return Ok(()) };
+    async fn record(&self, before: Option<&VoiceState>, after: &VoiceState) -> Result<bool, BusError> {
+        let Some(guild) = after.guild_id.or(before.and_then(|b| b.guild_id)) else { return Ok(true) };
         let was_in = before.and_then(|b| b.guild_id).unwrap_or(guild);
         let value = match after.channel_id {
             Some(_) => {
@@ -94,7 +113,7 @@ impl VoiceDirectory for RedisVoice {
             }
             None => String::new(),
         };
-        let _: i64 = self
+        let current: i64 = self
             .record
             .key(keys::guild_voice(was_in.get()))
             .key(keys::guild_voice(guild.get()))
@@ -106,7 +125,11 @@ impl VoiceDirectory for RedisVoice {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        Ok(())
+        Ok(current == 1)
+    }
+
+    async fn refresh(&self, states: &[VoiceState]) -> Result<(), BusError> {
+        refresh(&self.conn, self.node_id, states).await.map_err(unavailable)
     }
 
     async fn in_guild(&self, guild_id: Id) -> Result<Vec<VoiceState>, BusError> {
@@ -137,14 +160,36 @@ pub async fn forget_node(conn: &ConnectionManager, node: u16, chat: &Chat) -> re
     let mut conn = conn.clone();
     let calls: Vec<(u64, u64)> = redis::cmd("HGETALL").arg(keys::node_voice(node)).query_async(&mut conn).await?;
     let drop = redis::Script::new(DROP);
-    for (user, guild) in calls {
+    for (user, guild) in &calls {
         let state: Option<String> =
-            drop.key(keys::guild_voice(guild)).arg(user).arg(node).invoke_async(&mut conn).await?;
+            drop.key(keys::guild_voice(*guild)).arg(user).arg(node).invoke_async(&mut conn).await?;
         if let Some(state) = state.as_deref().and_then(parse_state) {
             chat.voice_call_lost(state);
         }
+        // Only the fields read: a call the node recorded meanwhile (it is alive after all) stays.
+        redis::cmd("HDEL").arg(keys::node_voice(node)).arg(user).query_async::<()>(&mut conn).await?;
     }
-    redis::cmd("DEL").arg(keys::node_voice(node)).query_async::<()>(&mut conn).await
+    Ok(())
+}
+
+/// Writes this node's calls again: a write Redis missed, or entries the sweeper removed while this
+/// node's record had lapsed (a long Redis stall), come back. An entry another node holds (the user's
+/// call moved there while this node keeps the old session for resume) is left alone.
+async fn refresh(conn: &ConnectionManager, node: u16, states: &[VoiceState]) -> redis::RedisResult<()> {
+    let script = redis::Script::new(REFRESH);
+    let mut call = script.key(keys::node_voice(node));
+    call.arg(node);
+    let mut any = false;
+    for s in states {
+        let (Some(guild), Some(_)) = (s.guild_id, s.channel_id) else { continue };
+        let Ok(json) = serde_json::to_string(s) else { continue };
+        call.arg(keys::guild_voice(guild.get())).arg(s.user_id.get()).arg(format!("{node}|{json}")).arg(guild.get());
+        any = true;
+    }
+    if !any {
+        return Ok(());
+    }
+    call.invoke_async::<i64>(&mut conn.clone()).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -111,7 +111,8 @@ enum Link {
     Tcp {
         out: Option<mpsc::UnboundedSender<Vec<u8>>>,
         inbox: mpsc::UnboundedReceiver<Vec<u8>>,
-        inbox_tx: mpsc::UnboundedSender<Vec<u8>>,
+        /// Handed to the connection's task when it starts.
+        inbox_tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
         remote: Option<SocketAddr>,
     },
 }
@@ -127,7 +128,11 @@ impl Link {
                 let tx = out.get_or_insert_with(|| {
                     *remote = Some(to);
                     let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(tcp_connection(to, rx, inbox_tx.clone()));
+                    // The task holds the only sender of the inbox: when the connection ends (or never
+                    // opens), `recv` says so instead of waiting forever.
+                    if let Some(inbox) = inbox_tx.take() {
+                        tokio::spawn(tcp_connection(to, rx, inbox));
+                    }
                     tx
                 });
                 if let Some(framed) = sfu::tcp::frame(data) {
@@ -169,9 +174,16 @@ async fn tcp_connection(
                 Ok(n) => n,
             };
             deframer.push(&buf[..n]);
-            while let Ok(Some(f)) = deframer.next_frame() {
-                if inbox.send(f.to_vec()).is_err() {
-                    return;
+            loop {
+                match deframer.next_frame() {
+                    Ok(Some(f)) => {
+                        if inbox.send(f.to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    // Not RFC 4571 from the SFU: the connection is over (its end fails the participant).
+                    Err(_) => return,
                 }
             }
         }
@@ -201,7 +213,7 @@ impl Peer {
             let local = SocketAddr::new(ip, 9);
             let c = Candidate::builder().tcp().host(local).tcptype(TcpType::Active).build();
             let (inbox_tx, inbox) = mpsc::unbounded_channel();
-            (Link::Tcp { out: None, inbox, inbox_tx, remote: None }, local, c)
+            (Link::Tcp { out: None, inbox, inbox_tx: Some(inbox_tx), remote: None }, local, c)
         } else {
             let sock = UdpSocket::bind((ip, 0)).await.context("binding a UDP socket")?;
             let local = sock.local_addr()?;

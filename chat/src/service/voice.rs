@@ -29,12 +29,20 @@ use super::accounts::Caller;
 #[async_trait]
 pub trait VoiceDirectory: Send + Sync + 'static {
     /// Records a change this node's voice side reported (`after.channel_id` None: a leave);
-    /// `before` is this node's previous state of the user, if any.
-    async fn record(&self, before: Option<&VoiceState>, after: &VoiceState) -> Result<(), BusError>;
+    /// `before` is this node's previous state of the user, if any. False when another node holds
+    /// the user's call now (they moved): this node's "left" is then not announced.
+    async fn record(&self, before: Option<&VoiceState>, after: &VoiceState) -> Result<bool, BusError>;
 
     /// The voice states in a guild, held by any live node.
     async fn in_guild(&self, guild_id: Id) -> Result<Vec<VoiceState>, BusError>;
+
+    /// Writes every call this node holds again (called every few seconds from the same task that
+    /// records changes, so a rewrite never undoes a later leave).
+    async fn refresh(&self, states: &[VoiceState]) -> Result<(), BusError>;
 }
+
+/// How often a cluster node rewrites the voice states of its calls.
+const REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One change to announce: the user's voice state before it (if any) and after it.
 #[derive(Debug)]
@@ -158,9 +166,13 @@ impl Chat {
         if local
             && after.guild_id.is_some()
             && let Some(directory) = self.voice_directory.get()
-            && let Err(e) = directory.record(before.as_ref(), &after).await
         {
-            tracing::warn!(error = %e, "voice: could not record a state in the cluster");
+            match directory.record(before.as_ref(), &after).await {
+                Ok(true) => {}
+                // The user's call is on another node now, which announced it: nothing left to say.
+                Ok(false) => return Ok(()),
+                Err(e) => tracing::warn!(error = %e, "voice: could not record a state in the cluster"),
+            }
         }
         let old = before.as_ref().and_then(|b| Some((b.guild_id?, b.channel_id?)));
         let new = after.guild_id.zip(after.channel_id);
@@ -181,15 +193,32 @@ impl Chat {
     }
 }
 
-/// Announces voice state changes one at a time, in the order they were reported. Holds only a weak
-/// reference so the loop ends when the Chat is dropped.
+/// Announces voice state changes one at a time, in the order they were reported, and in a cluster
+/// rewrites this node's calls every [`REFRESH`] between them. Holds only a weak reference so the loop
+/// ends when the Chat is dropped.
 pub(crate) fn spawn_voice_state_loop(chat: &Arc<Chat>, mut changes: mpsc::UnboundedReceiver<VoiceChange>) {
     let weak: Weak<Chat> = Arc::downgrade(chat);
     tokio::spawn(async move {
-        while let Some(change) = changes.recv().await {
-            let Some(chat) = weak.upgrade() else { break };
-            if let Err(e) = chat.announce_voice_change(change).await {
-                tracing::warn!(error = %e, "voice state: could not announce a change");
+        let mut refresh = tokio::time::interval(REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                change = changes.recv() => {
+                    let Some(change) = change else { break };
+                    let Some(chat) = weak.upgrade() else { break };
+                    if let Err(e) = chat.announce_voice_change(change).await {
+                        tracing::warn!(error = %e, "voice state: could not announce a change");
+                    }
+                }
+                _ = refresh.tick() => {
+                    let Some(chat) = weak.upgrade() else { break };
+                    if let Some(directory) = chat.voice_directory.get() {
+                        let states: Vec<VoiceState> = chat.voice_states.read().values().cloned().collect();
+                        if let Err(e) = directory.refresh(&states).await {
+                            tracing::debug!(error = %e, "voice: could not rewrite this node's calls in the cluster");
+                        }
+                    }
+                }
             }
         }
     });
