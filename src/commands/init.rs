@@ -66,6 +66,9 @@ pub fn render(domain: Option<&str>, discovered: &[IpAddr]) -> String {
     let ips = if ips.is_empty() { "\"203.0.113.5\"".to_string() } else { ips.join(", ") };
     let _ = writeln!(t, "udp_port_base = 50000");
     let _ = writeln!(t, "# public_ip = [{ips}]");
+    let _ =
+        writeln!(t, "# ICE over TCP, for browsers whose network blocks UDP (0 turns it off); open this TCP port too.");
+    let _ = writeln!(t, "rtc_tcp_port = 7881");
     let _ = writeln!(t);
     let _ = writeln!(
         t,
@@ -130,6 +133,7 @@ mod tests {
         let c = load(&render(Some("chat.example.org"), &["203.0.113.5".parse().unwrap()]));
         assert_eq!(c.public_url, "https://chat.example.org");
         assert_eq!(c.listen.port(), 443);
+        assert_eq!(c.rtc_tcp_port, Some(7881), "ICE over TCP is written out, on");
         let tls = c.tls.expect("TLS settings");
         assert!(tls.files.cert.ends_with("tls/fullchain.pem"));
         assert_eq!(tls.redirect_listen.map(|a| a.port()), Some(80));
