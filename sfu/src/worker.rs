@@ -159,17 +159,8 @@ impl Worker {
                 let msg = match rx.try_recv() {
                     Ok(m) => m,
                     Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        return shutdown(
-                            &mut rooms,
-                            &socket,
-                            &mut batch,
-                            &mut tcp,
-                            &mut router,
-                            &mut counters,
-                            &metrics,
-                        );
-                    }
+                    // The SFU handle is gone: the same as being told to stop.
+                    Err(TryRecvError::Disconnected) => WorkerMsg::Shutdown,
                 };
                 let now = Instant::now();
                 let mut out = UdpOut { socket: &socket, batch: &mut batch, tcp: &mut tcp };
