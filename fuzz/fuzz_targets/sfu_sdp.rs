@@ -230,7 +230,20 @@ fn answer(c: &mut Cached, sdp: &str) -> bool {
     false
 }
 
+/// The SFU catches str0m's panics on SDP (a panic must not take a worker down), but libfuzzer-sys's
+/// panic hook aborts on every panic, caught or not. The standard hook is put back once: a panic the
+/// SFU catches then passes, and one it does not still reaches libfuzzer-sys's `catch_unwind`, which
+/// aborts — a crash, as before.
+fn let_caught_panics_pass() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|info| eprintln!("panic (caught unless libFuzzer reports a crash next): {info}")));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    let_caught_panics_pass();
     let Some((&flags, rest)) = data.split_first() else { return };
     let Ok(sdp) = std::str::from_utf8(rest) else { return };
     let flags = flags & 7;

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
@@ -280,7 +281,15 @@ impl Room {
             });
             return;
         }
-        match p.publish.sdp_api().accept_offer(offer) {
+        // str0m panics on some offers it parses (a payload type claimed twice; found by the sfu_sdp
+        // fuzz target). Unwinding here would take the worker thread and every room on it down: the
+        // panic is caught and the participant, whose connection is now in an unknown state, leaves.
+        let Ok(accepted) = catch_unwind(AssertUnwindSafe(|| p.publish.sdp_api().accept_offer(offer))) else {
+            p.emit(SfuEvent::Error { code: "bad_sdp", message: "offer rejected: it cannot be applied".into() });
+            self.remove(ctx, slot, LeaveReason::PeerClosed);
+            return;
+        };
+        match accepted {
             Ok(answer) => {
                 let sdp = answer.to_sdp_string();
                 // A client ICE restart gives the publish connection new local credentials.
@@ -314,7 +323,14 @@ impl Room {
             p.emit(SfuEvent::Error { code: "no_pending_offer", message: "there is no offer to answer".into() });
             return;
         };
-        if let Err(e) = p.subscribe.sdp_api().accept_answer(pending, answer) {
+        let Ok(accepted) = catch_unwind(AssertUnwindSafe(|| p.subscribe.sdp_api().accept_answer(pending, answer)))
+        else {
+            // As for offers: a panic in str0m must not take the worker down.
+            p.emit(SfuEvent::Error { code: "bad_sdp", message: "answer rejected: it cannot be applied".into() });
+            self.remove(ctx, slot, LeaveReason::PeerClosed);
+            return;
+        };
+        if let Err(e) = accepted {
             p.emit(SfuEvent::Error { code: "bad_sdp", message: format!("answer rejected: {e}") });
             // The offer is gone; offer the whole state again.
             p.renegotiate = true;

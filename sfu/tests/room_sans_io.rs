@@ -269,3 +269,21 @@ fn a_publish_line_offered_inactive_publishes_when_turned_on() {
     assert_eq!(published(&m.peers[1], publisher, TrackKind::Video), 1);
     assert_eq!(m.metrics.tracks.with_label_values(&["video"]).get(), 1);
 }
+
+#[test]
+fn an_offer_that_makes_str0m_panic_removes_only_its_sender_and_the_room_goes_on() {
+    // Found by the sfu_sdp fuzz target: str0m 0.25 panics ("Pt locked multiple times") applying this
+    // offer; uncaught, the panic took down the worker thread and every room on it.
+    let mut m = Mesh::new(3, 1);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    let sdp = String::from_utf8_lossy(include_bytes!("data/offer-pt-claimed-twice.sdp")).into_owned();
+    let id = m.peers[2].id;
+    m.command(id, sfu::Command::PublishOffer(sdp));
+    m.step(Duration::from_millis(5));
+    let seen = &m.peers[2].seen;
+    assert!(seen.iter().any(|e| matches!(e, SfuEvent::Error { code: "bad_sdp", .. })), "{seen:?}");
+    assert!(seen.iter().any(|e| matches!(e, SfuEvent::Closed { reason: LeaveReason::PeerClosed })), "{seen:?}");
+    assert_eq!(m.room.participant_count(), 2);
+    m.talk(50, &[]);
+    assert!(m.run_until(200, |m| m.peers[1].media_in >= 45), "the others still hear each other");
+}
