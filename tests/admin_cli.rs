@@ -210,11 +210,7 @@ async fn a_disabled_users_voice_call_ends_and_the_guild_sees_them_leave() {
     let mallory = register(&c, "mallory").await;
     let (_, g) = c.api(Some(&owner), reqwest::Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
     let guild = g["id"].as_str().expect("guild").to_string();
-    let voice =
-        g["channels"].as_array().expect("channels").iter().find(|ch| ch["kind"] == "voice").expect("voice")["id"]
-            .as_str()
-            .expect("id")
-            .to_string();
+    let voice = voice_channel_id(&g);
     let (_, inv) =
         c.api(Some(&owner), reqwest::Method::POST, &format!("/guilds/{guild}/invites"), Some(json!({}))).await;
     let code = inv["code"].as_str().expect("code");

@@ -145,11 +145,7 @@ async fn voice_grant_is_a_token_the_signaling_side_accepts_and_joined_carries_tu
     let c = Chorus::start_with(dir.path(), free_port(), &turn).await;
     let token = register(&c, "alice").await;
     let (_, g) = c.api(Some(&token), reqwest::Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
-    let voice =
-        g["channels"].as_array().expect("channels").iter().find(|ch| ch["kind"] == "voice").expect("voice")["id"]
-            .as_str()
-            .expect("id")
-            .to_string();
+    let voice = voice_channel_id(&g);
     let (s, grant) = c.api(Some(&token), reqwest::Method::POST, &format!("/channels/{voice}/voice"), None).await;
     assert_eq!(s, 200, "{grant}");
     assert!(grant["endpoint"].as_str().is_some_and(|e| e.starts_with("ws://") && e.ends_with("/voice")));

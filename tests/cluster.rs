@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Chorus, free_port, register};
+use common::{Chorus, free_port, register, voice_channel_id};
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -672,10 +672,7 @@ async fn when_a_rooms_node_dies_the_next_grant_places_it_on_a_live_node() {
     let owner = register(&b, "owner").await;
     let (s, g) = b.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
     assert_eq!(s, 201);
-    let voice = g["channels"].as_array().expect("channels").iter().find(|c| c["kind"] == "voice").expect("voice")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let voice = voice_channel_id(&g);
     let (s, grant) = b.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
     assert_eq!(s, 200, "{grant}");
     let first = grant["endpoint"].as_str().expect("endpoint").to_string();
@@ -735,10 +732,7 @@ async fn a_chat_node_hands_voice_to_an_sfu_node_and_each_serves_only_its_part() 
     let owner = register(&chat_node, "owner").await;
     let (s, g) = chat_node.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
     assert_eq!(s, 201, "{g}");
-    let voice = g["channels"].as_array().expect("channels").iter().find(|c| c["kind"] == "voice").expect("voice")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let voice = voice_channel_id(&g);
     // Each serves only its part.
     let http = reqwest::Client::new();
     let on_sfu = http.get(format!("{}/api/v1/users/@me", sfu_node.base)).bearer_auth(&owner).send().await.expect("get");
@@ -780,10 +774,7 @@ async fn a_voice_state_lost_from_redis_is_written_again_by_the_node_that_holds_t
     let (s, g) = a.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
     assert_eq!(s, 201, "{g}");
     let guild = g["id"].as_str().expect("id").to_string();
-    let voice = g["channels"].as_array().expect("channels").iter().find(|c| c["kind"] == "voice").expect("voice")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let voice = voice_channel_id(&g);
     let (s, grant) = a.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
     assert_eq!(s, 200, "{grant}");
     let joined =

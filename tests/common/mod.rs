@@ -120,3 +120,10 @@ pub fn run_command(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The id of the first voice channel of a guild as `POST /guilds` answers it.
+pub fn voice_channel_id(guild: &serde_json::Value) -> String {
+    let channels = guild["channels"].as_array().expect("channels");
+    let voice = channels.iter().find(|c| c["kind"] == "voice").expect("a voice channel");
+    voice["id"].as_str().expect("id").to_string()
+}
