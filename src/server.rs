@@ -115,6 +115,7 @@ pub async fn build(config: &Config) -> Result<App> {
         let voice = signaling::Signaling::in_process(signaling_config, &secret, events, &registry)
             .context("starting the SFU and voice signaling")?;
         crate::voice::spawn_account_check(Arc::downgrade(&chat), Arc::downgrade(&voice));
+        crate::voice::spawn_moderation(&chat, Arc::downgrade(&voice));
         let udp: Vec<String> = voice.sfu().udp_addrs().iter().map(|a| a.to_string()).collect();
         let tcp = voice.sfu().tcp_addr().map_or("off".to_string(), |a| a.to_string());
         tracing::info!(

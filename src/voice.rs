@@ -59,6 +59,41 @@ pub fn spawn_account_check(chat: std::sync::Weak<chat::Chat>, voice: std::sync::
     });
 }
 
+/// Carries moderators' orders (server mute, move, disconnect) from chat's event stream — every
+/// node's, in a cluster — to this node's signaling, which acts on the calls it holds. Stops when
+/// signaling is gone.
+pub fn spawn_moderation(chat: &chat::Chat, voice: std::sync::Weak<signaling::Signaling>) {
+    let mut orders = chat.voice_orders();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let order = match orders.recv().await {
+                Ok(order) => order,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "voice: moderation orders were missed");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let Some(voice) = voice.upgrade() else { return };
+            let action = match order.action {
+                chat::voice::VoiceAction::Mute { mute, deaf } => {
+                    signaling::Moderation::Mute { muted: mute, deafened: deaf }
+                }
+                chat::voice::VoiceAction::Move { channel_id } => {
+                    signaling::Moderation::Move { channel_id: channel_id.get() }
+                }
+                chat::voice::VoiceAction::Disconnect => signaling::Moderation::Disconnect,
+            };
+            voice.moderate(signaling::ModeratorOrder {
+                user_id: order.user_id.get(),
+                guild_id: order.guild_id.get(),
+                action,
+            });
+        }
+    });
+}
+
 /// Signaling's voice-state changes, delivered to chat's gateway (VOICE_STATE_UPDATE).
 pub struct ChatVoiceStates(pub std::sync::Weak<chat::Chat>);
 
@@ -73,6 +108,7 @@ impl signaling::VoiceEvents for ChatVoiceStates {
             self_mute: s.self_mute,
             self_deaf: s.self_deaf,
             server_mute: s.server_mute,
+            server_deaf: s.server_deaf,
         });
     }
 }
@@ -100,6 +136,8 @@ impl VoiceGrants for TokenGrants {
                 mute_members: r.rights.mute_members,
                 deafen_members: r.rights.deafen_members,
                 move_members: r.rights.move_members,
+                server_muted: r.server_mute,
+                server_deafened: r.server_deaf,
             },
         };
         let (endpoint, node) = match &self.cluster {

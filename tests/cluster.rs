@@ -1062,3 +1062,60 @@ async fn a_resume_after_joining_a_guild_meanwhile_identifies_again() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_moderators_order_on_one_node_reaches_the_call_on_the_node_that_holds_it() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let (owner, alice, guild, _) = owner_and_alice(&a, &b).await;
+    let alice_id = user_id(&b, &alice).await;
+    let (_, g) = a.api(Some(&owner), Method::GET, &format!("/guilds/{guild}"), None).await;
+    let voice = voice_channel_id(&g);
+    let (s, other) = a
+        .api(
+            Some(&owner),
+            Method::POST,
+            &format!("/guilds/{guild}/channels"),
+            Some(json!({"name": "Other", "kind": "voice"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{other}");
+    let other = other["id"].as_str().expect("id").to_string();
+    let (s, grant) = b.api(Some(&alice), Method::POST, &format!("/channels/{voice}/voice"), None).await;
+    assert_eq!(s, 200, "{grant}");
+    let endpoint = grant["endpoint"].as_str().expect("endpoint").to_string();
+    let (mut call, _) = tokio_tungstenite::connect_async(endpoint.as_str()).await.expect("voice socket");
+    send(&mut call, json!({"type": "join", "token": grant["token"]})).await;
+    loop {
+        let v = next_frame(&mut call, Duration::from_secs(10)).await.expect("joined");
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "joined" {
+            break;
+        }
+    }
+    // The order is given on whichever node does not hold the call.
+    let room_node = if endpoint.starts_with(&a.base.replace("http://", "ws://")) { &a } else { &b };
+    let moderator_node = if std::ptr::eq(room_node, &a) { &b } else { &a };
+    let (mut gw, _, _) = identify(moderator_node, &owner).await;
+    let path = format!("/guilds/{guild}/members/{alice_id}");
+    let (s, m) = moderator_node.api(Some(&owner), Method::PATCH, &path, Some(json!({"mute": true}))).await;
+    assert_eq!(s, 200, "{m}");
+    loop {
+        let v = next_frame(&mut call, Duration::from_secs(10)).await.expect("the call hears of the mute");
+        if v["type"] == "mute" && v["server_muted"] == true {
+            break;
+        }
+    }
+    let state = wait_for(&mut gw, "VOICE_STATE_UPDATE", |d| d["server_mute"] == true).await;
+    assert_eq!(state["user_id"], alice_id.as_str());
+    let (s, m) = moderator_node.api(Some(&owner), Method::PATCH, &path, Some(json!({"channel_id": other}))).await;
+    assert_eq!(s, 200, "{m}");
+    loop {
+        let v = next_frame(&mut call, Duration::from_secs(10)).await.expect("the call hears of the move");
+        if v["type"] == "moved" {
+            assert_eq!(v["channel_id"], other.as_str());
+            break;
+        }
+    }
+}

@@ -83,6 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             overwrites: Vec::new(),
             recipients: Vec::new(),
             last_message_id: None,
+            rate_limit_per_user: 0,
         };
         store.put_channel(&ch).await?;
         channels.push(ch.id);

@@ -41,6 +41,9 @@ pub enum Error {
     PayloadTooLarge,
     #[error("rate limited; retry after {0} s")]
     RateLimited(u64),
+    /// The channel's slow mode: this member posted less than its period ago.
+    #[error("slow mode is on in this channel; you can post again in {0} s")]
+    SlowMode(u64),
     #[error("internal error")]
     Internal(String),
     #[error("service unavailable: {0}")]
@@ -67,7 +70,7 @@ impl Error {
             Error::Validation(_) | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited(_) | Error::SlowMode(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -87,6 +90,7 @@ impl Error {
             Error::PayloadTooLarge => "payload_too_large",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::RateLimited(_) => "rate_limited",
+            Error::SlowMode(_) => "slow_mode",
             Error::Internal(_) => "internal_error",
             Error::Unavailable(_) => "unavailable",
         }
@@ -125,7 +129,7 @@ impl IntoResponse for Error {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Error::RateLimited(secs) = self
+        if let Error::RateLimited(secs) | Error::SlowMode(secs) = self
             && let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -106,6 +106,8 @@ pub struct Chat {
     pub(crate) presence: std::sync::OnceLock<Arc<dyn service::presence::PresenceDirectory>>,
     /// Voice states across the cluster's nodes; unset on a single node.
     pub(crate) voice_directory: std::sync::OnceLock<Arc<dyn service::voice::VoiceDirectory>>,
+    /// Moderators' orders for the voice side, as they come off the event stream.
+    pub(crate) voice_orders: tokio::sync::broadcast::Sender<voice::VoiceOrder>,
 }
 
 impl Chat {
@@ -134,6 +136,8 @@ impl Chat {
             bus: std::sync::OnceLock::new(),
             presence: std::sync::OnceLock::new(),
             voice_directory: std::sync::OnceLock::new(),
+            // Orders are rare (a moderator's click); a voice side lagging 256 behind is broken anyway.
+            voice_orders: tokio::sync::broadcast::channel(256).0,
         });
         service::presence::spawn_presence_loop(&chat);
         service::voice::spawn_voice_state_loop(&chat, voice_changes_rx);
@@ -177,13 +181,30 @@ impl Chat {
         self.metrics.events.with_label_values(&[event.name()]).inc();
         match self.bus.get() {
             Some(bus) => bus.publish(&event),
-            None => self.hub.publish(&event, None),
+            None => {
+                self.hub.publish(&event, None);
+                self.pass_voice_order(&event);
+            }
         }
     }
 
     /// The cluster's stream reader hands over each entry here, in stream order.
     pub fn deliver_from_stream(&self, position: u64, event: &Event) {
         self.hub.publish(event, Some(position));
+        self.pass_voice_order(event);
+    }
+
+    fn pass_voice_order(&self, event: &Event) {
+        if let Event::Dispatch(events::Dispatch { effect: Some(events::Effect::VoiceOrder(order)), .. }) = event {
+            // Nobody listening (a node without voice) is fine.
+            let _ = self.voice_orders.send(order.clone());
+        }
+    }
+
+    /// Moderators' orders for the calls in voice (every node's, in stream order). The binary hands
+    /// them to its signaling, which acts on the calls it holds.
+    pub fn voice_orders(&self) -> tokio::sync::broadcast::Receiver<voice::VoiceOrder> {
+        self.voice_orders.subscribe()
     }
 
     /// Where this node's stream reader starts (cluster start-up).

@@ -8,6 +8,8 @@ use crate::gateway::hub::Hub;
 pub struct ChatMetrics {
     pub events: IntCounterVec,
     pub messages: prometheus::IntCounter,
+    /// Audit entries the store refused (the action they describe stood).
+    pub audit_failures: prometheus::IntCounter,
     pub gateway_connections: IntGauge,
     pub gateway_closes: IntCounterVec,
     /// REST requests by route template (bounded: the router's own paths), method and status class.
@@ -25,6 +27,11 @@ impl ChatMetrics {
             .expect("static metric definition"),
             messages: prometheus::IntCounter::new("chorus_chat_messages_total", "Messages created")
                 .expect("static metric definition"),
+            audit_failures: prometheus::IntCounter::new(
+                "chorus_audit_log_failures_total",
+                "Audit log entries not recorded because the store refused them",
+            )
+            .expect("static metric definition"),
             gateway_connections: IntGauge::new("chorus_gateway_connections", "Open gateway WebSocket connections")
                 .expect("static metric definition"),
             gateway_closes: IntCounterVec::new(
@@ -50,6 +57,7 @@ impl ChatMetrics {
         // A second Chat in one registry (tests) would collide; the first registration wins.
         let _ = registry.register(Box::new(m.events.clone()));
         let _ = registry.register(Box::new(m.messages.clone()));
+        let _ = registry.register(Box::new(m.audit_failures.clone()));
         let _ = registry.register(Box::new(m.gateway_connections.clone()));
         let _ = registry.register(Box::new(m.gateway_closes.clone()));
         let _ = registry.register(Box::new(m.http_requests.clone()));

@@ -135,11 +135,16 @@ pub struct Channel {
     pub recipients: Vec<Id>,
     /// Newest message, maintained on every send (drives unread state).
     pub last_message_id: Option<Id>,
+    /// Slow mode: seconds a member waits between two messages here (0: off; text channels only).
+    #[serde(default)]
+    pub rate_limit_per_user: u32,
 }
 
 impl Channel {
     /// The documented range of `position` (the OpenAPI document says 0..10000).
     pub const MAX_POSITION: i32 = 10_000;
+    /// The longest slow mode (Discord's: six hours).
+    pub const MAX_SLOW_MODE_SECS: u32 = 21_600;
 
     /// The one rule for channel positions: requests, defaults and stored values (an older release
     /// could store more) are all kept in 0..=MAX_POSITION; ties sort by id.
@@ -171,6 +176,12 @@ pub struct Member {
     pub joined_at: Timestamp,
     /// While in the future, the member may only read.
     pub timed_out_until: Option<Timestamp>,
+    /// Server mute: the member's audio is not forwarded in any voice channel of the guild.
+    #[serde(default)]
+    pub mute: bool,
+    /// Server deafen: the member hears nothing in any voice channel of the guild.
+    #[serde(default)]
+    pub deaf: bool,
 }
 
 impl Member {
@@ -257,4 +268,115 @@ pub enum HistoryAnchor {
     After(Id),
     /// Up to limit/2 on each side of the id, including it (newest first).
     Around(Id),
+}
+
+/// What a moderator or manager did in a guild, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    GuildUpdate,
+    ChannelCreate,
+    ChannelUpdate,
+    ChannelDelete,
+    ChannelOverwriteUpdate,
+    ChannelOverwriteDelete,
+    MemberKick,
+    MemberBanAdd,
+    MemberBanRemove,
+    MemberUpdate,
+    MemberRoleUpdate,
+    MemberMove,
+    MemberDisconnect,
+    RoleCreate,
+    RoleUpdate,
+    RoleDelete,
+    InviteCreate,
+    InviteDelete,
+    MessageDelete,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 19] = [
+        AuditAction::GuildUpdate,
+        AuditAction::ChannelCreate,
+        AuditAction::ChannelUpdate,
+        AuditAction::ChannelDelete,
+        AuditAction::ChannelOverwriteUpdate,
+        AuditAction::ChannelOverwriteDelete,
+        AuditAction::MemberKick,
+        AuditAction::MemberBanAdd,
+        AuditAction::MemberBanRemove,
+        AuditAction::MemberUpdate,
+        AuditAction::MemberRoleUpdate,
+        AuditAction::MemberMove,
+        AuditAction::MemberDisconnect,
+        AuditAction::RoleCreate,
+        AuditAction::RoleUpdate,
+        AuditAction::RoleDelete,
+        AuditAction::InviteCreate,
+        AuditAction::InviteDelete,
+        AuditAction::MessageDelete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::GuildUpdate => "guild_update",
+            AuditAction::ChannelCreate => "channel_create",
+            AuditAction::ChannelUpdate => "channel_update",
+            AuditAction::ChannelDelete => "channel_delete",
+            AuditAction::ChannelOverwriteUpdate => "channel_overwrite_update",
+            AuditAction::ChannelOverwriteDelete => "channel_overwrite_delete",
+            AuditAction::MemberKick => "member_kick",
+            AuditAction::MemberBanAdd => "member_ban_add",
+            AuditAction::MemberBanRemove => "member_ban_remove",
+            AuditAction::MemberUpdate => "member_update",
+            AuditAction::MemberRoleUpdate => "member_role_update",
+            AuditAction::MemberMove => "member_move",
+            AuditAction::MemberDisconnect => "member_disconnect",
+            AuditAction::RoleCreate => "role_create",
+            AuditAction::RoleUpdate => "role_update",
+            AuditAction::RoleDelete => "role_delete",
+            AuditAction::InviteCreate => "invite_create",
+            AuditAction::InviteDelete => "invite_delete",
+            AuditAction::MessageDelete => "message_delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// One changed property in an audit entry: its key and the JSON values before and after
+/// (null when it did not exist).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditChange {
+    pub key: String,
+    pub old_value: serde_json::Value,
+    pub new_value: serde_json::Value,
+}
+
+/// An entry of a guild's audit log. Entries are never edited; they go with the guild.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: Id,
+    pub guild_id: Id,
+    /// Who acted.
+    pub user_id: Id,
+    pub action_type: AuditAction,
+    /// The member, channel, role, invite code's guild object, or message acted on.
+    pub target_id: Option<Id>,
+    /// From the request's `X-Audit-Log-Reason` header.
+    pub reason: Option<String>,
+    pub changes: Vec<AuditChange>,
+    pub created_at: Timestamp,
+}
+
+/// Which audit entries to read: newest first, older than `before`, optionally one actor or action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub before: Option<Id>,
+    pub limit: u32,
+    pub user_id: Option<Id>,
+    pub action_type: Option<AuditAction>,
 }

@@ -24,6 +24,7 @@ bitflags::bitflags! {
         const MANAGE_CHANNELS = 1 << 4;
         const MANAGE_GUILD = 1 << 5;
         const ADD_REACTIONS = 1 << 6;
+        const VIEW_AUDIT_LOG = 1 << 7;
         const VIDEO = 1 << 9;
         const VIEW_CHANNEL = 1 << 10;
         const SEND_MESSAGES = 1 << 11;
@@ -255,6 +256,8 @@ mod tests {
             roles: roles.to_vec(),
             joined_at: Utc::now(),
             timed_out_until: None,
+            mute: false,
+            deaf: false,
         }
     }
 
@@ -270,6 +273,7 @@ mod tests {
             overwrites,
             recipients: vec![],
             last_message_id: None,
+            rate_limit_per_user: 0,
         }
     }
 

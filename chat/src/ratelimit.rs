@@ -95,6 +95,9 @@ impl Rate {
 pub trait SharedLimiter: Send + Sync + 'static {
     /// Ok(Ok) admitted, Ok(Err) refused, Err: the shared store did not answer.
     async fn check(&self, key: &str, rate: Rate) -> Result<Result<(), Limited>, String>;
+
+    /// Admits `key` at most once per `period` (slow mode); answers like [`SharedLimiter::check`].
+    async fn once_per(&self, key: &str, period: Duration) -> Result<Result<(), Limited>, String>;
 }
 
 pub struct RateLimits {
@@ -109,7 +112,12 @@ pub struct RateLimits {
     messages: DefaultKeyedRateLimiter<Id>,
     connects: DefaultKeyedRateLimiter<IpAddr>,
     gateway_frames: Quota,
+    /// Slow mode: when each (channel, member) may post again.
+    slow_mode: parking_lot::Mutex<std::collections::HashMap<(Id, Id), std::time::Instant>>,
 }
+
+/// Slow-mode entries kept before expired ones are swept out.
+const SLOW_MODE_SWEEP_AT: usize = 10_000;
 
 fn check<K: std::hash::Hash + Eq + Clone>(l: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), Limited> {
     l.check_key(key).map_err(|not_until| {
@@ -135,6 +143,7 @@ impl RateLimits {
             messages: DefaultKeyedRateLimiter::keyed(quota(c.messages_per_user)),
             connects: DefaultKeyedRateLimiter::keyed(quota(c.gateway_connects_per_ip)),
             gateway_frames: quota(c.gateway_frames),
+            slow_mode: parking_lot::Mutex::default(),
         }
     }
 
@@ -185,6 +194,36 @@ impl RateLimits {
     pub async fn gateway_connect(&self, ip: IpAddr) -> Result<(), Limited> {
         self.limit(|| format!("connect:{ip}"), self.config.gateway_connects_per_ip, || check(&self.connects, &ip)).await
     }
+    /// Slow mode: one message per `period` per member in a channel.
+    pub async fn slow_mode(&self, channel: Id, user: Id, period: Duration) -> Result<(), Limited> {
+        let local = || {
+            let now = std::time::Instant::now();
+            let mut next = self.slow_mode.lock();
+            if next.len() >= SLOW_MODE_SWEEP_AT {
+                next.retain(|_, at| *at > now);
+            }
+            match next.get(&(channel, user)) {
+                Some(at) if *at > now => {
+                    let wait = *at - now;
+                    Err(Limited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)))
+                }
+                _ => {
+                    next.insert((channel, user), now + period);
+                    Ok(())
+                }
+            }
+        };
+        let Some(shared) = self.shared.get() else { return local() };
+        match shared.once_per(&format!("slow:{channel}:{user}"), period).await {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                self.shared_fallbacks.inc();
+                tracing::debug!("slow mode: the shared limiter does not answer ({e}); deciding on this node");
+                local()
+            }
+        }
+    }
+
     /// A fresh limiter for one gateway connection's frames.
     pub fn gateway_frame_limiter(&self) -> governor::DefaultDirectRateLimiter {
         governor::RateLimiter::direct(self.gateway_frames)
@@ -211,6 +250,9 @@ mod tests {
         async fn check(&self, _: &str, _: Rate) -> Result<Result<(), Limited>, String> {
             Err("connection refused".into())
         }
+        async fn once_per(&self, _: &str, _: Duration) -> Result<Result<(), Limited>, String> {
+            Err("connection refused".into())
+        }
     }
 
     struct RefuseAll;
@@ -218,6 +260,9 @@ mod tests {
     #[async_trait]
     impl SharedLimiter for RefuseAll {
         async fn check(&self, _: &str, _: Rate) -> Result<Result<(), Limited>, String> {
+            Ok(Err(Limited(7)))
+        }
+        async fn once_per(&self, _: &str, _: Duration) -> Result<Result<(), Limited>, String> {
             Ok(Err(Limited(7)))
         }
     }
@@ -241,6 +286,28 @@ mod tests {
         assert!(l.auth_ip(ip).await.is_ok());
         assert!(l.auth_ip(ip).await.is_err(), "the local budget still holds");
         assert_eq!(l.shared_fallbacks.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn slow_mode_admits_one_message_per_period_per_member_and_channel() {
+        let l = RateLimits::new(&RateLimitConfig::default());
+        let (c, u, other) = (Id::from_raw(1), Id::from_raw(2), Id::from_raw(3));
+        let period = Duration::from_secs(30);
+        assert!(l.slow_mode(c, u, period).await.is_ok());
+        let Limited(wait) = l.slow_mode(c, u, period).await.unwrap_err();
+        assert!((29..=30).contains(&wait), "{wait}");
+        assert!(l.slow_mode(c, other, period).await.is_ok(), "another member has a budget of their own");
+        assert!(l.slow_mode(other, u, period).await.is_ok(), "and so has another channel");
+    }
+
+    #[tokio::test]
+    async fn slow_mode_falls_back_to_this_node_when_the_shared_limiter_fails() {
+        let l = RateLimits::new(&RateLimitConfig::default());
+        l.share(Arc::new(Down));
+        let (c, u) = (Id::from_raw(1), Id::from_raw(2));
+        assert!(l.slow_mode(c, u, Duration::from_secs(5)).await.is_ok());
+        assert!(l.slow_mode(c, u, Duration::from_secs(5)).await.is_err());
+        assert_eq!(l.shared_fallbacks.get(), 2);
     }
 
     #[tokio::test]

@@ -39,6 +39,9 @@ pub struct MemberView {
     pub roles: Vec<Id>,
     pub joined_at: Timestamp,
     pub timed_out_until: Option<Timestamp>,
+    /// Server mute and deafen.
+    pub mute: bool,
+    pub deaf: bool,
 }
 
 impl MemberView {
@@ -50,6 +53,8 @@ impl MemberView {
             roles: member.roles.clone(),
             joined_at: member.joined_at,
             timed_out_until: member.timed_out_until,
+            mute: member.mute,
+            deaf: member.deaf,
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct GrantRequest {
     pub guild_id: Option<Id>,
     pub channel_id: Id,
     pub rights: VoiceRights,
+    /// The member's server mute and deafen at grant time (the call starts that way).
+    pub server_mute: bool,
+    pub server_deaf: bool,
 }
 
 /// The answer of `POST /api/v1/channels/{id}/voice`.
@@ -58,4 +61,26 @@ pub struct VoiceState {
     pub self_deaf: bool,
     #[serde(default)]
     pub server_mute: bool,
+    #[serde(default)]
+    pub server_deaf: bool,
+}
+
+/// A moderator's order to the voice side about one member's call in a guild. Chat decides (the
+/// permission checks, the stored mute/deaf); the node that holds the call carries it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceOrder {
+    pub guild_id: Id,
+    pub user_id: Id,
+    pub action: VoiceAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VoiceAction {
+    /// Server mute / deafen as stored on the member now.
+    Mute { mute: bool, deaf: bool },
+    /// Leave this call and join `channel_id` (the client rejoins by itself).
+    Move { channel_id: Id },
+    /// Leave voice.
+    Disconnect,
 }

@@ -122,6 +122,11 @@ enum Op {
     Unpin,
     RemoveOthersReaction,
     VoiceGrant,
+    AuditLog,
+    ServerMute,
+    ServerDeafen,
+    MoveMember,
+    DisconnectMember,
 }
 
 struct Row {
@@ -288,6 +293,37 @@ async fn prepare(s: &TestServer, p: &People, r: &Row) -> Request {
             (Method::DELETE, format!("/channels/{}/messages/{m}/reactions/👍/{}", g.text, p.victim.id), None)
         }
         Op::VoiceGrant => (Method::POST, format!("/channels/{}/voice", g.voice), None),
+        Op::AuditLog => (Method::GET, format!("/guilds/{}/audit-logs", g.id), None),
+        Op::ServerMute => {
+            (Method::PATCH, format!("/guilds/{}/members/{}", g.id, p.victim.id), Some(json!({"mute": true})))
+        }
+        Op::ServerDeafen => {
+            (Method::PATCH, format!("/guilds/{}/members/{}", g.id, p.victim.id), Some(json!({"deaf": true})))
+        }
+        Op::MoveMember | Op::DisconnectMember => {
+            // The victim sits in the guild's voice channel (as the voice side would report it).
+            let id = |v: &str| v.parse::<chat::Id>().expect("id");
+            s.chat.voice_state(chat::voice::VoiceState {
+                guild_id: Some(id(&g.id)),
+                channel_id: Some(id(&g.voice)),
+                user_id: id(&p.victim.id),
+                self_mute: false,
+                self_deaf: false,
+                server_mute: false,
+                server_deaf: false,
+            });
+            let to = match r.op {
+                Op::MoveMember => {
+                    let (st, c) = s
+                        .post(owner, &format!("/guilds/{}/channels", g.id), json!({"name": "Other", "kind": "voice"}))
+                        .await;
+                    assert_eq!(st, StatusCode::CREATED, "{c}");
+                    json!(id_of(&c))
+                }
+                _ => Value::Null,
+            };
+            (Method::PATCH, format!("/guilds/{}/members/{}", g.id, p.victim.id), Some(json!({"channel_id": to})))
+        }
     };
     if r.strip {
         set_everyone(s, owner, &g, Permissions::DEFAULT_EVERYONE - r.perm).await;
@@ -409,6 +445,18 @@ async fn permission_table_messages_and_voice() {
         std_row(Op::Unpin, Permissions::MANAGE_MESSAGES, false),
         std_row(Op::RemoveOthersReaction, Permissions::MANAGE_MESSAGES, false),
         std_row(Op::VoiceGrant, Permissions::CONNECT, true),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn permission_table_audit_log_and_voice_moderation() {
+    run_table(&[
+        std_row(Op::AuditLog, Permissions::VIEW_AUDIT_LOG, false),
+        std_row(Op::ServerMute, Permissions::MUTE_MEMBERS, false),
+        std_row(Op::ServerDeafen, Permissions::DEAFEN_MEMBERS, false),
+        std_row(Op::MoveMember, Permissions::MOVE_MEMBERS, false),
+        std_row(Op::DisconnectMember, Permissions::MOVE_MEMBERS, false),
     ])
     .await;
 }

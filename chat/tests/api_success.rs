@@ -1146,7 +1146,7 @@ async fn voice_grant_returns_endpoint_token_and_expiry_with_the_rights_chat_deci
     let (st, grant) = s.post(&member, &format!("/channels/{}/voice", g.voice), json!({})).await;
     assert_eq!(st, StatusCode::OK, "{grant}");
     assert!(grant["endpoint"].as_str().is_some_and(|e| e.starts_with("ws")), "{grant}");
-    assert_eq!(grant["token"], format!("{}:{}:true:true", member.id, g.voice));
+    assert_eq!(grant["token"], format!("{}:{}:true:true:false:false", member.id, g.voice));
     let expires = grant["expires_at"].as_str().expect("expires_at");
     let expires = chrono::DateTime::parse_from_rfc3339(expires).expect("RFC 3339");
     assert!(expires > chrono::Utc::now(), "expires in the future");
@@ -1161,7 +1161,7 @@ async fn voice_grant_returns_endpoint_token_and_expiry_with_the_rights_chat_deci
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (_, grant) = s.post(&member, &format!("/channels/{}/voice", g.voice), json!({})).await;
-    assert_eq!(grant["token"], format!("{}:{}:true:false", member.id, g.voice));
+    assert_eq!(grant["token"], format!("{}:{}:true:false:false:false", member.id, g.voice));
 
     let (st, body) = s.post(&member, &format!("/channels/{}/voice", g.text), json!({})).await;
     assert_error(st, &body, 400, "not_a_voice_channel");

@@ -72,6 +72,7 @@ impl World {
             self_mute,
             self_deaf: false,
             server_mute: false,
+            server_deaf: false,
         });
     }
 

@@ -335,6 +335,7 @@ async fn voice_states_reported_by_the_voice_side_reach_the_guild() {
         self_mute: true,
         self_deaf: false,
         server_mute: false,
+        server_deaf: false,
     });
     let ev = gb.expect("VOICE_STATE_UPDATE").await;
     assert_eq!(ev["d"]["channel_id"], g.voice.as_str());

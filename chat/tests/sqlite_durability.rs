@@ -35,6 +35,7 @@ fn channel(id: Id, guild_id: Id) -> Channel {
         overwrites: Vec::new(),
         recipients: Vec::new(),
         last_message_id: None,
+        rate_limit_per_user: 0,
     }
 }
 

@@ -49,6 +49,7 @@ fn text_channel(id: Id, guild_id: Id, name: &str, position: i32) -> Channel {
         overwrites: Vec::new(),
         recipients: Vec::new(),
         last_message_id: None,
+        rate_limit_per_user: 0,
     }
 }
 
@@ -64,6 +65,7 @@ fn dm_channel(id: Id, a: Id, b: Id) -> Channel {
         overwrites: Vec::new(),
         recipients: vec![a, b],
         last_message_id: None,
+        rate_limit_per_user: 0,
     }
 }
 
@@ -81,7 +83,7 @@ fn role(id: Id, guild_id: Id, name: &str, position: i32) -> Role {
 }
 
 fn member(guild_id: Id, user_id: Id, roles: Vec<Id>) -> Member {
-    Member { guild_id, user_id, nick: None, roles, joined_at: now(), timed_out_until: None }
+    Member { guild_id, user_id, nick: None, roles, joined_at: now(), timed_out_until: None, mute: false, deaf: false }
 }
 
 fn invite(code: &str, guild_id: Id, inviter_id: Id, max_uses: Option<u32>, expires_at: Option<Timestamp>) -> Invite {
@@ -1158,6 +1160,84 @@ async fn ping_and_flush_succeed(s: S) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// moderation: slow mode, server mute and deafen, audit log
+
+async fn slow_mode_and_voice_moderation_round_trip(s: S) {
+    let w = world(&s).await;
+    let mut c = w.chan.clone();
+    c.rate_limit_per_user = 120;
+    s.put_channel(&c).await.unwrap();
+    assert_eq!(s.channel(c.id).await.unwrap().unwrap().rate_limit_per_user, 120);
+    let mut m = member(w.guild.id, w.owner, vec![]);
+    s.insert_member(&m).await.unwrap();
+    assert!(!s.member(w.guild.id, w.owner).await.unwrap().unwrap().mute);
+    m.mute = true;
+    m.deaf = true;
+    s.update_member(&m).await.unwrap();
+    let back = s.member(w.guild.id, w.owner).await.unwrap().unwrap();
+    assert!(back.mute && back.deaf);
+    m.deaf = false;
+    s.update_member(&m).await.unwrap();
+    let back = s.member(w.guild.id, w.owner).await.unwrap().unwrap();
+    assert!(back.mute && !back.deaf, "each flag is kept as written");
+}
+
+fn audit(id: Id, guild_id: Id, user_id: Id, action_type: AuditAction, target: Option<Id>) -> AuditEntry {
+    AuditEntry {
+        id,
+        guild_id,
+        user_id,
+        action_type,
+        target_id: target,
+        reason: Some(format!("because {id}")),
+        changes: vec![AuditChange {
+            key: "name".into(),
+            old_value: serde_json::json!("old é"),
+            new_value: serde_json::json!({"nested": [1, "2", null]}),
+        }],
+        created_at: now(),
+    }
+}
+
+async fn audit_entries_read_newest_first_with_filters_and_pages(s: S) {
+    let w = world(&s).await;
+    let moderator = w.ids.next();
+    let actions = [
+        AuditAction::ChannelCreate,
+        AuditAction::MemberKick,
+        AuditAction::ChannelUpdate,
+        AuditAction::MemberBanAdd,
+        AuditAction::MemberKick,
+    ];
+    let mut written = Vec::new();
+    for (i, action) in actions.into_iter().enumerate() {
+        let actor = if i % 2 == 0 { w.owner } else { moderator };
+        let e = audit(w.ids.next(), w.guild.id, actor, action, Some(w.chan.id));
+        s.insert_audit_entry(&e).await.unwrap();
+        written.push(e);
+    }
+    let q = |before, limit, user_id, action_type| AuditQuery { before, limit, user_id, action_type };
+    let all = s.audit_entries(w.guild.id, q(None, 50, None, None)).await.unwrap();
+    let newest_first: Vec<Id> = written.iter().rev().map(|e| e.id).collect();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), newest_first);
+    assert_eq!(all.last().unwrap(), &written[0], "every field comes back as written");
+
+    let page = s.audit_entries(w.guild.id, q(Some(written[3].id), 2, None, None)).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), vec![written[2].id, written[1].id]);
+    let kicks = s.audit_entries(w.guild.id, q(None, 50, None, Some(AuditAction::MemberKick))).await.unwrap();
+    assert_eq!(kicks.iter().map(|e| e.id).collect::<Vec<_>>(), vec![written[4].id, written[1].id]);
+    let by_mod = s.audit_entries(w.guild.id, q(None, 50, Some(moderator), None)).await.unwrap();
+    assert_eq!(by_mod.iter().map(|e| e.id).collect::<Vec<_>>(), vec![written[3].id, written[1].id]);
+    let other_guild = s.audit_entries(w.ids.next(), q(None, 50, None, None)).await.unwrap();
+    assert!(other_guild.is_empty());
+
+    let again = s.insert_audit_entry(&written[0]).await.unwrap_err();
+    assert_eq!(conflict_name(again), "audit_entry");
+    s.delete_guild(w.guild.id).await.unwrap();
+    assert!(s.audit_entries(w.guild.id, q(None, 50, None, None)).await.unwrap().is_empty(), "gone with the guild");
+}
+
+// ------------------------------------------------------------------------------------------------
 // backends
 
 /// A fresh SQLite store in its own temp dir (kept alive by the returned guard).
@@ -1294,4 +1374,6 @@ conformance_suite!(
     ack_never_moves_backwards,
     timestamps_round_trip_at_millisecond_precision,
     ping_and_flush_succeed,
+    slow_mode_and_voice_moderation_round_trip,
+    audit_entries_read_newest_first_with_filters_and_pages,
 );

@@ -36,6 +36,8 @@ fuzz_target!(|input: Input| {
                 mute_members: rights & 4 != 0,
                 deafen_members: rights & 8 != 0,
                 move_members: rights & 16 != 0,
+                server_muted: rights & 32 != 0,
+                server_deafened: rights & 64 != 0,
             };
             let grant = VoiceGrant { user_id, guild_id, channel_id, rights };
             let (token, exp) = tokens.issue(&grant, Duration::from_secs(60)).expect("issue");

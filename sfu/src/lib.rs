@@ -92,6 +92,7 @@ pub struct ParticipantInfo {
     pub muted: bool,
     pub deafened: bool,
     pub server_muted: bool,
+    pub server_deafened: bool,
 }
 
 /// Why a participant left the room.
@@ -141,6 +142,7 @@ pub enum SfuEvent {
         muted: bool,
         deafened: bool,
         server_muted: bool,
+        server_deafened: bool,
     },
     /// A request was refused; `code` is stable and documented in docs/api.md.
     Error {
@@ -177,6 +179,11 @@ pub enum Command {
     ServerMute {
         target: ParticipantId,
         muted: bool,
+    },
+    /// Server deafen (a moderator's order): nothing is forwarded to the target.
+    ServerDeafen {
+        target: ParticipantId,
+        deafened: bool,
     },
     /// Restart ICE on the subscribe connection (the SFU sends a new offer). The
     /// publish connection restarts when the client offers with new credentials.

@@ -40,6 +40,8 @@ pub(crate) struct Participant {
     pub muted: bool,
     pub deafened: bool,
     pub server_muted: bool,
+    /// Server-deafened by a moderator: no media is forwarded to this participant.
+    pub server_deafened: bool,
     /// Publish-side media lines and the room's track slot for each.
     pub published: Vec<(Mid, usize)>,
     /// Subscribe-side media lines and the room's track slot for each.
@@ -142,6 +144,7 @@ impl Participant {
             muted: false,
             deafened: false,
             server_muted: false,
+            server_deafened: false,
             published: Vec::new(),
             outgoing: Vec::new(),
             pending_offer: None,
@@ -190,6 +193,7 @@ impl Participant {
             muted: self.muted,
             deafened: self.deafened,
             server_muted: self.server_muted,
+            server_deafened: self.server_deafened,
         }
     }
 

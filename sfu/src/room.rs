@@ -232,6 +232,22 @@ impl Room {
                 }
                 self.broadcast_mute(tslot);
             }
+            Command::ServerDeafen { target, deafened } => {
+                let Some(&tslot) = self.index.get(&target) else {
+                    self.emit_to(
+                        slot,
+                        SfuEvent::Error {
+                            code: "unknown_participant",
+                            message: format!("no participant {} in this room", target.0),
+                        },
+                    );
+                    return;
+                };
+                if let Some(p) = self.parts[tslot].as_mut() {
+                    p.server_deafened = deafened;
+                }
+                self.broadcast_mute(tslot);
+            }
             Command::IceRestart => {
                 if let Some(p) = self.parts[slot].as_mut() {
                     p.restart_ice = true;
@@ -259,6 +275,7 @@ impl Room {
             muted: p.muted,
             deafened: p.deafened,
             server_muted: p.server_muted,
+            server_deafened: p.server_deafened,
         };
         self.broadcast(None, &ev);
     }
@@ -684,7 +701,7 @@ impl Room {
                 continue;
             };
             if kind == TrackKind::Audio {
-                if sub.deafened {
+                if sub.deafened || sub.server_deafened {
                     continue;
                 }
             } else {

@@ -55,6 +55,7 @@ pub struct VoiceStateChange {
     pub self_mute: bool,
     pub self_deaf: bool,
     pub server_mute: bool,
+    pub server_deaf: bool,
 }
 
 /// Where voice states go (chat's gateway, through the binary). Must not block.
@@ -113,8 +114,43 @@ pub struct Signaling {
     pub(crate) metrics: VoiceMetrics,
     pub(crate) parked: Mutex<HashMap<String, socket::Parked>>,
     pub(crate) connects: Option<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
-    /// Every live `/voice` socket listens here for the operator's kicks ([`Signaling::kick_user`]).
-    pub(crate) kicks: tokio::sync::broadcast::Sender<Kick>,
+    /// Every live `/voice` socket listens here for the operator's kicks ([`Signaling::kick_user`])
+    /// and the moderators' orders ([`Signaling::moderate`]).
+    pub(crate) orders: tokio::sync::broadcast::Sender<Order>,
+}
+
+/// What a moderator does to a user's call in a guild (chat checked the permissions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moderation {
+    /// Server mute / deafen as they stand now.
+    Mute { muted: bool, deafened: bool },
+    /// The call ends with `moved`; the client joins `channel_id` by itself.
+    Move { channel_id: u64 },
+    /// The call ends with `error` `disconnected`.
+    Disconnect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeratorOrder {
+    pub user_id: u64,
+    pub guild_id: u64,
+    pub action: Moderation,
+}
+
+/// What every live socket hears and checks against its own user.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Order {
+    Kick(Kick),
+    Moderate(ModeratorOrder),
+}
+
+impl Order {
+    pub(crate) fn user_id(&self) -> u64 {
+        match self {
+            Order::Kick(k) => k.user_id,
+            Order::Moderate(m) => m.user_id,
+        }
+    }
 }
 
 /// The operator ends a user's voice on this node, with the error the client is told.
@@ -147,9 +183,9 @@ impl Signaling {
             events,
             metrics: VoiceMetrics::new(registry)?,
             parked: Mutex::new(HashMap::new()),
-            // Kicks are rare (an operator's action); a socket that lags behind 64 of them has
-            // missed one and is caught by the next check.
-            kicks: tokio::sync::broadcast::channel(64).0,
+            // Orders are rare (an operator's or moderator's action); a socket that lags behind 256
+            // of them has missed one (a kick is caught by the next account check).
+            orders: tokio::sync::broadcast::channel(256).0,
         })
     }
 
@@ -158,7 +194,7 @@ impl Signaling {
     /// ends at once. Called when an account is disabled (the binary checks its voice users).
     pub fn kick_user(&self, kick: Kick) {
         // A socket with no receiver yet (none open) is fine: send fails only when nobody listens.
-        let _ = self.kicks.send(kick);
+        let _ = self.orders.send(Order::Kick(kick));
         let parked: Vec<socket::Parked> = match self.parked.lock() {
             Ok(mut p) => {
                 let ids: Vec<String> = p
@@ -171,6 +207,37 @@ impl Signaling {
             Err(_) => Vec::new(),
         };
         for p in parked {
+            socket::end_parked(self, p);
+        }
+    }
+
+    /// Carries out a moderator's order on this user's calls on this node: a live socket's session
+    /// acts on it; a session parked for resume is muted in place, or ends on a move or disconnect.
+    pub fn moderate(&self, order: ModeratorOrder) {
+        let _ = self.orders.send(Order::Moderate(order));
+        let ending: Vec<socket::Parked> = match self.parked.lock() {
+            Ok(mut p) => {
+                let mut ending = Vec::new();
+                let ids: Vec<String> = p
+                    .iter()
+                    .filter(|(_, parked)| parked.user_id() == Some(order.user_id))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in ids {
+                    match order.action {
+                        Moderation::Mute { .. } => {
+                            if let Some(parked) = p.get_mut(&id) {
+                                socket::moderate_parked(self, parked, order);
+                            }
+                        }
+                        Moderation::Move { .. } | Moderation::Disconnect => ending.extend(p.remove(&id)),
+                    }
+                }
+                ending
+            }
+            Err(_) => Vec::new(),
+        };
+        for p in ending {
             socket::end_parked(self, p);
         }
     }

@@ -138,6 +138,7 @@ pub struct ParticipantJson {
     pub muted: bool,
     pub deafened: bool,
     pub server_muted: bool,
+    pub server_deafened: bool,
 }
 
 /// Messages the server sends.
@@ -184,6 +185,12 @@ pub enum ServerMessage {
         muted: bool,
         deafened: bool,
         server_muted: bool,
+        server_deafened: bool,
+    },
+    /// A moderator moved this user to another voice channel: this call ends (the socket closes
+    /// next); ask for a grant for `channel_id` and join there.
+    Moved {
+        channel_id: String,
     },
     Pong,
     Error {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use sfu::{Command, LeaveReason, ParticipantId, ParticipantInfo, Preference, SfuEvent, TrackId, TrackInfo};
 
-use crate::VoiceStateChange;
 use crate::ice::IceServers;
 use crate::protocol::{self, ClientMessage, ParticipantJson, ServerMessage, TrackJson};
 use crate::token::{VoiceClaims, VoiceTokens};
+use crate::{Moderation, VoiceStateChange};
 
 /// Largest text frame accepted, in bytes (an SDP with simulcast is ~10 KiB).
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -55,6 +55,7 @@ pub struct Session {
     muted: bool,
     deafened: bool,
     server_muted: bool,
+    server_deafened: bool,
     /// Room and participant once joined; kept after closing so a final `leave`
     /// still reaches the SFU.
     target: Option<(u64, ParticipantId)>,
@@ -81,6 +82,7 @@ fn participant_json(p: &ParticipantInfo) -> ParticipantJson {
         muted: p.muted,
         deafened: p.deafened,
         server_muted: p.server_muted,
+        server_deafened: p.server_deafened,
     }
 }
 
@@ -99,6 +101,7 @@ impl Session {
             muted: false,
             deafened: false,
             server_muted: false,
+            server_deafened: false,
             target: None,
         }
     }
@@ -140,6 +143,34 @@ impl Session {
         vec![err(code, message), Action::Sfu(Command::Leave), Action::VoiceState(change), Action::Close]
     }
 
+    /// A moderator's order about this user's call in `guild_id` (other guilds' orders do nothing).
+    pub fn moderate(&mut self, guild_id: u64, action: Moderation) -> Vec<Action> {
+        let State::Joined { claims, participant } = self.state else {
+            return Vec::new();
+        };
+        if claims.guild_id != Some(guild_id) {
+            return Vec::new();
+        }
+        match action {
+            Moderation::Mute { muted, deafened } => vec![
+                Action::Sfu(Command::ServerMute { target: participant, muted }),
+                Action::Sfu(Command::ServerDeafen { target: participant, deafened }),
+            ],
+            Moderation::Move { channel_id } if channel_id == claims.channel_id => Vec::new(),
+            Moderation::Move { channel_id } => {
+                let change = self.state_change(&claims, false);
+                self.state = State::Closed;
+                vec![
+                    Action::Send(ServerMessage::Moved { channel_id: channel_id.to_string() }),
+                    Action::Sfu(Command::Leave),
+                    Action::VoiceState(change),
+                    Action::Close,
+                ]
+            }
+            Moderation::Disconnect => self.kick("disconnected", "a moderator disconnected you from voice"),
+        }
+    }
+
     fn rate_ok(&mut self, now: Instant) -> bool {
         let dt = now.saturating_duration_since(self.last_refill).as_secs_f64();
         self.last_refill = now;
@@ -160,6 +191,7 @@ impl Session {
             self_mute: self.muted,
             self_deaf: self.deafened,
             server_mute: self.server_muted,
+            server_deaf: self.server_deafened,
         }
     }
 
@@ -257,7 +289,15 @@ impl Session {
             Some(participant) => {
                 self.target = Some((claims.channel_id, participant));
                 self.state = State::Joined { claims, participant };
-                Vec::new()
+                // A member a moderator muted or deafened stays so in every call they join.
+                let mut standing = Vec::new();
+                if claims.rights.server_muted {
+                    standing.push(Action::Sfu(Command::ServerMute { target: participant, muted: true }));
+                }
+                if claims.rights.server_deafened {
+                    standing.push(Action::Sfu(Command::ServerDeafen { target: participant, deafened: true }));
+                }
+                standing
             }
             None => {
                 self.state = State::Closed;
@@ -311,12 +351,19 @@ impl Session {
             SfuEvent::Speaking { participant_id, speaking } => {
                 ServerMessage::Speaking { participant_id: id(participant_id), speaking }
             }
-            SfuEvent::MuteChanged { participant_id, muted, deafened, server_muted } => {
-                let msg = ServerMessage::Mute { participant_id: id(participant_id), muted, deafened, server_muted };
+            SfuEvent::MuteChanged { participant_id, muted, deafened, server_muted, server_deafened } => {
+                let msg = ServerMessage::Mute {
+                    participant_id: id(participant_id),
+                    muted,
+                    deafened,
+                    server_muted,
+                    server_deafened,
+                };
                 if participant_id == me {
                     self.muted = muted;
                     self.deafened = deafened;
                     self.server_muted = server_muted;
+                    self.server_deafened = server_deafened;
                     return vec![Action::Send(msg), Action::VoiceState(self.state_change(&claims, true))];
                 }
                 msg
@@ -393,6 +440,62 @@ mod tests {
         assert_eq!(a[3], Action::Close);
         assert!(s.is_closed());
         assert!(s.kick("account_disabled", "x").is_empty(), "a second kick does nothing");
+    }
+
+    fn joined_session(rights: Rights) -> (Session, VoiceTokens) {
+        let tokens = VoiceTokens::new(b"k");
+        let grant = VoiceGrant { user_id: 1, guild_id: Some(9), channel_id: 5, rights };
+        let (tok, _) = tokens.issue(&grant, Duration::from_secs(60)).unwrap();
+        let mut s = Session::new(Instant::now(), "s".into(), IceServers::default());
+        s.on_text(Instant::now(), &format!(r#"{{"type":"join","token":"{tok}","channel_id":"5"}}"#), &tokens);
+        (s, tokens)
+    }
+
+    #[test]
+    fn a_member_muted_by_a_moderator_starts_the_call_muted_and_deaf() {
+        let (mut s, _) = joined_session(Rights { server_muted: true, server_deafened: true, ..Rights::default() });
+        let a = s.joined(Some(ParticipantId(3)));
+        assert_eq!(
+            a,
+            vec![
+                Action::Sfu(Command::ServerMute { target: ParticipantId(3), muted: true }),
+                Action::Sfu(Command::ServerDeafen { target: ParticipantId(3), deafened: true }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_moderators_mute_reaches_the_sfu_for_this_participant_only_in_its_guild() {
+        let (mut s, _) = joined_session(Rights::default());
+        s.joined(Some(ParticipantId(3)));
+        assert!(s.moderate(8, Moderation::Mute { muted: true, deafened: false }).is_empty(), "another guild");
+        let a = s.moderate(9, Moderation::Mute { muted: true, deafened: false });
+        assert_eq!(a[0], Action::Sfu(Command::ServerMute { target: ParticipantId(3), muted: true }));
+        assert_eq!(a[1], Action::Sfu(Command::ServerDeafen { target: ParticipantId(3), deafened: false }));
+        assert!(s.is_joined());
+    }
+
+    #[test]
+    fn a_moved_session_is_told_where_to_leaves_the_room_and_closes() {
+        let (mut s, _) = joined_session(Rights::default());
+        s.joined(Some(ParticipantId(3)));
+        assert!(s.moderate(9, Moderation::Move { channel_id: 5 }).is_empty(), "already there");
+        let a = s.moderate(9, Moderation::Move { channel_id: 6 });
+        assert_eq!(a[0], Action::Send(ServerMessage::Moved { channel_id: "6".into() }));
+        assert_eq!(a[1], Action::Sfu(Command::Leave));
+        assert!(matches!(&a[2], Action::VoiceState(c) if c.channel_id.is_none()));
+        assert_eq!(a[3], Action::Close);
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn a_disconnected_session_is_told_why_and_closes() {
+        let (mut s, _) = joined_session(Rights::default());
+        s.joined(Some(ParticipantId(3)));
+        let a = s.moderate(9, Moderation::Disconnect);
+        assert!(matches!(&a[0], Action::Send(ServerMessage::Error { code, .. }) if code == "disconnected"));
+        assert_eq!(a[1], Action::Sfu(Command::Leave));
+        assert!(s.is_closed());
     }
 
     #[test]

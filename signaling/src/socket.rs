@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::protocol::ServerMessage;
 use crate::session::{Action, RESUME_WINDOW, Session};
-use crate::{Kick, Signaling};
+use crate::{ModeratorOrder, Order, Signaling};
 
 /// Frames above this are cut by the WebSocket layer itself (the session refuses
 /// anything above `MAX_FRAME_BYTES` with a clear `frame_too_large` error first).
@@ -89,8 +89,8 @@ async fn next_event(rx: &mut Option<UnboundedReceiver<sfu::SfuEvent>>) -> Option
     }
 }
 
-async fn next_kick(kicks: &mut Option<broadcast::Receiver<Kick>>) -> Result<Kick, RecvError> {
-    match kicks {
+async fn next_order(orders: &mut Option<broadcast::Receiver<Order>>) -> Result<Order, RecvError> {
+    match orders {
         Some(k) => k.recv().await,
         None => std::future::pending().await,
     }
@@ -106,7 +106,7 @@ async fn serve(socket: WebSocket, s: Arc<Signaling>) {
     tokio::pin!(join_deadline);
     let mut join_started: Option<Instant> = None;
     let mut queue: VecDeque<Action> = VecDeque::new();
-    let mut kicks = Some(s.kicks.subscribe());
+    let mut orders = Some(s.orders.subscribe());
     'conn: loop {
         let joined = session.is_joined();
         tokio::select! {
@@ -127,10 +127,14 @@ async fn serve(socket: WebSocket, s: Arc<Signaling>) {
                 Some(ev) => queue.extend(session.on_sfu_event(ev)),
                 None => rx = None,
             },
-            kick = next_kick(&mut kicks) => match kick {
-                Ok(k) if session.user_id() == Some(k.user_id) => queue.extend(session.kick(k.code, k.message)),
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => kicks = None,
+            order = next_order(&mut orders) => match order {
+                Ok(o) if session.user_id() == Some(o.user_id()) => match o {
+                    Order::Kick(k) => queue.extend(session.kick(k.code, k.message)),
+                    Order::Moderate(m) => queue.extend(session.moderate(m.guild_id, m.action)),
+                },
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "voice: a socket missed moderation orders"),
+                Err(RecvError::Closed) => orders = None,
             },
             _ = &mut join_deadline, if !joined && join_started.is_none() => {
                 let msg = ServerMessage::error("join_timeout", "send join within 10 seconds");
@@ -257,6 +261,17 @@ pub(crate) fn end_parked(s: &Signaling, mut p: Parked) {
             }
             Action::VoiceState(c) => s.events.voice_state(c),
             _ => {}
+        }
+    }
+}
+
+/// A moderator's mute or deafen of a session parked for resume: the SFU applies it now, and the
+/// session learns it from the room's event when its client comes back.
+pub(crate) fn moderate_parked(s: &Signaling, p: &mut Parked, order: ModeratorOrder) {
+    let target = p.session.participant();
+    for a in p.session.moderate(order.guild_id, order.action) {
+        if let (Action::Sfu(cmd), Some((room, pid))) = (a, target) {
+            let _ = s.link.command(room, pid, cmd);
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct Rights {
     pub deafen_members: bool,
     /// Move others between channels.
     pub move_members: bool,
+    /// Server-muted by a moderator when granted: the call starts muted.
+    pub server_muted: bool,
+    /// Server-deafened by a moderator when granted: the call starts deaf.
+    pub server_deafened: bool,
 }
 
 impl Rights {
@@ -36,6 +40,8 @@ impl Rights {
             | (self.mute_members as u32) << 2
             | (self.deafen_members as u32) << 3
             | (self.move_members as u32) << 4
+            | (self.server_muted as u32) << 5
+            | (self.server_deafened as u32) << 6
     }
 
     fn from_bits(b: u32) -> Self {
@@ -45,6 +51,8 @@ impl Rights {
             mute_members: b & 4 != 0,
             deafen_members: b & 8 != 0,
             move_members: b & 16 != 0,
+            server_muted: b & 32 != 0,
+            server_deafened: b & 64 != 0,
         }
     }
 }
@@ -219,7 +227,13 @@ mod tests {
             user_id: 42,
             guild_id: Some(7),
             channel_id: 99,
-            rights: Rights { speak: true, video: false, mute_members: true, deafen_members: false, move_members: true },
+            rights: Rights {
+                speak: true,
+                mute_members: true,
+                move_members: true,
+                server_deafened: true,
+                ..Rights::default()
+            },
         }
     }
 

@@ -64,6 +64,29 @@ impl SharedLimiter for RedisLimiter {
             Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
         }
     }
+
+    async fn once_per(&self, key: &str, period: Duration) -> Result<Result<(), Limited>, String> {
+        let mut conn = self.conn.clone();
+        let key = format!("chorus:rl:{key}");
+        let millis = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+        let call = async {
+            // SET NX: the first message of the period takes the key; the others read how long it lives.
+            let taken: Option<String> =
+                redis::cmd("SET").arg(&key).arg(1).arg("NX").arg("PX").arg(millis).query_async(&mut conn).await?;
+            if taken.is_some() {
+                return Ok::<i64, redis::RedisError>(0);
+            }
+            redis::cmd("PTTL").arg(&key).query_async::<i64>(&mut conn).await
+        };
+        match tokio::time::timeout(CHECK_TIMEOUT, call).await {
+            Ok(Ok(0)) => Ok(Ok(())),
+            // -2: the key expired between the two commands; -1 cannot happen (always set with PX).
+            Ok(Ok(wait_ms)) if wait_ms < 0 => Ok(Ok(())),
+            Ok(Ok(wait_ms)) => Ok(Err(Limited((wait_ms as u64).div_ceil(1000)))),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+        }
+    }
 }
 
 #[cfg(test)]

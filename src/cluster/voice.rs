@@ -205,6 +205,7 @@ mod tests {
             self_mute: true,
             self_deaf: false,
             server_mute: false,
+            server_deaf: false,
         };
         let json = serde_json::to_string(&state).expect("json");
         assert_eq!(parse_state(&json), Some(state.clone()));

@@ -52,6 +52,9 @@ pub enum Effect {
     GuildRemove(Id),
     /// A role was deleted: the members who held it no longer do (applied after delivery).
     RoleRemove { guild_id: Id, role_id: Id },
+    /// Not for the hub: the voice side of every node carries it out for the calls it holds
+    /// (server mute, move, disconnect). Travels as a dispatch to nobody.
+    VoiceOrder(crate::voice::VoiceOrder),
 }
 
 /// A serialized event payload shared by all recipients (and by their replay buffers).

@@ -608,6 +608,7 @@ impl Hub {
                     s.state.lock().members.remove(guild_id);
                 }
             }
+            Effect::VoiceOrder(_) => {}
             Effect::RoleRemove { guild_id, role_id } => {
                 let sessions: Vec<_> = self.idx.read().by_guild.get(guild_id).cloned().unwrap_or_default();
                 for s in sessions {
@@ -748,6 +749,8 @@ mod tests {
             roles: vec![],
             joined_at: Utc::now(),
             timed_out_until: None,
+            mute: false,
+            deaf: false,
         }
     }
 
@@ -858,6 +861,7 @@ mod tests {
             ],
             recipients: vec![],
             last_message_id: None,
+            rate_limit_per_user: 0,
         };
         let scope = Arc::new(ChannelScope { guild_id: G, owner_id: Id::from_raw(99), roles: vec![everyone], channel });
         h.publish(&Dispatch::new("MESSAGE_CREATE", &1, Audience::Channel(scope)).into(), None);

@@ -46,7 +46,10 @@ impl FromRequestParts<Arc<Chat>> for Auth {
             .and_then(|v| v.get(..7).filter(|s| s.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
             .unwrap_or_default();
         // A missing token still counts against the IP's limit before it is refused.
-        Ok(Auth(chat.authorize(token.trim(), ip).await?))
+        let mut caller = chat.authorize(token.trim(), ip).await?;
+        caller.audit_reason =
+            parts.headers.get("x-audit-log-reason").and_then(|v| crate::service::audit::parse_reason(v.as_bytes()));
+        Ok(Auth(caller))
     }
 }
 

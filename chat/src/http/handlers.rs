@@ -329,6 +329,15 @@ pub async fn bans(State(chat): S, Auth(c): Auth, Path(g): Path<Id>) -> Result<Re
     Ok(Json(chat.bans(&c, g).await?).into_response())
 }
 
+pub async fn audit_log(
+    State(chat): S,
+    Auth(c): Auth,
+    Path(g): Path<Id>,
+    Query(q): Query<crate::service::audit::AuditLogParams>,
+) -> Result<Response> {
+    Ok(Json(chat.audit_log(&c, g, q).await?).into_response())
+}
+
 pub async fn roles(State(chat): S, Auth(c): Auth, Path(g): Path<Id>) -> Result<Response> {
     Ok(Json(chat.roles(&c, g).await?).into_response())
 }

@@ -37,6 +37,7 @@ pub fn router(chat: Arc<Chat>) -> Router {
         .route("/guilds/{guild_id}/members", get(members))
         .route("/guilds/{guild_id}/members/{user_id}", get(member).patch(update_member).delete(kick))
         .route("/guilds/{guild_id}/bans", get(bans))
+        .route("/guilds/{guild_id}/audit-logs", get(audit_log))
         .route("/guilds/{guild_id}/bans/{user_id}", put(ban).delete(unban))
         .route("/guilds/{guild_id}/roles", get(roles).post(create_role))
         .route("/guilds/{guild_id}/roles/{role_id}", axum::routing::patch(update_role).delete(delete_role))

@@ -32,6 +32,8 @@ pub struct SessionView {
 pub struct Caller {
     pub user: User,
     pub session_id: Id,
+    /// Why the caller acts (`X-Audit-Log-Reason`), recorded with what the action changed.
+    pub audit_reason: Option<String>,
 }
 
 impl Chat {
@@ -126,7 +128,7 @@ impl Chat {
         }
         let session = self.store.session_by_token_hash(&hash_token(token)).await?.ok_or(Error::Unauthorized)?;
         let record = self.store.user(session.user_id).await?.filter(|r| !r.disabled).ok_or(Error::Unauthorized)?;
-        Ok(Caller { user: record.user, session_id: session.id })
+        Ok(Caller { user: record.user, session_id: session.id, audit_reason: None })
     }
 
     /// Whether a gateway session's login still stands: its session not revoked, its user not

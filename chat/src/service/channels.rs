@@ -9,8 +9,9 @@ use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
 use crate::id::Id;
-use crate::model::{Channel, ChannelKind, Overwrite, OverwriteKind};
+use crate::model::{AuditAction, AuditChange, Channel, ChannelKind, Overwrite, OverwriteKind};
 use crate::permissions::Permissions;
+use crate::service::audit::{change, changed};
 use crate::validate;
 
 #[derive(Debug, Deserialize)]
@@ -20,6 +21,7 @@ pub struct NewChannel {
     pub parent_id: Option<Id>,
     pub position: Option<i32>,
     pub topic: Option<String>,
+    pub rate_limit_per_user: Option<u32>,
 }
 
 /// Fields absent from the request stay unchanged; `parent_id: null` moves a channel out of its category.
@@ -31,6 +33,7 @@ pub struct ChannelPatch {
     pub position: Option<i32>,
     #[serde(default, deserialize_with = "double_option")]
     pub parent_id: Option<Option<Id>>,
+    pub rate_limit_per_user: Option<u32>,
 }
 
 /// Distinguishes an absent field (None) from an explicit null (Some(None)).
@@ -70,6 +73,7 @@ impl Chat {
         let name = validate::channel_name(&body.name, kind == ChannelKind::Text)?;
         let topic = validate::optional_text("topic", body.topic.as_deref(), 1024)?;
         let parent_id = self.check_parent(&access, body.parent_id, kind).await?;
+        let rate_limit_per_user = slow_mode(kind, body.rate_limit_per_user)?;
         let position = match body.position {
             Some(p) => Channel::clamp_position(p),
             // After the last channel; once the last sits at the maximum, new ones share it (order by id).
@@ -94,9 +98,17 @@ impl Chat {
             overwrites: vec![],
             recipients: vec![],
             last_message_id: None,
+            rate_limit_per_user,
         };
         self.store.put_channel(&channel).await?;
         self.publish(Dispatch::new("CHANNEL_CREATE", &channel, Audience::Channel(access.scope(&channel).into())));
+        let mut changes = vec![change("name", (), &channel.name), change("kind", (), channel.kind)];
+        changes.extend(channel.parent_id.map(|p| change("parent_id", (), p)));
+        changes.extend(channel.topic.as_ref().map(|t| change("topic", (), t)));
+        if channel.rate_limit_per_user > 0 {
+            changes.push(change("rate_limit_per_user", (), channel.rate_limit_per_user));
+        }
+        self.audit(caller, guild_id, AuditAction::ChannelCreate, Some(channel.id), changes).await;
         Ok(channel)
     }
 
@@ -132,6 +144,7 @@ impl Chat {
 
     pub async fn update_channel(&self, caller: &Caller, channel_id: Id, patch: ChannelPatch) -> Result<Channel> {
         let (guild, mut channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_CHANNELS).await?;
+        let before = channel.clone();
         if let Some(name) = patch.name {
             channel.name = validate::channel_name(&name, channel.kind == ChannelKind::Text)?;
         }
@@ -144,8 +157,24 @@ impl Chat {
         if let Some(parent) = patch.parent_id {
             channel.parent_id = self.check_parent(&guild, parent, channel.kind).await?;
         }
+        if patch.rate_limit_per_user.is_some() {
+            channel.rate_limit_per_user = slow_mode(channel.kind, patch.rate_limit_per_user)?;
+        }
         self.store.put_channel(&channel).await?;
         self.publish(Dispatch::new("CHANNEL_UPDATE", &channel, Audience::Channel(guild.scope(&channel).into())));
+        let changes: Vec<AuditChange> = [
+            changed("name", &before.name, &channel.name),
+            changed("topic", &before.topic, &channel.topic),
+            changed("position", &before.position, &channel.position),
+            changed("parent_id", &before.parent_id, &channel.parent_id),
+            changed("rate_limit_per_user", &before.rate_limit_per_user, &channel.rate_limit_per_user),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !changes.is_empty() {
+            self.audit(caller, guild.guild.id, AuditAction::ChannelUpdate, Some(channel_id), changes).await;
+        }
         Ok(channel)
     }
 
@@ -153,6 +182,8 @@ impl Chat {
         let (guild, channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_CHANNELS).await?;
         self.store.delete_channel(channel_id).await?;
         self.publish(Dispatch::new("CHANNEL_DELETE", &channel, Audience::Channel(guild.scope(&channel).into())));
+        let changes = vec![change("name", &channel.name, ()), change("kind", channel.kind, ())];
+        self.audit(caller, guild.guild.id, AuditAction::ChannelDelete, Some(channel_id), changes).await;
         Ok(())
     }
 
@@ -178,27 +209,33 @@ impl Chat {
             return Err(Error::NotFound("overwrite target"));
         }
         let before = channel.clone();
+        let old = channel.overwrites.iter().find(|o| o.id == target).cloned();
         channel.overwrites.retain(|o| o.id != target);
-        channel.overwrites.push(Overwrite {
-            id: target,
-            kind: body.kind,
-            allow: body.allow,
-            deny: body.deny - body.allow,
-        });
+        let new = Overwrite { id: target, kind: body.kind, allow: body.allow, deny: body.deny - body.allow };
+        channel.overwrites.push(new.clone());
         self.store.put_channel(&channel).await?;
         self.announce_overwrite_change(&guild, before, &channel).await;
+        let changes = vec![
+            change("overwrite_id", (), target),
+            change("allow", old.as_ref().map(|o| o.allow), new.allow),
+            change("deny", old.as_ref().map(|o| o.deny), new.deny),
+        ];
+        self.audit(caller, guild.guild.id, AuditAction::ChannelOverwriteUpdate, Some(channel_id), changes).await;
         Ok(channel)
     }
 
     pub async fn delete_overwrite(&self, caller: &Caller, channel_id: Id, target: Id) -> Result<Channel> {
         let (guild, mut channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_ROLES).await?;
         let before = channel.clone();
-        channel.overwrites.retain(|o| o.id != target);
-        if channel.overwrites.len() == before.overwrites.len() {
+        let Some(old) = channel.overwrites.iter().find(|o| o.id == target).cloned() else {
             return Err(Error::NotFound("overwrite"));
-        }
+        };
+        channel.overwrites.retain(|o| o.id != target);
         self.store.put_channel(&channel).await?;
         self.announce_overwrite_change(&guild, before, &channel).await;
+        let changes =
+            vec![change("overwrite_id", target, ()), change("allow", old.allow, ()), change("deny", old.deny, ())];
+        self.audit(caller, guild.guild.id, AuditAction::ChannelOverwriteDelete, Some(channel_id), changes).await;
         Ok(channel)
     }
 
@@ -235,6 +272,7 @@ impl Chat {
             overwrites: vec![],
             recipients: vec![caller.user.id, recipient],
             last_message_id: None,
+            rate_limit_per_user: 0,
         };
         self.store.put_channel(&channel).await?;
         self.publish(Dispatch::new("CHANNEL_CREATE", &channel, Audience::Users(channel.recipients.clone())));
@@ -243,5 +281,19 @@ impl Chat {
 
     pub async fn my_dms(&self, caller: &Caller) -> Result<Vec<Channel>> {
         Ok(self.store.dm_channels_of(caller.user.id).await?)
+    }
+}
+
+/// Slow mode as requested: 0 to six hours, and only where messages are posted.
+fn slow_mode(kind: ChannelKind, requested: Option<u32>) -> Result<u32> {
+    match requested {
+        None | Some(0) => Ok(0),
+        Some(secs) if secs > Channel::MAX_SLOW_MODE_SECS => {
+            Err(Error::field("rate_limit_per_user", format!("must be 0 to {}", Channel::MAX_SLOW_MODE_SECS)))
+        }
+        Some(_) if kind != ChannelKind::Text => {
+            Err(Error::field("rate_limit_per_user", "slow mode applies to text channels only"))
+        }
+        Some(secs) => Ok(secs),
     }
 }

@@ -43,6 +43,7 @@ impl Chat {
             overwrites: vec![],
             recipients: vec![],
             last_message_id: None,
+            rate_limit_per_user: 0,
         };
         let channels = vec![channel("general", ChannelKind::Text, 0), channel("General", ChannelKind::Voice, 1)];
         let member = Member {
@@ -52,6 +53,8 @@ impl Chat {
             roles: vec![],
             joined_at: now_ms(),
             timed_out_until: None,
+            mute: false,
+            deaf: false,
         };
         // The guild row first and the owner's membership last: a crash part-way leaves a guild that
         // nobody is a member of (invisible), never a membership of a guild that does not exist.
@@ -107,9 +110,12 @@ impl Chat {
     pub async fn rename_guild(&self, caller: &Caller, guild_id: Id, name: &str) -> Result<GuildView> {
         let mut access = self.guild_access(caller.user.id, guild_id).await?;
         access.require(Permissions::MANAGE_GUILD)?;
-        access.guild.name = validate::name("name", name, 100)?;
+        let old_name = std::mem::replace(&mut access.guild.name, validate::name("name", name, 100)?);
         self.store.update_guild(&access.guild).await?;
         self.publish(Dispatch::new("GUILD_UPDATE", &access.guild, Audience::Guild(guild_id)));
+        if let Some(c) = crate::service::audit::changed("name", &old_name, &access.guild.name) {
+            self.audit(caller, guild_id, crate::model::AuditAction::GuildUpdate, Some(guild_id), vec![c]).await;
+        }
         self.guild_view(&access).await
     }
 
@@ -161,6 +167,8 @@ impl Chat {
             roles: vec![],
             joined_at: now_ms(),
             timed_out_until: None,
+            mute: false,
+            deaf: false,
         };
         self.store.insert_member(&member).await?;
         self.publish(

@@ -7,8 +7,9 @@ use crate::Chat;
 use crate::credentials::new_invite_code;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::model::Invite;
+use crate::model::{AuditAction, Invite};
 use crate::permissions::Permissions;
+use crate::service::audit::change;
 use crate::store::StoreError;
 use crate::view::GuildView;
 
@@ -66,7 +67,15 @@ impl Chat {
                 expires_at,
             };
             match self.store.insert_invite(&invite).await {
-                Ok(()) => return Ok(invite),
+                Ok(()) => {
+                    let changes = vec![
+                        change("code", (), &invite.code),
+                        change("max_uses", (), invite.max_uses),
+                        change("expires_at", (), invite.expires_at),
+                    ];
+                    self.audit(caller, guild_id, AuditAction::InviteCreate, None, changes).await;
+                    return Ok(invite);
+                }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -129,6 +138,8 @@ impl Chat {
             access.require(Permissions::MANAGE_GUILD)?;
         }
         self.store.delete_invite(code).await?;
+        let changes = vec![change("code", &invite.code, ()), change("uses", invite.uses, ())];
+        self.audit(caller, invite.guild_id, AuditAction::InviteDelete, None, changes).await;
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! Members: list, nicknames, roles, timeout, kick, ban and unban.
+//! Members: list, nicknames, roles, timeout, voice moderation (server mute and deafen, move,
+//! disconnect), kick, ban and unban. Every change by a moderator lands in the audit log.
 
 use std::collections::HashMap;
 
@@ -12,10 +13,13 @@ use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch, Effect};
 use crate::id::Id;
-use crate::model::{Ban, Member, Timestamp};
-use crate::permissions::{Permissions, can_manage_role, can_moderate};
+use crate::model::{AuditAction, AuditChange, Ban, ChannelKind, Member, Timestamp};
+use crate::permissions::{Permissions, can_manage_role, can_moderate, channel_permissions};
+use crate::service::access::missing;
+use crate::service::audit::{change, changed};
 use crate::validate;
 use crate::view::{MemberView, deleted_user};
+use crate::voice::{VoiceAction, VoiceOrder};
 
 pub const MAX_MEMBER_PAGE: u32 = 1000;
 /// Discord's ceiling for a timeout.
@@ -28,6 +32,13 @@ pub struct MemberPatch {
     pub roles: Option<Vec<Id>>,
     #[serde(default, deserialize_with = "double_option")]
     pub timed_out_until: Option<Option<Timestamp>>,
+    /// Server mute (MUTE_MEMBERS).
+    pub mute: Option<bool>,
+    /// Server deafen (DEAFEN_MEMBERS).
+    pub deaf: Option<bool>,
+    /// Move to this voice channel, or `null`: disconnect from voice (MOVE_MEMBERS).
+    #[serde(default, deserialize_with = "double_option")]
+    pub channel_id: Option<Option<Id>>,
 }
 
 impl Chat {
@@ -118,6 +129,63 @@ impl Chat {
             }
             target.timed_out_until = until.filter(|t| *t > now);
         }
+        // Voice moderation is checked where the member sits (a voice channel's overwrites apply),
+        // or at guild level when they are not in voice.
+        let in_voice = if patch.mute.is_some() || patch.deaf.is_some() || patch.channel_id.is_some() {
+            self.guild_voice_states(guild_id)
+                .await
+                .into_iter()
+                .find(|s| s.user_id == user_id)
+                .and_then(|s| s.channel_id)
+        } else {
+            None
+        };
+        let voice_perms = match in_voice {
+            Some(channel_id) => match self.store.channel(channel_id).await? {
+                Some(channel) => access.in_channel(&channel),
+                None => access.base(),
+            },
+            None => access.base(),
+        };
+        if let Some(mute) = patch.mute {
+            if !voice_perms.contains(Permissions::MUTE_MEMBERS) {
+                return Err(missing(Permissions::MUTE_MEMBERS));
+            }
+            target.mute = mute;
+        }
+        if let Some(deaf) = patch.deaf {
+            if !voice_perms.contains(Permissions::DEAFEN_MEMBERS) {
+                return Err(missing(Permissions::DEAFEN_MEMBERS));
+            }
+            target.deaf = deaf;
+        }
+        let moved = match patch.channel_id {
+            None => None,
+            Some(destination) => {
+                let Some(from) = in_voice else {
+                    return Err(Error::bad_request("not_in_voice", "that member is not in a voice channel"));
+                };
+                if !voice_perms.contains(Permissions::MOVE_MEMBERS) {
+                    return Err(missing(Permissions::MOVE_MEMBERS));
+                }
+                if let Some(to) = destination {
+                    let channel = match self.store.channel(to).await? {
+                        Some(c) if c.guild_id == Some(guild_id) && c.kind == ChannelKind::Voice => c,
+                        _ => return Err(Error::field("channel_id", "must be a voice channel of this guild")),
+                    };
+                    let mine = access.in_channel(&channel);
+                    let needed = Permissions::CONNECT | Permissions::MOVE_MEMBERS;
+                    if !mine.contains(needed) {
+                        return Err(missing(needed - mine));
+                    }
+                    let theirs = channel_permissions(access.ctx(), &channel, &target, now);
+                    if !theirs.contains(Permissions::CONNECT) {
+                        return Err(Error::Forbidden("that member may not connect to that channel"));
+                    }
+                }
+                Some((from, destination))
+            }
+        };
         self.store.update_member(&target).await?;
         let view = self.member_views(vec![target.clone()]).await?.remove(0);
         self.publish(
@@ -133,7 +201,49 @@ impl Chat {
             };
             self.announce_guild_sight_change(sight(&before), sight(&target), Some(user_id)).await?;
         }
+        if (before.mute, before.deaf) != (target.mute, target.deaf) {
+            let action = VoiceAction::Mute { mute: target.mute, deaf: target.deaf };
+            self.order_voice(VoiceOrder { guild_id, user_id, action });
+        }
+        if let Some((from, to)) = moved {
+            let action = to.map_or(VoiceAction::Disconnect, |channel_id| VoiceAction::Move { channel_id });
+            self.order_voice(VoiceOrder { guild_id, user_id, action });
+            let (kind, changes) = match to {
+                Some(to) => (AuditAction::MemberMove, vec![change("channel_id", from, to)]),
+                None => (AuditAction::MemberDisconnect, vec![change("channel_id", from, ())]),
+            };
+            self.audit(caller, guild_id, kind, Some(user_id), changes).await;
+        }
+        if before.roles != target.roles {
+            let added: Vec<Id> = target.roles.iter().filter(|r| !before.roles.contains(r)).copied().collect();
+            let removed: Vec<Id> = before.roles.iter().filter(|r| !target.roles.contains(r)).copied().collect();
+            let changes = vec![change("$add", (), added), change("$remove", (), removed)];
+            self.audit(caller, guild_id, AuditAction::MemberRoleUpdate, Some(user_id), changes).await;
+        }
+        let changes: Vec<AuditChange> = [
+            changed("nick", &before.nick, &target.nick),
+            changed("timed_out_until", &before.timed_out_until, &target.timed_out_until),
+            changed("mute", &before.mute, &target.mute),
+            changed("deaf", &before.deaf, &target.deaf),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        // A member's own nickname is theirs, not a moderation action.
+        if !changes.is_empty() && !is_self {
+            self.audit(caller, guild_id, AuditAction::MemberUpdate, Some(user_id), changes).await;
+        }
         Ok(view)
+    }
+
+    /// Hands a moderator's order to the voice side of whichever node holds the call.
+    fn order_voice(&self, order: VoiceOrder) {
+        let guild_id = order.guild_id;
+        self.publish(
+            Dispatch::new("VOICE_STATE_UPDATE", &serde_json::Value::Null, Audience::Users(vec![]))
+                .with_effect(Effect::VoiceOrder(order)),
+        );
+        tracing::debug!(guild_id = %guild_id, "voice order published");
     }
 
     pub async fn kick(&self, caller: &Caller, guild_id: Id, user_id: Id) -> Result<()> {
@@ -144,7 +254,9 @@ impl Chat {
             return Err(Error::Forbidden("cannot kick a member at or above your highest role"));
         }
         let user = self.store.user(user_id).await?.map(|r| r.user).unwrap_or_else(|| deleted_user(user_id));
-        self.remove_member(guild_id, user_id, &user).await
+        self.remove_member(guild_id, user_id, &user).await?;
+        self.audit(caller, guild_id, AuditAction::MemberKick, Some(user_id), vec![]).await;
+        Ok(())
     }
 
     pub async fn ban(&self, caller: &Caller, guild_id: Id, user_id: Id, reason: Option<String>) -> Result<()> {
@@ -166,6 +278,8 @@ impl Chat {
             self.remove_member(guild_id, user_id, &user).await?;
         }
         self.publish(Dispatch::new("GUILD_BAN_ADD", &ban, Audience::Guild(guild_id)));
+        let changes = ban.reason.as_ref().map(|r| vec![change("reason", (), r)]).unwrap_or_default();
+        self.audit(caller, guild_id, AuditAction::MemberBanAdd, Some(user_id), changes).await;
         Ok(())
     }
 
@@ -175,6 +289,7 @@ impl Chat {
         let ban = self.store.ban(guild_id, user_id).await?.ok_or(Error::NotFound("ban"))?;
         self.store.delete_ban(guild_id, user_id).await?;
         self.publish(Dispatch::new("GUILD_BAN_REMOVE", &ban, Audience::Guild(guild_id)));
+        self.audit(caller, guild_id, AuditAction::MemberBanRemove, Some(user_id), vec![]).await;
         Ok(())
     }
 

@@ -12,8 +12,9 @@ use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
 use crate::id::Id;
 use crate::mentions;
-use crate::model::{HistoryAnchor, Message, Timestamp};
+use crate::model::{AuditAction, HistoryAnchor, Message, Timestamp};
 use crate::permissions::Permissions;
+use crate::service::audit::change;
 use crate::store::Inserted;
 use crate::validate;
 use crate::view::{MessageView, ReactionView, deleted_user};
@@ -154,6 +155,11 @@ impl Chat {
         {
             return Err(Error::field("reply_to", "no such message in this channel"));
         }
+        let slow = access.channel.rate_limit_per_user;
+        if slow > 0 && !access.perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::MANAGE_CHANNELS) {
+            let period = std::time::Duration::from_secs(u64::from(slow));
+            self.limits.slow_mode(channel_id, caller.user.id, period).await.map_err(|l| Error::SlowMode(l.0))?;
+        }
         let mentions = allowed_mentions(&access, &content);
         let message = Message {
             id: self.ids.next(),
@@ -204,12 +210,21 @@ impl Chat {
     pub async fn delete_message(&self, caller: &Caller, channel_id: Id, message_id: Id) -> Result<()> {
         let access = self.text_channel(caller, channel_id).await?;
         let m = self.store.message(channel_id, message_id).await?.ok_or(Error::NotFound("message"))?;
-        if m.author_id != caller.user.id {
+        let by_moderator = m.author_id != caller.user.id;
+        if by_moderator {
             access.require(Permissions::MANAGE_MESSAGES)?;
         }
         self.store.delete_message(channel_id, message_id).await?;
         let event = MessageRef { id: message_id, channel_id, guild_id: access.channel.guild_id };
         self.publish(Dispatch::new("MESSAGE_DELETE", &event, audience(&access)));
+        if let (true, Some(guild_id)) = (by_moderator, access.channel.guild_id) {
+            let changes = vec![
+                change("channel_id", channel_id, ()),
+                // Not the content: a deleted message is gone, also from the log (as on Discord).
+                change("author_id", m.author_id, ()),
+            ];
+            self.audit(caller, guild_id, AuditAction::MessageDelete, Some(message_id), changes).await;
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod channels;
 pub mod guilds;
 pub mod invites;

@@ -10,8 +10,9 @@ use crate::Chat;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
 use crate::id::Id;
-use crate::model::Role;
+use crate::model::{AuditAction, Role};
 use crate::permissions::{Permissions, can_manage_role};
+use crate::service::audit::{change, changed};
 use crate::validate;
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +77,8 @@ impl Chat {
             &RoleEvent { guild_id, role: &role },
             Audience::Guild(guild_id),
         ));
+        let changes = vec![change("name", (), &role.name), change("permissions", (), role.permissions)];
+        self.audit(caller, guild_id, AuditAction::RoleCreate, Some(role.id), changes).await;
         Ok(role)
     }
 
@@ -83,6 +86,7 @@ impl Chat {
         let access = self.guild_access(caller.user.id, guild_id).await?;
         access.require(Permissions::MANAGE_ROLES)?;
         let mut role = access.role(role_id).cloned().ok_or(Error::NotFound("role"))?;
+        let before = role.clone();
         let now = chrono::Utc::now();
         if role.id != guild_id && !can_manage_role(access.ctx(), &access.member, &role, now) {
             return Err(Error::Forbidden("cannot manage a role at or above your highest role"));
@@ -130,6 +134,20 @@ impl Chat {
                 |roles| Sight { guild_id, owner_id: access.guild.owner_id, roles, standing: Standing::AsFollowed };
             self.announce_guild_sight_change(sight(&access.roles), sight(&after), None).await?;
         }
+        let changes: Vec<_> = [
+            changed("name", &before.name, &role.name),
+            changed("permissions", &before.permissions, &role.permissions),
+            changed("color", &before.color, &role.color),
+            changed("hoist", &before.hoist, &role.hoist),
+            changed("mentionable", &before.mentionable, &role.mentionable),
+            changed("position", &before.position, &role.position),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !changes.is_empty() {
+            self.audit(caller, guild_id, AuditAction::RoleUpdate, Some(role_id), changes).await;
+        }
         Ok(role)
     }
 
@@ -168,6 +186,8 @@ impl Chat {
             Dispatch::new("GUILD_ROLE_DELETE", &RoleDeleted { guild_id, role_id }, Audience::Users(vec![]))
                 .with_effect(crate::events::Effect::RoleRemove { guild_id, role_id }),
         );
+        let changes = vec![change("name", &role.name, ()), change("permissions", role.permissions, ())];
+        self.audit(caller, guild_id, AuditAction::RoleDelete, Some(role_id), changes).await;
         Ok(())
     }
 }

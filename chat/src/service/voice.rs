@@ -69,10 +69,17 @@ impl Chat {
             deafen_members: p.contains(Permissions::DEAFEN_MEMBERS),
             move_members: p.contains(Permissions::MOVE_MEMBERS),
         };
-        self.voice
-            .grant(GrantRequest { user_id: caller.user.id, guild_id: access.channel.guild_id, channel_id, rights })
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))
+        let (server_mute, server_deaf) =
+            access.guild.as_ref().map_or((false, false), |g| (g.member.mute, g.member.deaf));
+        let request = GrantRequest {
+            user_id: caller.user.id,
+            guild_id: access.channel.guild_id,
+            channel_id,
+            rights,
+            server_mute,
+            server_deaf,
+        };
+        self.voice.grant(request).await.map_err(|e| Error::Unavailable(e.to_string()))
     }
 
     /// The voice side reports a join, a leave (`channel_id: None`) or a mute change. The state is

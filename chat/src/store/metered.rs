@@ -362,4 +362,14 @@ impl Store for Metered {
         let _t = self.time("read_states");
         self.inner.read_states(user_id).await
     }
+
+    async fn insert_audit_entry(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let _t = self.time("insert_audit_entry");
+        self.inner.insert_audit_entry(entry).await
+    }
+
+    async fn audit_entries(&self, guild_id: Id, query: AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let _t = self.time("audit_entries");
+        self.inner.audit_entries(guild_id, query).await
+    }
 }

@@ -117,7 +117,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_guild(&self, guild: &Guild) -> StoreResult<()>;
     async fn guild(&self, id: Id) -> StoreResult<Option<Guild>>;
     async fn update_guild(&self, guild: &Guild) -> StoreResult<()>;
-    /// Removes the guild and everything in it: channels, roles, members, bans, invites, messages.
+    /// Removes the guild and everything in it: channels, roles, members, bans, invites, messages,
+    /// audit log.
     async fn delete_guild(&self, id: Id) -> StoreResult<()>;
     /// Guilds ordered by id, with id > `after`, at most `limit` (the operator's list).
     async fn list_guilds(&self, after: Id, limit: u32) -> StoreResult<Vec<Guild>>;
@@ -213,6 +214,12 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the read marker forward (never backwards).
     async fn ack(&self, user_id: Id, channel_id: Id, message_id: Id) -> StoreResult<()>;
     async fn read_states(&self, user_id: Id) -> StoreResult<Vec<ReadState>>;
+
+    // ---- audit log
+    /// Conflict("audit_entry") when the id exists. Entries go when their guild is deleted.
+    async fn insert_audit_entry(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// A guild's entries newest first, as `query` selects (ids below `before`, one actor, one action).
+    async fn audit_entries(&self, guild_id: Id, query: AuditQuery) -> StoreResult<Vec<AuditEntry>>;
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ impl VoiceGrants for EchoGrants {
     async fn grant(&self, r: GrantRequest) -> Result<VoiceGrant, GrantError> {
         Ok(VoiceGrant {
             endpoint: "ws://127.0.0.1:1/voice".into(),
-            token: format!("{}:{}:{}:{}", r.user_id, r.channel_id, r.rights.speak, r.rights.video),
+            token: format!(
+                "{}:{}:{}:{}:{}:{}",
+                r.user_id, r.channel_id, r.rights.speak, r.rights.video, r.server_mute, r.server_deaf
+            ),
             expires_at: chrono::Utc::now() + chrono::Duration::seconds(60),
         })
     }

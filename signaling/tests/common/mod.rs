@@ -103,7 +103,7 @@ impl Server {
 }
 
 pub fn all_rights() -> Rights {
-    Rights { speak: true, video: true, mute_members: false, deafen_members: false, move_members: false }
+    Rights { speak: true, video: true, ..Rights::default() }
 }
 
 /// A bare WebSocket speaking JSON.

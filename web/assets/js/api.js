@@ -1,7 +1,22 @@
-// REST client: bearer token, JSON in and out, the contract's errors as ApiError, one retry after 429.
+// REST client: bearer token, JSON in and out, the contract's errors as ApiError, retries after 429 (except
+// slow mode's, whose wait the caller shows), and an optional audit-log reason on moderation requests.
 
 /** Where the session token lives (never in a URL). */
 export const TOKEN_KEY = 'chorus.token';
+
+/** The longest audit-log reason the server keeps (characters). */
+export const MAX_REASON = 512;
+
+/**
+ * The `X-Audit-Log-Reason` header value: trimmed, cut at 512 characters (never inside a character),
+ * percent-encoded UTF-8; null when there is no reason.
+ * @param {string|null|undefined} reason
+ */
+export function reasonHeader(reason) {
+  const r = [...(reason ?? '').trim()].slice(0, MAX_REASON).join('');
+  // A lone surrogate cannot be encoded: it becomes U+FFFD, as it would in UTF-8.
+  return r ? encodeURIComponent(/** @type {any} */ (r).toWellFormed?.() ?? r) : null;
+}
 
 export class ApiError extends Error {
   /**
@@ -9,12 +24,14 @@ export class ApiError extends Error {
    * @param {string} code
    * @param {string} message
    * @param {Record<string,string>|undefined} fields
+   * @param {number|null} [retryAfter] seconds, from a 429's Retry-After
    */
-  constructor(status, code, message, fields) {
+  constructor(status, code, message, fields, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.fields = fields;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -38,14 +55,17 @@ export function createApi(opts = {}) {
      * @param {string} method
      * @param {string} path  under /api/v1
      * @param {unknown} [body]
+     * @param {{ reason?: string|null }} [opts] reason: recorded in the guild's audit log
      */
-    async request(method, path, body) {
+    async request(method, path, body, opts = {}) {
       for (let attempt = 0; ; attempt++) {
         /** @type {Record<string,string>} */
         const headers = {};
         const token = api.token();
         if (token) headers.Authorization = `Bearer ${token}`;
         if (body !== undefined) headers['Content-Type'] = 'application/json';
+        const reason = reasonHeader(opts.reason);
+        if (reason) headers['X-Audit-Log-Reason'] = reason;
         let res;
         try {
           res = await fetchImpl(`${base}/api/v1${path}`, {
@@ -56,11 +76,6 @@ export function createApi(opts = {}) {
         } catch (e) {
           throw new ApiError(0, 'network', 'The server cannot be reached.', undefined);
         }
-        if (res.status === 429 && attempt < 2) {
-          const after = Number(res.headers.get('Retry-After') ?? '1');
-          await sleep(Math.min(10, Math.max(1, after)) * 1000);
-          continue;
-        }
         if (res.status === 204) return null;
         const text = await res.text();
         let data = null;
@@ -69,17 +84,23 @@ export function createApi(opts = {}) {
         } catch {
           data = null;
         }
+        const after = res.status === 429 ? Number(res.headers.get('Retry-After') ?? '1') || 1 : null;
+        // Slow mode is not a burst to wait out quietly: the member should see the wait.
+        if (res.status === 429 && data?.code !== 'slow_mode' && attempt < 2) {
+          await sleep(Math.min(10, Math.max(1, /** @type {number} */ (after))) * 1000);
+          continue;
+        }
         if (!res.ok) {
-          throw new ApiError(res.status, data?.code ?? 'error', data?.message ?? `HTTP ${res.status}`, data?.fields);
+          throw new ApiError(res.status, data?.code ?? 'error', data?.message ?? `HTTP ${res.status}`, data?.fields, after);
         }
         return data;
       }
     },
     get: (p) => api.request('GET', p),
-    post: (p, b) => api.request('POST', p, b ?? {}),
-    patch: (p, b) => api.request('PATCH', p, b),
-    put: (p, b) => api.request('PUT', p, b),
-    del: (p) => api.request('DELETE', p),
+    post: (p, b, o) => api.request('POST', p, b ?? {}, o),
+    patch: (p, b, o) => api.request('PATCH', p, b, o),
+    put: (p, b, o) => api.request('PUT', p, b, o),
+    del: (p, o) => api.request('DELETE', p, undefined, o),
   };
   return api;
 }

@@ -2,7 +2,7 @@
 
 /**
  * @typedef {{ id: string, username: string, display_name?: string|null }} User
- * @typedef {{ id: string, guild_id: string|null, name: string, kind: string, parent_id: string|null, position: number, topic?: string|null, last_message_id?: string|null }} Channel
+ * @typedef {{ id: string, guild_id: string|null, name: string, kind: string, parent_id: string|null, position: number, topic?: string|null, last_message_id?: string|null, rate_limit_per_user?: number, overwrites?: any[] }} Channel
  * @typedef {{ id: string, channel_id: string, author: User, content: string, created_at: string, edited_at?: string|null, reply_to?: string|null, mentions?: string[], mention_everyone?: boolean, reactions: {emoji:string,count:number,me:boolean}[], nonce?: string|null, pending?: boolean, failed?: boolean }} Message
  */
 
@@ -228,6 +228,11 @@ export function createStore() {
     /** A message shown before the server acknowledged it. */
     addPending(m) {
       msgs(m.channel_id).push({ ...m, pending: true });
+      notify('PENDING');
+    },
+    /** An unsent message taken back (refused for a reason a retry cannot fix, e.g. slow mode). */
+    removePending(channelId, nonce) {
+      state.messages.set(channelId, msgs(channelId).filter((x) => !(x.pending && x.nonce === nonce)));
       notify('PENDING');
     },
     markFailed(channelId, nonce, failed) {

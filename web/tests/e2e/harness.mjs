@@ -7,7 +7,15 @@
 // (data-user-id, class "speaking"), composer, message (data-message-id), message-content, edited, reaction
 // (data-emoji), react-button, reply-button, edit-button, edit-box, delete-button, member (data-user-id),
 // voice-mute, voice-deafen, voice-camera, voice-screen, voice-leave, voice-state, video-tile (data-kind,
-// data-track-id, data-user-id, data-local), tab-<name>, display-name, save-profile, logout.
+// data-track-id, data-user-id, data-local), tab-<name> (spaces as dashes: tab-audit-log), display-name,
+// save-profile, logout.
+// Moderation: member-menu-button (the "…" of a member row or voice user row, only when the viewer may
+// moderate), member-menu (data-user-id), menu-server-mute, menu-server-deafen, menu-move, menu-move-target
+// (data-channel-id), menu-disconnect, voice-server-muted / voice-server-deafened (icons in a voice user row),
+// voice-server-state (the panel's "Server muted by a moderator" line), voice-notice (e.g. "A moderator
+// disconnected you from voice"), toast, slow-mode (the composer's indicator; data-exempt, data-remaining;
+// class blocked / refused), slow-mode-select (data-channel-id, in Channels settings), audit-entry
+// (data-action, data-entry-id), audit-sentence, audit-action-filter, audit-user-filter, audit-load-more.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';

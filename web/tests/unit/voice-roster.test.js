@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Roster, videoKind } from '../../assets/js/voice/roster.js';
-import { qualityOf } from '../../assets/js/voice/panel.js';
+import { qualityOf, serverStateText } from '../../assets/js/voice/panel.js';
 
 const joined = {
   type: 'joined',
@@ -79,4 +79,26 @@ test('connection quality from round trip and loss', () => {
   assert.equal(qualityOf(200, null), 'fair');
   assert.equal(qualityOf(500, 0), 'poor');
   assert.equal(qualityOf(20, 0.2), 'poor');
+});
+
+test('server deafen is kept per participant; a mute message about ourselves sets our own server state', () => {
+  const r = new Roster();
+  r.apply(joined);
+  r.apply({ type: 'mute', participant_id: 'p2', muted: false, deafened: false, server_muted: true, server_deafened: true });
+  assert.deepEqual([r.participants.get('p2')?.server_muted, r.participants.get('p2')?.server_deafened], [true, true]);
+  assert.deepEqual(r.self, { server_muted: false, server_deafened: false });
+  r.apply({ type: 'speaking', participant_id: 'me', speaking: true });
+  assert.equal(r.apply({ type: 'mute', participant_id: 'me', muted: false, deafened: false, server_muted: true, server_deafened: false }), true);
+  assert.deepEqual(r.self, { server_muted: true, server_deafened: false });
+  assert.equal(r.speaking.has('me'), false, 'a server-muted self is not speaking');
+  assert.equal(r.participants.has('me'), false, 'we are not one of the others');
+  r.apply({ ...joined, participant_id: 'me2' });
+  assert.deepEqual(r.self, { server_muted: false, server_deafened: false }, 'a new session starts clean');
+});
+
+test('the panel says what a moderator imposed', () => {
+  assert.equal(serverStateText(false, false), '');
+  assert.equal(serverStateText(true, false), 'Server muted by a moderator');
+  assert.equal(serverStateText(false, true), 'Server deafened by a moderator');
+  assert.equal(serverStateText(true, true), 'Server muted and deafened by a moderator');
 });

@@ -71,16 +71,18 @@ function setup() {
   const c = clock();
   const { FakeWS, all } = fakeSockets();
   let grants = 0;
+  /** The channel each grant was asked for. */
+  const granted = [];
   const sig = new VoiceSignaling({
-    grant: async () => ({ endpoint: 'ws://x/voice', token: `tok${++grants}` }),
+    grant: async (channelId) => (granted.push(channelId), { endpoint: 'ws://x/voice', token: `tok${++grants}` }),
     channelId: 'c1',
     WebSocketImpl: FakeWS,
     now: c.now,
     timers: c.timers,
   });
   const events = [];
-  for (const t of ['state', 'joined', 'resumed', 'rejoining', 'message', 'problem', 'fatal']) sig.addEventListener(t, (e) => events.push([t, e.detail]));
-  return { c, all, sig, events, grants: () => grants };
+  for (const t of ['state', 'joined', 'resumed', 'rejoining', 'message', 'problem', 'fatal', 'moved']) sig.addEventListener(t, (e) => events.push([t, e.detail]));
+  return { c, all, sig, events, grants: () => grants, granted };
 }
 
 const joined = { type: 'joined', participant_id: 'p1', session_id: 's1', participants: [], ice_servers: [] };
@@ -95,6 +97,7 @@ test('the decision after a drop: resume inside the window (with a margin), else 
 
 test('error codes map to what the client does', () => {
   assert.equal(errorAction('wrong_channel'), 'fatal');
+  assert.equal(errorAction('disconnected'), 'fatal', 'a moderator disconnected us: no rejoin');
   for (const c of ['invalid_token', 'token_expired', 'wrong_node', 'peer_timeout', 'peer_closed', 'sfu_unavailable', 'shutdown', 'join_timeout']) assert.equal(errorAction(c), 'rejoin', c);
   assert.equal(errorAction('unknown_session'), 'join');
   for (const c of ['bad_sdp', 'rate_limited', 'forbidden', 'bad_message']) assert.equal(errorAction(c), 'report', c);
@@ -252,4 +255,54 @@ test('close() sends leave and never reconnects', async () => {
   await c.advance(60_000);
   assert.equal(all.length, 1);
   assert.equal(sig.state, 'closed');
+});
+
+test('moved: the old session ends and the client joins the new channel with a grant for it', async () => {
+  const { c, all, sig, events, granted } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  assert.deepEqual(granted, ['c1']);
+  all[0].push({ type: 'moved', channel_id: 'c2' });
+  assert.deepEqual(events.find((e) => e[0] === 'moved'), ['moved', 'c2']);
+  assert.equal(sig.channelId, 'c2');
+  assert.equal(all[0].readyState, 3, 'the old socket is closed at once');
+  // The server closing its end changes nothing more.
+  all[0].onclose?.();
+  await c.advance(1000);
+  assert.ok(events.some((e) => e[0] === 'rejoining'), 'the old media is released first');
+  assert.equal(all.length, 2, 'one new socket');
+  assert.deepEqual(granted, ['c1', 'c2'], 'a fresh grant for the new channel');
+  all[1].open();
+  assert.deepEqual(all[1].sent, [{ type: 'join', token: 'tok2', channel_id: 'c2' }], 'a join, not a resume');
+  all[1].push({ ...joined, participant_id: 'p9', session_id: 's9' });
+  assert.equal(sig.state, 'connected');
+  assert.equal(sig.sessionId, 's9');
+  assert.ok(!events.some((e) => e[0] === 'fatal'));
+});
+
+test('a moved message without a channel is ignored', async () => {
+  const { all, sig, events } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  all[0].push({ type: 'moved' });
+  all[0].push({ type: 'moved', channel_id: 42 });
+  assert.equal(sig.state, 'connected');
+  assert.equal(sig.channelId, 'c1');
+  assert.ok(!events.some((e) => e[0] === 'moved'));
+});
+
+test('disconnected by a moderator: fatal, closed, and never rejoined', async () => {
+  const { c, all, sig, events, grants } = setup();
+  await sig.connect();
+  all[0].open();
+  all[0].push(joined);
+  all[0].push({ type: 'error', code: 'disconnected', message: 'A moderator disconnected you' });
+  assert.deepEqual(events.find((e) => e[0] === 'fatal'), ['fatal', { type: 'error', code: 'disconnected', message: 'A moderator disconnected you' }]);
+  assert.equal(sig.state, 'closed');
+  all[0].onclose?.();
+  await c.advance(60_000);
+  assert.equal(all.length, 1, 'no new socket');
+  assert.equal(grants(), 1, 'no new grant');
 });

@@ -194,6 +194,9 @@ pub(super) struct ChannelDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dm_key: Option<String>,
     pub last_message_id: Option<i64>,
+    /// Absent in documents written before slow mode existed: off.
+    #[serde(default)]
+    pub rate_limit_per_user: u32,
 }
 
 impl ChannelDoc {
@@ -227,6 +230,7 @@ impl ChannelDoc {
             recipients: raw_ids(&c.recipients),
             dm_key,
             last_message_id: c.last_message_id.map(Id::as_i64),
+            rate_limit_per_user: c.rate_limit_per_user,
         }
     }
     pub fn into_channel(self) -> StoreResult<Channel> {
@@ -262,6 +266,7 @@ impl ChannelDoc {
             overwrites,
             recipients: ids(self.recipients),
             last_message_id: self.last_message_id.map(Id::from_i64),
+            rate_limit_per_user: self.rate_limit_per_user.min(Channel::MAX_SLOW_MODE_SECS),
         })
     }
 }
@@ -318,6 +323,11 @@ pub(super) struct MemberDoc {
     pub roles: Vec<i64>,
     pub joined_at: BsonDateTime,
     pub timed_out_until: Option<BsonDateTime>,
+    /// Absent in documents written before voice moderation existed: false.
+    #[serde(default)]
+    pub mute: bool,
+    #[serde(default)]
+    pub deaf: bool,
 }
 
 impl MemberDoc {
@@ -329,6 +339,8 @@ impl MemberDoc {
             roles: raw_ids(&m.roles),
             joined_at: dt(m.joined_at),
             timed_out_until: dt_opt(m.timed_out_until),
+            mute: m.mute,
+            deaf: m.deaf,
         }
     }
     pub fn into_member(self) -> StoreResult<Member> {
@@ -339,6 +351,8 @@ impl MemberDoc {
             roles: ids(self.roles),
             joined_at: ts(self.joined_at)?,
             timed_out_until: ts_opt(self.timed_out_until)?,
+            mute: self.mute,
+            deaf: self.deaf,
         })
     }
 }
@@ -552,5 +566,52 @@ pub(super) fn int_of(v: Option<&bson::Bson>) -> Option<i64> {
         bson::Bson::Double(f) if f.fract() == 0.0 && f.is_finite() => Some(*f as i64),
         bson::Bson::Boolean(b) => Some(i64::from(*b)),
         _ => None,
+    }
+}
+
+// ---------------------------------------------------------------- audit log
+
+/// `_id` is the entry id; the changes are kept as the JSON text the API shows (arbitrary values
+/// whose exact form must survive, which BSON numbers would not promise).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct AuditDoc {
+    #[serde(rename = "_id")]
+    pub id: i64,
+    pub guild_id: i64,
+    pub user_id: i64,
+    pub action_type: String,
+    pub target_id: Option<i64>,
+    pub reason: Option<String>,
+    pub changes: String,
+    pub created_at: BsonDateTime,
+}
+
+impl AuditDoc {
+    pub fn from_entry(e: &AuditEntry) -> StoreResult<Self> {
+        Ok(AuditDoc {
+            id: e.id.as_i64(),
+            guild_id: e.guild_id.as_i64(),
+            user_id: e.user_id.as_i64(),
+            action_type: e.action_type.as_str().to_owned(),
+            target_id: e.target_id.map(Id::as_i64),
+            reason: e.reason.clone(),
+            changes: serde_json::to_string(&e.changes)
+                .map_err(|err| StoreError::Backend(format!("mongodb: encoding audit changes: {err}")))?,
+            created_at: dt(e.created_at),
+        })
+    }
+    pub fn into_entry(self) -> StoreResult<AuditEntry> {
+        Ok(AuditEntry {
+            id: Id::from_i64(self.id),
+            guild_id: Id::from_i64(self.guild_id),
+            user_id: Id::from_i64(self.user_id),
+            action_type: AuditAction::parse(&self.action_type)
+                .ok_or_else(|| StoreError::Corrupt(format!("audit action {:?}", self.action_type)))?,
+            target_id: self.target_id.map(Id::from_i64),
+            reason: self.reason,
+            changes: serde_json::from_str(&self.changes)
+                .map_err(|err| StoreError::Corrupt(format!("audit entry {}: changes: {err}", self.id)))?,
+            created_at: ts(self.created_at)?,
+        })
     }
 }

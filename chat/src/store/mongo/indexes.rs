@@ -25,8 +25,9 @@ pub(super) const MESSAGES: &str = "messages";
 pub(super) const REACTIONS: &str = "reactions";
 pub(super) const READ_STATES: &str = "read_states";
 pub(super) const INSTANCE_INVITES: &str = "instance_invites";
+pub(super) const AUDIT_LOG: &str = "audit_log";
 
-pub(super) const COLLECTIONS: [&str; 12] = [
+pub(super) const COLLECTIONS: [&str; 13] = [
     USERS,
     SESSIONS,
     GUILDS,
@@ -39,6 +40,7 @@ pub(super) const COLLECTIONS: [&str; 12] = [
     REACTIONS,
     READ_STATES,
     INSTANCE_INVITES,
+    AUDIT_LOG,
 ];
 
 /// Index names the store reacts to in duplicate-key errors.
@@ -128,6 +130,8 @@ pub(super) fn declared() -> Vec<IndexSpec> {
         IndexSpec::new(READ_STATES, "user_channel_unique", doc! { "user_id": 1, "channel_id": 1 }).unique(),
         // Dropping the read states of a deleted channel.
         IndexSpec::new(READ_STATES, "channel_id", doc! { "channel_id": 1 }),
+        // A guild's audit log, newest first (filters by actor or action narrow this range).
+        IndexSpec::new(AUDIT_LOG, "guild_id_id", doc! { "guild_id": 1, "_id": -1 }),
     ]
 }
 

@@ -51,6 +51,7 @@ pub struct MongoStore {
     reactions: Collection<ReactionDoc>,
     read_states: Collection<ReadStateDoc>,
     instance_invites: Collection<InstanceInviteDoc>,
+    audit_log: Collection<AuditDoc>,
 }
 
 /// The code exists, has not expired at `now` and has uses left: guild and instance invites alike.
@@ -97,6 +98,7 @@ impl MongoStore {
             reactions: db.collection(REACTIONS),
             read_states: db.collection(READ_STATES),
             instance_invites: db.collection(INSTANCE_INVITES),
+            audit_log: db.collection(AUDIT_LOG),
             db,
         })
     }
@@ -436,6 +438,7 @@ impl Store for MongoStore {
         self.members.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
         self.bans.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
         self.invites.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
+        self.audit_log.delete_many(doc! { "guild_id": gid }).await.map_err(map_err)?;
         self.guilds.delete_one(doc! { "_id": gid }).await.map_err(map_err)?;
         Ok(())
     }
@@ -587,6 +590,8 @@ impl Store for MongoStore {
                     "nick": stored.nick,
                     "roles": stored.roles,
                     "timed_out_until": stored.timed_out_until,
+                    "mute": stored.mute,
+                    "deaf": stored.deaf,
                 } },
             )
             .await
@@ -971,6 +976,34 @@ impl Store for MongoStore {
             .map_err(map_err)?;
         let states: Vec<ReadStateDoc> = cursor.try_collect().await.map_err(map_err)?;
         Ok(states.into_iter().map(ReadStateDoc::into_read_state).collect())
+    }
+
+    // ---- audit log
+
+    async fn insert_audit_entry(&self, entry: &AuditEntry) -> StoreResult<()> {
+        self.audit_log.insert_one(AuditDoc::from_entry(entry)?).await.map_err(|e| conflict_or(e, "audit_entry"))?;
+        Ok(())
+    }
+
+    async fn audit_entries(&self, guild_id: Id, query: AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let mut filter = doc! { "guild_id": guild_id.as_i64() };
+        if let Some(before) = query.before {
+            filter.insert("_id", doc! { "$lt": before.as_i64() });
+        }
+        if let Some(user) = query.user_id {
+            filter.insert("user_id", user.as_i64());
+        }
+        if let Some(action) = query.action_type {
+            filter.insert("action_type", action.as_str());
+        }
+        let cursor = self
+            .audit_log
+            .find(filter)
+            .sort(doc! { "_id": -1 })
+            .limit(i64::from(query.limit))
+            .await
+            .map_err(map_err)?;
+        collect(cursor, AuditDoc::into_entry).await
     }
 }
 

@@ -14,7 +14,7 @@ use crate::store::{StoreError, StoreResult};
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Ordered migrations; migration `i` brings a database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: the whole community plane.
 ///
@@ -217,6 +217,25 @@ CREATE TABLE instance_invites (
     created_at INTEGER NOT NULL,
     expires_at INTEGER
 ) STRICT;
+"#;
+
+/// Moderation: slow mode per channel, server mute / deafen per member, and the guild audit log
+/// (read newest first per guild, optionally per actor or action, through `audit_log_guild`).
+const V4: &str = r#"
+ALTER TABLE channels ADD COLUMN rate_limit_per_user INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN mute INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN deaf INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY,
+    guild_id    INTEGER NOT NULL REFERENCES guilds (id) ON DELETE CASCADE,
+    user_id     INTEGER NOT NULL,
+    action_type TEXT NOT NULL,
+    target_id   INTEGER,
+    reason      TEXT,
+    changes     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX audit_log_guild ON audit_log (guild_id, id);
 "#;
 
 /// Indexes every queued message (see [`V2`]). Runs on the writer inside the group transaction,

@@ -435,11 +435,12 @@ impl Store for SqliteStore {
                 exec(
                     c,
                     "INSERT INTO channels (id, guild_id, name, kind, parent_id, position, topic, overwrites, \
-                     recipients, dm_a, dm_b, last_message_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     recipients, dm_a, dm_b, last_message_id, rate_limit_per_user) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                      ON CONFLICT (id) DO UPDATE SET guild_id = excluded.guild_id, name = excluded.name, \
                      kind = excluded.kind, parent_id = excluded.parent_id, position = excluded.position, \
                      topic = excluded.topic, overwrites = excluded.overwrites, recipients = excluded.recipients, \
-                     dm_a = excluded.dm_a, dm_b = excluded.dm_b, \
+                     dm_a = excluded.dm_a, dm_b = excluded.dm_b, rate_limit_per_user = excluded.rate_limit_per_user, \
                      last_message_id = max(coalesce(channels.last_message_id, excluded.last_message_id), \
                                            coalesce(excluded.last_message_id, channels.last_message_id))",
                     params![
@@ -455,6 +456,7 @@ impl Store for SqliteStore {
                         dm_a,
                         dm_b,
                         id_opt(ch.last_message_id),
+                        ch.rate_limit_per_user,
                     ],
                 )
                 .map_err(|e| conflict(e, "dm_channel"))?;
@@ -542,15 +544,17 @@ impl Store for SqliteStore {
             .write(move |c| {
                 exec(
                     c,
-                    "INSERT INTO members (guild_id, user_id, nick, roles, joined_at, timed_out_until) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO members (guild_id, user_id, nick, roles, joined_at, timed_out_until, mute, deaf) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         m.guild_id.as_i64(),
                         m.user_id.as_i64(),
                         m.nick,
                         ids_json(&m.roles),
                         ts(&m.joined_at),
-                        ts_opt(&m.timed_out_until)
+                        ts_opt(&m.timed_out_until),
+                        m.mute,
+                        m.deaf
                     ],
                 )
                 .map_err(|e| conflict(e, "member"))?;
@@ -580,13 +584,16 @@ impl Store for SqliteStore {
             .write(move |c| {
                 exec(
                     c,
-                    "UPDATE members SET nick = ?3, roles = ?4, timed_out_until = ?5 WHERE guild_id = ?1 AND user_id = ?2",
+                    "UPDATE members SET nick = ?3, roles = ?4, timed_out_until = ?5, mute = ?6, deaf = ?7 \
+                     WHERE guild_id = ?1 AND user_id = ?2",
                     params![
                         m.guild_id.as_i64(),
                         m.user_id.as_i64(),
                         m.nick,
                         ids_json(&m.roles),
-                        ts_opt(&m.timed_out_until)
+                        ts_opt(&m.timed_out_until),
+                        m.mute,
+                        m.deaf
                     ],
                 )
                 .map_err(db)?;
@@ -974,6 +981,57 @@ impl Store for SqliteStore {
                     "SELECT user_id, channel_id, last_read_id FROM read_states WHERE user_id = ?1 ORDER BY channel_id",
                     [user_id.as_i64()],
                     rows::read_state,
+                )
+            })
+            .await
+    }
+
+    // ---- audit log
+
+    async fn insert_audit_entry(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let e = entry.clone();
+        self.engine
+            .write(move |c| {
+                exec(
+                    c,
+                    "INSERT INTO audit_log (id, guild_id, user_id, action_type, target_id, reason, changes, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        e.id.as_i64(),
+                        e.guild_id.as_i64(),
+                        e.user_id.as_i64(),
+                        e.action_type.as_str(),
+                        id_opt(e.target_id),
+                        e.reason,
+                        to_json(&e.changes)?,
+                        ts(&e.created_at)
+                    ],
+                )
+                .map_err(|e| conflict(e, "audit_entry"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn audit_entries(&self, guild_id: Id, query: AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let sql = format!(
+            "SELECT {} FROM audit_log INDEXED BY audit_log_guild WHERE guild_id = ?1 AND id < ?2 \
+             AND (?3 IS NULL OR user_id = ?3) AND (?4 IS NULL OR action_type = ?4) ORDER BY id DESC LIMIT ?5",
+            rows::AUDIT_COLS
+        );
+        self.engine
+            .read(move |c| {
+                all(
+                    c,
+                    &sql,
+                    params![
+                        guild_id.as_i64(),
+                        query.before.map_or(i64::MAX, Id::as_i64),
+                        id_opt(query.user_id),
+                        query.action_type.map(AuditAction::as_str),
+                        sql_limit(query.limit)
+                    ],
+                    rows::audit_entry,
                 )
             })
             .await

@@ -202,8 +202,8 @@ pub fn guild(row: &Row<'_>) -> StoreResult<Guild> {
     Ok(Guild { id: get_id(row, 0)?, name: get(row, 1)?, owner_id: get_id(row, 2)?, created_at: get_ts(row, 3)? })
 }
 
-pub const CHANNEL_COLS: &str =
-    "id, guild_id, name, kind, parent_id, position, topic, overwrites, recipients, last_message_id";
+pub const CHANNEL_COLS: &str = "id, guild_id, name, kind, parent_id, position, topic, overwrites, recipients, last_message_id, \
+     rate_limit_per_user";
 
 pub fn channel(row: &Row<'_>) -> StoreResult<Channel> {
     let kind: String = get(row, 3)?;
@@ -218,6 +218,7 @@ pub fn channel(row: &Row<'_>) -> StoreResult<Channel> {
         overwrites: get_json(row, 7)?,
         recipients: get_ids_json(row, 8)?,
         last_message_id: get_id_opt(row, 9)?,
+        rate_limit_per_user: get_u32(row, 10)?.min(Channel::MAX_SLOW_MODE_SECS),
     })
 }
 
@@ -237,7 +238,7 @@ pub fn role(row: &Row<'_>) -> StoreResult<Role> {
     })
 }
 
-pub const MEMBER_COLS: &str = "guild_id, user_id, nick, roles, joined_at, timed_out_until";
+pub const MEMBER_COLS: &str = "guild_id, user_id, nick, roles, joined_at, timed_out_until, mute, deaf";
 
 pub fn member(row: &Row<'_>) -> StoreResult<Member> {
     Ok(Member {
@@ -247,6 +248,8 @@ pub fn member(row: &Row<'_>) -> StoreResult<Member> {
         roles: get_ids_json(row, 3)?,
         joined_at: get_ts(row, 4)?,
         timed_out_until: get_ts_opt(row, 5)?,
+        mute: get_bool(row, 6)?,
+        deaf: get_bool(row, 7)?,
     })
 }
 
@@ -319,4 +322,21 @@ pub fn overwrites_from_json(text: &str) -> StoreResult<Vec<Overwrite>> {
 
 pub fn single_id(row: &Row<'_>) -> StoreResult<Id> {
     get_id(row, 0)
+}
+
+pub const AUDIT_COLS: &str = "id, guild_id, user_id, action_type, target_id, reason, changes, created_at";
+
+pub fn audit_entry(row: &Row<'_>) -> StoreResult<AuditEntry> {
+    let action: String = get(row, 3)?;
+    Ok(AuditEntry {
+        id: get_id(row, 0)?,
+        guild_id: get_id(row, 1)?,
+        user_id: get_id(row, 2)?,
+        action_type: AuditAction::parse(&action)
+            .ok_or_else(|| StoreError::Corrupt(format!("audit action {action:?}")))?,
+        target_id: get_id_opt(row, 4)?,
+        reason: get(row, 5)?,
+        changes: get_json(row, 6)?,
+        created_at: get_ts(row, 7)?,
+    })
 }

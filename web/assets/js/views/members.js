@@ -1,6 +1,8 @@
 // The member list: online members first, grouped by their highest hoisted role, with presence dots.
+// A moderator gets the member menu (right click or "…") on each row.
 
 import { h, replace } from '../dom.js';
+import { withMemberMenu } from './member-menu.js';
 
 /** @param {HTMLElement} root @param {any} app */
 export function mountMembers(root, app) {
@@ -47,14 +49,19 @@ export function mountMembers(root, app) {
               null,
               /** @type {any[]} */ (sections.get(k)).map((m) => {
                 const top = roles.find((r) => m.roles.includes(r.id) && r.color);
-                const name = h('span', { class: 'member-name' }, m.nick || m.user.display_name || m.user.username);
+                const shown = m.nick || m.user.display_name || m.user.username;
+                const name = h('span', { class: 'member-name' }, shown);
                 if (top) name.style.color = `#${top.color.toString(16).padStart(6, '0')}`;
-                return h(
+                const row = h(
                   'li',
                   { class: `member ${status(m.user.id)}`, 'data-testid': 'member', 'data-user-id': m.user.id },
                   h('span', { class: 'avatar small', 'aria-hidden': 'true' }, (m.user.display_name || m.user.username)[0]?.toUpperCase(), h('span', { class: `presence ${status(m.user.id)}`, 'aria-label': status(m.user.id) })),
                   name,
+                  m.mute ? h('span', { class: 'state-icon server', title: 'Server muted', 'aria-label': 'server muted' }, '🎙̸') : null,
+                  m.deaf ? h('span', { class: 'state-icon server', title: 'Server deafened', 'aria-label': 'server deafened' }, '🎧̸') : null,
                 );
+                withMemberMenu(row, app, gid, m.user.id, shown);
+                return row;
               }),
             ),
           ),
@@ -62,6 +69,7 @@ export function mountMembers(root, app) {
     );
   };
   app.store.subscribe((_s, what) => {
-    if (['SELECT', 'MEMBERS', 'PRESENCE_UPDATE', 'GUILD_MEMBER_ADD', 'GUILD_MEMBER_REMOVE', 'GUILD_MEMBER_UPDATE', 'READY', 'GUILD_ROLE_UPDATE'].includes(what)) render();
+    // Voice states and channels matter too: they decide what the member menu offers.
+    if (['SELECT', 'MEMBERS', 'PRESENCE_UPDATE', 'GUILD_MEMBER_ADD', 'GUILD_MEMBER_REMOVE', 'GUILD_MEMBER_UPDATE', 'READY', 'GUILD_ROLE_UPDATE', 'GUILD_ROLE_CREATE', 'GUILD_ROLE_DELETE', 'GUILD_UPDATE', 'VOICE_STATE_UPDATE', 'CHANNEL_CREATE', 'CHANNEL_DELETE'].includes(what)) render();
   });
 }

@@ -1,37 +1,22 @@
-// User settings (profile, devices, log out) and server settings (overview, channels, roles, channel
-// permission overwrites, invites, bans). The server enforces every permission; the UI only offers.
+// User settings (profile, devices, log out) and server settings (overview, channels with their slow
+// mode, roles, channel permission overwrites, invites, bans, audit log). The server enforces every
+// permission; the UI only offers.
 
 import { h, replace } from '../dom.js';
 import { showModal } from './modal.js';
 import { mountDeviceSettings } from '../voice/devices.js';
+import { PERMISSION_LIST } from '../permissions.js';
+import { SLOW_MODE_CHOICES, slowModeLabel } from '../slowmode.js';
+import { renderAuditLog } from './audit-log.js';
 
 /** Discord's bit values, as the server uses them (permissions travel as decimal strings). */
-export const PERMISSIONS = /** @type {const} */ ([
-  ['VIEW_CHANNEL', 10n, 'View channels'],
-  ['SEND_MESSAGES', 11n, 'Send messages'],
-  ['READ_MESSAGE_HISTORY', 16n, 'Read message history'],
-  ['ADD_REACTIONS', 6n, 'Add reactions'],
-  ['MENTION_EVERYONE', 17n, 'Mention @everyone'],
-  ['MANAGE_MESSAGES', 13n, 'Manage messages'],
-  ['CONNECT', 20n, 'Connect to voice'],
-  ['SPEAK', 21n, 'Speak'],
-  ['VIDEO', 9n, 'Video and screen share'],
-  ['MUTE_MEMBERS', 22n, 'Mute members'],
-  ['CREATE_INVITE', 0n, 'Create invites'],
-  ['MANAGE_CHANNELS', 4n, 'Manage channels'],
-  ['MANAGE_ROLES', 28n, 'Manage roles'],
-  ['MANAGE_GUILD', 5n, 'Manage server'],
-  ['KICK_MEMBERS', 1n, 'Kick members'],
-  ['BAN_MEMBERS', 2n, 'Ban members'],
-  ['MODERATE_MEMBERS', 40n, 'Time out members'],
-  ['ADMINISTRATOR', 3n, 'Administrator'],
-]);
+export const PERMISSIONS = PERMISSION_LIST;
 
 /** Tabbed pane: [label, render(container)] pairs. */
 function tabs(/** @type {[string, (el: HTMLElement) => void][]} */ panes) {
   const body = h('div', { class: 'tab-body', role: 'tabpanel' });
   const buttons = panes.map(([label, render], i) =>
-    h('button', { role: 'tab', class: 'tab', 'data-testid': `tab-${label.toLowerCase()}`, 'aria-selected': i === 0 ? 'true' : 'false', onclick: (/** @type {Event} */ e) => {
+    h('button', { role: 'tab', class: 'tab', 'data-testid': `tab-${label.toLowerCase().replace(/\s+/g, '-')}`, 'aria-selected': i === 0 ? 'true' : 'false', onclick: (/** @type {Event} */ e) => {
       buttons.forEach((b) => b.setAttribute('aria-selected', 'false'));
       /** @type {HTMLElement} */ (e.currentTarget).setAttribute('aria-selected', 'true');
       body.replaceChildren();
@@ -117,7 +102,8 @@ export function openGuildSettings(app, guildId) {
         const kind = /** @type {HTMLSelectElement} */ (h('select', { 'aria-label': 'Channel type' }, h('option', { value: 'text' }, 'Text'), h('option', { value: 'voice' }, 'Voice'), h('option', { value: 'category' }, 'Category')));
         const out = h('p', { class: 'muted', role: 'status' });
         replace(el,
-          h('ul', { class: 'settings-list' }, channels().map((c) => h('li', null, `${c.kind === 'voice' ? '🔊' : c.kind === 'category' ? '▾' : '#'} ${c.name}`,
+          h('ul', { class: 'settings-list' }, channels().map((c) => h('li', null, h('span', { class: 'grow' }, `${c.kind === 'voice' ? '🔊' : c.kind === 'category' ? '▾' : '#'} ${c.name}`),
+            c.kind === 'text' ? slowModeSelect(c, (secs) => guard(out, async () => app.store.dispatch('CHANNEL_UPDATE', await app.api.patch(`/channels/${c.id}`, { rate_limit_per_user: secs })))) : null,
             h('button', { class: 'icon', 'aria-label': `Rename ${c.name}`, onclick: async () => {
               const n = prompt('New name', c.name);
               if (n) await guard(out, () => app.api.patch(`/channels/${c.id}`, { name: n }));
@@ -209,8 +195,20 @@ export function openGuildSettings(app, guildId) {
               render(el);
             } }, 'Unban')))), out);
       }],
+      ['Audit log', (el) => renderAuditLog(el, app, guildId)],
     ]),
   );
+}
+
+/** The slow-mode select of a text channel; `save` gets the new seconds. */
+function slowModeSelect(/** @type {any} */ c, /** @type {(secs: number) => void} */ save) {
+  const now = Number(c.rate_limit_per_user) || 0;
+  // A value set elsewhere (the API allows any second up to six hours) is listed too.
+  const choices = SLOW_MODE_CHOICES.includes(now) ? SLOW_MODE_CHOICES : [...SLOW_MODE_CHOICES, now].sort((a, b) => a - b);
+  const sel = /** @type {HTMLSelectElement} */ (h('select', { 'aria-label': `Slow mode of #${c.name}`, title: 'Slow mode', 'data-testid': 'slow-mode-select', 'data-channel-id': c.id },
+    choices.map((secs) => h('option', { value: String(secs), selected: secs === now }, secs ? `Slow mode: ${slowModeLabel(secs)}` : 'Slow mode: Off'))));
+  sel.onchange = () => save(Number(sel.value));
+  return sel;
 }
 
 /** Checkboxes for a permission bitfield; `save` gets the new bits. */

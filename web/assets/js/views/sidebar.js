@@ -1,8 +1,10 @@
 // The channel sidebar: the server's name and menu, channels by category with unread and mention badges,
-// who sits in each voice channel (speaking ring, mute and deafen icons), and the user panel.
+// who sits in each voice channel (speaking ring; self mute/deafen and server mute/deafen icons; the
+// member menu for moderators), and the user panel.
 
 import { h, replace } from '../dom.js';
 import { openGuildSettings, openUserSettings, createInvite } from './settings.js';
+import { withMemberMenu } from './member-menu.js';
 
 /** @param {HTMLElement} root @param {any} app */
 export function mountSidebar(root, app) {
@@ -40,20 +42,27 @@ export function mountSidebar(root, app) {
         h(
           'ul',
           { class: 'voice-users' },
-          inside.map((v) =>
-            h(
+          inside.map((v) => {
+            const row = h(
               'li',
               {
-                class: `voice-user${speaking.has(v.user_id) ? ' speaking' : ''}`,
+                class: `voice-user${speaking.has(v.user_id) ? ' speaking' : ''}${v.server_mute ? ' server-muted' : ''}${v.server_deaf ? ' server-deafened' : ''}`,
                 'data-testid': 'voice-user',
                 'data-user-id': v.user_id,
               },
               h('span', { class: 'avatar small', 'aria-hidden': 'true' }, nameOf(v.user_id)[0]?.toUpperCase() ?? '?'),
-              nameOf(v.user_id),
-              v.self_mute || v.server_mute ? h('span', { class: 'state-icon', title: 'Muted', 'aria-label': 'muted' }, '🎙̸') : null,
-              v.self_deaf ? h('span', { class: 'state-icon', title: 'Deafened', 'aria-label': 'deafened' }, '🎧̸') : null,
-            ),
-          ),
+              h('span', { class: 'voice-user-name' }, nameOf(v.user_id)),
+              // A moderator's mute and deafen are red and say so; the member's own are grey.
+              v.server_mute
+                ? h('span', { class: 'state-icon server', title: 'Server muted', 'aria-label': 'server muted', 'data-testid': 'voice-server-muted' }, '🎙̸')
+                : v.self_mute ? h('span', { class: 'state-icon', title: 'Muted', 'aria-label': 'muted' }, '🎙̸') : null,
+              v.server_deaf
+                ? h('span', { class: 'state-icon server', title: 'Server deafened', 'aria-label': 'server deafened', 'data-testid': 'voice-server-deafened' }, '🎧̸')
+                : v.self_deaf ? h('span', { class: 'state-icon', title: 'Deafened', 'aria-label': 'deafened' }, '🎧̸') : null,
+            );
+            withMemberMenu(row, app, c.guild_id, v.user_id, nameOf(v.user_id));
+            return row;
+          }),
         ),
       );
     }

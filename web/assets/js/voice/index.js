@@ -6,6 +6,9 @@
 // (`pcPublish`, `pcSubscribe`: RTCPeerConnection for getStats; `participants`: Map participant id →
 // {user_id, tracks, muted, deafened}; `signaling.ws`: the /voice socket; `signaling.drop()`: drop it as
 // a network failure would) plus `tileRequests`: the last `subscribe` messages the grid sent.
+//
+// Moderation: a `moved` message makes the session rejoin the new channel (a fresh grant for it); an
+// `error` `disconnected` ends the call with "A moderator disconnected you from voice" and no rejoin.
 
 // The call's modules (session, signaling, grid, panel…) load on the first join, not with the page.
 
@@ -89,6 +92,8 @@ export function mountVoice({ api, store, els }) {
     let state = s.state;
     if (state === 'connected' && [iceOf(s.pcPublish), iceOf(s.pcSubscribe)].some((x) => x === 'disconnected' || x === 'failed')) state = 'reconnecting';
     else if (state === 'connected' && !['connected', 'completed'].includes(iceOf(s.pcPublish))) state = 'connecting';
+    const server = serverState();
+    applyDeafen();
     panel.update({
       channelName: store.state.channels.get(channelId)?.name ?? '',
       state,
@@ -96,10 +101,34 @@ export function mountVoice({ api, store, els }) {
       loss: link.loss,
       muted: s.muted || s.deafened,
       deafened: s.deafened,
+      serverMuted: server.muted,
+      serverDeafened: server.deafened,
       camera: !!s.cameraTrack,
       screen: !!s.screenTrack,
       problem,
     });
+  }
+
+  /**
+   * What a moderator imposed on us: from our voice state (gateway) or the SFU's `mute` message about us,
+   * whichever says so first. The SFU enforces it (our audio is not forwarded; deafened, nothing reaches
+   * us); the client shows it and, deafened, also silences what is still playing.
+   */
+  function serverState() {
+    const gid = channelId ? store.state.channels.get(channelId)?.guild_id : null;
+    const me = selfUserId();
+    const vs = gid && me ? store.state.voice.get(gid)?.get(me) : null;
+    return {
+      muted: !!(vs?.server_mute || session?.roster.self.server_muted),
+      deafened: !!(vs?.server_deaf || session?.roster.self.server_deafened),
+    };
+  }
+
+  /** Remote audio is silent while we are deafened, by ourselves or by a moderator. */
+  function applyDeafen() {
+    if (!ui) return;
+    const deaf = !!session && (session.deafened || serverState().deafened);
+    if (ui.audio.deafened !== deaf) ui.audio.setDeafened(deaf);
   }
 
   function changed() {
@@ -114,7 +143,8 @@ export function mountVoice({ api, store, els }) {
     });
   }
 
-  const grant = () => api.request('POST', `/channels/${channelId}/voice`, {});
+  /** A voice grant for a channel (the session asks for the one it is moving to after a move). @param {string} [cid] */
+  const grant = (cid) => api.request('POST', `/channels/${cid ?? channelId}/voice`, {});
 
   /** @param {VoiceSession} s @param {NonNullable<typeof ui>} u */
   function wire(s, { grid, audio, videoKind }) {
@@ -138,8 +168,15 @@ export function mountVoice({ api, store, els }) {
       if (session !== s) return;
       const why = /** @type {CustomEvent} */ (e).detail;
       ctl.leave();
-      problem = why;
-      alertProblem(`Disconnected from voice: ${why}`);
+      // A moderator's disconnect is final: no rejoin, just say who did it.
+      alertProblem(why?.code === 'disconnected' ? 'A moderator disconnected you from voice' : `Disconnected from voice: ${why?.code}: ${why?.message}`);
+    });
+    s.addEventListener('moved', (e) => {
+      if (session !== s) return;
+      // The session rejoins the new channel by itself; the panel and the sidebar follow.
+      channelId = /** @type {CustomEvent} */ (e).detail;
+      problem = null;
+      changed();
     });
     s.addEventListener('reset', live(() => {
       grid.clearRemote();
@@ -182,6 +219,7 @@ export function mountVoice({ api, store, els }) {
     const note = document.createElement('p');
     note.className = 'voice-notice error small';
     note.setAttribute('role', 'alert');
+    note.dataset.testid = 'voice-notice';
     note.textContent = text;
     els.panel.after(note);
     setTimeout(() => note.remove(), 8000);
@@ -268,7 +306,7 @@ export function mountVoice({ api, store, els }) {
       // Unmuting while deafened undeafens too (as in Discord).
       if (session.deafened) {
         session.setDeafen(false);
-        ui?.audio.setDeafened(false);
+        applyDeafen();
         session.setMute(false);
       } else session.setMute(!session.muted);
       changed();
@@ -276,7 +314,7 @@ export function mountVoice({ api, store, els }) {
     toggleDeafen() {
       if (!session) return;
       session.setDeafen(!session.deafened);
-      ui?.audio.setDeafened(session.deafened);
+      applyDeafen();
       changed();
     },
     async toggleCamera() {
@@ -325,5 +363,9 @@ export function mountVoice({ api, store, els }) {
     }
   });
   window.addEventListener('pagehide', () => session?.leave());
+  // Our server mute / deafen arrives as a voice state.
+  store.subscribe?.((/** @type {any} */ _s, /** @type {string} */ what) => {
+    if (session && (what === 'VOICE_STATE_UPDATE' || what === 'GUILD_MEMBER_UPDATE')) render();
+  });
   return ctl;
 }

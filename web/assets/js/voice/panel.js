@@ -7,7 +7,7 @@ import { h } from '../dom.js';
 
 /**
  * @typedef {{ channelName: string, state: string, rttMs: number|null, loss: number|null, muted: boolean, deafened: boolean,
- *   camera: boolean, screen: boolean, problem: string|null }} PanelView
+ *   serverMuted?: boolean, serverDeafened?: boolean, camera: boolean, screen: boolean, problem: string|null }} PanelView
  * @typedef {{ mute(): void, deafen(): void, camera(): void, screen(): void, leave(): void }} PanelActions
  */
 
@@ -23,6 +23,14 @@ export function qualityOf(rttMs, loss) {
   return 'poor';
 }
 
+/** The line the panel shows while a moderator has muted or deafened us ('' otherwise). @param {boolean} muted @param {boolean} deafened */
+export function serverStateText(muted, deafened) {
+  if (muted && deafened) return 'Server muted and deafened by a moderator';
+  if (muted) return 'Server muted by a moderator';
+  if (deafened) return 'Server deafened by a moderator';
+  return '';
+}
+
 export class VoicePanel {
   /** @param {HTMLElement} root @param {PanelActions} act */
   constructor(root, act) {
@@ -35,6 +43,7 @@ export class VoicePanel {
     this.channel = h('span', { 'data-testid': 'voice-channel-name' });
     this.ping = h('span', { class: 'voice-ping', 'data-testid': 'voice-ping' });
     this.problem = h('p', { class: 'error small', role: 'status', hidden: true });
+    this.server = h('p', { class: 'voice-server-state small', role: 'status', 'data-testid': 'voice-server-state', hidden: true });
     this.mute = btn('voice-mute', '🎙', act.mute);
     this.deafen = btn('voice-deafen', '🎧', act.deafen);
     this.camera = btn('voice-camera', '📷', act.camera);
@@ -46,6 +55,7 @@ export class VoicePanel {
     root.replaceChildren(
       this.banner,
       h('div', { class: 'voice-status' }, this.dot, h('div', { class: 'voice-where' }, this.label, h('div', { class: 'muted small' }, this.channel, this.ping))),
+      this.server,
       this.problem,
       h('div', { class: 'call-buttons', role: 'toolbar', 'aria-label': 'Call controls' }, this.mute, this.deafen, this.camera, this.screen, this.leave),
     );
@@ -67,6 +77,11 @@ export class VoicePanel {
     this.ping.className = `voice-ping ${q}`;
     this.ping.title = q ? `Connection ${q}${v.loss ? `, ${(v.loss * 100).toFixed(1)}% loss` : ''}` : '';
     this.root.dataset.quality = q;
+    const imposed = serverStateText(!!v.serverMuted, !!v.serverDeafened);
+    this.server.hidden = !imposed;
+    if (this.server.textContent !== imposed) this.server.textContent = imposed;
+    this.mute.classList.toggle('server', !!v.serverMuted);
+    this.deafen.classList.toggle('server', !!v.serverDeafened);
     this.problem.hidden = !v.problem;
     this.problem.textContent = v.problem ?? '';
     this.toggle(this.mute, v.muted, v.muted ? 'Unmute (Ctrl+Shift+M)' : 'Mute (Ctrl+Shift+M)', v.muted ? '🔇' : '🎙');

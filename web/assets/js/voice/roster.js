@@ -8,7 +8,7 @@
 
 /**
  * @typedef {{ track_id: string, participant_id: string, kind: 'audio'|'video', simulcast: boolean }} TrackInfo
- * @typedef {{ participant_id: string, user_id: string, tracks: TrackInfo[], muted: boolean, deafened: boolean, server_muted: boolean }} Participant
+ * @typedef {{ participant_id: string, user_id: string, tracks: TrackInfo[], muted: boolean, deafened: boolean, server_muted: boolean, server_deafened: boolean }} Participant
  */
 
 /** @param {TrackInfo|undefined} t @returns {'camera'|'screen'} */
@@ -24,12 +24,15 @@ export class Roster {
     this.selfId = null;
     /** participant ids speaking now (may include selfId) @type {Set<string>} */
     this.speaking = new Set();
+    /** What a moderator imposed on us, from `mute` messages about our own participant. */
+    this.self = { server_muted: false, server_deafened: false };
   }
 
   reset() {
     this.participants.clear();
     this.speaking.clear();
     this.selfId = null;
+    this.self = { server_muted: false, server_deafened: false };
   }
 
   /**
@@ -65,11 +68,17 @@ export class Roster {
         return p.tracks.length !== n;
       }
       case 'mute': {
+        if (m.participant_id === this.selfId && this.selfId) {
+          this.self = { server_muted: !!m.server_muted, server_deafened: !!m.server_deafened };
+          if (this.self.server_muted) this.speaking.delete(m.participant_id);
+          return true;
+        }
         const p = this.participants.get(m.participant_id);
         if (!p) return false;
         p.muted = !!m.muted;
         p.deafened = !!m.deafened;
         p.server_muted = !!m.server_muted;
+        p.server_deafened = !!m.server_deafened;
         if (p.muted || p.server_muted) this.speaking.delete(m.participant_id);
         return true;
       }
@@ -94,6 +103,7 @@ export class Roster {
       muted: !!p.muted,
       deafened: !!p.deafened,
       server_muted: !!p.server_muted,
+      server_deafened: !!p.server_deafened,
     });
   }
 

@@ -10,7 +10,8 @@
 //
 // Events (CustomEvent): state [signaling state], roster [], track [{track, trackId, participantId, kind}],
 // trackgone [trackId], reset [] (a new session: every remote track is gone), resumed [], local [] (our
-// camera/screen changed), problem [message], fatal [message].
+// camera/screen changed), problem [message], fatal [{code, message}], moved [channel id] (a moderator
+// moved us: the session rejoins there by itself).
 
 import { VoiceSignaling } from './signaling.js';
 import { Roster } from './roster.js';
@@ -44,7 +45,7 @@ function gathered(pc) {
 const msg = (e) => (e instanceof Error ? e.message : String(e));
 
 export class VoiceSession extends EventTarget {
-  /** @param {{ grant: () => Promise<{endpoint: string, token: string}>, channelId: string }} opts */
+  /** @param {{ grant: (channelId: string) => Promise<{endpoint: string, token: string}>, channelId: string }} opts */
   constructor(opts) {
     super();
     this.signaling = new VoiceSignaling({ grant: opts.grant, channelId: opts.channelId });
@@ -91,8 +92,9 @@ export class VoiceSession extends EventTarget {
     });
     sig.addEventListener('fatal', (e) => {
       const d = /** @type {CustomEvent} */ (e).detail;
-      this.emit('fatal', `${d.code}: ${d.message}`);
+      this.emit('fatal', { code: String(d?.code ?? 'error'), message: String(d?.message ?? '') });
     });
+    sig.addEventListener('moved', (e) => this.emit('moved', /** @type {CustomEvent} */ (e).detail));
   }
 
   get state() {
@@ -105,6 +107,11 @@ export class VoiceSession extends EventTarget {
 
   get participantId() {
     return this.roster.selfId;
+  }
+
+  /** The voice channel this session is in (it changes when a moderator moves us). */
+  get channelId() {
+    return this.signaling.channelId;
   }
 
   /** @param {string} type @param {any} [detail] */

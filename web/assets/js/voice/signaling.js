@@ -9,7 +9,11 @@
 //   rejoining []                      — the old session is lost; a new join follows
 //   message  [any other server message, except `pong`]
 //   problem  [{code, message}]       — an error the user may want to see (socket stays usable)
-//   fatal    [{code, message}]       — the session cannot continue (e.g. wrong_channel); the client is closed
+//   fatal    [{code, message}]       — the session cannot continue (e.g. wrong_channel, or `disconnected`:
+//                                      a moderator took us out of voice); the client is closed
+//   moved    [channel id]             — a moderator moved us to another voice channel: the server closes
+//                                      the socket; we join the new channel with a fresh grant for it (the
+//                                      rejoin path: `rejoining`, then `joined`)
 
 /** How long the server keeps a participant whose socket dropped. */
 export const RESUME_WINDOW_MS = 30_000;
@@ -52,6 +56,7 @@ export function backoffMs(attempt) {
 export function errorAction(code) {
   switch (code) {
     case 'wrong_channel':
+    case 'disconnected':
       return 'fatal';
     case 'invalid_token':
     case 'token_expired':
@@ -73,7 +78,7 @@ export function errorAction(code) {
  * @typedef {{ endpoint: string, token: string }} Grant
  * @typedef {'idle'|'connecting'|'connected'|'reconnecting'|'closed'} SignalingState
  * @typedef {{
- *   grant: () => Promise<Grant>,
+ *   grant: (channelId: string) => Promise<Grant>,
  *   channelId: string,
  *   WebSocketImpl?: any,
  *   now?: () => number,
@@ -128,7 +133,7 @@ export class VoiceSignaling extends EventTarget {
   /** First join: fetch a grant, open the socket, send `join`. Rejects if the grant cannot be had. */
   async connect() {
     this.setState('connecting');
-    const g = await this.grant();
+    const g = await this.grant(this.channelId);
     if (this.closed) return;
     this.open(g.endpoint, { type: 'join', token: g.token, channel_id: this.channelId });
   }
@@ -188,6 +193,9 @@ export class VoiceSignaling extends EventTarget {
       case 'error':
         this.onError(m);
         break;
+      case 'moved':
+        this.onMoved(m);
+        break;
       default:
         this.emit('message', m);
     }
@@ -200,6 +208,19 @@ export class VoiceSignaling extends EventTarget {
     this.lastPongAt = this.now();
     this.setState('connected');
     this.startPing();
+  }
+
+  /**
+   * A moderator moved us to another voice channel. The old session ends with this socket (the server
+   * closes it); we take the rejoin path at once, with a grant for the new channel.
+   * @param {{ channel_id?: unknown }} m
+   */
+  onMoved(m) {
+    if (typeof m.channel_id !== 'string' || !m.channel_id) return;
+    this.channelId = m.channel_id;
+    this.sessionId = null;
+    this.emit('moved', m.channel_id);
+    this.drop();
   }
 
   /** @param {{code: string, message: string}} m */
@@ -216,7 +237,7 @@ export class VoiceSignaling extends EventTarget {
     } else if (action === 'join') {
       this.sessionId = null;
       const ws = this.ws;
-      this.grant().then(
+      this.grant(this.channelId).then(
         (g) => {
           if (this.ws === ws && ws?.readyState === 1) ws.send(JSON.stringify({ type: 'join', token: g.token, channel_id: this.channelId }));
           else if (this.ws === ws) this.drop();
@@ -287,7 +308,7 @@ export class VoiceSignaling extends EventTarget {
     }
     let g;
     try {
-      g = await this.grant();
+      g = await this.grant(this.channelId);
     } catch (e) {
       // Not allowed any more (kicked, channel gone) is final; anything else is tried again.
       const status = /** @type {any} */ (e)?.status;
