@@ -17,6 +17,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The web client's end-to-end tests drive Debian's Chromium with npm's playwright-core.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # The peer SFU the bench compares Chorus with (`chorus-bench compare`), and `ip` for its namespace.
 command -v janus >/dev/null 2>&1 || need+=(janus)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
@@ -35,15 +36,39 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --logfile /tmp/chorus-redis/redis.log || echo "warning: could not start redis-server"
 fi
 
+# --- services started here are stopped on exit.
+cleanup=()
+trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT
+
 # --- MongoDB stand-in (the store conformance suite runs against it when the URI is set).
 mongo_tools=../shared/tools/mongo-test-server
 if [ -z "${CHORUS_TEST_MONGODB_URI:-}" ] && [ -x "$mongo_tools/start.sh" ]; then
   CHORUS_TEST_MONGODB_URI=$("$mongo_tools/start.sh")
   export CHORUS_TEST_MONGODB_URI
-  trap '"$mongo_tools/stop.sh"' EXIT
+  cleanup+=('"$mongo_tools/stop.sh"')
   echo "MongoDB stand-in at $CHORUS_TEST_MONGODB_URI"
 elif [ -z "${CHORUS_TEST_MONGODB_URI:-}" ]; then
   echo "note: ../shared/tools/mongo-test-server not found and CHORUS_TEST_MONGODB_URI unset: MongoDB conformance will be SKIPPED"
+fi
+
+# --- S3-compatible storage for the attachment tests: moto's S3 server (PyPI; no MinIO is packaged
+# here), pinned in scripts/moto_requirements.txt, in a venv reused while that file is unchanged.
+if [ -z "${CHORUS_TEST_S3_URI:-}" ]; then
+  moto_venv=target/moto-venv
+  if ! cmp -s scripts/moto_requirements.txt "$moto_venv/requirements.txt" 2>/dev/null; then
+    rm -rf "$moto_venv"
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install -q -r scripts/moto_requirements.txt
+    cp scripts/moto_requirements.txt "$moto_venv/requirements.txt"
+  fi
+  s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >target/moto.log 2>&1 &
+  cleanup+=("kill $! 2>/dev/null")
+  for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$s3_port/" && break; sleep 0.2; done
+  curl -fs -o /dev/null -X PUT "http://127.0.0.1:$s3_port/chorus-test"
+  export CHORUS_TEST_S3_URI="s3://chorus-test?endpoint=http://127.0.0.1:$s3_port&region=us-east-1&allow_http=true"
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+  echo "S3 (moto) at 127.0.0.1:$s3_port"
 fi
 
 # --- the web client's npm dependencies (playwright-core only; it never downloads a browser).

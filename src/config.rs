@@ -114,6 +114,23 @@ pub struct Cli {
     /// `sfu` (voice only: /voice and the SFU) [default: all]
     #[arg(long, global = true, env = "CHORUS_ROLE")]
     pub role: Option<Role>,
+    /// Where attachments are stored: `local` (DATA_DIR/attachments), `local:DIR`, or
+    /// `s3://BUCKET?endpoint=URL&region=R` (credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY; a cluster needs storage every node reaches) [default: local]
+    #[arg(long, global = true, env = "CHORUS_UPLOAD_STORE", hide_env_values = true)]
+    pub upload_store: Option<String>,
+    /// Largest attachment, in MiB [default: 25]
+    #[arg(long, global = true, env = "CHORUS_UPLOAD_MAX_FILE_MB")]
+    pub upload_max_file_mb: Option<u64>,
+    /// Largest total of one message's attachments, in MiB [default: 100]
+    #[arg(long, global = true, env = "CHORUS_UPLOAD_MAX_MESSAGE_MB")]
+    pub upload_max_message_mb: Option<u64>,
+    /// Most attachments in one message [default: 10]
+    #[arg(long, global = true, env = "CHORUS_UPLOAD_MAX_FILES")]
+    pub upload_max_files: Option<u32>,
+    /// Attachment bytes one user may have stored, in MiB; 0 = no quota [default: 1024]
+    #[arg(long, global = true, env = "CHORUS_UPLOAD_QUOTA_MB")]
+    pub upload_quota_mb: Option<u64>,
 }
 
 /// What a node serves. A cluster may put media on machines of its own: `sfu` nodes hold the voice
@@ -306,6 +323,11 @@ pub struct FileConfig {
     pub registration: Option<String>,
     pub cluster: Option<String>,
     pub role: Option<Role>,
+    pub upload_store: Option<String>,
+    pub upload_max_file_mb: Option<u64>,
+    pub upload_max_message_mb: Option<u64>,
+    pub upload_max_files: Option<u32>,
+    pub upload_quota_mb: Option<u64>,
 }
 
 /// External TURN servers (`--turn-url`, `--turn-secret`, `--turn-ttl`).
@@ -366,6 +388,9 @@ pub struct Config {
     /// Lower-cased usernames of instance admins named in the configuration.
     pub admins: Vec<String>,
     pub registration: Registration,
+    /// Where attachments go (`--upload-store`).
+    pub upload_store: String,
+    pub upload_limits: chat::attachments::UploadLimits,
 }
 
 impl Config {
@@ -460,7 +485,25 @@ impl Config {
         if role != Role::All && cluster.is_none() {
             anyhow::bail!("--role {} needs --cluster: a single node must serve both chat and voice", role.as_str());
         }
+        const MIB: u64 = 1 << 20;
+        let defaults = chat::attachments::UploadLimits::default();
+        let max_file_bytes =
+            cli.upload_max_file_mb.or(file.upload_max_file_mb).map_or(defaults.max_file_bytes, |m| m.max(1) * MIB);
+        let upload_limits = chat::attachments::UploadLimits {
+            max_file_bytes,
+            max_message_bytes: cli
+                .upload_max_message_mb
+                .or(file.upload_max_message_mb)
+                .map_or(defaults.max_message_bytes, |m| m.max(1) * MIB)
+                .max(max_file_bytes),
+            max_files: cli.upload_max_files.or(file.upload_max_files).unwrap_or(defaults.max_files).clamp(1, 100),
+            quota_bytes: cli.upload_quota_mb.or(file.upload_quota_mb).map_or(defaults.quota_bytes, |m| m * MIB),
+            url_ttl: defaults.url_ttl,
+        };
+        let upload_store = cli.upload_store.or(file.upload_store).unwrap_or_else(|| "local".into());
         Ok(Config {
+            upload_store,
+            upload_limits,
             node_id_explicit: explicit_node_id.is_some(),
             role,
             cluster,

@@ -73,6 +73,7 @@ pub async fn build(config: &Config) -> Result<App> {
         node_id,
         heartbeat_interval: Duration::from_millis(config.heartbeat_ms),
         registration: config.registration,
+        uploads: config.upload_limits,
         ..ChatConfig::default()
     };
     if config.no_rate_limits {
@@ -80,6 +81,21 @@ pub async fn build(config: &Config) -> Result<App> {
     }
     chat_config.hub.stream_positions = cluster.is_some();
     let chat = Chat::new(store, grants, chat_config, &registry);
+    let storage = chat::attachments::Storage::open(&config.upload_store, &config.data_dir, &secret)
+        .context("opening the attachment storage (--upload-store)")?;
+    if cluster.is_some() && storage.backend() == "local" {
+        tracing::warn!(
+            "attachments are stored on this node's disk (--upload-store local): other nodes cannot serve them; \
+             give every node the same S3-compatible store"
+        );
+    }
+    let temp_dir = config.data_dir.join("tmp");
+    std::fs::create_dir_all(&temp_dir).with_context(|| format!("creating {}", temp_dir.display()))?;
+    // Uploads half-received when the process last died.
+    for leftover in std::fs::read_dir(&temp_dir).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_file(leftover.path());
+    }
+    chat.attach_uploads(chat::service::attachments::Uploads::new(Arc::new(storage), temp_dir));
     if let Some((url, cluster_conn, ..)) = &cluster {
         let metrics = crate::cluster::bus::BusMetrics::new(&registry)?;
         let bus = crate::cluster::bus::RedisBus::start(url, &chat, metrics).await?;

@@ -102,7 +102,8 @@ async fn registration_invite_takes_a_code_from_the_cli_and_counts_its_uses() {
     let dir = tempfile::tempdir().expect("dir");
     let c = Chorus::start_with(dir.path(), free_port(), &["--registration", "invite"]).await;
     let (s, b) = c.api(None, reqwest::Method::GET, "/instance", None).await;
-    assert_eq!((s, b), (200, json!({"registration": "invite"})));
+    assert_eq!((s, &b["registration"]), (200, &json!("invite")));
+    assert_eq!(b["uploads"]["max_files"], 10, "the client also learns the upload limits: {b}");
     let body =
         |name: &str, code: Option<&str>| json!({"username": name, "password": "password123", "invite_code": code});
     let (s, b) = c.api(None, reqwest::Method::POST, "/auth/register", Some(body("ann", None))).await;

@@ -34,6 +34,9 @@ pub enum Command {
     /// server's RSS, descriptors, threads and CPU sampled; fails when memory or descriptors keep
     /// growing after the warm-up.
     Soak(SoakArgs),
+    /// Attachments: N uploads of a file at once (throughput, server CPU per MB, the server's
+    /// memory while they run), then images one by one (time to check, clean and thumbnail each).
+    Upload(UploadArgs),
     /// The voice scenario against Chorus and against Janus VideoRoom, side by side (needs root
     /// for a network namespace, and Debian's `janus`).
     Compare(CompareArgs),
@@ -226,6 +229,35 @@ pub struct SmokeArgs {
     /// Seconds of measurement per scenario
     #[arg(long, default_value_t = 4)]
     pub seconds: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub upload: UploadParams,
+}
+
+#[derive(Debug, Args, Clone, serde::Serialize)]
+pub struct UploadParams {
+    /// Uploads running at once
+    #[arg(long, default_value_t = 20)]
+    pub concurrent: usize,
+    /// Rounds of `--concurrent` uploads
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Size of each uploaded file, MiB
+    #[arg(long, default_value_t = 10)]
+    pub file_mb: usize,
+    /// Images uploaded one by one afterwards (each is checked, re-encoded and thumbnailed)
+    #[arg(long, default_value_t = 10)]
+    pub images: usize,
+    /// Their size in pixels, WIDTHxHEIGHT
+    #[arg(long, default_value = "3000x2000")]
+    pub image_size: String,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Command::Ramp(a) => a.target.is_janus(),
         Command::Smoke(a) => a.target.is_janus(),
         Command::Soak(a) => a.target.is_janus(),
-        Command::Cluster(_) => false,
+        Command::Upload(_) | Command::Cluster(_) => false,
     };
     if needs_namespace && netns::inside().is_none() {
         return netns::rerun_inside().unwrap_or_else(|e| {
@@ -85,6 +85,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Ramp(a) => (&a.target, &a.output),
         Command::Smoke(a) => (&a.target, &a.output),
         Command::Soak(a) => (&a.target, &a.output),
+        Command::Upload(a) => (&a.target, &a.output),
     };
     let mut target = Target::open(&target_args.spec()?).await?;
     let result: Result<Vec<Report>> = match &cli.command {
@@ -95,6 +96,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Ramp(a) => scenario::ramp::run(&mut target, &a.ramp).await.map(|r| vec![r]),
         Command::Smoke(a) => scenario::smoke::run(&mut target, a.seconds).await,
         Command::Soak(a) => scenario::soak::run(&mut target, &a.soak).await.map(|r| vec![r]),
+        Command::Upload(a) => scenario::upload::run(&mut target, &a.upload).await.map(|r| vec![r]),
         Command::Compare(_) | Command::Cluster(_) => Err(anyhow::anyhow!("this scenario starts its own targets")),
     };
     let reports = match result {

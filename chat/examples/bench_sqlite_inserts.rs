@@ -122,6 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         mentions,
                         nonce: Some(format!("{t}-{i}")),
                         pinned: false,
+                        attachments: vec![],
                     };
                     let sent = Instant::now();
                     match store.insert_message(&m).await {

@@ -39,6 +39,9 @@ pub enum Error {
     MethodNotAllowed,
     #[error("request body too large")]
     PayloadTooLarge,
+    /// An upload over one of its limits (413 with this code).
+    #[error("{1}")]
+    TooLarge(&'static str, String),
     #[error("rate limited; retry after {0} s")]
     RateLimited(u64),
     /// The channel's slow mode: this member posted less than its period ago.
@@ -68,7 +71,7 @@ impl Error {
             Error::Unauthorized | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Error::Conflict(..) => StatusCode::CONFLICT,
             Error::Validation(_) | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge | Error::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::RateLimited(_) | Error::SlowMode(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +91,7 @@ impl Error {
             Error::Validation(_) => "validation_failed",
             Error::BadRequest { code, .. } => code,
             Error::PayloadTooLarge => "payload_too_large",
+            Error::TooLarge(code, _) => code,
             Error::MethodNotAllowed => "method_not_allowed",
             Error::RateLimited(_) => "rate_limited",
             Error::SlowMode(_) => "slow_mode",

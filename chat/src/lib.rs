@@ -13,6 +13,7 @@
 //! `http/` maps them to routes; `gateway/` holds the WebSocket protocol, the per-session state and the
 //! hub that fans events out; `store/` the two backends.
 
+pub mod attachments;
 pub mod bus;
 pub mod credentials;
 pub mod error;
@@ -70,6 +71,8 @@ pub struct ChatConfig {
     pub gateway_write_timeout: Duration,
     /// Who may register (`--registration`).
     pub registration: operator::Registration,
+    /// Attachment limits and quota.
+    pub uploads: attachments::UploadLimits,
 }
 
 impl Default for ChatConfig {
@@ -83,6 +86,7 @@ impl Default for ChatConfig {
             max_frame_bytes: 16 * 1024,
             gateway_write_timeout: Duration::from_secs(10),
             registration: operator::Registration::Open,
+            uploads: attachments::UploadLimits::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Chat {
     pub(crate) presence: std::sync::OnceLock<Arc<dyn service::presence::PresenceDirectory>>,
     /// Voice states across the cluster's nodes; unset on a single node.
     pub(crate) voice_directory: std::sync::OnceLock<Arc<dyn service::voice::VoiceDirectory>>,
+    /// Where attachments go; unset: uploads are refused (503).
+    pub(crate) uploads: std::sync::OnceLock<service::attachments::Uploads>,
     /// Moderators' orders for the voice side, as they come off the event stream.
     pub(crate) voice_orders: tokio::sync::broadcast::Sender<voice::VoiceOrder>,
 }
@@ -136,6 +142,7 @@ impl Chat {
             bus: std::sync::OnceLock::new(),
             presence: std::sync::OnceLock::new(),
             voice_directory: std::sync::OnceLock::new(),
+            uploads: std::sync::OnceLock::new(),
             // Orders are rare (a moderator's click); a voice side lagging 256 behind is broken anyway.
             voice_orders: tokio::sync::broadcast::channel(256).0,
         });

@@ -238,6 +238,28 @@ pub struct Message {
     pub mentions: Mentions,
     pub nonce: Option<String>,
     pub pinned: bool,
+    /// Files sent with the message (stored with it; the bytes live in the attachment storage).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file sent with a message. Its bytes are in the attachment storage under keys derived from the
+/// channel and attachment ids, never from the filename.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: Id,
+    /// The uploader's name for it, made safe (no path, no control characters, at most 255 bytes).
+    pub filename: String,
+    /// Detected from the bytes.
+    pub content_type: String,
+    /// Bytes as served (an image's after its metadata was stripped).
+    pub size: u64,
+    /// Images only.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// The content type of the smaller rendition stored beside it (images), if any.
+    #[serde(default)]
+    pub thumbnail_type: Option<String>,
 }
 
 /// Reaction totals on one message, from the point of view of one reader.

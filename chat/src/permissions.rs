@@ -29,6 +29,7 @@ bitflags::bitflags! {
         const VIEW_CHANNEL = 1 << 10;
         const SEND_MESSAGES = 1 << 11;
         const MANAGE_MESSAGES = 1 << 13;
+        const ATTACH_FILES = 1 << 15;
         const READ_MESSAGE_HISTORY = 1 << 16;
         const MENTION_EVERYONE = 1 << 17;
         const CONNECT = 1 << 20;
@@ -47,6 +48,7 @@ impl Permissions {
         .union(Permissions::SEND_MESSAGES)
         .union(Permissions::READ_MESSAGE_HISTORY)
         .union(Permissions::ADD_REACTIONS)
+        .union(Permissions::ATTACH_FILES)
         .union(Permissions::CREATE_INVITE)
         .union(Permissions::CONNECT)
         .union(Permissions::SPEAK)
@@ -57,6 +59,7 @@ impl Permissions {
 
     /// Rights that make sense only in a text channel.
     const TEXT_ONLY: Permissions = Permissions::SEND_MESSAGES
+        .union(Permissions::ATTACH_FILES)
         .union(Permissions::MANAGE_MESSAGES)
         .union(Permissions::READ_MESSAGE_HISTORY)
         .union(Permissions::MENTION_EVERYONE)

@@ -82,12 +82,18 @@ pub struct MessageView {
     pub mention_everyone: bool,
     pub reactions: Vec<ReactionView>,
     pub pinned: bool,
+    pub attachments: Vec<crate::service::attachments::AttachmentView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
 }
 
 impl MessageView {
-    pub fn new(m: &Message, author: User, reactions: Vec<ReactionView>) -> Self {
+    pub fn new(
+        m: &Message,
+        author: User,
+        reactions: Vec<ReactionView>,
+        attachments: Vec<crate::service::attachments::AttachmentView>,
+    ) -> Self {
         MessageView {
             id: m.id,
             channel_id: m.channel_id,
@@ -102,6 +108,7 @@ impl MessageView {
             mention_everyone: m.mentions.everyone,
             reactions,
             pinned: m.pinned,
+            attachments,
             nonce: m.nonce.clone(),
         }
     }

@@ -52,6 +52,7 @@ fn message(id: Id, channel_id: Id, guild_id: Id, author_id: Id, i: usize) -> Mes
         mentions: Mentions::default(),
         nonce: Some(format!("nonce-{i}")),
         pinned: false,
+        attachments: vec![],
     }
 }
 
@@ -113,7 +114,7 @@ async fn reopen_keeps_acknowledged_writes_and_migrations_are_idempotent() {
         assert_eq!(store.channel(ch).await.unwrap().unwrap().last_message_id, newest);
         // Still writable after reopening, and the nonce index survived.
         let again = Message { id: ids.next(), ..acked[0].clone() };
-        assert_eq!(store.insert_message(&again).await.unwrap(), Inserted::Existing(acked[0].clone()));
+        assert_eq!(store.insert_message(&again).await.unwrap(), Inserted::Existing(Box::new(acked[0].clone())));
         store.flush().await.unwrap();
         drop(store);
         assert_eq!(user_version(&path), (version, objects), "reopening re-ran no migration");

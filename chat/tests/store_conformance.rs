@@ -103,6 +103,7 @@ fn msg(id: Id, channel: &Channel, author_id: Id, content: &str) -> Message {
         mentions: Mentions::default(),
         nonce: None,
         pinned: false,
+        attachments: vec![],
     }
 }
 
@@ -772,7 +773,7 @@ async fn nonce_makes_insert_message_idempotent(s: S) {
 
     let mut retry = msg(w.ids.next(), &w.chan, w.owner, "once, retried");
     retry.nonce = Some("n-1".into());
-    assert_eq!(s.insert_message(&retry).await.unwrap(), Inserted::Existing(m1.clone()));
+    assert_eq!(s.insert_message(&retry).await.unwrap(), Inserted::Existing(Box::new(m1.clone())));
     assert_eq!(s.message(w.chan.id, retry.id).await.unwrap(), None);
     assert_eq!(s.channel(w.chan.id).await.unwrap().unwrap().last_message_id, Some(m1.id));
 
@@ -1237,6 +1238,42 @@ async fn audit_entries_read_newest_first_with_filters_and_pages(s: S) {
     assert!(s.audit_entries(w.guild.id, q(None, 50, None, None)).await.unwrap().is_empty(), "gone with the guild");
 }
 
+async fn attachments_are_kept_with_their_message_and_upload_usage_adds_up(s: S) {
+    let w = world(&s).await;
+    let mut m = msg(w.ids.next(), &w.chan, w.owner, "");
+    m.attachments = vec![
+        Attachment {
+            id: w.ids.next(),
+            filename: "photo é.png".into(),
+            content_type: "image/png".into(),
+            size: 12_345,
+            width: Some(640),
+            height: Some(480),
+            thumbnail_type: Some("image/jpeg".into()),
+        },
+        Attachment {
+            id: w.ids.next(),
+            filename: "notes.txt".into(),
+            content_type: "text/plain; charset=utf-8".into(),
+            size: 3,
+            width: None,
+            height: None,
+            thumbnail_type: None,
+        },
+    ];
+    post(&s, &m).await;
+    assert_eq!(s.message(w.chan.id, m.id).await.unwrap().unwrap().attachments, m.attachments);
+    for anchor in [HistoryAnchor::Latest, HistoryAnchor::Around(m.id)] {
+        let page = s.messages(w.chan.id, anchor, 10).await.unwrap();
+        assert_eq!(page[0].attachments, m.attachments, "{anchor:?}");
+    }
+    assert_eq!(s.upload_usage(w.owner).await.unwrap(), 0);
+    assert_eq!(s.add_upload_usage(w.owner, 12_348).await.unwrap(), 12_348);
+    assert_eq!(s.add_upload_usage(w.owner, -3).await.unwrap(), 12_345);
+    assert_eq!(s.add_upload_usage(w.owner, -20_000).await.unwrap(), 0, "never below zero");
+    assert_eq!(s.upload_usage(w.owner).await.unwrap(), 0);
+}
+
 // ------------------------------------------------------------------------------------------------
 // backends
 
@@ -1376,4 +1413,5 @@ conformance_suite!(
     ping_and_flush_succeed,
     slow_mode_and_voice_moderation_round_trip,
     audit_entries_read_newest_first_with_filters_and_pages,
+    attachments_are_kept_with_their_message_and_upload_usage_adds_up,
 );

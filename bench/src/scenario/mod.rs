@@ -7,6 +7,7 @@ pub mod join;
 pub mod ramp;
 pub mod smoke;
 pub mod soak;
+pub mod upload;
 pub mod video;
 pub mod voice;
 pub mod window;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -61,7 +61,28 @@ pub async fn register(
 
 /// What a client needs before anyone logs in: which registration form to show.
 pub async fn instance(State(chat): S) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "registration": chat.config.registration }))
+    let uploads = chat.upload_limits();
+    Json(serde_json::json!({
+        "registration": chat.config.registration,
+        "uploads": {
+            "max_file_bytes": uploads.max_file_bytes,
+            "max_message_bytes": uploads.max_message_bytes,
+            "max_files": uploads.max_files,
+        },
+    }))
+}
+
+/// A file of a message, by its signed URL (no bearer token: `<img src>` cannot send one).
+pub async fn attachment(
+    State(chat): S,
+    ClientIp(ip): ClientIp,
+    Path((channel, message, attachment, _name)): Path<(Id, Id, Id, String)>,
+    Query(q): Query<crate::service::attachments::FileQuery>,
+    h: HeaderMap,
+) -> Result<Response> {
+    chat.limits.rest_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
+    let range = h.get(header::RANGE).and_then(|v| v.to_str().ok());
+    chat.serve_attachment((channel, message, attachment), q, range).await
 }
 
 pub async fn login(
@@ -402,13 +423,17 @@ pub async fn get_message(State(chat): S, Auth(c): Auth, Path((ch, m)): Path<(Id,
     Ok(Json(chat.get_message(&c, ch, m).await?).into_response())
 }
 
-pub async fn send_message(
-    State(chat): S,
-    Auth(c): Auth,
-    Path(ch): Path<Id>,
-    Body(b): Body<NewMessage>,
-) -> Result<Response> {
-    let (message, created_now) = chat.send_message(&c, ch, b).await?;
+/// JSON, or `multipart/form-data` with files (`http/upload.rs`). The route has no body limit of its
+/// own; each branch sets its own (the JSON limit, or the caller's upload budget).
+pub async fn send_message(State(chat): S, Auth(c): Auth, Path(ch): Path<Id>, req: Request) -> Result<Response> {
+    let (message, created_now) = if super::upload::is_multipart(&req) {
+        super::upload::send_with_files(&chat, &c, ch, req).await?
+    } else {
+        let limit = chat.config.max_body_bytes;
+        let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
+        let Body(b) = Body::<NewMessage>::from_request(req, &()).await?;
+        chat.send_message(&c, ch, b).await?
+    };
     // A retried send answers like the first one did.
     let _ = created_now;
     Ok(created(message))

@@ -3,6 +3,7 @@
 pub mod client_addr;
 pub mod extract;
 pub(crate) mod handlers;
+mod upload;
 
 use std::sync::Arc;
 
@@ -44,7 +45,8 @@ pub fn router(chat: Arc<Chat>) -> Router {
         .route("/guilds/{guild_id}/messages/search", get(search))
         .route("/channels/{channel_id}", get(get_channel).patch(update_channel).delete(delete_channel))
         .route("/channels/{channel_id}/permissions/{target_id}", put(put_overwrite).delete(delete_overwrite))
-        .route("/channels/{channel_id}/messages", get(history).post(send_message))
+        .route("/channels/{channel_id}/messages", get(history).post(send_message).layer(DefaultBodyLimit::disable()))
+        .route("/attachments/{channel_id}/{message_id}/{attachment_id}/{filename}", get(attachment))
         .route(
             "/channels/{channel_id}/messages/{message_id}",
             get(get_message).patch(edit_message).delete(delete_message),

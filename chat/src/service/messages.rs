@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::access::ChannelAccess;
 use super::accounts::{Caller, now_ms};
 use crate::Chat;
+use crate::attachments::staging::Staged;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Dispatch};
 use crate::id::Id;
@@ -24,6 +25,8 @@ pub const TYPING_SECS: i64 = 10;
 
 #[derive(Debug, Deserialize)]
 pub struct NewMessage {
+    /// May be absent when files come with the message.
+    #[serde(default)]
     pub content: String,
     pub nonce: Option<String>,
     pub reply_to: Option<Id>,
@@ -89,7 +92,7 @@ fn allowed_mentions(access: &ChannelAccess, content: &str) -> crate::model::Ment
 }
 
 impl Chat {
-    async fn text_channel(&self, caller: &Caller, channel_id: Id) -> Result<ChannelAccess> {
+    pub(crate) async fn text_channel(&self, caller: &Caller, channel_id: Id) -> Result<ChannelAccess> {
         let access = self.channel_access(caller.user.id, channel_id).await?;
         if !access.channel.kind.has_messages() {
             return Err(Error::bad_request("not_a_text_channel", "this channel has no messages"));
@@ -114,7 +117,7 @@ impl Chat {
             .iter()
             .map(|m| {
                 let author = users.get(&m.author_id).cloned().unwrap_or_else(|| deleted_user(m.author_id));
-                MessageView::new(m, author, by_msg.remove(&m.id).unwrap_or_default())
+                MessageView::new(m, author, by_msg.remove(&m.id).unwrap_or_default(), self.attachment_views(m))
             })
             .collect())
     }
@@ -145,10 +148,36 @@ impl Chat {
 
     /// Returns the message and whether it was created now (false: an earlier send with the same nonce).
     pub async fn send_message(&self, caller: &Caller, channel_id: Id, body: NewMessage) -> Result<(MessageView, bool)> {
+        self.send_message_with_files(caller, channel_id, body, Vec::new()).await
+    }
+
+    /// A message with files received whole (staged). The files are checked and stored first; if the
+    /// message is then refused or turns out to be a retry (same nonce), they are removed again.
+    pub async fn send_message_with_files(
+        &self,
+        caller: &Caller,
+        channel_id: Id,
+        body: NewMessage,
+        files: Vec<Staged>,
+    ) -> Result<(MessageView, bool)> {
         let access = self.text_channel(caller, channel_id).await?;
         access.require(Permissions::SEND_MESSAGES)?;
+        if !files.is_empty() {
+            access.require(Permissions::ATTACH_FILES)?;
+            if files.len() > self.config.uploads.max_files as usize {
+                return Err(Error::bad_request(
+                    "too_many_files",
+                    format!("at most {} files per message", self.config.uploads.max_files),
+                ));
+            }
+        }
         self.limits.message(caller.user.id).await.map_err(|l| Error::RateLimited(l.0))?;
-        let content = validate::content(&body.content)?;
+        // Files alone make a message; text, when there is any, follows the usual rules.
+        let content = if files.is_empty() || !body.content.trim().is_empty() {
+            validate::content(&body.content)?
+        } else {
+            String::new()
+        };
         let nonce = validate::nonce(body.nonce.as_deref())?;
         if let Some(reply) = body.reply_to
             && self.store.message(channel_id, reply).await?.is_none()
@@ -161,6 +190,7 @@ impl Chat {
             self.limits.slow_mode(channel_id, caller.user.id, period).await.map_err(|l| Error::SlowMode(l.0))?;
         }
         let mentions = allowed_mentions(&access, &content);
+        let attachments = self.store_files(channel_id, files).await?;
         let message = Message {
             id: self.ids.next(),
             channel_id,
@@ -173,12 +203,27 @@ impl Chat {
             mentions,
             nonce,
             pinned: false,
+            attachments,
         };
-        let (message, created) = match self.store.insert_message(&message).await? {
-            Inserted::Created => (message, true),
-            Inserted::Existing(m) => (m, false),
+        let inserted = match self.store.insert_message(&message).await {
+            Ok(i) => i,
+            Err(e) => {
+                self.remove_files(channel_id, &message.attachments).await;
+                return Err(e.into());
+            }
         };
-        let view = MessageView::new(&message, caller.user.clone(), vec![]);
+        let (message, created) = match inserted {
+            Inserted::Created => {
+                self.count_upload(caller.user.id, &message.attachments).await;
+                (message, true)
+            }
+            Inserted::Existing(m) => {
+                // A retry: the first send's files stand, this one's go.
+                self.remove_files(channel_id, &message.attachments).await;
+                (*m, false)
+            }
+        };
+        let view = MessageView::new(&message, caller.user.clone(), vec![], self.attachment_views(&message));
         if created {
             self.metrics.messages.inc();
             self.publish(Dispatch::new("MESSAGE_CREATE", &view, audience(&access)));
@@ -215,6 +260,7 @@ impl Chat {
             access.require(Permissions::MANAGE_MESSAGES)?;
         }
         self.store.delete_message(channel_id, message_id).await?;
+        self.forget_files(&m).await;
         let event = MessageRef { id: message_id, channel_id, guild_id: access.channel.guild_id };
         self.publish(Dispatch::new("MESSAGE_DELETE", &event, audience(&access)));
         if let (true, Some(guild_id)) = (by_moderator, access.channel.guild_id) {

@@ -363,6 +363,16 @@ impl Store for Metered {
         self.inner.read_states(user_id).await
     }
 
+    async fn add_upload_usage(&self, user_id: Id, delta: i64) -> StoreResult<u64> {
+        let _t = self.time("add_upload_usage");
+        self.inner.add_upload_usage(user_id, delta).await
+    }
+
+    async fn upload_usage(&self, user_id: Id) -> StoreResult<u64> {
+        let _t = self.time("upload_usage");
+        self.inner.upload_usage(user_id).await
+    }
+
     async fn insert_audit_entry(&self, entry: &AuditEntry) -> StoreResult<()> {
         let _t = self.time("insert_audit_entry");
         self.inner.insert_audit_entry(entry).await

@@ -41,7 +41,7 @@ pub enum Inserted {
     /// The message is new and stored.
     Created,
     /// A message with the same (channel, author, nonce) exists already; here it is. Nothing was written.
-    Existing(Message),
+    Existing(Box<Message>),
 }
 
 /// Opens the backend named by a store URI: `sqlite` (in `data_dir`), `sqlite:PATH`, or `mongodb://...`.
@@ -214,6 +214,12 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the read marker forward (never backwards).
     async fn ack(&self, user_id: Id, channel_id: Id, message_id: Id) -> StoreResult<()>;
     async fn read_states(&self, user_id: Id) -> StoreResult<Vec<ReadState>>;
+
+    // ---- upload quota
+    /// Adds `delta` (negative: files deleted) to the bytes a user has stored, never below 0; returns
+    /// the new total.
+    async fn add_upload_usage(&self, user_id: Id, delta: i64) -> StoreResult<u64>;
+    async fn upload_usage(&self, user_id: Id) -> StoreResult<u64>;
 
     // ---- audit log
     /// Conflict("audit_entry") when the id exists. Entries go when their guild is deleted.

@@ -37,7 +37,8 @@ pub struct TestServer {
     pub base: String,
     pub chat: Arc<Chat>,
     pub http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    /// The data dir: the SQLite file, `attachments/` (the file storage) and `tmp/`.
+    pub dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -53,9 +54,30 @@ impl TestServer {
     /// A server whose accepted sockets have a fixed, small send buffer (to make backpressure show
     /// after kilobytes instead of megabytes).
     pub async fn with_socket_send_buffer(config: ChatConfig, send_buffer: Option<u32>) -> TestServer {
+        Self::build(config, send_buffer, None).await
+    }
+
+    /// A server whose attachments go to `storage` (S3 tests) instead of the data dir.
+    pub async fn with_storage(storage: chat::attachments::Storage) -> TestServer {
+        let config = ChatConfig { limits: chat::ratelimit::RateLimitConfig::unlimited(), ..ChatConfig::default() };
+        Self::build(config, None, Some(storage)).await
+    }
+
+    async fn build(
+        config: ChatConfig,
+        send_buffer: Option<u32>,
+        storage: Option<chat::attachments::Storage>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = chat::store::open("sqlite", dir.path()).await.expect("open sqlite");
         let chat = Chat::new(store, Arc::new(EchoGrants), config, &prometheus::Registry::new());
+        let storage = storage.unwrap_or_else(|| {
+            chat::attachments::Storage::local(&dir.path().join("attachments"), b"test secret")
+                .expect("attachment storage")
+        });
+        let temp = dir.path().join("tmp");
+        std::fs::create_dir_all(&temp).expect("temp dir");
+        chat.attach_uploads(chat::service::attachments::Uploads::new(Arc::new(storage), temp));
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         if let Some(size) = send_buffer {
             socket.set_send_buffer_size(size).expect("sndbuf");
@@ -67,7 +89,7 @@ impl TestServer {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        TestServer { base: format!("http://{addr}"), chat, http: reqwest::Client::new(), _dir: dir }
+        TestServer { base: format!("http://{addr}"), chat, http: reqwest::Client::new(), dir }
     }
 
     pub fn ws_url(&self) -> String {

@@ -1,5 +1,6 @@
 // REST client: bearer token, JSON in and out, the contract's errors as ApiError, retries after 429 (except
-// slow mode's, whose wait the caller shows), and an optional audit-log reason on moderation requests.
+// slow mode's, whose wait the caller shows), an optional audit-log reason on moderation requests, and
+// multipart uploads with progress (XMLHttpRequest) for messages with files.
 
 /** Where the session token lives (never in a URL). */
 export const TOKEN_KEY = 'chorus.token';
@@ -36,7 +37,27 @@ export class ApiError extends Error {
 }
 
 /**
- * @param {{ base?: string, fetchImpl?: typeof fetch, storage?: Storage, sleep?: (ms:number)=>Promise<void> }} [opts]
+ * An answer's body (JSON or nothing) as data, and a failure as ApiError.
+ * @param {number} status @param {string} text @param {string|null} retryAfterHeader
+ */
+function answer(status, text, retryAfterHeader) {
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  const after = status === 429 ? Number(retryAfterHeader ?? '1') || 1 : null;
+  return { data, after, error: status >= 200 && status < 300 ? null : new ApiError(status, data?.code ?? 'error', data?.message ?? `HTTP ${status}`, data?.fields, after) };
+}
+
+/**
+ * @typedef {{ promise: Promise<any>, abort: () => void }} Upload
+ * @typedef {{ onProgress?: (loaded: number, total: number) => void, onSent?: () => void }} UploadHooks
+ */
+
+/**
+ * @param {{ base?: string, fetchImpl?: typeof fetch, storage?: Storage, sleep?: (ms:number)=>Promise<void>, xhrImpl?: new () => XMLHttpRequest }} [opts]
  */
 export function createApi(opts = {}) {
   const base = opts.base ?? '';
@@ -77,24 +98,45 @@ export function createApi(opts = {}) {
           throw new ApiError(0, 'network', 'The server cannot be reached.', undefined);
         }
         if (res.status === 204) return null;
-        const text = await res.text();
-        let data = null;
-        try {
-          data = text ? JSON.parse(text) : null;
-        } catch {
-          data = null;
-        }
-        const after = res.status === 429 ? Number(res.headers.get('Retry-After') ?? '1') || 1 : null;
+        const { data, after, error } = answer(res.status, await res.text(), res.headers.get('Retry-After'));
         // Slow mode is not a burst to wait out quietly: the member should see the wait.
         if (res.status === 429 && data?.code !== 'slow_mode' && attempt < 2) {
           await sleep(Math.min(10, Math.max(1, /** @type {number} */ (after))) * 1000);
           continue;
         }
-        if (!res.ok) {
-          throw new ApiError(res.status, data?.code ?? 'error', data?.message ?? `HTTP ${res.status}`, data?.fields, after);
-        }
+        if (error) throw error;
         return data;
       }
+    },
+    /**
+     * A multipart POST (a message with files) through XMLHttpRequest, which reports upload progress as
+     * fetch does not. One attempt: the caller decides about retries (the body may be large). The
+     * browser sets the multipart Content-Type with its boundary. A cancelled upload rejects with code
+     * `aborted`, a connection failure with `network`.
+     * @param {string} path under /api/v1 @param {FormData} form @param {UploadHooks} [hooks]
+     * @returns {Upload}
+     */
+    upload(path, form, hooks = {}) {
+      const Xhr = opts.xhrImpl ?? globalThis.XMLHttpRequest;
+      const xhr = new Xhr();
+      const promise = new Promise((resolve, reject) => {
+        xhr.open('POST', `${base}/api/v1${path}`);
+        const token = api.token();
+        if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`);
+        xhr.upload.onprogress = (e) => hooks.onProgress?.(e.loaded, e.lengthComputable ? e.total : 0);
+        xhr.upload.onload = () => hooks.onSent?.();
+        xhr.onload = () => {
+          if (xhr.status === 204) return resolve(null);
+          const { data, error } = answer(xhr.status, xhr.responseText, xhr.getResponseHeader('Retry-After'));
+          if (error) reject(error);
+          else resolve(data);
+        };
+        xhr.onerror = () => reject(new ApiError(0, 'network', 'The server cannot be reached.', undefined));
+        xhr.ontimeout = xhr.onerror;
+        xhr.onabort = () => reject(new ApiError(0, 'aborted', 'The upload was cancelled.', undefined));
+        xhr.send(form);
+      });
+      return { promise, abort: () => xhr.abort() };
     },
     get: (p) => api.request('GET', p),
     post: (p, b, o) => api.request('POST', p, b ?? {}, o),

@@ -3,7 +3,7 @@
 /**
  * @typedef {{ id: string, username: string, display_name?: string|null }} User
  * @typedef {{ id: string, guild_id: string|null, name: string, kind: string, parent_id: string|null, position: number, topic?: string|null, last_message_id?: string|null, rate_limit_per_user?: number, overwrites?: any[] }} Channel
- * @typedef {{ id: string, channel_id: string, author: User, content: string, created_at: string, edited_at?: string|null, reply_to?: string|null, mentions?: string[], mention_everyone?: boolean, reactions: {emoji:string,count:number,me:boolean}[], nonce?: string|null, pending?: boolean, failed?: boolean }} Message
+ * @typedef {{ id: string, channel_id: string, author: User, content: string, created_at: string, edited_at?: string|null, reply_to?: string|null, mentions?: string[], mention_everyone?: boolean, reactions: {emoji:string,count:number,me:boolean}[], attachments?: import('./attachments.js').Attachment[], nonce?: string|null, pending?: boolean, failed?: boolean }} Message
  */
 
 export function createStore() {

@@ -16,6 +16,12 @@
 // disconnected you from voice"), toast, slow-mode (the composer's indicator; data-exempt, data-remaining;
 // class blocked / refused), slow-mode-select (data-channel-id, in Channels settings), audit-entry
 // (data-action, data-entry-id), audit-sentence, audit-action-filter, audit-user-filter, audit-load-more.
+// Attachments: attach-button, attach-input (the hidden <input type=file multiple>), pending-file (a chip;
+// data-name) with pending-file-name, pending-file-size and pending-file-remove, attach-error (files refused
+// in the client), upload-status (data-phase: uploading, processing, failed, cancelled) with upload-text,
+// upload-progress (a <progress>), upload-cancel, upload-dismiss and upload-error (the server's refusal in
+// words), attachments (under a message), attachment-image (an <img>; data-attachment-id), attachment-file
+// (a card) with attachment-download (the <a download>) and attachment-size.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';

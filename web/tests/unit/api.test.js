@@ -59,3 +59,81 @@ test('other 429s are waited out and retried', async () => {
   assert.equal(calls.length, 2);
   assert.deepEqual(slept, [2000]);
 });
+
+/** An XMLHttpRequest stand-in: records what is sent; the test drives progress and the answer. */
+class FakeXhr {
+  static last = /** @type {FakeXhr|null} */ (null);
+  constructor() {
+    FakeXhr.last = this;
+    this.headers = /** @type {Record<string,string>} */ ({});
+    this.upload = /** @type {any} */ ({});
+    this.status = 0;
+    this.responseText = '';
+    this.aborted = false;
+    /** @type {Record<string,string>} */ this.responseHeaders = {};
+  }
+  open(method, url) {
+    this.method = method;
+    this.url = url;
+  }
+  setRequestHeader(k, v) {
+    this.headers[k] = v;
+  }
+  getResponseHeader(k) {
+    return this.responseHeaders[k] ?? null;
+  }
+  send(body) {
+    this.body = body;
+  }
+  abort() {
+    this.aborted = true;
+    /** @type {any} */ (this).onabort?.();
+  }
+  answer(status, body, headers = {}) {
+    this.status = status;
+    this.responseText = body === undefined ? '' : JSON.stringify(body);
+    this.responseHeaders = headers;
+    /** @type {any} */ (this).onload?.();
+  }
+}
+
+test('an upload goes out by XMLHttpRequest with the token, reports progress and resolves to the message', async () => {
+  const storage = memory();
+  const api = createApi({ storage, xhrImpl: /** @type {any} */ (FakeXhr) });
+  api.setToken('tok');
+  const seen = [];
+  let sent = false;
+  const form = { fake: 'form' };
+  const up = api.upload('/channels/9/messages', /** @type {any} */ (form), { onProgress: (l, t) => seen.push([l, t]), onSent: () => (sent = true) });
+  const x = /** @type {FakeXhr} */ (FakeXhr.last);
+  assert.deepEqual([x.method, x.url, x.body], ['POST', '/api/v1/channels/9/messages', form]);
+  assert.equal(x.headers.Authorization, 'Bearer tok');
+  assert.equal(x.headers['Content-Type'], undefined, 'the browser sets the multipart boundary');
+  x.upload.onprogress({ loaded: 10, total: 100, lengthComputable: true });
+  x.upload.onprogress({ loaded: 20, total: 0, lengthComputable: false });
+  x.upload.onload();
+  assert.deepEqual(seen, [[10, 100], [20, 0]]);
+  assert.equal(sent, true);
+  x.answer(201, { id: '5', attachments: [] });
+  assert.deepEqual(await up.promise, { id: '5', attachments: [] });
+});
+
+test('an upload refused by the server rejects with its code; a cancel with "aborted"', async () => {
+  const api = createApi({ storage: memory(), xhrImpl: /** @type {any} */ (FakeXhr) });
+  let up = api.upload('/channels/9/messages', /** @type {any} */ ({}));
+  /** @type {FakeXhr} */ (FakeXhr.last).answer(413, { code: 'file_too_large', message: 'too big' });
+  await assert.rejects(up.promise, (e) => e instanceof ApiError && e.status === 413 && e.code === 'file_too_large' && e.message === 'too big');
+
+  up = api.upload('/channels/9/messages', /** @type {any} */ ({}));
+  /** @type {FakeXhr} */ (FakeXhr.last).answer(429, { code: 'rate_limited', message: 'slow down' }, { 'Retry-After': '3' });
+  await assert.rejects(up.promise, (e) => e.code === 'rate_limited' && e.retryAfter === 3);
+
+  up = api.upload('/channels/9/messages', /** @type {any} */ ({}));
+  up.abort();
+  assert.equal(/** @type {FakeXhr} */ (FakeXhr.last).aborted, true);
+  await assert.rejects(up.promise, (e) => e instanceof ApiError && e.code === 'aborted' && e.status === 0);
+
+  up = api.upload('/channels/9/messages', /** @type {any} */ ({}));
+  /** @type {any} */ (FakeXhr.last).onerror();
+  await assert.rejects(up.promise, (e) => e.code === 'network');
+});

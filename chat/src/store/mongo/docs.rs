@@ -491,6 +491,8 @@ pub(super) struct MessageDoc {
     pub nonce: Option<String>,
     #[serde(default)]
     pub pinned: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 impl MessageDoc {
@@ -507,6 +509,7 @@ impl MessageDoc {
             mentions: MentionsDoc::from_mentions(&m.mentions),
             nonce: m.nonce.clone(),
             pinned: m.pinned,
+            attachments: m.attachments.clone(),
         }
     }
     pub fn into_message(self) -> StoreResult<Message> {
@@ -526,6 +529,7 @@ impl MessageDoc {
             },
             nonce: self.nonce,
             pinned: self.pinned,
+            attachments: self.attachments,
         })
     }
 }

@@ -26,8 +26,9 @@ pub(super) const REACTIONS: &str = "reactions";
 pub(super) const READ_STATES: &str = "read_states";
 pub(super) const INSTANCE_INVITES: &str = "instance_invites";
 pub(super) const AUDIT_LOG: &str = "audit_log";
+pub(super) const UPLOAD_USAGE: &str = "upload_usage";
 
-pub(super) const COLLECTIONS: [&str; 13] = [
+pub(super) const COLLECTIONS: [&str; 14] = [
     USERS,
     SESSIONS,
     GUILDS,
@@ -41,6 +42,7 @@ pub(super) const COLLECTIONS: [&str; 13] = [
     READ_STATES,
     INSTANCE_INVITES,
     AUDIT_LOG,
+    UPLOAD_USAGE,
 ];
 
 /// Index names the store reacts to in duplicate-key errors.

@@ -65,6 +65,40 @@ fn usable_invite(code: &str, now: Timestamp) -> Document {
     }
 }
 
+/// One-time data changes of new releases, each done once per database: a document in
+/// `schema_markers` records it, so a later deliberate change (an owner taking a right back) stands.
+async fn upgrade(db: &Database) -> StoreResult<()> {
+    let markers = db.collection::<Document>("schema_markers");
+    const ATTACH_FILES_DEFAULT: &str = "attach_files_default";
+    if markers.find_one(doc! { "_id": ATTACH_FILES_DEFAULT }).await.map_err(map_err)?.is_none() {
+        // ATTACH_FILES (1 << 15) joined @everyone's defaults: existing guilds get it as new ones do.
+        let roles = db.collection::<Document>(ROLES);
+        let everyone: Vec<Document> = roles
+            .find(doc! {})
+            .projection(doc! { "_id": 1, "guild_id": 1 })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        for role in everyone {
+            let (id, guild) = (docs::int_of(role.get("_id")), docs::int_of(role.get("guild_id")));
+            if let (Some(id), true) = (id, id == guild) {
+                roles
+                    .update_one(doc! { "_id": id }, doc! { "$bit": { "permissions": { "or": 1i64 << 15 } } })
+                    .await
+                    .map_err(map_err)?;
+            }
+        }
+        match markers.insert_one(doc! { "_id": ATTACH_FILES_DEFAULT }).await {
+            // Another node starting at the same time did it too (OR-ing a bit twice is harmless).
+            Err(e) if duplicate_index(&e).is_none() => return Err(map_err(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn open_dyn(uri: &str) -> StoreResult<Arc<dyn Store>> {
     Ok(Arc::new(MongoStore::connect(uri).await?))
 }
@@ -84,6 +118,7 @@ impl MongoStore {
             .await
             .map_err(|e| StoreError::Backend(format!("mongodb: server not reachable: {}", describe(&e))))?;
         indexes::ensure(&db).await?;
+        upgrade(&db).await?;
         tracing::info!(database = %db_name, "mongodb store ready");
         Ok(MongoStore {
             users: db.collection(USERS),
@@ -763,7 +798,7 @@ impl Store for MongoStore {
                 };
                 // Repairs the marker if the first send died between its two writes.
                 self.bump_last_message(first.channel_id, first.id).await?;
-                Ok(Inserted::Existing(first.into_message()?))
+                Ok(Inserted::Existing(Box::new(first.into_message()?)))
             }
         }
     }
@@ -976,6 +1011,32 @@ impl Store for MongoStore {
             .map_err(map_err)?;
         let states: Vec<ReadStateDoc> = cursor.try_collect().await.map_err(map_err)?;
         Ok(states.into_iter().map(ReadStateDoc::into_read_state).collect())
+    }
+
+    // ---- upload quota
+
+    async fn add_upload_usage(&self, user_id: Id, delta: i64) -> StoreResult<u64> {
+        // One atomic update; a result below zero (a delete racing a reset) is clamped after.
+        let updated = self
+            .raw(UPLOAD_USAGE)
+            .find_one_and_update(doc! { "_id": user_id.as_i64() }, doc! { "$inc": { "bytes": delta } })
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(map_err)?;
+        let bytes = updated.as_ref().and_then(|d| docs::int_of(d.get("bytes"))).unwrap_or(0);
+        if bytes < 0 {
+            self.raw(UPLOAD_USAGE)
+                .update_one(doc! { "_id": user_id.as_i64(), "bytes": { "$lt": 0 } }, doc! { "$set": { "bytes": 0i64 } })
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
+    async fn upload_usage(&self, user_id: Id) -> StoreResult<u64> {
+        let found = self.raw(UPLOAD_USAGE).find_one(doc! { "_id": user_id.as_i64() }).await.map_err(map_err)?;
+        Ok(found.as_ref().and_then(|d| docs::int_of(d.get("bytes"))).map_or(0, |b| u64::try_from(b).unwrap_or(0)))
     }
 
     // ---- audit log

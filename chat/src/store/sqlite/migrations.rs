@@ -220,7 +220,8 @@ CREATE TABLE instance_invites (
 "#;
 
 /// Moderation: slow mode per channel, server mute / deafen per member, and the guild audit log
-/// (read newest first per guild, optionally per actor or action, through `audit_log_guild`).
+/// (read newest first per guild, optionally per actor or action, through `audit_log_guild`); and
+/// attachments.
 const V4: &str = r#"
 ALTER TABLE channels ADD COLUMN rate_limit_per_user INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE members ADD COLUMN mute INTEGER NOT NULL DEFAULT 0;
@@ -236,6 +237,15 @@ CREATE TABLE audit_log (
     created_at  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX audit_log_guild ON audit_log (guild_id, id);
+-- Attachments, kept with their message (read and written whole, like mentions).
+ALTER TABLE messages ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';
+-- Bytes each user has uploaded and not deleted (the upload quota).
+CREATE TABLE upload_usage (
+    user_id INTEGER PRIMARY KEY,
+    bytes   INTEGER NOT NULL
+) STRICT;
+-- ATTACH_FILES (1 << 15) is new and part of @everyone's defaults: existing guilds get it as new ones do.
+UPDATE roles SET permissions = permissions | 32768 WHERE id = guild_id;
 "#;
 
 /// Indexes every queued message (see [`V2`]). Runs on the writer inside the group transaction,

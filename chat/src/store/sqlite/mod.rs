@@ -93,16 +93,16 @@ pub fn fts_query(query: &str) -> Option<String> {
 
 // History queries; each names its index so that a page never turns into a scan of the channel.
 const HISTORY_LATEST: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, m.created_at, \
-     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned FROM messages AS m INDEXED BY messages_channel \
+     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments FROM messages AS m INDEXED BY messages_channel \
      WHERE m.channel_id = ?1 ORDER BY m.id DESC LIMIT ?2";
 const HISTORY_BEFORE: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, m.created_at, \
-     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned FROM messages AS m INDEXED BY messages_channel \
+     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments FROM messages AS m INDEXED BY messages_channel \
      WHERE m.channel_id = ?1 AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3";
 const HISTORY_AT_OR_BEFORE: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, \
-     m.created_at, m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned FROM messages AS m \
+     m.created_at, m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments FROM messages AS m \
      INDEXED BY messages_channel WHERE m.channel_id = ?1 AND m.id <= ?2 ORDER BY m.id DESC LIMIT ?3";
 const HISTORY_AFTER: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, m.created_at, \
-     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned FROM messages AS m INDEXED BY messages_channel \
+     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments FROM messages AS m INDEXED BY messages_channel \
      WHERE m.channel_id = ?1 AND m.id > ?2 ORDER BY m.id ASC LIMIT ?3";
 const COUNT_AFTER: &str = "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_channel \
      WHERE channel_id = ?1 AND id > ?2 LIMIT ?3)";
@@ -141,13 +141,13 @@ fn insert_message_tx(c: &Connection, m: &Message) -> StoreResult<Inserted> {
         if let Some(existing) =
             one(c, &sql, params![m.channel_id.as_i64(), m.author_id.as_i64(), nonce], rows::message)?
         {
-            return Ok(Inserted::Existing(existing));
+            return Ok(Inserted::Existing(Box::new(existing)));
         }
     }
     exec(
         c,
         "INSERT INTO messages (id, channel_id, guild_id, author_id, content, created_at, edited_at, reply_to, \
-         mentions, nonce, pinned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         mentions, nonce, pinned, attachments) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             m.id.as_i64(),
             m.channel_id.as_i64(),
@@ -160,6 +160,7 @@ fn insert_message_tx(c: &Connection, m: &Message) -> StoreResult<Inserted> {
             to_json(&m.mentions)?,
             m.nonce,
             m.pinned,
+            to_json(&m.attachments)?,
         ],
     )
     .map_err(|e| conflict(e, "message"))?;
@@ -982,6 +983,38 @@ impl Store for SqliteStore {
                     [user_id.as_i64()],
                     rows::read_state,
                 )
+            })
+            .await
+    }
+
+    // ---- upload quota
+
+    async fn add_upload_usage(&self, user_id: Id, delta: i64) -> StoreResult<u64> {
+        self.engine
+            .write(move |c| {
+                exec(
+                    c,
+                    "INSERT INTO upload_usage (user_id, bytes) VALUES (?1, max(?2, 0)) \
+                     ON CONFLICT (user_id) DO UPDATE SET bytes = max(bytes + ?2, 0)",
+                    [user_id.as_i64(), delta],
+                )
+                .map_err(db)?;
+                let bytes: i64 = c
+                    .query_row("SELECT bytes FROM upload_usage WHERE user_id = ?1", [user_id.as_i64()], |r| r.get(0))
+                    .map_err(db)?;
+                Ok(u64::try_from(bytes).unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn upload_usage(&self, user_id: Id) -> StoreResult<u64> {
+        self.engine
+            .read(move |c| {
+                let bytes: Option<i64> =
+                    one(c, "SELECT bytes FROM upload_usage WHERE user_id = ?1", [user_id.as_i64()], |r| {
+                        r.get(0).map_err(db)
+                    })?;
+                Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
             })
             .await
     }

@@ -1,9 +1,12 @@
 // The message pane: history (older pages load when scrolled to the top), messages grouped by author,
 // edit / delete / reply / reactions, mention highlight, the typing line and "jump to present".
+// Attachments show under the text: images inline (the thumbnail, in a box sized from the image's
+// dimensions before it loads, opening the full image in a new tab), other files as download cards.
 
 import { h, replace, timeOf } from '../dom.js';
 import { renderMarkdown } from '../markdown.js';
 import { groupMessages } from '../store.js';
+import { fitWithin, humanSize, isInlineImage, safeUrl, attachmentsSummary } from '../attachments.js';
 
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉'];
 const PAGE = 50;
@@ -109,6 +112,43 @@ export function mountMessages(root, app) {
   }
   app.editMessage = startEdit;
 
+  /** One attachment: an inline image or a file card. Its name is only ever text. @param {any} a */
+  const attachmentItem = (a) => {
+    const url = safeUrl(a.url);
+    if (isInlineImage(a)) {
+      const box = /** @type {{width: number, height: number}} */ (fitWithin(a.width, a.height));
+      return h(
+        'a',
+        { class: 'attachment-image-link', href: url, target: '_blank', rel: 'noopener noreferrer', title: a.filename, 'aria-label': `${a.filename} (${humanSize(a.size)}), open in full size` },
+        h('img', {
+          class: 'attachment-image',
+          'data-testid': 'attachment-image',
+          'data-attachment-id': a.id,
+          src: safeUrl(a.thumbnail_url) ?? url,
+          alt: a.filename,
+          width: box.width,
+          height: box.height,
+          loading: 'lazy',
+          decoding: 'async',
+        }),
+      );
+    }
+    return h(
+      'div',
+      { class: 'attachment-file', 'data-testid': 'attachment-file', 'data-attachment-id': a.id },
+      h('span', { class: 'file-icon', 'aria-hidden': 'true' }, '📄'),
+      h(
+        'div',
+        { class: 'file-meta' },
+        url
+          ? h('a', { class: 'file-name', href: url, download: a.filename || true, 'data-testid': 'attachment-download' }, a.filename)
+          : h('span', { class: 'file-name' }, a.filename),
+        h('span', { class: 'muted small', 'data-testid': 'attachment-size' }, humanSize(a.size)),
+      ),
+      url ? h('a', { class: 'icon file-download', href: url, download: a.filename || true, 'aria-label': `Download ${a.filename}`, title: 'Download' }, '⤓') : null,
+    );
+  };
+
   const messageItem = (/** @type {any} */ m, first) => {
     const me = s().me;
     const mine = m.author?.id === me?.id;
@@ -128,13 +168,14 @@ export function mountMessages(root, app) {
         tabindex: 0,
       },
       m.reply_to
-        ? h('div', { class: 'reply-ref muted small' }, '↪ ', replied ? `${nameOf(replied.author)}: ${replied.content.slice(0, 80)}` : 'a message')
+        ? h('div', { class: 'reply-ref muted small' }, '↪ ', replied ? `${nameOf(replied.author)}: ${replied.content.slice(0, 80) || attachmentsSummary(replied.attachments)}` : 'a message')
         : null,
       first
         ? h('div', { class: 'msg-head' }, h('span', { class: 'avatar', 'aria-hidden': 'true' }, nameOf(m.author)[0]?.toUpperCase()), h('span', { class: 'author' }, nameOf(m.author)), h('time', { datetime: m.created_at, class: 'muted small' }, timeOf(m.created_at)))
         : null,
       body,
       m.edited_at ? h('span', { class: 'muted small', 'data-testid': 'edited' }, ' (edited)') : null,
+      m.attachments?.length ? h('div', { class: 'attachments', 'data-testid': 'attachments' }, m.attachments.map(attachmentItem)) : null,
       m.failed ? h('span', { class: 'error small' }, ' Not sent yet — retrying…') : null,
       m.reactions.length
         ? h(

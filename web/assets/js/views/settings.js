@@ -149,7 +149,7 @@ export function openGuildSettings(app, guildId) {
           let allow = BigInt(ow?.allow ?? '0');
           let deny = BigInt(ow?.deny ?? '0');
           replace(editor, h('table', { class: 'overwrites' }, h('tr', null, h('th', null, 'Permission'), h('th', null, 'Allow'), h('th', null, 'Deny')),
-            PERMISSIONS.filter(([, , label]) => label).slice(0, 10).map(([key, bit, label]) => {
+            PERMISSIONS.filter(([, , label]) => label).slice(0, 11).map(([key, bit, label]) => {
               const a = /** @type {HTMLInputElement} */ (h('input', { type: 'checkbox', 'aria-label': `Allow ${label}`, checked: (allow >> bit) & 1n ? true : null }));
               const d = /** @type {HTMLInputElement} */ (h('input', { type: 'checkbox', 'aria-label': `Deny ${label}`, checked: (deny >> bit) & 1n ? true : null }));
               a.onchange = () => { allow = a.checked ? allow | (1n << bit) : allow & ~(1n << bit); };
