@@ -37,6 +37,38 @@ pub async fn verify_password(password: String, phc: String) -> bool {
     .unwrap_or(false)
 }
 
+/// The key this instance signs its short-lived tickets with (2FA login tickets). The binary derives
+/// it from the node secret, so every node of a cluster shares it; by default (tests) it is random.
+#[derive(Clone)]
+pub struct ServerKey(std::sync::Arc<[u8; 32]>);
+
+impl ServerKey {
+    pub fn derive(secret: &[u8], purpose: &str) -> ServerKey {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+        mac.update(purpose.as_bytes());
+        ServerKey(std::sync::Arc::new(mac.finalize().into_bytes().into()))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+impl Default for ServerKey {
+    fn default() -> Self {
+        let mut k = [0u8; 32];
+        rand::rng().fill_bytes(&mut k);
+        ServerKey(std::sync::Arc::new(k))
+    }
+}
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerKey(…)")
+    }
+}
+
 /// A new bearer token: 32 random bytes, URL-safe base64.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];

@@ -73,6 +73,8 @@ pub struct ChatConfig {
     pub registration: operator::Registration,
     /// Attachment limits and quota.
     pub uploads: attachments::UploadLimits,
+    /// Signs login tickets (2FA).
+    pub server_key: credentials::ServerKey,
 }
 
 impl Default for ChatConfig {
@@ -87,6 +89,7 @@ impl Default for ChatConfig {
             gateway_write_timeout: Duration::from_secs(10),
             registration: operator::Registration::Open,
             uploads: attachments::UploadLimits::default(),
+            server_key: credentials::ServerKey::default(),
         }
     }
 }

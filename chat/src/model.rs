@@ -29,12 +29,16 @@ pub struct UserRecord {
     pub admin: bool,
     /// Logins refused, sessions revoked, gateway closed.
     pub disabled: bool,
+    /// Two-factor authentication: the TOTP secret (base32), when enabled.
+    pub totp_secret: Option<String>,
+    /// SHA-256 (hex) of each recovery code not used yet.
+    pub recovery_codes: Vec<String>,
 }
 
 impl UserRecord {
-    /// A newly registered account: no flags.
+    /// A newly registered account: no flags, no second factor.
     pub fn new(user: User, password_hash: String) -> UserRecord {
-        UserRecord { user, password_hash, admin: false, disabled: false }
+        UserRecord { user, password_hash, admin: false, disabled: false, totp_secret: None, recovery_codes: Vec::new() }
     }
 }
 

@@ -79,6 +79,10 @@ fn quota(rate: Rate) -> Quota {
         .allow_burst(burst)
 }
 
+/// Codes an account may try per minute: guessing one of a million codes that change every 30 s
+/// would take about a year on average.
+const MFA_ATTEMPTS: Rate = Rate { per_minute: 5, burst: 5 };
+
 /// A refusal: wait this many seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited(pub u64);
@@ -111,6 +115,8 @@ pub struct RateLimits {
     auth_ip: DefaultKeyedRateLimiter<IpAddr>,
     messages: DefaultKeyedRateLimiter<Id>,
     connects: DefaultKeyedRateLimiter<IpAddr>,
+    /// Second-factor codes tried, per account (brute force of six digits).
+    mfa: DefaultKeyedRateLimiter<Id>,
     gateway_frames: Quota,
     /// Slow mode: when each (channel, member) may post again.
     slow_mode: parking_lot::Mutex<std::collections::HashMap<(Id, Id), std::time::Instant>>,
@@ -142,6 +148,7 @@ impl RateLimits {
             auth_ip: DefaultKeyedRateLimiter::keyed(quota(c.auth_per_ip)),
             messages: DefaultKeyedRateLimiter::keyed(quota(c.messages_per_user)),
             connects: DefaultKeyedRateLimiter::keyed(quota(c.gateway_connects_per_ip)),
+            mfa: DefaultKeyedRateLimiter::keyed(quota(MFA_ATTEMPTS)),
             gateway_frames: quota(c.gateway_frames),
             slow_mode: parking_lot::Mutex::default(),
         }
@@ -224,6 +231,12 @@ impl RateLimits {
         }
     }
 
+    /// A second-factor code tried for this account: 5 a minute (a burst of 5), whatever the
+    /// client's address, and never lifted for benchmarks.
+    pub async fn mfa_attempt(&self, user: Id) -> Result<(), Limited> {
+        self.limit(|| format!("mfa:{user}"), MFA_ATTEMPTS, || check(&self.mfa, &user)).await
+    }
+
     /// A fresh limiter for one gateway connection's frames.
     pub fn gateway_frame_limiter(&self) -> governor::DefaultDirectRateLimiter {
         governor::RateLimiter::direct(self.gateway_frames)
@@ -236,6 +249,7 @@ impl RateLimits {
         self.auth_ip.retain_recent();
         self.messages.retain_recent();
         self.connects.retain_recent();
+        self.mfa.retain_recent();
     }
 }
 

@@ -379,6 +379,21 @@ async fn presence_of(gw: &mut Gateway, user: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_member_who_joins_while_online_is_seen_online_by_the_guild_at_once() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let g = srv.guild(&alice, "Guild").await;
+    let mut ga = srv.gateway(&alice).await;
+    ga.expect("READY").await;
+    // Bob is online (in no guild of Alice's yet), then joins hers.
+    let mut gb = srv.gateway(&bob).await;
+    gb.expect("READY").await;
+    srv.join(&alice, &g, &bob).await;
+    assert_eq!(presence_of(&mut ga, &bob.id).await, "online");
+}
+
+#[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_and_resumes_without_loss() {
     let config = ChatConfig {
         limits: chat::ratelimit::RateLimitConfig::unlimited(),

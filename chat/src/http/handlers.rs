@@ -108,10 +108,80 @@ pub async fn me(Auth(c): Auth) -> Json<crate::model::User> {
 pub struct MePatch {
     #[serde(default, deserialize_with = "double_option")]
     display_name: Option<Option<String>>,
+    /// A new username needs the password.
+    username: Option<String>,
+    password: Option<String>,
 }
 
-pub async fn update_me(State(chat): S, Auth(c): Auth, Body(b): Body<MePatch>) -> Result<Response> {
-    Ok(Json(chat.update_me(&c, b.display_name).await?).into_response())
+pub async fn update_me(
+    State(chat): S,
+    Auth(c): Auth,
+    ClientIp(ip): ClientIp,
+    Body(b): Body<MePatch>,
+) -> Result<Response> {
+    let mut user = c.user.clone();
+    if let Some(name) = b.username.as_deref() {
+        let Some(password) = b.password.as_deref() else {
+            return Err(Error::field("password", "changing the username needs the password"));
+        };
+        // Guessing the password through a stolen session is a login attempt: the same limit.
+        chat.limits.auth_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
+        user = chat.change_username(&c, name, password).await?;
+    }
+    if b.display_name.is_some() || b.username.is_none() {
+        let c = crate::service::accounts::Caller { user, ..c };
+        user = chat.update_me(&c, b.display_name).await?;
+    }
+    Ok(Json(user).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteAccount {
+    password: String,
+    code: Option<String>,
+}
+
+pub async fn delete_me(
+    State(chat): S,
+    Auth(c): Auth,
+    ClientIp(ip): ClientIp,
+    Body(b): Body<DeleteAccount>,
+) -> Result<Response> {
+    chat.limits.auth_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
+    chat.delete_account(&c, &b.password, b.code.as_deref()).await?;
+    Ok(no_content())
+}
+
+pub async fn totp_setup(State(chat): S, Auth(c): Auth) -> Result<Response> {
+    Ok(Json(chat.totp_setup(&c).await?).into_response())
+}
+
+pub async fn totp_enable(
+    State(chat): S,
+    Auth(c): Auth,
+    Body(b): Body<crate::service::mfa::EnableTotp>,
+) -> Result<Response> {
+    let codes = chat.enable_totp(&c, b).await?;
+    Ok(Json(serde_json::json!({ "recovery_codes": codes })).into_response())
+}
+
+pub async fn totp_disable(
+    State(chat): S,
+    Auth(c): Auth,
+    Body(b): Body<crate::service::mfa::DisableTotp>,
+) -> Result<Response> {
+    chat.disable_totp(&c, b).await?;
+    Ok(no_content())
+}
+
+pub async fn login_mfa(
+    State(chat): S,
+    ClientIp(ip): ClientIp,
+    h: HeaderMap,
+    Body(b): Body<crate::service::mfa::MfaLogin>,
+) -> Result<Response> {
+    chat.limits.auth_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
+    Ok(Json(chat.login_mfa(b, user_agent(&h)).await?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -80,15 +80,23 @@ impl Chat {
         Ok(Authenticated { user, token })
     }
 
-    pub async fn login(&self, username: &str, password: &str, user_agent: Option<String>) -> Result<Authenticated> {
+    /// A session, or — for an account with two-factor authentication — a ticket for
+    /// [`Chat::login_mfa`].
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        user_agent: Option<String>,
+    ) -> Result<super::mfa::LoginResult> {
         let record = self.store.user_by_username(username).await?;
         // Verify against a fixed hash when the user is unknown, so timing does not reveal usernames.
         let record_disabled = record.as_ref().is_some_and(|r| r.disabled);
+        let mfa = record.as_ref().is_some_and(|r| r.totp_secret.is_some());
         let (phc, user) = match record {
             Some(r) => (r.password_hash, Some(r.user)),
             None => (DUMMY_HASH.to_string(), None),
         };
-        let ok = verify_password(password.to_string(), phc).await;
+        let ok = verify_password(password.to_string(), phc.clone()).await;
         let Some(user) = user.filter(|_| ok) else {
             return Err(Error::InvalidCredentials);
         };
@@ -96,11 +104,14 @@ impl Chat {
         if record_disabled {
             return Err(Error::Refused("account_disabled", "this account is disabled"));
         }
+        if mfa {
+            return Ok(super::mfa::LoginResult::Mfa { mfa: true, ticket: self.mfa_ticket(user.id, &phc) });
+        }
         let token = self.open_session(user.id, user_agent).await?;
-        Ok(Authenticated { user, token })
+        Ok(super::mfa::LoginResult::Done(Authenticated { user, token }))
     }
 
-    async fn open_session(&self, user_id: Id, user_agent: Option<String>) -> Result<String> {
+    pub(crate) async fn open_session(&self, user_id: Id, user_agent: Option<String>) -> Result<String> {
         let token = new_token();
         let session = Session {
             id: self.ids.next(),
@@ -189,6 +200,58 @@ impl Chat {
         }
         self.publish(Dispatch::new("USER_UPDATE", &user, Audience::Users(vec![user.id])));
         Ok(user)
+    }
+
+    /// A new username; the password confirms it is the owner. Everyone who shares a guild with the
+    /// user sees it (USER_UPDATE).
+    pub async fn change_username(&self, caller: &Caller, username: &str, password: &str) -> Result<User> {
+        let record = self.store.user(caller.user.id).await?.ok_or(Error::Unauthorized)?;
+        let username = validate::username(username)?;
+        if !verify_password(password.to_string(), record.password_hash).await {
+            return Err(Error::InvalidCredentials);
+        }
+        match self.store.set_username(caller.user.id, &username).await {
+            Err(StoreError::Conflict(_)) => return Err(Error::Conflict("username_taken", "that username is taken")),
+            other => other?,
+        }
+        let user = User { username, ..record.user };
+        for guild_id in self.store.guilds_of(user.id).await? {
+            self.publish(Dispatch::new("USER_UPDATE", &user, Audience::Guild(guild_id)));
+        }
+        self.publish(Dispatch::new("USER_UPDATE", &user, Audience::Users(vec![user.id])));
+        Ok(user)
+    }
+
+    /// Deletes the caller's account (the password, and a second factor when 2FA is on, confirm it):
+    /// every guild membership ends as a leave would, every session is logged out, the username is
+    /// free again. Messages stay, shown as written by a deleted user (Discord's way). An owner must
+    /// first give their guilds away or delete them.
+    pub async fn delete_account(&self, caller: &Caller, password: &str, code: Option<&str>) -> Result<()> {
+        let record = self.store.user(caller.user.id).await?.ok_or(Error::Unauthorized)?;
+        if !verify_password(password.to_string(), record.password_hash.clone()).await {
+            return Err(Error::InvalidCredentials);
+        }
+        if record.totp_secret.is_some() {
+            self.require_second_factor(&record, code.unwrap_or("")).await?;
+        }
+        let guilds = self.store.guilds_of(caller.user.id).await?;
+        for guild_id in &guilds {
+            if self.store.guild(*guild_id).await?.is_some_and(|g| g.owner_id == caller.user.id) {
+                return Err(Error::bad_request(
+                    "owns_guilds",
+                    "transfer or delete the servers you own before deleting your account",
+                ));
+            }
+        }
+        for guild_id in guilds {
+            self.leave_guild(caller, guild_id).await?;
+        }
+        let sessions = self.store.sessions_of(caller.user.id).await?;
+        self.store.delete_user(caller.user.id).await?;
+        for s in sessions {
+            self.hub.log_out(s.id);
+        }
+        Ok(())
     }
 
     pub async fn user(&self, id: Id) -> Result<User> {

@@ -11,6 +11,7 @@ pub mod guilds;
 pub mod invites;
 pub mod members;
 pub mod messages;
+pub mod mfa;
 pub mod presence;
 pub mod ready;
 pub mod roles;

@@ -68,7 +68,12 @@ impl Chat {
     /// A user joined or left a guild: the cluster's online list of that guild follows at once
     /// (on a single node the hub's view does this through the member's effect).
     pub(crate) async fn presence_follows_membership(&self, user_id: Id, guild_id: Id, member: bool) {
-        let Some(directory) = self.presence.get() else { return };
+        let Some(directory) = self.presence.get() else {
+            if member {
+                self.tell_guild_status(user_id, guild_id, self.hub.status_of(user_id));
+            }
+            return;
+        };
         let status = if member {
             match directory.status(user_id).await {
                 Ok(s) => s,
@@ -82,6 +87,18 @@ impl Chat {
         };
         if let Err(e) = directory.set_in_guilds(user_id, &[guild_id], &status).await {
             tracing::warn!(error = %e, "presence: could not record a member's status in the cluster");
+        }
+        if member {
+            self.tell_guild_status(user_id, guild_id, status);
+        }
+    }
+
+    /// A newcomer who is online: the guild's members see it at once (their status was announced
+    /// before to the guilds they were in, not to this one).
+    fn tell_guild_status(&self, user_id: Id, guild_id: Id, status: Status) {
+        if status != Status::Offline {
+            let ev = PresenceUpdate { user_id, guild_id, status: status.as_str() };
+            self.publish(Dispatch::new("PRESENCE_UPDATE", &ev, Audience::Guild(guild_id)));
         }
     }
 

@@ -363,6 +363,26 @@ impl Store for Metered {
         self.inner.read_states(user_id).await
     }
 
+    async fn set_username(&self, id: Id, username: &str) -> StoreResult<()> {
+        let _t = self.time("set_username");
+        self.inner.set_username(id, username).await
+    }
+
+    async fn set_totp(&self, id: Id, secret: Option<&str>, recovery_codes: &[String]) -> StoreResult<()> {
+        let _t = self.time("set_totp");
+        self.inner.set_totp(id, secret, recovery_codes).await
+    }
+
+    async fn use_recovery_code(&self, id: Id, code_hash: &str) -> StoreResult<bool> {
+        let _t = self.time("use_recovery_code");
+        self.inner.use_recovery_code(id, code_hash).await
+    }
+
+    async fn delete_user(&self, id: Id) -> StoreResult<()> {
+        let _t = self.time("delete_user");
+        self.inner.delete_user(id).await
+    }
+
     async fn add_upload_usage(&self, user_id: Id, delta: i64) -> StoreResult<u64> {
         let _t = self.time("add_upload_usage");
         self.inner.add_upload_usage(user_id, delta).await

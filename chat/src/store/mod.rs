@@ -103,6 +103,15 @@ pub trait Store: Send + Sync + 'static {
     async fn set_display_name(&self, id: Id, display_name: Option<&str>) -> StoreResult<()>;
     async fn set_password_hash(&self, id: Id, password_hash: &str) -> StoreResult<()>;
     async fn set_user_flags(&self, id: Id, admin: bool, disabled: bool) -> StoreResult<()>;
+    /// Conflict("username") when another user has it (case-insensitively).
+    async fn set_username(&self, id: Id, username: &str) -> StoreResult<()>;
+    /// Turns two-factor authentication on (a secret and the recovery codes' hashes) or off (None, none).
+    async fn set_totp(&self, id: Id, secret: Option<&str>, recovery_codes: &[String]) -> StoreResult<()>;
+    /// Spends one recovery code (by its hash); false when the user has no such unused code.
+    async fn use_recovery_code(&self, id: Id, code_hash: &str) -> StoreResult<bool>;
+    /// Removes the account, its sessions, quota and read states. Messages stay (shown as a deleted
+    /// user); memberships must be removed first (each is an announced event).
+    async fn delete_user(&self, id: Id) -> StoreResult<()>;
     /// Users ordered by id, with id > `after`, at most `limit` (the operator's list).
     async fn list_users(&self, after: Id, limit: u32) -> StoreResult<Vec<UserRecord>>;
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;

@@ -1,6 +1,7 @@
 // REST client: bearer token, JSON in and out, the contract's errors as ApiError, retries after 429 (except
-// slow mode's, whose wait the caller shows), an optional audit-log reason on moderation requests, and
-// multipart uploads with progress (XMLHttpRequest) for messages with files.
+// slow mode's, whose wait the caller shows, and a request sent with `retry: false`), an optional
+// audit-log reason on moderation requests, and multipart uploads with progress (XMLHttpRequest) for
+// messages with files.
 
 /** Where the session token lives (never in a URL). */
 export const TOKEN_KEY = 'chorus.token';
@@ -76,7 +77,9 @@ export function createApi(opts = {}) {
      * @param {string} method
      * @param {string} path  under /api/v1
      * @param {unknown} [body]
-     * @param {{ reason?: string|null }} [opts] reason: recorded in the guild's audit log
+     * @param {{ reason?: string|null, retry?: boolean }} [opts] reason: recorded in the guild's audit log;
+     *   retry: false answers a 429 at once (a second-factor code: the user sees the wait, and a retry
+     *   would only spend the account's attempts)
      */
     async request(method, path, body, opts = {}) {
       for (let attempt = 0; ; attempt++) {
@@ -100,7 +103,7 @@ export function createApi(opts = {}) {
         if (res.status === 204) return null;
         const { data, after, error } = answer(res.status, await res.text(), res.headers.get('Retry-After'));
         // Slow mode is not a burst to wait out quietly: the member should see the wait.
-        if (res.status === 429 && data?.code !== 'slow_mode' && attempt < 2) {
+        if (res.status === 429 && data?.code !== 'slow_mode' && opts.retry !== false && attempt < 2) {
           await sleep(Math.min(10, Math.max(1, /** @type {number} */ (after))) * 1000);
           continue;
         }

@@ -56,11 +56,18 @@ const app = {
     }
     app.navigate('/channels/@me');
   },
-  async logout() {
-    try {
-      await api.post('/auth/logout');
-    } catch {
-      /* the token is dropped either way */
+  /**
+   * Drops the session and returns to /login. remote: false when the server has ended it already (the
+   * account was deleted).
+   * @param {{ remote?: boolean }} [opts]
+   */
+  async logout({ remote = true } = {}) {
+    if (remote) {
+      try {
+        await api.post('/auth/logout');
+      } catch {
+        /* the token is dropped either way */
+      }
     }
     app.voice?.leave();
     app.gateway?.stop();

@@ -71,6 +71,10 @@ pub(super) struct UserDoc {
     pub admin: bool,
     #[serde(default)]
     pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_secret: Option<String>,
+    #[serde(default)]
+    pub recovery_codes: Vec<String>,
 }
 
 impl UserDoc {
@@ -84,6 +88,8 @@ impl UserDoc {
             created_at: dt(r.user.created_at),
             admin: r.admin,
             disabled: r.disabled,
+            totp_secret: r.totp_secret.clone(),
+            recovery_codes: r.recovery_codes.clone(),
         }
     }
     pub fn into_record(self) -> StoreResult<UserRecord> {
@@ -97,6 +103,8 @@ impl UserDoc {
             password_hash: self.password_hash,
             admin: self.admin,
             disabled: self.disabled,
+            totp_secret: self.totp_secret,
+            recovery_codes: self.recovery_codes,
         })
     }
 }

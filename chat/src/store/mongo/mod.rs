@@ -367,6 +367,46 @@ impl Store for MongoStore {
         Ok(())
     }
 
+    async fn set_username(&self, id: Id, username: &str) -> StoreResult<()> {
+        let update = doc! { "$set": { "username": username, "username_lower": docs::username_key(username) } };
+        match self.users.update_one(doc! { "_id": id.as_i64() }, update).await {
+            Ok(_) => Ok(()),
+            Err(e) if duplicate_index(&e).is_some() => Err(StoreError::Conflict("username")),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn set_totp(&self, id: Id, secret: Option<&str>, recovery_codes: &[String]) -> StoreResult<()> {
+        let update = match secret {
+            Some(s) => doc! { "$set": { "totp_secret": s, "recovery_codes": recovery_codes } },
+            None => doc! { "$unset": { "totp_secret": "" }, "$set": { "recovery_codes": recovery_codes } },
+        };
+        self.users.update_one(doc! { "_id": id.as_i64() }, update).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn use_recovery_code(&self, id: Id, code_hash: &str) -> StoreResult<bool> {
+        // One conditional update: two logins racing with the same code cannot both spend it.
+        let r = self
+            .users
+            .update_one(
+                doc! { "_id": id.as_i64(), "recovery_codes": code_hash },
+                doc! { "$pull": { "recovery_codes": code_hash } },
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(r.modified_count > 0)
+    }
+
+    async fn delete_user(&self, id: Id) -> StoreResult<()> {
+        let uid = id.as_i64();
+        self.sessions.delete_many(doc! { "user_id": uid }).await.map_err(map_err)?;
+        self.read_states.delete_many(doc! { "user_id": uid }).await.map_err(map_err)?;
+        self.raw(UPLOAD_USAGE).delete_one(doc! { "_id": uid }).await.map_err(map_err)?;
+        self.users.delete_one(doc! { "_id": uid }).await.map_err(map_err)?;
+        Ok(())
+    }
+
     async fn set_user_flags(&self, id: Id, admin: bool, disabled: bool) -> StoreResult<()> {
         self.users
             .update_one(doc! { "_id": id.as_i64() }, doc! { "$set": { "admin": admin, "disabled": disabled } })

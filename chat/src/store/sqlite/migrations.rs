@@ -244,6 +244,9 @@ CREATE TABLE upload_usage (
     user_id INTEGER PRIMARY KEY,
     bytes   INTEGER NOT NULL
 ) STRICT;
+-- Two-factor authentication: the TOTP secret and the hashes of the unused recovery codes.
+ALTER TABLE users ADD COLUMN totp_secret TEXT;
+ALTER TABLE users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '[]';
 -- ATTACH_FILES (1 << 15) is new and part of @everyone's defaults: existing guilds get it as new ones do.
 UPDATE roles SET permissions = permissions | 32768 WHERE id = guild_id;
 "#;

@@ -305,6 +305,79 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_username(&self, id: Id, username: &str) -> StoreResult<()> {
+        let name = username.to_owned();
+        self.engine
+            .write(move |c| {
+                let key = name.to_lowercase();
+                if count(
+                    c,
+                    "SELECT count(*) FROM users WHERE username_key = ?1 AND id != ?2",
+                    params![key, id.as_i64()],
+                )? > 0
+                {
+                    return Err(StoreError::Conflict("username"));
+                }
+                exec(
+                    c,
+                    "UPDATE users SET username = ?2, username_key = ?3 WHERE id = ?1",
+                    params![id.as_i64(), name, key],
+                )
+                .map_err(|e| conflict(e, "username"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn set_totp(&self, id: Id, secret: Option<&str>, recovery_codes: &[String]) -> StoreResult<()> {
+        let (secret, codes) = (secret.map(str::to_owned), to_json(&recovery_codes)?);
+        self.engine
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE users SET totp_secret = ?2, recovery_codes = ?3 WHERE id = ?1",
+                    params![id.as_i64(), secret, codes],
+                )
+                .map_err(db)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn use_recovery_code(&self, id: Id, code_hash: &str) -> StoreResult<bool> {
+        let hash = code_hash.to_owned();
+        self.engine
+            .write(move |c| {
+                // The writer is the only writer: this read-modify-write cannot race another use.
+                let codes: Option<String> =
+                    c.query_row("SELECT recovery_codes FROM users WHERE id = ?1", [id.as_i64()], |r| r.get(0)).ok();
+                let Some(codes) = codes else { return Ok(false) };
+                let mut codes: Vec<String> =
+                    serde_json::from_str(&codes).map_err(|e| StoreError::Corrupt(format!("recovery codes: {e}")))?;
+                let before = codes.len();
+                codes.retain(|c| c != &hash);
+                if codes.len() == before {
+                    return Ok(false);
+                }
+                exec(c, "UPDATE users SET recovery_codes = ?2 WHERE id = ?1", params![id.as_i64(), to_json(&codes)?])
+                    .map_err(db)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn delete_user(&self, id: Id) -> StoreResult<()> {
+        self.engine
+            .write(move |c| {
+                exec(c, "DELETE FROM sessions WHERE user_id = ?1", [id.as_i64()]).map_err(db)?;
+                exec(c, "DELETE FROM upload_usage WHERE user_id = ?1", [id.as_i64()]).map_err(db)?;
+                exec(c, "DELETE FROM read_states WHERE user_id = ?1", [id.as_i64()]).map_err(db)?;
+                exec(c, "DELETE FROM users WHERE id = ?1", [id.as_i64()]).map_err(db)?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn set_user_flags(&self, id: Id, admin: bool, disabled: bool) -> StoreResult<()> {
         self.engine
             .write(move |c| {

@@ -157,7 +157,8 @@ pub fn count(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<u
 
 // ---- decoders; each matches the column list next to it
 
-pub const USER_COLS: &str = "id, username, display_name, created_at, password_hash, admin, disabled";
+pub const USER_COLS: &str =
+    "id, username, display_name, created_at, password_hash, admin, disabled, totp_secret, recovery_codes";
 
 pub fn user_record(row: &Row<'_>) -> StoreResult<UserRecord> {
     Ok(UserRecord {
@@ -165,6 +166,8 @@ pub fn user_record(row: &Row<'_>) -> StoreResult<UserRecord> {
         password_hash: get(row, 4)?,
         admin: get_bool(row, 5)?,
         disabled: get_bool(row, 6)?,
+        totp_secret: get(row, 7)?,
+        recovery_codes: get_json(row, 8)?,
     })
 }
 

@@ -1,17 +1,39 @@
 // Login and registration; on an invite link it shows which server the invite leads to. The register form
 // follows the instance's registration mode (GET /instance): an invite-code field, or a "closed" notice.
+// A login of an account with two-factor authentication continues with a code step (views/mfa-login.js).
 
 import { h, replace } from '../dom.js';
+import { accountErrorMessage } from '../account-errors.js';
+import { writeMfaHint } from '../mfa.js';
+import { mfaLoginForm } from './mfa-login.js';
+
+/** A one-time notice for the next login page (e.g. "Your account was deleted."), kept in sessionStorage. */
+export const NOTICE_KEY = 'chorus.notice';
+
+/** Takes the pending notice, if any. */
+function takeNotice() {
+  try {
+    const n = sessionStorage.getItem(NOTICE_KEY);
+    if (n) sessionStorage.removeItem(NOTICE_KEY);
+    return n;
+  } catch {
+    return null;
+  }
+}
 
 /** @param {HTMLElement} root @param {any} app */
 export function mountAuth(root, app) {
   // Each show() gets a number; one that resolves after a newer one started must not paint over it.
   let shown = 0;
-  return {
-    /** @param {'login'|'register'} mode @param {string|null} invite */
-    async show(mode, invite) {
-      const ticket = ++shown;
-      const error = h('p', { class: 'form-error', role: 'alert', 'data-testid': 'auth-error' });
+  const view = {
+    /**
+     * @param {'login'|'register'} mode @param {string|null} invite
+     * @param {string} [message] an error to show at once (a second step whose ticket expired)
+     */
+    async show(mode, invite, message) {
+      const turn = ++shown;
+      const error = h('p', { class: 'form-error', role: 'alert', 'data-testid': 'auth-error' }, message ?? '');
+      const notice = mode === 'login' ? takeNotice() : null;
       const username = h('input', { id: 'auth-username', name: 'username', autocomplete: 'username', required: true, maxlength: 32 });
       const password = h('input', {
         id: 'auth-password',
@@ -24,7 +46,7 @@ export function mountAuth(root, app) {
       const preview = h('p', { class: 'invite-preview', 'data-testid': 'invite-preview' });
       const inviteCode = h('input', { id: 'auth-invite-code', name: 'invite_code', autocomplete: 'off', maxlength: 64, 'data-testid': 'auth-invite-code' });
       const registration = mode === 'register' ? await registrationMode(app) : 'open';
-      if (ticket !== shown) return;
+      if (turn !== shown) return;
       if (registration === 'closed') {
         replace(
           root,
@@ -45,6 +67,7 @@ export function mountAuth(root, app) {
         'form',
         { class: 'auth-card', 'data-testid': `${mode}-form` },
         h('h1', null, mode === 'login' ? 'Welcome back!' : 'Create an account'),
+        notice ? h('p', { class: 'auth-notice', role: 'status', 'data-testid': 'auth-notice' }, notice) : null,
         invite ? preview : null,
         h('label', { for: 'auth-username' }, 'Username'),
         username,
@@ -68,6 +91,7 @@ export function mountAuth(root, app) {
       form.addEventListener('submit', async (e) => {
         e.preventDefault();
         error.textContent = '';
+        delete error.dataset.code;
         try {
           const path = mode === 'login' ? '/auth/login' : '/auth/register';
           /** @type {Record<string, string>} */
@@ -77,10 +101,20 @@ export function mountAuth(root, app) {
           };
           if (registration === 'invite') body.invite_code = /** @type {HTMLInputElement} */ (inviteCode).value.trim();
           const res = await app.api.request('POST', path, body);
+          if (mode === 'login' && res?.mfa && res.ticket) {
+            // Two-factor authentication: the password was right; a code finishes the login.
+            if (turn === shown) showCodeStep(res.ticket, body.username);
+            return;
+          }
+          if (mode === 'login') writeMfaHint(globalThis.localStorage, res?.user?.id, false);
           await app.signedIn(res.token);
         } catch (err) {
           const f = /** @type {any} */ (err).fields;
-          error.textContent = f ? Object.entries(f).map(([k, v]) => `${k}: ${v}`).join('; ') : /** @type {Error} */ (err).message;
+          error.dataset.code = /** @type {any} */ (err).code ?? 'error';
+          error.textContent =
+            mode === 'login'
+              ? accountErrorMessage(/** @type {any} */ (err), 'login')
+              : f ? Object.entries(f).map(([k, v]) => `${k}: ${v}`).join('; ') : /** @type {Error} */ (err).message;
         }
       });
       replace(root, form);
@@ -100,6 +134,20 @@ export function mountAuth(root, app) {
       }
     },
   };
+
+  /** The code step after a password step that answered a ticket. @param {string} mfaTicket @param {string} username */
+  function showCodeStep(mfaTicket, username) {
+    shown++;
+    const step = mfaLoginForm(app, {
+      ticket: mfaTicket,
+      username,
+      onBack: (message) => view.show('login', null, message),
+    });
+    replace(root, step.form);
+    step.focus();
+  }
+
+  return view;
 }
 
 /** The instance's registration mode; 'open' when the server does not say (an older server). @param {any} app */
