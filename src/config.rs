@@ -131,6 +131,14 @@ pub struct Cli {
     /// Attachment bytes one user may have stored, in MiB; 0 = no quota [default: 1024]
     #[arg(long, global = true, env = "CHORUS_UPLOAD_QUOTA_MB")]
     pub upload_quota_mb: Option<u64>,
+    /// Fetch previews of the links in messages (the server fetches them, never the viewers'
+    /// browsers; only public addresses) [default: true]
+    #[arg(long, global = true, env = "CHORUS_LINK_PREVIEWS")]
+    pub link_previews: Option<bool>,
+    /// Addresses (IP:PORT) link previews may fetch although they are not public — for tests and
+    /// an intranet you trust [default: none]
+    #[arg(long, global = true, env = "CHORUS_LINK_PREVIEW_ALLOW", value_delimiter = ',')]
+    pub link_preview_allow: Option<Vec<SocketAddr>>,
 }
 
 /// What a node serves. A cluster may put media on machines of its own: `sfu` nodes hold the voice
@@ -328,6 +336,8 @@ pub struct FileConfig {
     pub upload_max_message_mb: Option<u64>,
     pub upload_max_files: Option<u32>,
     pub upload_quota_mb: Option<u64>,
+    pub link_previews: Option<bool>,
+    pub link_preview_allow: Option<Vec<SocketAddr>>,
 }
 
 /// External TURN servers (`--turn-url`, `--turn-secret`, `--turn-ttl`).
@@ -391,6 +401,7 @@ pub struct Config {
     /// Where attachments go (`--upload-store`).
     pub upload_store: String,
     pub upload_limits: chat::attachments::UploadLimits,
+    pub previews: chat::service::previews::PreviewConfig,
 }
 
 impl Config {
@@ -501,7 +512,12 @@ impl Config {
             url_ttl: defaults.url_ttl,
         };
         let upload_store = cli.upload_store.or(file.upload_store).unwrap_or_else(|| "local".into());
+        let previews = chat::service::previews::PreviewConfig {
+            enabled: cli.link_previews.or(file.link_previews).unwrap_or(true),
+            allowed: cli.link_preview_allow.or(file.link_preview_allow).unwrap_or_default(),
+        };
         Ok(Config {
+            previews,
             upload_store,
             upload_limits,
             node_id_explicit: explicit_node_id.is_some(),

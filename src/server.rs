@@ -74,6 +74,7 @@ pub async fn build(config: &Config) -> Result<App> {
         heartbeat_interval: Duration::from_millis(config.heartbeat_ms),
         registration: config.registration,
         uploads: config.upload_limits,
+        previews: config.previews.clone(),
         server_key: chat::credentials::ServerKey::derive(&secret, "chorus login tickets v1"),
         ..ChatConfig::default()
     };

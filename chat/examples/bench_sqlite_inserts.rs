@@ -123,6 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         nonce: Some(format!("{t}-{i}")),
                         pinned: false,
                         attachments: vec![],
+                        embeds: vec![],
                     };
                     let sent = Instant::now();
                     match store.insert_message(&m).await {

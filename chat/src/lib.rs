@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod operator;
 pub mod permissions;
+pub mod previews;
 pub mod ratelimit;
 pub mod service;
 pub mod store;
@@ -73,8 +74,10 @@ pub struct ChatConfig {
     pub registration: operator::Registration,
     /// Attachment limits and quota.
     pub uploads: attachments::UploadLimits,
-    /// Signs login tickets (2FA).
+    /// Signs login tickets (2FA) and preview-image URLs.
     pub server_key: credentials::ServerKey,
+    /// Link previews (`--link-previews`).
+    pub previews: service::previews::PreviewConfig,
 }
 
 impl Default for ChatConfig {
@@ -90,6 +93,7 @@ impl Default for ChatConfig {
             registration: operator::Registration::Open,
             uploads: attachments::UploadLimits::default(),
             server_key: credentials::ServerKey::default(),
+            previews: service::previews::PreviewConfig::default(),
         }
     }
 }
@@ -115,6 +119,9 @@ pub struct Chat {
     pub(crate) voice_directory: std::sync::OnceLock<Arc<dyn service::voice::VoiceDirectory>>,
     /// Where attachments go; unset: uploads are refused (503).
     pub(crate) uploads: std::sync::OnceLock<service::attachments::Uploads>,
+    /// Messages waiting for link previews, and the previews fetched lately.
+    pub(crate) preview_jobs: tokio::sync::mpsc::Sender<service::previews::PreviewJob>,
+    pub(crate) preview_cache: service::previews::PreviewCache,
     /// Moderators' orders for the voice side, as they come off the event stream.
     pub(crate) voice_orders: tokio::sync::broadcast::Sender<voice::VoiceOrder>,
 }
@@ -130,6 +137,7 @@ impl Chat {
         let hub = Hub::new(config.hub.clone());
         let metrics = metrics::ChatMetrics::new(registry, &hub);
         let (voice_changes, voice_changes_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (preview_jobs, preview_jobs_rx) = tokio::sync::mpsc::channel(256);
         let limits = ratelimit::RateLimits::new(&config.limits);
         let _ = registry.register(Box::new(limits.shared_fallbacks.clone()));
         let chat = Arc::new(Chat {
@@ -146,11 +154,14 @@ impl Chat {
             presence: std::sync::OnceLock::new(),
             voice_directory: std::sync::OnceLock::new(),
             uploads: std::sync::OnceLock::new(),
+            preview_jobs,
+            preview_cache: Default::default(),
             // Orders are rare (a moderator's click); a voice side lagging 256 behind is broken anyway.
             voice_orders: tokio::sync::broadcast::channel(256).0,
         });
         service::presence::spawn_presence_loop(&chat);
         service::voice::spawn_voice_state_loop(&chat, voice_changes_rx);
+        service::previews::spawn_preview_loop(&chat, preview_jobs_rx);
         gateway::spawn_sweeper(&chat);
         chat
     }

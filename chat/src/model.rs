@@ -245,6 +245,9 @@ pub struct Message {
     /// Files sent with the message (stored with it; the bytes live in the attachment storage).
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// Previews of the message's links, added by the server after it was sent.
+    #[serde(default)]
+    pub embeds: Vec<crate::previews::Embed>,
 }
 
 /// A file sent with a message. Its bytes are in the attachment storage under keys derived from the

@@ -29,6 +29,7 @@ bitflags::bitflags! {
         const VIEW_CHANNEL = 1 << 10;
         const SEND_MESSAGES = 1 << 11;
         const MANAGE_MESSAGES = 1 << 13;
+        const EMBED_LINKS = 1 << 14;
         const ATTACH_FILES = 1 << 15;
         const READ_MESSAGE_HISTORY = 1 << 16;
         const MENTION_EVERYONE = 1 << 17;
@@ -49,6 +50,7 @@ impl Permissions {
         .union(Permissions::READ_MESSAGE_HISTORY)
         .union(Permissions::ADD_REACTIONS)
         .union(Permissions::ATTACH_FILES)
+        .union(Permissions::EMBED_LINKS)
         .union(Permissions::CREATE_INVITE)
         .union(Permissions::CONNECT)
         .union(Permissions::SPEAK)
@@ -60,6 +62,7 @@ impl Permissions {
     /// Rights that make sense only in a text channel.
     const TEXT_ONLY: Permissions = Permissions::SEND_MESSAGES
         .union(Permissions::ATTACH_FILES)
+        .union(Permissions::EMBED_LINKS)
         .union(Permissions::MANAGE_MESSAGES)
         .union(Permissions::READ_MESSAGE_HISTORY)
         .union(Permissions::MENTION_EVERYONE)

@@ -83,6 +83,7 @@ pub struct MessageView {
     pub reactions: Vec<ReactionView>,
     pub pinned: bool,
     pub attachments: Vec<crate::service::attachments::AttachmentView>,
+    pub embeds: Vec<crate::service::previews::EmbedView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
 }
@@ -93,6 +94,7 @@ impl MessageView {
         author: User,
         reactions: Vec<ReactionView>,
         attachments: Vec<crate::service::attachments::AttachmentView>,
+        embeds: Vec<crate::service::previews::EmbedView>,
     ) -> Self {
         MessageView {
             id: m.id,
@@ -109,6 +111,7 @@ impl MessageView {
             reactions,
             pinned: m.pinned,
             attachments,
+            embeds,
             nonce: m.nonce.clone(),
         }
     }

@@ -53,6 +53,7 @@ fn message(id: Id, channel_id: Id, guild_id: Id, author_id: Id, i: usize) -> Mes
         nonce: Some(format!("nonce-{i}")),
         pinned: false,
         attachments: vec![],
+        embeds: vec![],
     }
 }
 

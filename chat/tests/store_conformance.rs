@@ -104,6 +104,7 @@ fn msg(id: Id, channel: &Channel, author_id: Id, content: &str) -> Message {
         nonce: None,
         pinned: false,
         attachments: vec![],
+        embeds: vec![],
     }
 }
 

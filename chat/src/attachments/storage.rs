@@ -122,7 +122,10 @@ impl Storage {
     pub async fn put_file(&self, key: &Key, file: &Path) -> Result<(), StorageError> {
         let mut src = tokio::fs::File::open(file).await.map_err(|e| StorageError::Backend(e.to_string()))?;
         let upload = self.objects.put_multipart(key).await?;
-        let mut writer = WriteMultipart::new(upload);
+        // S3 parts are at least 5 MiB (the last aside); a local file takes any size, so each upload
+        // in flight holds only a small buffer.
+        let part = if self.backend == "s3" { 5 << 20 } else { READ_CHUNK };
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             let n = match src.read(&mut buf).await {

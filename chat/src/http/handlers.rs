@@ -72,6 +72,16 @@ pub async fn instance(State(chat): S) -> Json<serde_json::Value> {
     }))
 }
 
+/// A link preview's image, fetched by the server (no bearer token: `<img src>`).
+pub async fn preview_image(
+    State(chat): S,
+    ClientIp(ip): ClientIp,
+    Query(q): Query<crate::service::previews::ProxyQuery>,
+) -> Result<Response> {
+    chat.limits.rest_ip(ip).await.map_err(|l| Error::RateLimited(l.0))?;
+    chat.preview_image(q).await
+}
+
 /// A file of a message, by its signed URL (no bearer token: `<img src>` cannot send one).
 pub async fn attachment(
     State(chat): S,

@@ -51,6 +51,7 @@ pub fn router(chat: Arc<Chat>) -> Router {
         .route("/channels/{channel_id}/permissions/{target_id}", put(put_overwrite).delete(delete_overwrite))
         .route("/channels/{channel_id}/messages", get(history).post(send_message).layer(DefaultBodyLimit::disable()))
         .route("/attachments/{channel_id}/{message_id}/{attachment_id}/{filename}", get(attachment))
+        .route("/link-previews/image", get(preview_image))
         .route(
             "/channels/{channel_id}/messages/{message_id}",
             get(get_message).patch(edit_message).delete(delete_message),

@@ -117,7 +117,13 @@ impl Chat {
             .iter()
             .map(|m| {
                 let author = users.get(&m.author_id).cloned().unwrap_or_else(|| deleted_user(m.author_id));
-                MessageView::new(m, author, by_msg.remove(&m.id).unwrap_or_default(), self.attachment_views(m))
+                MessageView::new(
+                    m,
+                    author,
+                    by_msg.remove(&m.id).unwrap_or_default(),
+                    self.attachment_views(m),
+                    self.embed_views(m),
+                )
             })
             .collect())
     }
@@ -204,6 +210,7 @@ impl Chat {
             nonce,
             pinned: false,
             attachments,
+            embeds: Vec::new(),
         };
         let inserted = match self.store.insert_message(&message).await {
             Ok(i) => i,
@@ -223,10 +230,17 @@ impl Chat {
                 (*m, false)
             }
         };
-        let view = MessageView::new(&message, caller.user.clone(), vec![], self.attachment_views(&message));
+        let view = MessageView::new(
+            &message,
+            caller.user.clone(),
+            vec![],
+            self.attachment_views(&message),
+            self.embed_views(&message),
+        );
         if created {
             self.metrics.messages.inc();
             self.publish(Dispatch::new("MESSAGE_CREATE", &view, audience(&access)));
+            self.queue_preview(&message, access.perms.contains(Permissions::EMBED_LINKS));
         }
         Ok((view, created))
     }
@@ -249,6 +263,7 @@ impl Chat {
         self.store.update_message(&m).await?;
         let view = self.message_views(std::slice::from_ref(&m), caller.user.id).await?.remove(0);
         self.publish(Dispatch::new("MESSAGE_UPDATE", &view, audience(&access)));
+        self.queue_preview(&m, access.perms.contains(Permissions::EMBED_LINKS));
         Ok(view)
     }
 

@@ -13,6 +13,7 @@ pub mod members;
 pub mod messages;
 pub mod mfa;
 pub mod presence;
+pub mod previews;
 pub mod ready;
 pub mod roles;
 pub(crate) mod visibility;

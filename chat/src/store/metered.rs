@@ -383,6 +383,11 @@ impl Store for Metered {
         self.inner.delete_user(id).await
     }
 
+    async fn set_embeds(&self, channel_id: Id, id: Id, embeds: &[crate::previews::Embed]) -> StoreResult<bool> {
+        let _t = self.time("set_embeds");
+        self.inner.set_embeds(channel_id, id, embeds).await
+    }
+
     async fn add_upload_usage(&self, user_id: Id, delta: i64) -> StoreResult<u64> {
         let _t = self.time("add_upload_usage");
         self.inner.add_upload_usage(user_id, delta).await

@@ -190,6 +190,8 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, channel_id: Id, id: Id) -> StoreResult<Option<Message>>;
     /// Replaces content, edited_at, mentions and pinned of an existing message.
     async fn update_message(&self, message: &Message) -> StoreResult<()>;
+    /// Replaces the link previews of a message (nothing else of it); false when it is gone.
+    async fn set_embeds(&self, channel_id: Id, id: Id, embeds: &[crate::previews::Embed]) -> StoreResult<bool>;
     /// Removes the message and its reactions; returns whether it existed.
     async fn delete_message(&self, channel_id: Id, id: Id) -> StoreResult<bool>;
     /// A page of history through the (channel_id, id) index; see [`HistoryAnchor`] for order.

@@ -501,6 +501,8 @@ pub(super) struct MessageDoc {
     pub pinned: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embeds: Vec<crate::previews::Embed>,
 }
 
 impl MessageDoc {
@@ -518,6 +520,7 @@ impl MessageDoc {
             nonce: m.nonce.clone(),
             pinned: m.pinned,
             attachments: m.attachments.clone(),
+            embeds: m.embeds.clone(),
         }
     }
     pub fn into_message(self) -> StoreResult<Message> {
@@ -538,6 +541,7 @@ impl MessageDoc {
             nonce: self.nonce,
             pinned: self.pinned,
             attachments: self.attachments,
+            embeds: self.embeds,
         })
     }
 }

@@ -71,7 +71,8 @@ async fn upgrade(db: &Database) -> StoreResult<()> {
     let markers = db.collection::<Document>("schema_markers");
     const ATTACH_FILES_DEFAULT: &str = "attach_files_default";
     if markers.find_one(doc! { "_id": ATTACH_FILES_DEFAULT }).await.map_err(map_err)?.is_none() {
-        // ATTACH_FILES (1 << 15) joined @everyone's defaults: existing guilds get it as new ones do.
+        // EMBED_LINKS and ATTACH_FILES (1 << 14, 1 << 15) joined @everyone's defaults: existing guilds
+        // get them as new ones do.
         let roles = db.collection::<Document>(ROLES);
         let everyone: Vec<Document> = roles
             .find(doc! {})
@@ -85,7 +86,7 @@ async fn upgrade(db: &Database) -> StoreResult<()> {
             let (id, guild) = (docs::int_of(role.get("_id")), docs::int_of(role.get("guild_id")));
             if let (Some(id), true) = (id, id == guild) {
                 roles
-                    .update_one(doc! { "_id": id }, doc! { "$bit": { "permissions": { "or": 1i64 << 15 } } })
+                    .update_one(doc! { "_id": id }, doc! { "$bit": { "permissions": { "or": 3i64 << 14 } } })
                     .await
                     .map_err(map_err)?;
             }
@@ -869,6 +870,20 @@ impl Store for MongoStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn set_embeds(&self, channel_id: Id, id: Id, embeds: &[crate::previews::Embed]) -> StoreResult<bool> {
+        let embeds = mongodb::bson::to_bson(embeds)
+            .map_err(|e| StoreError::Backend(format!("mongodb: encoding embeds: {e}")))?;
+        let r = self
+            .messages
+            .update_one(
+                doc! { "_id": id.as_i64(), "channel_id": channel_id.as_i64() },
+                doc! { "$set": { "embeds": embeds } },
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(r.matched_count > 0)
     }
 
     async fn delete_message(&self, channel_id: Id, id: Id) -> StoreResult<bool> {

@@ -247,8 +247,11 @@ CREATE TABLE upload_usage (
 -- Two-factor authentication: the TOTP secret and the hashes of the unused recovery codes.
 ALTER TABLE users ADD COLUMN totp_secret TEXT;
 ALTER TABLE users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '[]';
--- ATTACH_FILES (1 << 15) is new and part of @everyone's defaults: existing guilds get it as new ones do.
-UPDATE roles SET permissions = permissions | 32768 WHERE id = guild_id;
+-- Link previews, kept with their message.
+ALTER TABLE messages ADD COLUMN embeds TEXT NOT NULL DEFAULT '[]';
+-- EMBED_LINKS (1 << 14) and ATTACH_FILES (1 << 15) are new and part of @everyone's defaults: existing
+-- guilds get them as new ones do.
+UPDATE roles SET permissions = permissions | 49152 WHERE id = guild_id;
 "#;
 
 /// Indexes every queued message (see [`V2`]). Runs on the writer inside the group transaction,

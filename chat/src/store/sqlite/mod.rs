@@ -93,16 +93,16 @@ pub fn fts_query(query: &str) -> Option<String> {
 
 // History queries; each names its index so that a page never turns into a scan of the channel.
 const HISTORY_LATEST: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, m.created_at, \
-     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments FROM messages AS m INDEXED BY messages_channel \
+     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments, m.embeds FROM messages AS m INDEXED BY messages_channel \
      WHERE m.channel_id = ?1 ORDER BY m.id DESC LIMIT ?2";
 const HISTORY_BEFORE: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, m.created_at, \
-     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments FROM messages AS m INDEXED BY messages_channel \
+     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments, m.embeds FROM messages AS m INDEXED BY messages_channel \
      WHERE m.channel_id = ?1 AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3";
 const HISTORY_AT_OR_BEFORE: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, \
-     m.created_at, m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments FROM messages AS m \
+     m.created_at, m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments, m.embeds FROM messages AS m \
      INDEXED BY messages_channel WHERE m.channel_id = ?1 AND m.id <= ?2 ORDER BY m.id DESC LIMIT ?3";
 const HISTORY_AFTER: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, m.created_at, \
-     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments FROM messages AS m INDEXED BY messages_channel \
+     m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments, m.embeds FROM messages AS m INDEXED BY messages_channel \
      WHERE m.channel_id = ?1 AND m.id > ?2 ORDER BY m.id ASC LIMIT ?3";
 const COUNT_AFTER: &str = "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_channel \
      WHERE channel_id = ?1 AND id > ?2 LIMIT ?3)";
@@ -147,7 +147,7 @@ fn insert_message_tx(c: &Connection, m: &Message) -> StoreResult<Inserted> {
     exec(
         c,
         "INSERT INTO messages (id, channel_id, guild_id, author_id, content, created_at, edited_at, reply_to, \
-         mentions, nonce, pinned, attachments) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         mentions, nonce, pinned, attachments, embeds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             m.id.as_i64(),
             m.channel_id.as_i64(),
@@ -161,6 +161,7 @@ fn insert_message_tx(c: &Connection, m: &Message) -> StoreResult<Inserted> {
             m.nonce,
             m.pinned,
             to_json(&m.attachments)?,
+            to_json(&m.embeds)?,
         ],
     )
     .map_err(|e| conflict(e, "message"))?;
@@ -865,6 +866,21 @@ impl Store for SqliteStore {
                     insert_mentions(c, &m)?;
                 }
                 Ok(())
+            })
+            .await
+    }
+
+    async fn set_embeds(&self, channel_id: Id, id: Id, embeds: &[crate::previews::Embed]) -> StoreResult<bool> {
+        let embeds = to_json(&embeds)?;
+        self.engine
+            .write(move |c| {
+                let n = exec(
+                    c,
+                    "UPDATE messages SET embeds = ?3 WHERE id = ?1 AND channel_id = ?2",
+                    params![id.as_i64(), channel_id.as_i64(), embeds],
+                )
+                .map_err(db)?;
+                Ok(n > 0)
             })
             .await
     }

@@ -278,7 +278,7 @@ pub fn invite(row: &Row<'_>) -> StoreResult<Invite> {
 
 /// Always selected through the alias `m`, because search joins the FTS table (which also has `content`).
 pub const MESSAGE_COLS: &str = "m.id, m.channel_id, m.guild_id, m.author_id, m.content, m.created_at, \
-                                m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments";
+                                m.edited_at, m.reply_to, m.mentions, m.nonce, m.pinned, m.attachments, m.embeds";
 
 pub fn message(row: &Row<'_>) -> StoreResult<Message> {
     Ok(Message {
@@ -294,6 +294,7 @@ pub fn message(row: &Row<'_>) -> StoreResult<Message> {
         nonce: get(row, 9)?,
         pinned: get_bool(row, 10)?,
         attachments: get_json(row, 11)?,
+        embeds: get_json(row, 12)?,
     })
 }
 
