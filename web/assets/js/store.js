@@ -3,7 +3,7 @@
 /**
  * @typedef {{ id: string, username: string, display_name?: string|null }} User
  * @typedef {{ id: string, guild_id: string|null, name: string, kind: string, parent_id: string|null, position: number, topic?: string|null, last_message_id?: string|null, rate_limit_per_user?: number, overwrites?: any[] }} Channel
- * @typedef {{ id: string, channel_id: string, author: User, content: string, created_at: string, edited_at?: string|null, reply_to?: string|null, mentions?: string[], mention_everyone?: boolean, reactions: {emoji:string,count:number,me:boolean}[], attachments?: import('./attachments.js').Attachment[], nonce?: string|null, pending?: boolean, failed?: boolean }} Message
+ * @typedef {{ id: string, channel_id: string, author: User, content: string, created_at: string, edited_at?: string|null, reply_to?: string|null, mentions?: string[], mention_everyone?: boolean, reactions: {emoji:string,count:number,me:boolean}[], attachments?: import('./attachments.js').Attachment[], embeds?: import('./embeds.js').Embed[], nonce?: string|null, pending?: boolean, failed?: boolean }} Message
  */
 
 export function createStore() {
@@ -53,7 +53,13 @@ export function createStore() {
     const list = msgs(m.channel_id);
     let i = list.findIndex((x) => x.id === m.id || (m.nonce && x.nonce === m.nonce && x.author?.id === m.author?.id));
     if (i >= 0) {
-      list[i] = { ...m, pending: false, failed: false };
+      const prev = list[i];
+      // Link previews arrive a moment after a message (a MESSAGE_UPDATE with `embeds`): a copy of the same
+      // revision without them (a REST answer or history page that was under way meanwhile) is older, and
+      // must not take the cards away again.
+      const sameRevision = prev.id === m.id && prev.content === m.content && (prev.edited_at ?? null) === (m.edited_at ?? null);
+      const embeds = !m.embeds?.length && prev.embeds?.length && sameRevision ? prev.embeds : m.embeds;
+      list[i] = { ...m, embeds, pending: false, failed: false };
     } else {
       list.push(m);
     }
@@ -101,16 +107,25 @@ export function createStore() {
       if (state.current.channelId === c.id) state.current.channelId = null;
     },
     MESSAGE_CREATE(m) {
-      const known = msgs(m.channel_id).some((x) => x.id === m.id);
-      upsertMessage(m);
+      // A channel never opened has no list yet: opening it loads its history, this message included
+      // (a list made here would hold only this message and hide the history).
+      const cached = state.messages.get(m.channel_id);
       const c = state.channels.get(m.channel_id);
+      // A replay after a resume repeats messages: one at or before the channel's newest is not new.
+      const known = cached
+        ? cached.some((x) => x.id === m.id)
+        : c?.last_message_id != null && byId(m, { id: c.last_message_id }) <= 0;
+      if (cached) upsertMessage(m);
+      else if (m.author) state.users.set(m.author.id, m.author);
       if (c) c.last_message_id = m.id;
       const t = state.typing.get(m.channel_id);
       t?.delete(m.author?.id);
       if (!known) unread(m);
     },
+    // A whole message again (an edit, or its link previews arrived): replaces the cached copy, embeds
+    // included. A message not cached is left to history (and no empty list is made for its channel).
     MESSAGE_UPDATE: (m) => {
-      if (msgs(m.channel_id).some((x) => x.id === m.id)) upsertMessage(m);
+      if (state.messages.get(m.channel_id)?.some((x) => x.id === m.id)) upsertMessage(m);
     },
     MESSAGE_DELETE(d) {
       const list = msgs(d.channel_id);
@@ -221,6 +236,7 @@ export function createStore() {
       notify('HISTORY');
     },
     addHistory(channelId, page, reachedEnd) {
+      msgs(channelId); // loaded, even when empty
       for (const m of page) upsertMessage(m);
       if (reachedEnd) state.historyDone.set(channelId, true);
       notify('HISTORY');

@@ -22,6 +22,8 @@
 // upload-progress (a <progress>), upload-cancel, upload-dismiss and upload-error (the server's refusal in
 // words), attachments (under a message), attachment-image (an <img>; data-attachment-id), attachment-file
 // (a card) with attachment-download (the <a download>) and attachment-size.
+// Link previews: embed (a card under a message; data-url: the link) with embed-site, embed-title (the <a>),
+// embed-description and embed-image (an <img>, only ever from /api/v1/link-previews/image?…).
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';

@@ -60,6 +60,28 @@ test('other 429s are waited out and retried', async () => {
   assert.deepEqual(slept, [2000]);
 });
 
+test('retry: false answers a 429 at once (a second-factor code: the user sees the wait)', async () => {
+  const slept = [];
+  const { fetchImpl, calls } = fakeFetch([{ status: 429, headers: { 'Retry-After': '12' }, body: { code: 'rate_limited', message: 'rate limited; retry after 12 s' } }]);
+  const api = createApi({ fetchImpl, storage: memory(), sleep: async (ms) => void slept.push(ms) });
+  await assert.rejects(api.post('/auth/mfa/totp', { ticket: 't', code: '123456' }, { retry: false }), (e) => {
+    assert.deepEqual([e.status, e.code, e.retryAfter], [429, 'rate_limited', 12]);
+    return true;
+  });
+  assert.equal(calls.length, 1);
+  assert.deepEqual(slept, []);
+});
+
+test('a DELETE with a body sends it as JSON (deleting the account takes the password)', async () => {
+  const { fetchImpl, calls } = fakeFetch([{ status: 204 }]);
+  const api = createApi({ fetchImpl, storage: memory() });
+  api.setToken('tok');
+  assert.equal(await api.request('DELETE', '/users/@me', { password: 'pw', code: '123456' }, { retry: false }), null);
+  assert.equal(calls[0].init.method, 'DELETE');
+  assert.equal(calls[0].init.headers['Content-Type'], 'application/json');
+  assert.deepEqual(JSON.parse(calls[0].init.body), { password: 'pw', code: '123456' });
+});
+
 /** An XMLHttpRequest stand-in: records what is sent; the test drives progress and the answer. */
 class FakeXhr {
   static last = /** @type {FakeXhr|null} */ (null);

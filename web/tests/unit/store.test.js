@@ -35,6 +35,7 @@ test('READY fills guilds, channels, voice states, presences and read states', ()
 
 test('messages stay in id order and an acknowledged message replaces its pending copy by nonce', () => {
   const st = ready();
+  st.addHistory('100', [], true); // the channel was opened
   st.dispatch('MESSAGE_CREATE', msg('20'));
   st.addPending({ ...msg('pending-x', me), nonce: 'n1' });
   st.dispatch('MESSAGE_CREATE', msg('9'));
@@ -50,7 +51,19 @@ test('a repeated MESSAGE_CREATE (replay after resume) is not counted twice', () 
   st.dispatch('MESSAGE_CREATE', msg('40'));
   st.dispatch('MESSAGE_CREATE', msg('40'));
   assert.equal(st.state.readStates.get('100').unread_count, 4);
+  assert.equal(st.state.messages.get('100'), undefined, 'a channel never opened keeps no partial list');
+  st.addHistory('100', [], true);
+  st.dispatch('MESSAGE_CREATE', msg('41'));
+  st.dispatch('MESSAGE_CREATE', msg('41'));
   assert.equal(st.state.messages.get('100').length, 1);
+  assert.equal(st.state.readStates.get('100').unread_count, 5);
+});
+
+test('a message in a channel never opened leaves its history to be loaded when it is opened', () => {
+  const st = ready();
+  st.dispatch('MESSAGE_CREATE', msg('50'));
+  assert.equal(st.state.messages.has('100'), false);
+  assert.equal(st.state.channels.get('100').last_message_id, '50');
 });
 
 test('a message mentioning me raises the mention badge; my own never raises unread', () => {
@@ -66,6 +79,7 @@ test('a message mentioning me raises the mention badge; my own never raises unre
 
 test('edits replace content, deletes remove, reactions count and track mine', () => {
   const st = ready();
+  st.addHistory('100', [], true); // the channel was opened
   st.dispatch('MESSAGE_CREATE', msg('50'));
   st.dispatch('MESSAGE_UPDATE', { ...msg('50'), content: 'edited', edited_at: '2026-01-01T00:00:00Z' });
   assert.equal(st.state.messages.get('100')[0].content, 'edited');
@@ -78,6 +92,44 @@ test('edits replace content, deletes remove, reactions count and track mine', ()
   assert.deepEqual(st.state.messages.get('100')[0].reactions, []);
   st.dispatch('MESSAGE_DELETE', { id: '50', channel_id: '100' });
   assert.equal(st.state.messages.get('100').length, 0);
+});
+
+test("link previews arrive as a MESSAGE_UPDATE of the whole message and replace it, embeds included", () => {
+  const st = ready();
+  st.addHistory('100', [], true); // the channel was opened
+  const card = { url: 'https://example.org/', title: 'Example', description: 'Words', site_name: 'Ex', image_url: '/api/v1/link-previews/image?url=x&sig=y' };
+  const seen = [];
+  st.subscribe((_s, what) => seen.push(what));
+  st.dispatch('MESSAGE_CREATE', msg('60', other, { content: 'look https://example.org/', embeds: [] }));
+  st.dispatch('MESSAGE_UPDATE', msg('60', other, { content: 'look https://example.org/', embeds: [card] }));
+  assert.deepEqual(st.state.messages.get('100')[0].embeds, [card]);
+  assert.deepEqual(seen, ['MESSAGE_CREATE', 'MESSAGE_UPDATE'], 'views hear it and render the card');
+  // An edit that drops the link drops the card.
+  st.dispatch('MESSAGE_UPDATE', msg('60', other, { content: 'no link', edited_at: '2026-01-01T00:00:00Z', embeds: [] }));
+  assert.deepEqual(st.state.messages.get('100')[0].embeds, []);
+  assert.equal(st.state.messages.get('100').length, 1);
+});
+
+test('an older copy of the same message (no previews yet) does not take its cards away', () => {
+  const st = ready();
+  const card = { url: 'https://example.org/', title: 'Example', description: null, site_name: null, image_url: null };
+  st.addPending({ ...msg('tmp', me, { content: 'https://example.org/' }), nonce: 'n9' });
+  // The gateway was quicker than the REST answer: the message, then its previews…
+  st.dispatch('MESSAGE_CREATE', msg('70', me, { content: 'https://example.org/', nonce: 'n9', embeds: [] }));
+  st.dispatch('MESSAGE_UPDATE', msg('70', me, { content: 'https://example.org/', nonce: 'n9', embeds: [card] }));
+  // …then the POST's answer, and a history page that was under way.
+  st.acknowledge(msg('70', me, { content: 'https://example.org/', nonce: 'n9', embeds: [] }));
+  st.addHistory('100', [msg('70', me, { content: 'https://example.org/', embeds: [] })], true);
+  const list = st.state.messages.get('100');
+  assert.deepEqual(list.map((m) => m.id), ['70']);
+  assert.deepEqual(list[0].embeds, [card]);
+  assert.equal(list[0].pending, false);
+});
+
+test('an update of a message not cached is left to history (no empty list is made for its channel)', () => {
+  const st = ready();
+  st.dispatch('MESSAGE_UPDATE', { ...msg('80'), channel_id: '101', embeds: [] });
+  assert.equal(st.state.messages.has('101'), false);
 });
 
 test('voice state updates move, mute and remove users', () => {

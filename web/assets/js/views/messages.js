@@ -2,11 +2,14 @@
 // edit / delete / reply / reactions, mention highlight, the typing line and "jump to present".
 // Attachments show under the text: images inline (the thumbnail, in a box sized from the image's
 // dimensions before it loads, opening the full image in a new tab), other files as download cards.
+// Link previews (embeds, added by the server a moment after the message) show under those as cards: site
+// name, the title linking to the page, the description, and the image through the server's proxy.
 
 import { h, replace, timeOf } from '../dom.js';
 import { renderMarkdown } from '../markdown.js';
 import { groupMessages } from '../store.js';
 import { fitWithin, humanSize, isInlineImage, safeUrl, attachmentsSummary } from '../attachments.js';
+import { displayEmbeds } from '../embeds.js';
 
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉'];
 const PAGE = 50;
@@ -149,6 +152,46 @@ export function mountMessages(root, app) {
     );
   };
 
+  /** Whether the list was at its bottom when last rendered or scrolled (an image loading later keeps it there). */
+  let atEnd = true;
+
+  /**
+   * One link preview card. Every text is text; the title links only to an http(s) URL and the image
+   * loads only from the server's proxy (embeds.js checked both).
+   * @param {import('../embeds.js').EmbedDisplay} e
+   */
+  const embedCard = (e) =>
+    h(
+      'article',
+      { class: `embed${e.image ? ' has-image' : ''}`, 'data-testid': 'embed', 'data-url': e.url },
+      h(
+        'div',
+        { class: 'embed-text' },
+        e.siteName ? h('div', { class: 'embed-site', 'data-testid': 'embed-site' }, e.siteName) : null,
+        h('a', { class: 'embed-title', 'data-testid': 'embed-title', href: e.href, target: '_blank', rel: 'noopener noreferrer' }, e.title ?? e.href),
+        e.description ? h('div', { class: 'embed-description', 'data-testid': 'embed-description' }, e.description) : null,
+      ),
+      e.image
+        ? h(
+            'a',
+            { class: 'embed-image-link', href: e.href, target: '_blank', rel: 'noopener noreferrer', tabindex: -1, 'aria-hidden': 'true' },
+            h('img', {
+              class: 'embed-image',
+              'data-testid': 'embed-image',
+              src: e.image,
+              alt: '',
+              loading: 'lazy',
+              decoding: 'async',
+              referrerpolicy: 'no-referrer',
+              onload: () => {
+                if (atEnd) list.scrollTop = list.scrollHeight;
+              },
+              onerror: (/** @type {Event} */ ev) => /** @type {HTMLElement} */ (ev.target).closest('.embed-image-link')?.remove(),
+            }),
+          )
+        : null,
+    );
+
   const messageItem = (/** @type {any} */ m, first) => {
     const me = s().me;
     const mine = m.author?.id === me?.id;
@@ -158,6 +201,7 @@ export function mountMessages(root, app) {
       meId: me?.id,
       mentionName: (id) => nameOf(s().users.get(id)),
     }));
+    const embeds = displayEmbeds(m.embeds);
     const replied = m.reply_to ? (s().messages.get(m.channel_id) ?? []).find((x) => x.id === m.reply_to) : null;
     return h(
       'li',
@@ -176,6 +220,7 @@ export function mountMessages(root, app) {
       body,
       m.edited_at ? h('span', { class: 'muted small', 'data-testid': 'edited' }, ' (edited)') : null,
       m.attachments?.length ? h('div', { class: 'attachments', 'data-testid': 'attachments' }, m.attachments.map(attachmentItem)) : null,
+      embeds.length ? h('div', { class: 'embeds', 'data-testid': 'embeds' }, embeds.map(embedCard)) : null,
       m.failed ? h('span', { class: 'error small' }, ' Not sent yet — retrying…') : null,
       m.reactions.length
         ? h(
@@ -218,6 +263,7 @@ export function mountMessages(root, app) {
       groups.map((g) => g.map((m, i) => messageItem(m, i === 0))),
     );
     if (stick || atBottom) list.scrollTop = list.scrollHeight;
+    atEnd = stick || atBottom;
     stick = false;
     const who = app.store.typingIn(cid).map((id) => nameOf(st.users.get(id)));
     typing.textContent = who.length ? `${who.slice(0, 3).join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '';
@@ -227,6 +273,7 @@ export function mountMessages(root, app) {
   list.addEventListener('scroll', () => {
     const cid = s().current.channelId;
     if (cid && list.scrollTop < 80) loadOlder(cid);
+    atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     jump.hidden = list.scrollHeight - list.scrollTop - list.clientHeight < 200;
   });
   jump.addEventListener('click', () => {

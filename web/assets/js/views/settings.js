@@ -1,4 +1,5 @@
-// User settings (profile, devices, log out) and server settings (overview, channels with their slow
+// User settings (profile, devices, security: two-factor authentication, username, account deletion; log
+// out) and server settings (overview, channels with their slow
 // mode, roles, channel permission overwrites, invites, bans, audit log). The server enforces every
 // permission; the UI only offers.
 
@@ -8,6 +9,7 @@ import { mountDeviceSettings } from '../voice/devices.js';
 import { PERMISSION_LIST } from '../permissions.js';
 import { SLOW_MODE_CHOICES, slowModeLabel } from '../slowmode.js';
 import { renderAuditLog } from './audit-log.js';
+import { renderSecurity } from './security.js';
 
 /** Discord's bit values, as the server uses them (permissions travel as decimal strings). */
 export const PERMISSIONS = PERMISSION_LIST;
@@ -31,11 +33,12 @@ const errorText = (/** @type {any} */ e) => (e?.fields ? Object.values(e.fields)
 
 /** @param {any} app */
 export function openUserSettings(app) {
-  const me = app.store.state.me;
   showModal(
     'User settings',
     tabs([
       ['Profile', (el) => {
+        // Read at each render: the Security tab may have changed the username meanwhile.
+        const me = app.store.state.me;
         const input = /** @type {HTMLInputElement} */ (h('input', { id: 'display-name', value: me?.display_name ?? '', maxlength: 32, 'data-testid': 'display-name' }));
         const status = h('p', { class: 'muted', role: 'status' });
         replace(el,
@@ -55,6 +58,7 @@ export function openUserSettings(app) {
         );
       }],
       ['Devices', (el) => mountDeviceSettings(el)],
+      ['Security', (el) => renderSecurity(el, app)],
       ['Account', (el) => replace(el, h('button', { class: 'danger', 'data-testid': 'logout', onclick: () => app.logout() }, 'Log out'))],
     ]),
   );
