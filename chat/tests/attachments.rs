@@ -206,6 +206,24 @@ async fn a_deleted_messages_files_leave_storage_and_their_urls_answer_404() {
 }
 
 #[tokio::test]
+async fn deleting_a_channel_or_a_guild_removes_every_file_in_it() {
+    let (s, owner, alice, g) = setup().await;
+    let (_, extra) = s.post(&owner, &format!("/guilds/{}/channels", g.id), json!({"name": "extra"})).await;
+    let extra = extra["id"].as_str().expect("id").to_string();
+    for channel in [&g.text, &extra] {
+        let (st, _) = upload(&s, &alice, channel, &[file("files[0]", "a.txt", "text/plain", b"bytes".to_vec())]).await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    assert_eq!(stored(&s).len(), 2);
+    let (st, _) = s.delete(&owner, &format!("/channels/{extra}")).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(stored(&s).len(), 1, "the channel's file went with it: {:?}", stored(&s));
+    let (st, _) = s.delete(&owner, &format!("/guilds/{}", g.id)).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert!(stored(&s).is_empty(), "{:?}", stored(&s));
+}
+
+#[tokio::test]
 async fn files_that_lie_about_being_images_and_decompression_bombs_are_refused_and_nothing_is_stored() {
     let (s, _, alice, g) = setup().await;
     let not_png = b"\x89PNG\r\n\x1a\nthis is not a png at all".to_vec();

@@ -170,6 +170,18 @@ impl Storage {
         Ok(())
     }
 
+    /// Removes every file of a channel (the channel is gone); returns how many.
+    pub async fn delete_channel(&self, channel_id: Id) -> Result<usize, StorageError> {
+        let keys = self.keys_of_channel(channel_id).await?;
+        for key in &keys {
+            match self.objects.delete(&Key::from(key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(keys.len())
+    }
+
     /// Every key under a channel's prefix (tests and the operator's checks).
     pub async fn keys_of_channel(&self, channel_id: Id) -> Result<Vec<String>, StorageError> {
         let prefix = Key::from(channel_id.to_string());

@@ -280,6 +280,17 @@ impl Chat {
         Ok(serve::respond(&uploads.storage, served, range).await?)
     }
 
+    /// After channels were deleted: their files go too (they were unreachable already: a URL checks
+    /// its message). Quotas are not given back here — the messages are gone with the channel.
+    pub(crate) async fn forget_channel_files(&self, channel_ids: &[Id]) {
+        let Ok(uploads) = self.uploads() else { return };
+        for channel_id in channel_ids {
+            if let Err(e) = uploads.storage.delete_channel(*channel_id).await {
+                tracing::warn!(error = %e, channel = %channel_id, "attachment files of a deleted channel not removed");
+            }
+        }
+    }
+
     /// After a message was deleted: its files go, and the author's quota gets them back.
     pub(crate) async fn forget_files(&self, message: &Message) {
         if message.attachments.is_empty() {

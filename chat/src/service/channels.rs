@@ -181,6 +181,7 @@ impl Chat {
     pub async fn delete_channel(&self, caller: &Caller, channel_id: Id) -> Result<()> {
         let (guild, channel) = self.managed_channel(caller, channel_id, Permissions::MANAGE_CHANNELS).await?;
         self.store.delete_channel(channel_id).await?;
+        self.forget_channel_files(&[channel_id]).await;
         self.publish(Dispatch::new("CHANNEL_DELETE", &channel, Audience::Channel(guild.scope(&channel).into())));
         let changes = vec![change("name", &channel.name, ()), change("kind", channel.kind, ())];
         self.audit(caller, guild.guild.id, AuditAction::ChannelDelete, Some(channel_id), changes).await;

@@ -124,7 +124,9 @@ impl Chat {
         if !access.is_owner() {
             return Err(Error::Forbidden("only the owner can delete a guild"));
         }
+        let channels: Vec<Id> = self.store.guild_channels(guild_id).await?.iter().map(|c| c.id).collect();
         self.store.delete_guild(guild_id).await?;
+        self.forget_channel_files(&channels).await;
         self.publish(
             Dispatch::new("GUILD_DELETE", &GuildDeleted { id: guild_id }, Audience::Guild(guild_id))
                 .with_effect(Effect::GuildRemove(guild_id)),
