@@ -22,6 +22,15 @@
 // upload-progress (a <progress>), upload-cancel, upload-dismiss and upload-error (the server's refusal in
 // words), attachments (under a message), attachment-image (an <img>; data-attachment-id), attachment-file
 // (a card) with attachment-download (the <a download>) and attachment-size.
+// Account security: login-form, auth-notice (e.g. "Your account was deleted."; auth-error carries the
+// error code in data-code), the login's code step mfa-form with mfa-code, mfa-hint, mfa-submit, mfa-error
+// (data-code) and mfa-back; in the Security tab (tab-security): mfa-section (data-state off, setup, on)
+// with mfa-status, mfa-setup, mfa-qr (an <img>), mfa-secret, mfa-secret-copy, mfa-enable-code,
+// mfa-enable-password, mfa-enable, mfa-cancel, recovery-box with recovery-codes (a list), recovery-copy
+// and recovery-done, mfa-disable-password, mfa-disable-code, mfa-disable; username-section with
+// current-username, username-input, username-password, username-save; delete-section with delete-account,
+// delete-password, delete-code, delete-confirm, delete-cancel. Each section shows security-error (data-code)
+// and security-status.
 // Link previews: embed (a card under a message; data-url: the link) with embed-site, embed-title (the <a>),
 // embed-description and embed-image (an <img>, only ever from /api/v1/link-previews/image?…).
 
