@@ -499,16 +499,19 @@ impl Config {
         const MIB: u64 = 1 << 20;
         let defaults = chat::attachments::UploadLimits::default();
         let max_file_bytes =
-            cli.upload_max_file_mb.or(file.upload_max_file_mb).map_or(defaults.max_file_bytes, |m| m.max(1) * MIB);
+            cli.upload_max_file_mb.or(file.upload_max_file_mb).map_or(defaults.max_file_bytes, |m| m.clamp(1, 1 << 20) * MIB);
         let upload_limits = chat::attachments::UploadLimits {
             max_file_bytes,
             max_message_bytes: cli
                 .upload_max_message_mb
                 .or(file.upload_max_message_mb)
-                .map_or(defaults.max_message_bytes, |m| m.max(1) * MIB)
+                .map_or(defaults.max_message_bytes, |m| m.clamp(1, 1 << 20) * MIB)
                 .max(max_file_bytes),
             max_files: cli.upload_max_files.or(file.upload_max_files).unwrap_or(defaults.max_files).clamp(1, 100),
-            quota_bytes: cli.upload_quota_mb.or(file.upload_quota_mb).map_or(defaults.quota_bytes, |m| m * MIB),
+            quota_bytes: cli
+                .upload_quota_mb
+                .or(file.upload_quota_mb)
+                .map_or(defaults.quota_bytes, |m| m.min(1 << 30).saturating_mul(MIB)),
             url_ttl: defaults.url_ttl,
         };
         let upload_store = cli.upload_store.or(file.upload_store).unwrap_or_else(|| "local".into());

@@ -75,7 +75,7 @@ pub async fn build(config: &Config) -> Result<App> {
         registration: config.registration,
         uploads: config.upload_limits,
         previews: config.previews.clone(),
-        server_key: chat::credentials::ServerKey::derive(&secret, "chorus login tickets v1"),
+        server_key: chat::credentials::ServerKey::derive(&secret, "chorus tickets and preview urls v1"),
         ..ChatConfig::default()
     };
     if config.no_rate_limits {
@@ -236,8 +236,17 @@ pub async fn build(config: &Config) -> Result<App> {
             (StatusCode::NOT_FOUND, axum::Json(body))
         })
         // Text answers (the client's modules, JSON) shrink several-fold over a real link; an upgrade's
-        // empty 101 and small bodies are left alone by the layer's default predicate.
-        .layer(tower_http::compression::CompressionLayer::new());
+        // empty 101 and small bodies are left alone by the layer's default predicate. Attachments
+        // (they carry Content-Disposition) are not: their length and ranges must stay (download
+        // progress, resume), and most are compressed already.
+        .layer(tower_http::compression::CompressionLayer::new().compress_when(
+            tower_http::compression::Predicate::and(
+                tower_http::compression::predicate::DefaultPredicate::new(),
+                |_: StatusCode, _: axum::http::Version, h: &axum::http::HeaderMap, _: &axum::http::Extensions| {
+                    !h.contains_key(header::CONTENT_DISPOSITION)
+                },
+            ),
+        ));
     // Browsers that once saw HTTPS here never try plain HTTP again (a proxy in front sets its own).
     let router = if config.tls.is_some() {
         router.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(

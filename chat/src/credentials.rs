@@ -37,8 +37,9 @@ pub async fn verify_password(password: String, phc: String) -> bool {
     .unwrap_or(false)
 }
 
-/// The key this instance signs its short-lived tickets with (2FA login tickets). The binary derives
-/// it from the node secret, so every node of a cluster shares it; by default (tests) it is random.
+/// The key this instance signs what it hands out and takes back with (2FA login tickets, link
+/// preview image URLs). The binary derives it from the node secret, so every node of a cluster
+/// shares it; by default (tests) it is random.
 #[derive(Clone)]
 pub struct ServerKey(std::sync::Arc<[u8; 32]>);
 
@@ -69,6 +70,29 @@ impl std::fmt::Debug for ServerKey {
     }
 }
 
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The 32 bytes a 64-digit hex string (from outside) stands for; None for anything else.
+pub fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
 /// A new bearer token: 32 random bytes, URL-safe base64.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
@@ -78,12 +102,7 @@ pub fn new_token() -> String {
 
 /// What the store keeps of a token.
 pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// Invite codes: 10 characters from an unambiguous alphabet.

@@ -122,6 +122,8 @@ pub struct Chat {
     /// Messages waiting for link previews, and the previews fetched lately.
     pub(crate) preview_jobs: tokio::sync::mpsc::Sender<service::previews::PreviewJob>,
     pub(crate) preview_cache: service::previews::PreviewCache,
+    /// Preview images being proxied at once.
+    pub(crate) preview_proxy_slots: tokio::sync::Semaphore,
     /// Moderators' orders for the voice side, as they come off the event stream.
     pub(crate) voice_orders: tokio::sync::broadcast::Sender<voice::VoiceOrder>,
 }
@@ -156,6 +158,7 @@ impl Chat {
             uploads: std::sync::OnceLock::new(),
             preview_jobs,
             preview_cache: Default::default(),
+            preview_proxy_slots: tokio::sync::Semaphore::new(8),
             // Orders are rare (a moderator's click); a voice side lagging 256 behind is broken anyway.
             voice_orders: tokio::sync::broadcast::channel(256).0,
         });

@@ -201,10 +201,13 @@ impl Operator {
 
     /// Deletes a guild and everything in it. Members connected to a running instance see it vanish at
     /// their next reconnect (this process has no gateway to tell them at once).
-    pub async fn delete_guild(&self, id: Id) -> Result<Guild> {
+    /// Deletes a guild with everything in it; returns it and the ids of its channels (whose
+    /// attachment files the caller removes from the storage).
+    pub async fn delete_guild(&self, id: Id) -> Result<(Guild, Vec<Id>)> {
         let guild = self.store.guild(id).await?.ok_or(Error::NotFound("guild"))?;
+        let channels = self.store.guild_channels(id).await?.into_iter().map(|c| c.id).collect();
         self.store.delete_guild(id).await?;
-        Ok(guild)
+        Ok((guild, channels))
     }
 }
 

@@ -79,9 +79,10 @@ fn quota(rate: Rate) -> Quota {
         .allow_burst(burst)
 }
 
-/// Codes an account may try per minute: guessing one of a million codes that change every 30 s
-/// would take about a year on average.
-const MFA_ATTEMPTS: Rate = Rate { per_minute: 5, burst: 5 };
+/// Second-factor attempts per account: a burst of 6, then one a minute. Three codes are valid at a
+/// time (one step of clock skew), so a guesser needs about 333,000 tries: some 230 days at this
+/// pace, with about one chance in 700 a day.
+const MFA_ATTEMPTS: Rate = Rate { per_minute: 1, burst: 6 };
 
 /// A refusal: wait this many seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,8 +232,8 @@ impl RateLimits {
         }
     }
 
-    /// A second-factor code tried for this account: 5 a minute (a burst of 5), whatever the
-    /// client's address, and never lifted for benchmarks.
+    /// A second-factor code tried for this account (see [`MFA_ATTEMPTS`]), whatever the client's
+    /// address, and never lifted for benchmarks.
     pub async fn mfa_attempt(&self, user: Id) -> Result<(), Limited> {
         self.limit(|| format!("mfa:{user}"), MFA_ATTEMPTS, || check(&self.mfa, &user)).await
     }

@@ -81,6 +81,21 @@ async fn slow_mode_refuses_a_members_second_message_within_the_period_with_retry
 }
 
 #[tokio::test]
+async fn a_retried_send_inside_slow_mode_answers_the_first_message() {
+    let s = TestServer::start().await;
+    let (owner, alice, g) = guild_with_member(&s).await;
+    s.patch(&owner, &format!("/channels/{}", g.text), json!({"rate_limit_per_user": 60})).await;
+    let path = format!("/channels/{}/messages", g.text);
+    let (st, first) = s.post(&alice, &path, json!({"content": "once", "nonce": "retry-me"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let (st, again) = s.post(&alice, &path, json!({"content": "once", "nonce": "retry-me"})).await;
+    assert!(st.is_success(), "a retry is not a second message: {st} {again}");
+    assert_eq!(again["id"], first["id"]);
+    let (st, _) = s.post(&alice, &path, json!({"content": "a new one", "nonce": "other"})).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "a new message still waits");
+}
+
+#[tokio::test]
 async fn slow_mode_spares_those_who_manage_messages_and_other_members() {
     let s = TestServer::start().await;
     let (owner, alice, g) = guild_with_member(&s).await;

@@ -777,6 +777,9 @@ async fn nonce_makes_insert_message_idempotent(s: S) {
     assert_eq!(s.insert_message(&retry).await.unwrap(), Inserted::Existing(Box::new(m1.clone())));
     assert_eq!(s.message(w.chan.id, retry.id).await.unwrap(), None);
     assert_eq!(s.channel(w.chan.id).await.unwrap().unwrap().last_message_id, Some(m1.id));
+    assert_eq!(s.message_by_nonce(w.chan.id, w.owner, "n-1").await.unwrap(), Some(m1.clone()));
+    assert_eq!(s.message_by_nonce(w.chan.id, other_author, "n-1").await.unwrap(), None);
+    assert_eq!(s.message_by_nonce(other_chan.id, w.owner, "n-1").await.unwrap(), None);
 
     // The nonce is scoped to (channel, author).
     let mut by_other = msg(w.ids.next(), &w.chan, other_author, "same nonce, other author");

@@ -1,7 +1,8 @@
 //! What strangers' bytes become in chat: a linked page's HTML (`chat::previews::html::parse`), the
 //! links found in a message (`chat::previews::links`), an uploaded file's name
 //! (`chat::attachments::staging::safe_filename`), a `Range` header (`chat::attachments::serve::
-//! parse_range`) and an `X-Audit-Log-Reason` header (`chat::service::audit::parse_reason`).
+//! parse_range`), an `X-Audit-Log-Reason` header (`chat::service::audit::parse_reason`) and hex
+//! signatures (`chat::credentials::unhex32`).
 //!
 //! Asserts: no panic; preview titles at most 256 characters and descriptions 1,024, without control
 //! characters; at most 3 distinct links, each http(s), without whitespace, at most 2,048 bytes; a
@@ -40,6 +41,11 @@ fuzz_target!(|data: &[u8]| {
     let size = data.first().map_or(0, |b| u64::from(*b) * 37);
     if let Ok(Some(r)) = chat::attachments::serve::parse_range(Some(&text), size) {
         assert!(r.start < r.end && r.end <= size, "{r:?} of {size} for {text:?}");
+    }
+
+    // Hex from outside (2FA tickets, URL signatures): 64 hex digits or nothing, read back exactly.
+    if let Some(bytes) = chat::credentials::unhex32(&text) {
+        assert_eq!(chat::credentials::hex(&bytes), text.to_ascii_lowercase());
     }
 
     if let Some(reason) = chat::service::audit::parse_reason(data) {

@@ -212,33 +212,22 @@ impl Signaling {
     }
 
     /// Carries out a moderator's order on this user's calls on this node: a live socket's session
-    /// acts on it; a session parked for resume is muted in place, or ends on a move or disconnect.
+    /// acts on it, and so does a session parked for resume (muted in place, or ended by a move or
+    /// a disconnect) — each only for its own guild's call.
     pub fn moderate(&self, order: ModeratorOrder) {
         let _ = self.orders.send(Order::Moderate(order));
-        let ending: Vec<socket::Parked> = match self.parked.lock() {
-            Ok(mut p) => {
-                let mut ending = Vec::new();
-                let ids: Vec<String> = p
-                    .iter()
-                    .filter(|(_, parked)| parked.user_id() == Some(order.user_id))
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in ids {
-                    match order.action {
-                        Moderation::Mute { .. } => {
-                            if let Some(parked) = p.get_mut(&id) {
-                                socket::moderate_parked(self, parked, order);
-                            }
-                        }
-                        Moderation::Move { .. } | Moderation::Disconnect => ending.extend(p.remove(&id)),
-                    }
+        if let Ok(mut p) = self.parked.lock() {
+            let ids: Vec<String> = p
+                .iter()
+                .filter(|(_, parked)| parked.user_id() == Some(order.user_id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ids {
+                let ended = p.get_mut(&id).is_some_and(|parked| socket::moderate_parked(self, parked, order));
+                if ended {
+                    p.remove(&id);
                 }
-                ending
             }
-            Err(_) => Vec::new(),
-        };
-        for p in ending {
-            socket::end_parked(self, p);
         }
     }
 

@@ -265,15 +265,25 @@ pub(crate) fn end_parked(s: &Signaling, mut p: Parked) {
     }
 }
 
-/// A moderator's mute or deafen of a session parked for resume: the SFU applies it now, and the
-/// session learns it from the room's event when its client comes back.
-pub(crate) fn moderate_parked(s: &Signaling, p: &mut Parked, order: ModeratorOrder) {
+/// A moderator's order to a session parked for resume: the SFU applies a mute now (the session
+/// learns it from the room's event when its client comes back); a move or a disconnect ends the
+/// session (its voice state says "left"). Returns whether the session ended.
+pub(crate) fn moderate_parked(s: &Signaling, p: &mut Parked, order: ModeratorOrder) -> bool {
     let target = p.session.participant();
+    let mut ended = false;
     for a in p.session.moderate(order.guild_id, order.action) {
-        if let (Action::Sfu(cmd), Some((room, pid))) = (a, target) {
-            let _ = s.link.command(room, pid, cmd);
+        match a {
+            Action::Sfu(cmd) => {
+                if let Some((room, pid)) = target {
+                    let _ = s.link.command(room, pid, cmd);
+                }
+            }
+            Action::VoiceState(change) => s.events.voice_state(change),
+            Action::Close => ended = true,
+            Action::Send(_) | Action::Join { .. } | Action::Resume { .. } => {}
         }
     }
+    ended
 }
 
 /// An HTTP error in the shape of the API contract (`{code, message}`).

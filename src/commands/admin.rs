@@ -38,7 +38,7 @@ pub async fn run(config: &Config, command: AdminCommand, json: bool) -> Result<(
             });
             Ok(())
         }
-        AdminCommand::Guild { command } => guild(&op, command, &out).await,
+        AdminCommand::Guild { command } => guild(&op, config, command, &out).await,
     };
     // SQLite: make every acknowledged change durable before the process exits.
     let _ = store.flush().await;
@@ -91,7 +91,7 @@ async fn user(op: &Operator, command: UserCommand, out: &Output, named_admins: &
     Ok(())
 }
 
-async fn guild(op: &Operator, command: GuildCommand, out: &Output) -> Result<(), Failure> {
+async fn guild(op: &Operator, config: &Config, command: GuildCommand, out: &Output) -> Result<(), Failure> {
     match command {
         GuildCommand::List => {
             let guilds = op.list_guilds().await.map_err(Failure::chat)?;
@@ -101,7 +101,18 @@ async fn guild(op: &Operator, command: GuildCommand, out: &Output) -> Result<(),
         }
         GuildCommand::Delete { id } => {
             let id: chat::Id = id.parse().map_err(|_| Failure::usage(format!("{id:?} is not a guild id")))?;
-            let g = op.delete_guild(id).await.map_err(Failure::chat)?;
+            let (g, channels) = op.delete_guild(id).await.map_err(Failure::chat)?;
+            // Its attachments go too (the storage's URLs are never signed here: any key opens it).
+            match chat::attachments::Storage::open(&config.upload_store, &config.data_dir, b"admin") {
+                Ok(storage) => {
+                    for c in channels {
+                        if let Err(e) = storage.delete_channel(c).await {
+                            eprintln!("warning: attachments of channel {c} not removed: {e}");
+                        }
+                    }
+                }
+                Err(e) => eprintln!("warning: attachment storage not opened ({e}); its files stay"),
+            }
             out.one(&g, || format!("deleted guild {} ({})", g.id, g.name));
         }
     }

@@ -1,14 +1,15 @@
 //! Images: decoded under limits, re-encoded without their metadata (EXIF, GPS, XMP, comments — and
 //! anything appended after the image, as polyglot files do), measured, and thumbnailed.
 //!
-//! Animated GIFs are kept byte for byte (re-encoding would drop the animation); GIF has no EXIF or
-//! GPS block, and the file is served with its image type, `nosniff` and a sandboxing CSP.
+//! GIFs are kept byte for byte (re-encoding would drop the animation): GIF has no EXIF or GPS
+//! block, but its comment and application extensions (XMP among them) stay; the file is served with
+//! its image type, `nosniff` and a sandboxing CSP. Animated WebP and PNG keep their first frame only.
 //! CPU-heavy: callers run [`process`] on a blocking thread, a few at a time.
 
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 /// The largest image accepted, in pixels (a 50-megapixel photo; a decompression bomb claims more).
 pub const MAX_PIXELS: u64 = 50_000_000;
@@ -79,12 +80,18 @@ pub fn process(path: &Path, format: ImageFormat, dir: &Path) -> Result<Processed
     if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(ImageError::TooLarge(width, height));
     }
-    let mut decoder = reader(path, format)?;
-    decoder.limits(limits());
-    let image = decoder.decode().map_err(|e| match e {
+    let too_large_or_invalid = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => ImageError::TooLarge(width, height),
         other => ImageError::Invalid(other.to_string()),
-    })?;
+    };
+    let mut decoder = reader(path, format)?.into_decoder().map_err(too_large_or_invalid)?;
+    decoder.set_limits(limits()).map_err(too_large_or_invalid)?;
+    // A phone's photo is stored as the sensor saw it plus an EXIF orientation; the metadata goes,
+    // so the pixels are turned the way they are meant to be seen first.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(too_large_or_invalid)?;
+    image.apply_orientation(orientation);
+    let (width, height) = (image.width(), image.height());
     let (content_type, cleaned) = match format {
         ImageFormat::Gif => ("image/gif", None),
         ImageFormat::Png => ("image/png", Some(encode(&image, ImageFormat::Png, dir)?)),
@@ -169,6 +176,27 @@ mod tests {
         assert!(!contains(b"GPSLatitude") && !contains(b"Exif"), "metadata stripped");
         assert!(!contains(b"<script>"), "the appended page is gone");
         assert_eq!(image::load_from_memory(&served).unwrap().width(), 64);
+    }
+
+    #[test]
+    fn a_photo_taken_sideways_is_stored_upright() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = image::RgbImage::from_fn(64, 32, |x, _| image::Rgb([x as u8 * 4, 0, 0]));
+        let mut jpeg = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg).unwrap();
+        // EXIF with Orientation = 6 (rotate 90° clockwise to view), as phones write it.
+        let mut tiff = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        tiff.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00, 0x06, 0, 0, 0, 0, 0, 0]);
+        let mut with_exif = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        with_exif.extend_from_slice(&((tiff.len() + 2) as u16).to_be_bytes());
+        with_exif.extend_from_slice(&tiff);
+        with_exif.extend_from_slice(&jpeg[2..]);
+        let path = dir.path().join("sideways.jpg");
+        std::fs::write(&path, &with_exif).unwrap();
+        let p = process(&path, ImageFormat::Jpeg, dir.path()).unwrap();
+        assert_eq!((p.width, p.height), (32, 64), "turned upright");
+        let served = image::load_from_memory(&std::fs::read(p.cleaned.unwrap()).unwrap()).unwrap();
+        assert_eq!((served.width(), served.height()), (32, 64));
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct Unsatisfiable;
 /// (416), or `Ok(None)` to send the whole file.
 pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<std::ops::Range<u64>>, Unsatisfiable> {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else { return Ok(None) };
+    if size == 0 {
+        return Ok(None);
+    }
     if spec.contains(',') {
         return Ok(None);
     }

@@ -106,6 +106,17 @@ fn looks_like_text(head: &[u8]) -> bool {
     valid > 0 && !head[..valid].contains(&0)
 }
 
+/// Characters that change how a name is shown without being seen: bidirectional overrides
+/// (`photo\u{202E}gnp.exe` shows as `photoexe.png`), zero-width characters, byte order marks.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Characters file systems or headers choke on.
+fn is_forbidden(c: char) -> bool {
+    matches!(c, '"' | '<' | '>' | ':' | '|' | '?' | '*')
+}
+
 fn has_image_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     [".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif", ".heic", ".svg"].iter().any(|ext| lower.ends_with(ext))
@@ -119,7 +130,7 @@ pub fn safe_filename(raw: &str) -> String {
     let raw = raw.replace("%22", "\"").replace("%0D", "\r").replace("%0A", "\n");
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String =
-        base.chars().filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | ':' | '|' | '?' | '*')).collect();
+        base.chars().filter(|c| !c.is_control() && !is_invisible_format(*c) && !is_forbidden(*c)).collect();
     let trimmed = cleaned.trim().trim_start_matches(['.', ' ']);
     let mut name = String::new();
     for c in trimmed.chars() {
@@ -147,6 +158,7 @@ mod tests {
         assert_eq!(safe_filename(".hidden"), "hidden");
         assert_eq!(safe_filename("a\"b\r\n<c>.txt"), "abc.txt");
         assert_eq!(safe_filename("say %22hi%22.txt"), "say hi.txt", "a browser's escaped quotes");
+        assert_eq!(safe_filename("photo\u{202E}gnp.exe"), "photognp.exe", "no direction override");
         assert_eq!(safe_filename(""), "file");
         let long = "é".repeat(200);
         let cut = safe_filename(&long);

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use object_store::path::Path as Key;
@@ -58,7 +57,7 @@ pub struct Storage {
     url_key: [u8; 32],
 }
 
-/// Bytes read from a file per chunk handed to the store (multipart parts are 5 MiB).
+/// Bytes read from a file per chunk handed to the store (parts are this size locally, 5 MiB on S3).
 const READ_CHUNK: usize = 1 << 20;
 
 impl Storage {
@@ -143,11 +142,6 @@ impl Storage {
         Ok(())
     }
 
-    pub async fn put_bytes(&self, key: &Key, bytes: Bytes) -> Result<(), StorageError> {
-        self.objects.put(key, bytes.into()).await?;
-        Ok(())
-    }
-
     /// The whole object, or one byte range of it.
     pub async fn get(&self, key: &Key, range: Option<std::ops::Range<u64>>) -> Result<GetResult, StorageError> {
         let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
@@ -197,7 +191,7 @@ impl Storage {
     pub fn sign(&self, message_path: &str, variant: Variant, expires: i64) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.url_key).expect("HMAC takes any key length");
         mac.update(format!("{message_path}\n{}\n{expires}", variant.as_str()).as_bytes());
-        hex(&mac.finalize().into_bytes())
+        crate::credentials::hex(&mac.finalize().into_bytes())
     }
 
     /// Whether `sig` signs this file until `expires`, and `expires` has not passed at `now`.
@@ -205,7 +199,7 @@ impl Storage {
         if expires < now {
             return false;
         }
-        let Some(sig) = unhex(sig) else { return false };
+        let Some(sig) = crate::credentials::unhex32(sig) else { return false };
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.url_key).expect("HMAC takes any key length");
         mac.update(format!("{message_path}\n{}\n{expires}", variant.as_str()).as_bytes());
         mac.verify_slice(&sig).is_ok()
@@ -217,17 +211,6 @@ fn url_key(secret: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(b"chorus attachment urls v1");
     mac.finalize().into_bytes().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// The permitted address to connect to for `url`, after checking every address of its host.
-    async fn resolve(&self, url: &Url) -> Result<SocketAddr, FetchError> {
+    async fn resolve(&self, url: &Url, deadline: Instant) -> Result<SocketAddr, FetchError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(FetchError::Refused(format!("scheme {}", url.scheme())));
         }
@@ -67,10 +67,14 @@ impl Fetcher {
         let addrs: Vec<SocketAddr> = match url.host() {
             Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
             Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
-            Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
-                .await
-                .map_err(|e| FetchError::Failed(format!("resolving {name}: {e}")))?
-                .collect(),
+            Some(url::Host::Domain(name)) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::timeout(left, tokio::net::lookup_host((name, port)))
+                    .await
+                    .map_err(|_| FetchError::Failed(format!("resolving {name}: no answer in time")))?
+                    .map_err(|e| FetchError::Failed(format!("resolving {name}: {e}")))?
+                    .collect()
+            }
             None => return Err(FetchError::Refused("no host".into())),
         };
         if addrs.is_empty() {
@@ -87,7 +91,7 @@ impl Fetcher {
         let deadline = Instant::now() + TIMEOUT;
         let mut url = Url::parse(url).map_err(|e| FetchError::Refused(format!("not a URL: {e}")))?;
         for _ in 0..=MAX_REDIRECTS {
-            let addr = self.resolve(&url).await?;
+            let addr = self.resolve(&url, deadline).await?;
             let host = url.host_str().unwrap_or_default().to_owned();
             let left = deadline.saturating_duration_since(Instant::now());
             let client = reqwest::Client::builder()

@@ -72,6 +72,8 @@ impl ChannelAccess {
 /// What a recipient may do in a DM channel.
 const DM_PERMISSIONS: Permissions = Permissions::VIEW_CHANNEL
     .union(Permissions::SEND_MESSAGES)
+    .union(Permissions::ATTACH_FILES)
+    .union(Permissions::EMBED_LINKS)
     .union(Permissions::READ_MESSAGE_HISTORY)
     .union(Permissions::ADD_REACTIONS);
 

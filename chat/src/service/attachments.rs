@@ -303,13 +303,29 @@ impl Chat {
         }
     }
 
-    /// Counts stored bytes against the uploader's quota.
-    pub(crate) async fn count_upload(&self, user_id: Id, attachments: &[Attachment]) {
-        let bytes: u64 = attachments.iter().map(|a| a.size).sum();
-        if bytes > 0
-            && let Err(e) = self.store.add_upload_usage(user_id, i64::try_from(bytes).unwrap_or(i64::MAX)).await
+    /// Takes `bytes` from the uploader's quota, or refuses with `over_quota` (and takes nothing).
+    pub(crate) async fn reserve_upload(&self, user_id: Id, bytes: u64) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let delta = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let total = self.store.add_upload_usage(user_id, delta).await?;
+        let quota = self.config.uploads.quota_bytes;
+        if quota > 0 && total > quota {
+            self.store.add_upload_usage(user_id, -delta).await?;
+            return Err(Error::Refused("over_quota", "these files would go over your upload quota"));
+        }
+        Ok(())
+    }
+
+    /// Settles a reservation: what was stored counts, the rest goes back.
+    pub(crate) async fn settle_upload(&self, user_id: Id, reserved: u64, stored: &[Attachment]) {
+        let kept: u64 = stored.iter().map(|a| a.size).sum();
+        let delta = i64::try_from(kept).unwrap_or(i64::MAX) - i64::try_from(reserved).unwrap_or(i64::MAX);
+        if delta != 0
+            && let Err(e) = self.store.add_upload_usage(user_id, delta).await
         {
-            tracing::warn!(error = %e, "upload not counted against the quota");
+            tracing::warn!(error = %e, "upload quota not settled");
         }
     }
 }

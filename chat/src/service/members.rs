@@ -201,7 +201,8 @@ impl Chat {
             };
             self.announce_guild_sight_change(sight(&before), sight(&target), Some(user_id)).await?;
         }
-        if (before.mute, before.deaf) != (target.mute, target.deaf) {
+        // Sent even when nothing changed: a repeated mute reaches a call that escaped the first.
+        if patch.mute.is_some() || patch.deaf.is_some() {
             let action = VoiceAction::Mute { mute: target.mute, deaf: target.deaf };
             self.order_voice(VoiceOrder { guild_id, user_id, action });
         }
@@ -237,7 +238,7 @@ impl Chat {
     }
 
     /// Hands a moderator's order to the voice side of whichever node holds the call.
-    fn order_voice(&self, order: VoiceOrder) {
+    pub(crate) fn order_voice(&self, order: VoiceOrder) {
         let guild_id = order.guild_id;
         self.publish(
             Dispatch::new("VOICE_STATE_UPDATE", &serde_json::Value::Null, Audience::Users(vec![]))

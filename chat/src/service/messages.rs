@@ -190,13 +190,31 @@ impl Chat {
         {
             return Err(Error::field("reply_to", "no such message in this channel"));
         }
+        // A retry of a send that was stored answers that message, before any limit that the first
+        // send already passed (slow mode) and before its files are stored again.
+        if let Some(n) = nonce.as_deref()
+            && let Some(first) = self.store.message_by_nonce(channel_id, caller.user.id, n).await?
+        {
+            let view = self.message_views(std::slice::from_ref(&first), caller.user.id).await?.remove(0);
+            return Ok((view, false));
+        }
         let slow = access.channel.rate_limit_per_user;
         if slow > 0 && !access.perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::MANAGE_CHANNELS) {
             let period = std::time::Duration::from_secs(u64::from(slow));
             self.limits.slow_mode(channel_id, caller.user.id, period).await.map_err(|l| Error::SlowMode(l.0))?;
         }
         let mentions = allowed_mentions(&access, &content);
-        let attachments = self.store_files(channel_id, files).await?;
+        // The files' bytes are taken from the quota before they are stored (one atomic add, so
+        // uploads in parallel cannot all fit into the same room), and settled after.
+        let reserved: u64 = files.iter().map(|f| f.size).sum();
+        self.reserve_upload(caller.user.id, reserved).await?;
+        let attachments = match self.store_files(channel_id, files).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.settle_upload(caller.user.id, reserved, &[]).await;
+                return Err(e);
+            }
+        };
         let message = Message {
             id: self.ids.next(),
             channel_id,
@@ -216,17 +234,19 @@ impl Chat {
             Ok(i) => i,
             Err(e) => {
                 self.remove_files(channel_id, &message.attachments).await;
+                self.settle_upload(caller.user.id, reserved, &[]).await;
                 return Err(e.into());
             }
         };
         let (message, created) = match inserted {
             Inserted::Created => {
-                self.count_upload(caller.user.id, &message.attachments).await;
+                self.settle_upload(caller.user.id, reserved, &message.attachments).await;
                 (message, true)
             }
             Inserted::Existing(m) => {
                 // A retry: the first send's files stand, this one's go.
                 self.remove_files(channel_id, &message.attachments).await;
+                self.settle_upload(caller.user.id, reserved, &[]).await;
                 (*m, false)
             }
         };
@@ -274,7 +294,10 @@ impl Chat {
         if by_moderator {
             access.require(Permissions::MANAGE_MESSAGES)?;
         }
-        self.store.delete_message(channel_id, message_id).await?;
+        if !self.store.delete_message(channel_id, message_id).await? {
+            // Deleted meanwhile by another request: that one announces it and frees the files.
+            return Err(Error::NotFound("message"));
+        }
         self.forget_files(&m).await;
         let event = MessageRef { id: message_id, channel_id, guild_id: access.channel.guild_id };
         self.publish(Dispatch::new("MESSAGE_DELETE", &event, audience(&access)));

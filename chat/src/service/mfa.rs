@@ -86,9 +86,7 @@ fn recovery_hash(code: &str) -> String {
     hex(&Sha256::digest(normalized.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::credentials::hex;
 
 /// Ten codes like `k3f9-x2mq`, from an alphabet without look-alikes.
 fn new_recovery_codes() -> Vec<String> {
@@ -217,10 +215,10 @@ impl Chat {
         };
         let user_id: Id = user.parse().map_err(|_| invalid())?;
         let expires: i64 = expires.parse().map_err(|_| invalid())?;
-        if expires < chrono::Utc::now().timestamp() || sig.len() != 64 {
+        if expires < chrono::Utc::now().timestamp() {
             return Err(invalid());
         }
-        let sig: Vec<u8> = (0..64).step_by(2).filter_map(|i| u8::from_str_radix(&sig[i..i + 2], 16).ok()).collect();
+        let sig = crate::credentials::unhex32(sig).ok_or_else(invalid)?;
         let record = self.store.user(user_id).await?.ok_or_else(invalid)?;
         if self.ticket_mac(user_id, expires, &record.password_hash).verify_slice(&sig).is_err() {
             return Err(invalid());

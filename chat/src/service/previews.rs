@@ -134,7 +134,7 @@ impl Chat {
         if embeds == message.embeds {
             return;
         }
-        match self.store.set_embeds(message.channel_id, message.id, &embeds).await {
+        match self.store.set_embeds(message.channel_id, message.id, &message.content, &embeds).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -164,8 +164,7 @@ impl Chat {
     }
 
     async fn fetch_embed(&self, url: &str) -> Option<Embed> {
-        let fetcher =
-            Fetcher { policy: crate::previews::address::Policy { allowed: self.config.previews.allowed.clone() } };
+        let fetcher = self.fetcher();
         let page = match fetcher.fetch(url, Want::Page).await {
             Ok(p) => p,
             Err(FetchError::WrongType) => return None,
@@ -174,7 +173,9 @@ impl Chat {
                 return None;
             }
         };
-        let meta = html::parse(&String::from_utf8_lossy(&page.body));
+        // Off the async workers: the page is a stranger's half megabyte.
+        let body = page.body;
+        let meta = tokio::task::spawn_blocking(move || html::parse(&String::from_utf8_lossy(&body))).await.ok()?;
         let image = meta
             .image
             .and_then(|i| page.url.join(&i).ok())
@@ -192,10 +193,14 @@ impl Chat {
         })
     }
 
+    fn fetcher(&self) -> Fetcher {
+        Fetcher { policy: crate::previews::address::Policy { allowed: self.config.previews.allowed.clone() } }
+    }
+
     fn proxy_sig(&self, url: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.config.server_key.bytes()).expect("any key length");
         mac.update(format!("preview-image\n{url}").as_bytes());
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        crate::credentials::hex(&mac.finalize().into_bytes())
     }
 
     pub(crate) fn embed_views(&self, m: &Message) -> Vec<EmbedView> {
@@ -224,8 +229,11 @@ impl Chat {
         if !sig_ok || !self.config.previews.enabled {
             return Err(Error::NotFound("image"));
         }
-        let fetcher =
-            Fetcher { policy: crate::previews::address::Policy { allowed: self.config.previews.allowed.clone() } };
+        // A few at a time: each holds up to 5 MiB, and the proxy must not become a traffic reflector.
+        let Ok(_slot) = self.preview_proxy_slots.try_acquire() else {
+            return Err(Error::RateLimited(1));
+        };
+        let fetcher = self.fetcher();
         let image = fetcher.fetch(&q.url, Want::Image).await.map_err(|_| Error::NotFound("image"))?;
         // The bytes decide, as for uploads: only image types a browser merely shows.
         let kind = infer::get(&image.body).map(|k| k.mime_type()).unwrap_or("");

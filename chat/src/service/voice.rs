@@ -134,14 +134,16 @@ impl Chat {
         states
     }
 
-    /// Users in voice on this node whose account has been disabled since they joined (by
-    /// `chorus admin user disable`, perhaps from another process): the binary ends their calls.
+    /// Users in voice on this node whose account has been disabled (by `chorus admin user disable`,
+    /// perhaps from another process) or deleted since they joined: the binary ends their calls.
     pub async fn disabled_voice_users(&self) -> Vec<Id> {
         let users: Vec<Id> = self.voice_states.read().keys().copied().collect();
         let mut disabled = Vec::new();
         for user_id in users {
             match self.store.user(user_id).await {
                 Ok(Some(record)) if record.disabled => disabled.push(user_id),
+                // A deleted account's call ends too.
+                Ok(None) => disabled.push(user_id),
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "voice: could not check an account"),
             }
@@ -169,6 +171,17 @@ impl Chat {
     }
 
     /// Announces one change to the sessions that may see it.
+    /// A call that started without the member's standing server mute or deafen (a token granted
+    /// before the moderator acted) gets it at once.
+    async fn hold_moderation(&self, state: &VoiceState) {
+        let (Some(guild_id), Some(_)) = (state.guild_id, state.channel_id) else { return };
+        let Ok(Some(member)) = self.store.member(guild_id, state.user_id).await else { return };
+        if (member.mute && !state.server_mute) || (member.deaf && !state.server_deaf) {
+            let action = crate::voice::VoiceAction::Mute { mute: member.mute, deaf: member.deaf };
+            self.order_voice(crate::voice::VoiceOrder { guild_id, user_id: state.user_id, action });
+        }
+    }
+
     async fn announce_voice_change(&self, VoiceChange { before, after, local }: VoiceChange) -> Result<()> {
         if local
             && after.guild_id.is_some()
@@ -213,6 +226,7 @@ pub(crate) fn spawn_voice_state_loop(chat: &Arc<Chat>, mut changes: mpsc::Unboun
                 change = changes.recv() => {
                     let Some(change) = change else { break };
                     let Some(chat) = weak.upgrade() else { break };
+                    chat.hold_moderation(&change.after).await;
                     if let Err(e) = chat.announce_voice_change(change).await {
                         tracing::warn!(error = %e, "voice state: could not announce a change");
                     }

@@ -383,9 +383,20 @@ impl Store for Metered {
         self.inner.delete_user(id).await
     }
 
-    async fn set_embeds(&self, channel_id: Id, id: Id, embeds: &[crate::previews::Embed]) -> StoreResult<bool> {
+    async fn message_by_nonce(&self, channel_id: Id, author_id: Id, nonce: &str) -> StoreResult<Option<Message>> {
+        let _t = self.time("message_by_nonce");
+        self.inner.message_by_nonce(channel_id, author_id, nonce).await
+    }
+
+    async fn set_embeds(
+        &self,
+        channel_id: Id,
+        id: Id,
+        content: &str,
+        embeds: &[crate::previews::Embed],
+    ) -> StoreResult<bool> {
         let _t = self.time("set_embeds");
-        self.inner.set_embeds(channel_id, id, embeds).await
+        self.inner.set_embeds(channel_id, id, content, embeds).await
     }
 
     async fn add_upload_usage(&self, user_id: Id, delta: i64) -> StoreResult<u64> {

@@ -188,10 +188,19 @@ pub trait Store: Send + Sync + 'static {
     /// with the same (channel, author, nonce) writes nothing and returns the first message.
     async fn insert_message(&self, message: &Message) -> StoreResult<Inserted>;
     async fn message(&self, channel_id: Id, id: Id) -> StoreResult<Option<Message>>;
+    /// The message an author sent with this nonce in the channel, if any (a retried send).
+    async fn message_by_nonce(&self, channel_id: Id, author_id: Id, nonce: &str) -> StoreResult<Option<Message>>;
     /// Replaces content, edited_at, mentions and pinned of an existing message.
     async fn update_message(&self, message: &Message) -> StoreResult<()>;
-    /// Replaces the link previews of a message (nothing else of it); false when it is gone.
-    async fn set_embeds(&self, channel_id: Id, id: Id, embeds: &[crate::previews::Embed]) -> StoreResult<bool>;
+    /// Replaces the link previews of a message (nothing else of it) if its content is still
+    /// `content` (previews of an edited-away link are not attached); false otherwise or when gone.
+    async fn set_embeds(
+        &self,
+        channel_id: Id,
+        id: Id,
+        content: &str,
+        embeds: &[crate::previews::Embed],
+    ) -> StoreResult<bool>;
     /// Removes the message and its reactions; returns whether it existed.
     async fn delete_message(&self, channel_id: Id, id: Id) -> StoreResult<bool>;
     /// A page of history through the (channel_id, id) index; see [`HistoryAnchor`] for order.

@@ -23,6 +23,7 @@ export const BIT = /** @type {const} */ ({
   VIEW_CHANNEL: 10n,
   SEND_MESSAGES: 11n,
   MANAGE_MESSAGES: 13n,
+  EMBED_LINKS: 14n,
   ATTACH_FILES: 15n,
   READ_MESSAGE_HISTORY: 16n,
   MENTION_EVERYONE: 17n,
@@ -48,6 +49,7 @@ export const PERMISSION_LIST = /** @type {const} */ ([
   ['VIEW_CHANNEL', 10n, 'View channels'],
   ['SEND_MESSAGES', 11n, 'Send messages'],
   ['ATTACH_FILES', 15n, 'Attach files'],
+  ['EMBED_LINKS', 14n, 'Embed links'],
   ['READ_MESSAGE_HISTORY', 16n, 'Read message history'],
   ['ADD_REACTIONS', 6n, 'Add reactions'],
   ['MENTION_EVERYONE', 17n, 'Mention @everyone'],
@@ -70,7 +72,7 @@ export const PERMISSION_LIST = /** @type {const} */ ([
 ]);
 
 const TIMEOUT_KEEPS = flag('VIEW_CHANNEL') | flag('READ_MESSAGE_HISTORY');
-const TEXT_ONLY = flag('SEND_MESSAGES') | flag('ATTACH_FILES') | flag('MANAGE_MESSAGES') | flag('READ_MESSAGE_HISTORY') | flag('MENTION_EVERYONE') | flag('ADD_REACTIONS');
+const TEXT_ONLY = flag('SEND_MESSAGES') | flag('ATTACH_FILES') | flag('EMBED_LINKS') | flag('MANAGE_MESSAGES') | flag('READ_MESSAGE_HISTORY') | flag('MENTION_EVERYONE') | flag('ADD_REACTIONS');
 const VOICE_NEEDS_CONNECT = flag('SPEAK') | flag('VIDEO') | flag('MUTE_MEMBERS') | flag('DEAFEN_MEMBERS') | flag('MOVE_MEMBERS');
 
 /** A wire bitfield (decimal string or number) as a bigint; anything unparsable is 0. @param {unknown} v */

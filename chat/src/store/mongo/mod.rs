@@ -872,13 +872,28 @@ impl Store for MongoStore {
         Ok(())
     }
 
-    async fn set_embeds(&self, channel_id: Id, id: Id, embeds: &[crate::previews::Embed]) -> StoreResult<bool> {
+    async fn message_by_nonce(&self, channel_id: Id, author_id: Id, nonce: &str) -> StoreResult<Option<Message>> {
+        let found = self
+            .messages
+            .find_one(doc! { "channel_id": channel_id.as_i64(), "author_id": author_id.as_i64(), "nonce": nonce })
+            .await
+            .map_err(map_err)?;
+        found.map(MessageDoc::into_message).transpose()
+    }
+
+    async fn set_embeds(
+        &self,
+        channel_id: Id,
+        id: Id,
+        content: &str,
+        embeds: &[crate::previews::Embed],
+    ) -> StoreResult<bool> {
         let embeds = mongodb::bson::to_bson(embeds)
             .map_err(|e| StoreError::Backend(format!("mongodb: encoding embeds: {e}")))?;
         let r = self
             .messages
             .update_one(
-                doc! { "_id": id.as_i64(), "channel_id": channel_id.as_i64() },
+                doc! { "_id": id.as_i64(), "channel_id": channel_id.as_i64(), "content": content },
                 doc! { "$set": { "embeds": embeds } },
             )
             .await

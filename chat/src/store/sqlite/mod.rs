@@ -870,14 +870,31 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_embeds(&self, channel_id: Id, id: Id, embeds: &[crate::previews::Embed]) -> StoreResult<bool> {
-        let embeds = to_json(&embeds)?;
+    async fn message_by_nonce(&self, channel_id: Id, author_id: Id, nonce: &str) -> StoreResult<Option<Message>> {
+        let sql = format!(
+            "SELECT {} FROM messages AS m WHERE m.channel_id = ?1 AND m.author_id = ?2 AND m.nonce = ?3",
+            rows::MESSAGE_COLS
+        );
+        let nonce = nonce.to_owned();
+        self.engine
+            .read(move |c| one(c, &sql, params![channel_id.as_i64(), author_id.as_i64(), nonce], rows::message))
+            .await
+    }
+
+    async fn set_embeds(
+        &self,
+        channel_id: Id,
+        id: Id,
+        content: &str,
+        embeds: &[crate::previews::Embed],
+    ) -> StoreResult<bool> {
+        let (embeds, content) = (to_json(&embeds)?, content.to_owned());
         self.engine
             .write(move |c| {
                 let n = exec(
                     c,
-                    "UPDATE messages SET embeds = ?3 WHERE id = ?1 AND channel_id = ?2",
-                    params![id.as_i64(), channel_id.as_i64(), embeds],
+                    "UPDATE messages SET embeds = ?3 WHERE id = ?1 AND channel_id = ?2 AND content = ?4",
+                    params![id.as_i64(), channel_id.as_i64(), embeds, content],
                 )
                 .map_err(db)?;
                 Ok(n > 0)
