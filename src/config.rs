@@ -498,8 +498,10 @@ impl Config {
         }
         const MIB: u64 = 1 << 20;
         let defaults = chat::attachments::UploadLimits::default();
-        let max_file_bytes =
-            cli.upload_max_file_mb.or(file.upload_max_file_mb).map_or(defaults.max_file_bytes, |m| m.clamp(1, 1 << 20) * MIB);
+        let max_file_bytes = cli
+            .upload_max_file_mb
+            .or(file.upload_max_file_mb)
+            .map_or(defaults.max_file_bytes, |m| m.clamp(1, 1 << 20) * MIB);
         let upload_limits = chat::attachments::UploadLimits {
             max_file_bytes,
             max_message_bytes: cli
