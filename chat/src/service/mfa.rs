@@ -206,7 +206,8 @@ impl Chat {
 
     /// The second step of a login.
     pub async fn login_mfa(&self, body: MfaLogin, user_agent: Option<String>) -> Result<Authenticated> {
-        let invalid = || Error::Refused("invalid_ticket", "the login ticket is unknown or expired; log in again");
+        // 400, not 401/403: the request carries no credential that failed, only a bad body value.
+        let invalid = || Error::bad_request("invalid_ticket", "the login ticket is unknown or expired; log in again");
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body.ticket.trim()).map_err(|_| invalid())?;
         let raw = String::from_utf8(raw).map_err(|_| invalid())?;
         let mut parts = raw.splitn(3, '.');

@@ -26,7 +26,7 @@ test('a wrong code: enabling points at the app and its clock; elsewhere a recove
 test('2FA state conflicts, an expired ticket, a taken username and owned servers', () => {
   assert.equal(accountErrorMessage(err(409, 'mfa_enabled'), 'mfa-enable'), 'Two-factor authentication is already on for this account.');
   assert.equal(accountErrorMessage(err(400, 'mfa_not_enabled'), 'mfa-disable'), 'Two-factor authentication is already off for this account.');
-  assert.equal(accountErrorMessage(err(403, 'invalid_ticket'), 'mfa-login'), 'The sign-in took too long. Enter your password again.');
+  assert.equal(accountErrorMessage(err(400, 'invalid_ticket'), 'mfa-login'), 'The sign-in took too long. Enter your password again.');
   assert.equal(accountErrorMessage(err(409, 'username_taken'), 'username'), 'That username is taken. Try another one.');
   assert.match(accountErrorMessage(err(400, 'owns_guilds'), 'delete'), /transfer or delete the servers you own first/);
   assert.equal(accountErrorMessage(err(403, 'account_disabled'), 'login'), 'This account is disabled.');
