@@ -107,7 +107,11 @@ async fn a_recovery_code_logs_in_once_and_a_forged_ticket_never() {
     for forged in ["", "bm90IGEgdGlja2V0", &ticket(&again).replace('A', "B")] {
         let (st, body) =
             s.call(None, Method::POST, "/auth/mfa/totp", Some(json!({"ticket": forged, "code": codes[1]}))).await;
-        assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_ticket")), "{forged:?}: {body}");
+        assert_eq!(
+            (st, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_ticket")),
+            "{forged:?}: {body}"
+        );
     }
 }
 
