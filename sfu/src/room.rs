@@ -214,16 +214,7 @@ impl Room {
                 self.broadcast_mute(slot);
             }
             Command::ServerMute { target, muted } => {
-                let Some(&tslot) = self.index.get(&target) else {
-                    self.emit_to(
-                        slot,
-                        SfuEvent::Error {
-                            code: "unknown_participant",
-                            message: format!("no participant {} in this room", target.0),
-                        },
-                    );
-                    return;
-                };
+                let Some(tslot) = self.target_slot(slot, target) else { return };
                 if let Some(p) = self.parts[tslot].as_mut() {
                     p.server_muted = muted;
                     if muted && p.speaking.reset().is_some() {
@@ -233,16 +224,7 @@ impl Room {
                 self.broadcast_mute(tslot);
             }
             Command::ServerDeafen { target, deafened } => {
-                let Some(&tslot) = self.index.get(&target) else {
-                    self.emit_to(
-                        slot,
-                        SfuEvent::Error {
-                            code: "unknown_participant",
-                            message: format!("no participant {} in this room", target.0),
-                        },
-                    );
-                    return;
-                };
+                let Some(tslot) = self.target_slot(slot, target) else { return };
                 if let Some(p) = self.parts[tslot].as_mut() {
                     p.server_deafened = deafened;
                 }
@@ -258,6 +240,16 @@ impl Room {
             Command::Leave => self.remove(ctx, slot, LeaveReason::Left),
         }
         self.process_events(ctx);
+    }
+
+    /// The slot of a moderation command's target; an unknown one is an error to the sender.
+    fn target_slot(&mut self, slot: usize, target: ParticipantId) -> Option<usize> {
+        let found = self.index.get(&target).copied();
+        if found.is_none() {
+            let message = format!("no participant {} in this room", target.0);
+            self.emit_to(slot, SfuEvent::Error { code: "unknown_participant", message });
+        }
+        found
     }
 
     fn emit_to(&mut self, slot: usize, ev: SfuEvent) {
