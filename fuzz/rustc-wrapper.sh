@@ -14,7 +14,7 @@ case "$name" in
   chat | signaling | sfu | str0m | serde_json | serde_urlencoded | form_urlencoded | percent_encoding | \
     jsonwebtoken | base64 | http | axum | axum_core | chorus_fuzz | gateway_frame | voice_message | \
     voice_token | offer_sdp | sfu_sdp | mentions | search_query | snowflake_id | pagination_query | validate | \
-    forwarded_headers | stream_entry | tcp_framing | untrusted_content)
+    forwarded_headers | stream_entry | tcp_framing | untrusted_content | turn | turn_message)
     exec "$rustc" "$@"
     ;;
 esac

@@ -29,6 +29,12 @@ if [ ${#need[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# --- disk: a full test build takes ~10 GB of target/ (the fuzz and release builds more). A fresh clone
+# gains nothing from incremental compilation, whose files are a sixth of that; report the space so a
+# failure from a full disk says so at the top of the log.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+echo "disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
+
 # --- Redis (cluster-mode tests); start one if none answers.
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   mkdir -p /tmp/chorus-redis

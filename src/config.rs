@@ -64,6 +64,14 @@ pub struct Cli {
     /// Seconds a TURN credential stays valid after a join [default: 86400]
     #[arg(long, global = true, env = "CHORUS_TURN_TTL")]
     pub turn_ttl: Option<u64>,
+    /// Embedded TURN over UDP on this address (e.g. 0.0.0.0:3478), relaying only to this node's SFU
+    /// [default: none]
+    #[arg(long, global = true, env = "CHORUS_TURN_LISTEN")]
+    pub turn_listen: Option<SocketAddr>,
+    /// Embedded TURN over TLS on this address (e.g. 0.0.0.0:5349, or :443 on an address of its own),
+    /// with the --tls-cert certificate [default: none]
+    #[arg(long, global = true, env = "CHORUS_TURN_TLS_LISTEN")]
+    pub turn_tls_listen: Option<SocketAddr>,
     /// PEM certificate chain (leaf first): serve HTTPS on --listen; reloaded on SIGHUP or when the file
     /// changes [default: none, plain HTTP]
     #[arg(long, global = true, env = "CHORUS_TLS_CERT")]
@@ -316,6 +324,8 @@ pub struct FileConfig {
     pub turn_url: Option<OneOrMany<String>>,
     pub turn_secret: Option<String>,
     pub turn_ttl: Option<u64>,
+    pub turn_listen: Option<SocketAddr>,
+    pub turn_tls_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub redirect_listen: Option<SocketAddr>,
@@ -354,6 +364,13 @@ impl std::fmt::Debug for Turn {
     }
 }
 
+/// The embedded TURN server's listeners (`--turn-listen`, `--turn-tls-listen`).
+#[derive(Debug, Clone)]
+pub struct EmbeddedTurn {
+    pub udp_listen: Option<SocketAddr>,
+    pub tls_listen: Option<SocketAddr>,
+}
+
 /// HTTPS served by Chorus itself (`--tls-cert`, `--tls-key`, `--redirect-listen`).
 #[derive(Debug, Clone)]
 pub struct Tls {
@@ -379,6 +396,10 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// TURN servers and their shared secret, when configured.
     pub turn: Option<Turn>,
+    /// The embedded TURN server, when configured.
+    pub embedded_turn: Option<EmbeddedTurn>,
+    /// How long a TURN credential stays valid (`--turn-ttl`).
+    pub turn_ttl_secs: u64,
     /// HTTPS on `listen`, when configured.
     pub tls: Option<Tls>,
     pub sfu_workers: usize,
@@ -450,9 +471,26 @@ impl Config {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let turn_urls: Vec<String> = cli.turn_url.or(file.turn_url.map(OneOrMany::into_vec)).unwrap_or_default();
         let turn_secret = cli.turn_secret.or(file.turn_secret);
+        let turn_listen = cli.turn_listen.or(file.turn_listen);
+        let turn_tls_listen = cli.turn_tls_listen.or(file.turn_tls_listen);
+        if turn_tls_listen.is_some() && tls.is_none() {
+            anyhow::bail!(
+                "--turn-tls-listen needs --tls-cert and --tls-key (browsers accept only a TURN certificate they trust)"
+            );
+        }
+        let embedded_turn = (turn_listen.is_some() || turn_tls_listen.is_some())
+            .then_some(EmbeddedTurn { udp_listen: turn_listen, tls_listen: turn_tls_listen });
+        let turn_ttl_secs = cli.turn_ttl.or(file.turn_ttl).unwrap_or(86_400).clamp(60, 7 * 86_400);
         let turn = match (turn_urls.is_empty(), turn_secret) {
             (true, None) => None,
-            (true, Some(_)) => anyhow::bail!("--turn-secret is set but no --turn-url"),
+            // The embedded TURN server then uses it (a secret shared with other TURN servers).
+            (true, Some(secret)) if embedded_turn.is_some() => {
+                if secret.len() < 16 {
+                    anyhow::bail!("--turn-secret must be at least 16 characters");
+                }
+                Some(Turn { urls: Vec::new(), secret, ttl_secs: turn_ttl_secs })
+            }
+            (true, Some(_)) => anyhow::bail!("--turn-secret is set but no --turn-url or --turn-listen"),
             (false, None) => anyhow::bail!("--turn-url needs --turn-secret (the TURN server's static-auth-secret)"),
             (false, Some(secret)) => {
                 if let Some(bad) = turn_urls.iter().find(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
@@ -461,8 +499,7 @@ impl Config {
                 if secret.len() < 16 {
                     anyhow::bail!("--turn-secret must be at least 16 characters");
                 }
-                let ttl_secs = cli.turn_ttl.or(file.turn_ttl).unwrap_or(86_400).clamp(60, 7 * 86_400);
-                Some(Turn { urls: turn_urls, secret, ttl_secs })
+                Some(Turn { urls: turn_urls, secret, ttl_secs: turn_ttl_secs })
             }
         };
         let registration = match cli.registration {
@@ -495,6 +532,9 @@ impl Config {
         let role = cli.role.or(file.role).unwrap_or_default();
         if role != Role::All && cluster.is_none() {
             anyhow::bail!("--role {} needs --cluster: a single node must serve both chat and voice", role.as_str());
+        }
+        if role == Role::Chat && embedded_turn.is_some() {
+            anyhow::bail!("--turn-listen relays to this node's SFU, and --role chat runs none");
         }
         const MIB: u64 = 1 << 20;
         let defaults = chat::attachments::UploadLimits::default();
@@ -531,6 +571,8 @@ impl Config {
             stun_server: cli.stun_server.or(file.stun_server),
             registration,
             turn,
+            embedded_turn,
+            turn_ttl_secs,
             tls,
             listen,
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
@@ -672,6 +714,20 @@ mod tests {
         assert!(tls(None, Some("k.pem"), None).is_err(), "a key without its certificate");
         assert!(tls(None, None, Some("0.0.0.0:80")).is_err(), "a redirect to an HTTPS that is not served");
         assert!(tls(None, None, None).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn embedded_turn_over_tls_needs_a_certificate_and_may_share_the_turn_secret() {
+        let tls_without_cert = Cli { turn_tls_listen: Some("0.0.0.0:5349".parse().unwrap()), ..Cli::default() };
+        assert!(Config::load(tls_without_cert).is_err(), "browsers need a certificate they trust");
+        let shared = Cli {
+            turn_listen: Some("0.0.0.0:3478".parse().unwrap()),
+            turn_secret: Some("0123456789abcdef".into()),
+            ..Cli::default()
+        };
+        let config = Config::load(shared).unwrap();
+        assert!(config.embedded_turn.is_some_and(|t| t.udp_listen.is_some()));
+        assert_eq!(config.turn.map(|t| t.secret), Some("0123456789abcdef".to_string()));
     }
 
     #[test]

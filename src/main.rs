@@ -11,6 +11,7 @@ mod ports;
 mod server;
 mod stun;
 mod tls;
+mod turn;
 mod voice;
 mod web;
 

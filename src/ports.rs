@@ -31,6 +31,14 @@ pub fn report(config: &Config) -> String {
     if let Some(tcp) = config.rtc_tcp_port {
         let _ = writeln!(out, "TCP {tcp:<12} media over ICE-TCP, for clients whose network blocks UDP");
     }
+    if let Some(turn) = &config.embedded_turn {
+        if let Some(udp) = turn.udp_listen {
+            let _ = writeln!(out, "UDP {:<12} TURN (embedded; relays only to this node's SFU)", udp.port());
+        }
+        if let Some(tls) = turn.tls_listen {
+            let _ = writeln!(out, "TCP {:<12} TURN over TLS (embedded), for networks that allow only TLS", tls.port());
+        }
+    }
     let _ = writeln!(
         out,
         "advertised: {} (chosen by {}); public URL {}",
@@ -46,6 +54,14 @@ pub fn report(config: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lists_the_embedded_turn_ports() {
+        let cli = Cli { turn_listen: Some("0.0.0.0:3478".parse().unwrap()), ..Cli::default() };
+        let out = report(&Config::load(cli).unwrap());
+        assert!(out.contains("UDP 3478"), "{out}");
+        assert!(out.contains("TURN (embedded"), "{out}");
+    }
+
     use super::*;
     use crate::config::Cli;
 

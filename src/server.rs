@@ -38,6 +38,8 @@ pub struct App {
     /// Voice, whose calls a draining cluster node lets finish.
     /// None on a `--role chat` node.
     pub voice: Option<Arc<signaling::Signaling>>,
+    /// The embedded TURN server, which runs as long as this is held.
+    pub turn: Option<crate::turn::Embedded>,
 }
 
 pub async fn build(config: &Config) -> Result<App> {
@@ -107,13 +109,16 @@ pub async fn build(config: &Config) -> Result<App> {
         chat.attach_voice_directory(crate::cluster::voice::RedisVoice::new(cluster_conn.clone(), node_id));
     }
 
+    // Embedded TURN: its listeners first, so the URLs in `joined` carry their ports; what it may
+    // relay to is set once the SFU has bound.
+    let embedded_turn = match &config.embedded_turn {
+        Some(e) => Some(crate::turn::start(config, e, &registry).await?),
+        None => None,
+    };
     let signaling_config = signaling::SignalingConfig {
         public_endpoint: config.voice_endpoint(),
         ice_servers: Vec::new(),
-        turn: config
-            .turn
-            .as_ref()
-            .map(|t| signaling::ice::TurnRest::new(t.urls.clone(), &t.secret, Duration::from_secs(t.ttl_secs))),
+        turn: crate::turn::ice_turn(config, embedded_turn.as_ref()).filter(|t| !t.urls.is_empty()),
         sfu: sfu::SfuConfig {
             bind_ip: config.media.bind,
             udp_port_base: config.udp_port_base,
@@ -134,6 +139,9 @@ pub async fn build(config: &Config) -> Result<App> {
             .context("starting the SFU and voice signaling")?;
         crate::voice::spawn_account_check(Arc::downgrade(&chat), Arc::downgrade(&voice));
         crate::voice::spawn_moderation(&chat, Arc::downgrade(&voice));
+        if let Some(turn) = &embedded_turn {
+            crate::turn::allow_sfu(turn, &voice.sfu().udp_addrs(), &config.media.advertised);
+        }
         let udp: Vec<String> = voice.sfu().udp_addrs().iter().map(|a| a.to_string()).collect();
         let tcp = voice.sfu().tcp_addr().map_or("off".to_string(), |a| a.to_string());
         tracing::info!(
@@ -263,7 +271,7 @@ pub async fn build(config: &Config) -> Result<App> {
         let proxies = Arc::new(config.trusted_proxies.clone());
         router.layer(axum::middleware::from_fn_with_state(proxies, chat::http::client_addr::layer))
     };
-    Ok(App { chat, router, membership: membership.map(|(m, _)| m), voice })
+    Ok(App { chat, router, membership: membership.map(|(m, _)| m), voice, turn: embedded_turn })
 }
 
 /// Gives back this node's placed voice rooms that nobody is in, so placement sees its real load.
@@ -380,6 +388,8 @@ pub async fn run(mut config: Config) -> Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let service = app.router.into_make_service_with_connect_info::<SocketAddr>();
+    // The embedded TURN server runs until this returns.
+    let _turn = app.turn;
     let mut servers = Vec::new();
     match tls {
         None => {

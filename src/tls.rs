@@ -100,6 +100,17 @@ pub fn server_config(files: &CertFiles) -> Result<(Arc<rustls::ServerConfig>, Ar
     Ok((Arc::new(config), resolver))
 }
 
+/// The same certificate for TURN over TLS: no ALPN (browsers offer none for TURN).
+pub fn turn_server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    Ok(Arc::new(config))
+}
+
 /// Reloads the certificate on SIGHUP and when either file changes; a file that does not load (half
 /// written, mismatched) is reported and the current certificate kept.
 pub fn spawn_reloader(files: CertFiles, resolver: Arc<CertResolver>) {

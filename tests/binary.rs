@@ -368,3 +368,94 @@ fn a_stun_server_supplies_the_public_address_when_none_is_given() {
     );
     assert!(given.stdout.contains("advertised: 198.51.100.4 (chosen by --public-ip)"), "{}", given.stdout);
 }
+
+/// One request to a UDP TURN server and its answer.
+fn turn_exchange(sock: &std::net::UdpSocket, to: &str, msg: &[u8]) -> Vec<u8> {
+    sock.send_to(msg, to).expect("send");
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).expect("the TURN server answers");
+    buf[..n].to_vec()
+}
+
+fn turn_error(raw: &[u8]) -> Option<u16> {
+    let m = turn::wire::Message::parse(raw).expect("a STUN answer");
+    m.get(turn::wire::ATTR_ERROR_CODE).map(|v| v[2] as u16 * 100 + v[3] as u16)
+}
+
+#[tokio::test]
+async fn the_embedded_turn_server_accepts_joined_credentials_and_relays_nowhere_but_the_sfu() {
+    use turn::wire::{self, Builder, Class, Message};
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Chorus::start_with(dir.path(), free_port(), &["--turn-listen", "127.0.0.1:0"]).await;
+    let token = register(&c, "alice").await;
+    let (_, g) = c.api(Some(&token), reqwest::Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    let voice = voice_channel_id(&g);
+    let (_, grant) = c.api(Some(&token), reqwest::Method::POST, &format!("/channels/{voice}/voice"), None).await;
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(grant["endpoint"].as_str().expect("endpoint")).await.expect("voice");
+    ws.send(Ws::Text(json!({"type": "join", "token": grant["token"]}).to_string().into())).await.expect("join");
+    let joined = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Ws::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                if v["type"] == "joined" {
+                    break v;
+                }
+            }
+            other => panic!("no joined: {other:?}"),
+        }
+    };
+    let ice = &joined["ice_servers"][0];
+    let url = ice["urls"][0].as_str().expect("a TURN URL");
+    let addr = url
+        .strip_prefix("turn:")
+        .and_then(|u| u.strip_suffix("?transport=udp"))
+        .unwrap_or_else(|| panic!("turn:ADDR?transport=udp, got {url}"))
+        .to_string();
+    let (username, password) = (ice["username"].as_str().expect("u"), ice["credential"].as_str().expect("c"));
+
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let transport = [17u8, 0, 0, 0];
+    let challenge = turn_exchange(
+        &sock,
+        &addr,
+        &Builder::new(wire::ALLOCATE, Class::Request, rand::random())
+            .attr(wire::ATTR_REQUESTED_TRANSPORT, &transport)
+            .finish(None),
+    );
+    assert_eq!(turn_error(&challenge), Some(401));
+    let challenge = Message::parse(&challenge).expect("stun");
+    let (realm, nonce) =
+        (challenge.text(wire::ATTR_REALM).expect("realm"), challenge.text(wire::ATTR_NONCE).expect("nonce"));
+    let key = turn::credentials::long_term_key(username, realm, password);
+    let sign = |b: Builder| {
+        b.attr(wire::ATTR_USERNAME, username.as_bytes())
+            .attr(wire::ATTR_REALM, realm.as_bytes())
+            .attr(wire::ATTR_NONCE, nonce.as_bytes())
+            .finish(Some(&key))
+    };
+    let allocated = turn_exchange(
+        &sock,
+        &addr,
+        &sign(
+            Builder::new(wire::ALLOCATE, Class::Request, rand::random())
+                .attr(wire::ATTR_REQUESTED_TRANSPORT, &transport),
+        ),
+    );
+    assert_eq!(turn_error(&allocated), None, "joined's credential is accepted");
+    assert!(Message::parse(&allocated).expect("stun").xor_address(wire::ATTR_XOR_RELAYED_ADDRESS).is_some());
+    let foreign = turn_exchange(
+        &sock,
+        &addr,
+        &sign(
+            Builder::new(wire::CREATE_PERMISSION, Class::Request, rand::random())
+                .xor_address(wire::ATTR_XOR_PEER_ADDRESS, "127.0.0.1:6379".parse().expect("addr")),
+        ),
+    );
+    assert_eq!(turn_error(&foreign), Some(403), "a relay to anything but the SFU is refused");
+    let metrics = reqwest::get(format!("{}/metrics", c.base)).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("chorus_turn_allocations"), "TURN metrics are exported");
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::{RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy};
 use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -181,7 +182,9 @@ pub struct Pc {
     pub connected: tokio::sync::Mutex<mpsc::Receiver<()>>,
 }
 
-async fn new_pc(tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>) -> Pc {
+/// `relay`: the ICE servers of `joined`, used with the relay-only policy (a network that lets
+/// nothing through but the TURN server).
+async fn new_pc(tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>, relay: Option<&Value>) -> Pc {
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
     media
@@ -195,7 +198,26 @@ async fn new_pc(tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>) -> 
         .unwrap();
     let (gtx, grx) = mpsc::channel(4);
     let (ctx, crx) = mpsc::channel(4);
-    let pc = PeerConnectionBuilder::new()
+    let mut builder = PeerConnectionBuilder::new();
+    if let Some(servers) = relay {
+        let servers = servers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| RTCIceServer {
+                urls: s["urls"].as_array().into_iter().flatten().filter_map(|u| u.as_str().map(String::from)).collect(),
+                username: s["username"].as_str().unwrap_or_default().to_owned(),
+                credential: s["credential"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        builder = builder.with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_ice_servers(servers)
+                .with_ice_transport_policy(RTCIceTransportPolicy::Relay)
+                .build(),
+        );
+    }
+    let pc = builder
         .with_media_engine(media)
         .with_handler(Arc::new(PcHandler { gathered: gtx, connected: ctx, tracks }))
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
@@ -294,6 +316,20 @@ impl Client {
     /// Join; server offers get `rewrite.0` replaced by `rewrite.1` (to put a relay
     /// in the media path).
     pub async fn try_join_with(url: &str, token: &str, rewrite: Option<(String, String)>) -> Result<Client, Value> {
+        Self::join_inner(url, token, rewrite, false).await
+    }
+
+    /// Join with only relay candidates, through the TURN servers `joined` names.
+    pub async fn join_relayed(url: &str, token: &str) -> Client {
+        Self::join_inner(url, token, None, true).await.expect("joined")
+    }
+
+    async fn join_inner(
+        url: &str,
+        token: &str,
+        rewrite: Option<(String, String)>,
+        relay_only: bool,
+    ) -> Result<Client, Value> {
         let mut ws = Ws::connect(url).await;
         ws.send(json!({"type":"join","token":token})).await;
         let joined = ws.recv().await.unwrap_or(Value::Null);
@@ -302,8 +338,9 @@ impl Client {
         }
         let participant_id = joined["participant_id"].as_str().unwrap().to_owned();
         let (track_tx, mut track_rx) = mpsc::unbounded_channel::<Arc<dyn TrackRemote>>();
-        let publish = Arc::new(new_pc(None).await);
-        let subscribe = Arc::new(new_pc(Some(track_tx)).await);
+        let relay = relay_only.then_some(&joined["ice_servers"]);
+        let publish = Arc::new(new_pc(None, relay).await);
+        let subscribe = Arc::new(new_pc(Some(track_tx), relay).await);
         let received = Arc::new(Mutex::new(Received::default()));
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
         let (in_tx, inbox) = mpsc::unbounded_channel::<Value>();
