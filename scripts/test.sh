@@ -21,6 +21,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # The peer SFU the bench compares Chorus with (`chorus-bench compare`), and `ip` for its namespace.
 command -v janus >/dev/null 2>&1 || need+=(janus)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The ACME test CA (pebble, pebble-challtestsrv) for the --acme-domain test.
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
 # Emoji in screenshots (reactions, call buttons) instead of empty boxes.
 fc-list 2>/dev/null | grep -qi "Noto Color Emoji" || need+=(fonts-noto-color-emoji)
 if [ ${#need[@]} -gt 0 ]; then

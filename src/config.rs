@@ -79,6 +79,21 @@ pub struct Cli {
     /// PEM private key of --tls-cert [default: none]
     #[arg(long, global = true, env = "CHORUS_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate from an ACME CA (Let's Encrypt) for these names (comma-separated),
+    /// validated by TLS-ALPN-01 on --listen (which must be reachable on port 443) and cached in
+    /// DATA_DIR/acme [default: none]
+    #[arg(long, global = true, env = "CHORUS_ACME_DOMAIN", value_delimiter = ',')]
+    pub acme_domain: Option<Vec<String>>,
+    /// Contact address given to the ACME CA (expiry warnings) [default: none]
+    #[arg(long, global = true, env = "CHORUS_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// ACME directory URL [default: Let's Encrypt production]
+    #[arg(long, global = true, env = "CHORUS_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// PEM CA certificate the ACME directory is checked against instead of the web's roots (a private
+    /// ACME CA) [default: none]
+    #[arg(long, global = true, env = "CHORUS_ACME_CA_FILE")]
+    pub acme_ca_file: Option<PathBuf>,
     /// With TLS: a plain-HTTP listener (e.g. 0.0.0.0:80) that redirects every request to HTTPS
     /// [default: none]
     #[arg(long, global = true, env = "CHORUS_REDIRECT_LISTEN")]
@@ -328,6 +343,10 @@ pub struct FileConfig {
     pub turn_tls_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub acme_domain: Option<OneOrMany<String>>,
+    pub acme_email: Option<String>,
+    pub acme_directory: Option<String>,
+    pub acme_ca_file: Option<PathBuf>,
     pub redirect_listen: Option<SocketAddr>,
     pub sfu_workers: Option<usize>,
     pub public_url: Option<String>,
@@ -371,10 +390,19 @@ pub struct EmbeddedTurn {
     pub tls_listen: Option<SocketAddr>,
 }
 
-/// HTTPS served by Chorus itself (`--tls-cert`, `--tls-key`, `--redirect-listen`).
+/// Where the HTTPS certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Certificates {
+    /// `--tls-cert`, `--tls-key`: files the operator renews.
+    Files(CertFiles),
+    /// `--acme-domain`: ordered and renewed by Chorus.
+    Acme(crate::acme::AcmeSettings),
+}
+
+/// HTTPS served by Chorus itself (`--tls-cert`/`--tls-key` or `--acme-domain`, `--redirect-listen`).
 #[derive(Debug, Clone)]
 pub struct Tls {
-    pub files: CertFiles,
+    pub certs: Certificates,
     /// The plain-HTTP listener that redirects to HTTPS, when set.
     pub redirect_listen: Option<SocketAddr>,
     pub redirect_to: RedirectTarget,
@@ -433,21 +461,68 @@ impl Config {
             None => FileConfig::default(),
         };
         let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let data_dir = cli.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./data"));
         let tls_files = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(CertFiles { cert, key }),
             (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key"),
             (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert"),
         };
+        let acme_domains: Vec<String> = cli
+            .acme_domain
+            .or(file.acme_domain.map(OneOrMany::into_vec))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect();
+        let acme_email = cli.acme_email.or(file.acme_email);
+        let acme_directory = cli.acme_directory.or(file.acme_directory);
+        let acme_ca_file = cli.acme_ca_file.or(file.acme_ca_file);
+        let certs = match (tls_files, acme_domains.is_empty()) {
+            (Some(_), false) => anyhow::bail!("--acme-domain and --tls-cert both supply the certificate: choose one"),
+            (Some(files), true) => Some(Certificates::Files(files)),
+            (None, true) => {
+                if acme_email.is_some() || acme_directory.is_some() || acme_ca_file.is_some() {
+                    anyhow::bail!("--acme-email, --acme-directory and --acme-ca-file need --acme-domain");
+                }
+                None
+            }
+            (None, false) => {
+                if let Some(bad) = acme_domains.iter().find(|d| !crate::acme::valid_domain(d)) {
+                    anyhow::bail!("--acme-domain {bad:?} is not a DNS name a CA can issue for (e.g. chat.example.org)");
+                }
+                if acme_email.as_ref().is_some_and(|e| !e.contains('@') || e.contains(char::is_whitespace)) {
+                    anyhow::bail!("--acme-email must be an email address");
+                }
+                let directory = acme_directory.unwrap_or_else(|| crate::acme::LETS_ENCRYPT.to_string());
+                if !directory.starts_with("https://") {
+                    anyhow::bail!("--acme-directory must be an https:// URL");
+                }
+                Some(Certificates::Acme(crate::acme::AcmeSettings {
+                    domains: acme_domains.clone(),
+                    email: acme_email,
+                    directory,
+                    ca_file: acme_ca_file,
+                    cache_dir: data_dir.join("acme"),
+                }))
+            }
+        };
         let redirect_listen = cli.redirect_listen.or(file.redirect_listen);
-        if redirect_listen.is_some() && tls_files.is_none() {
-            anyhow::bail!("--redirect-listen redirects to HTTPS, which needs --tls-cert and --tls-key");
+        if redirect_listen.is_some() && certs.is_none() {
+            anyhow::bail!(
+                "--redirect-listen redirects to HTTPS, which needs --tls-cert and --tls-key or --acme-domain"
+            );
         }
         let explicit_url = cli.public_url.or(file.public_url).map(|u| u.trim_end_matches('/').to_string());
-        let scheme = if tls_files.is_some() { "https" } else { "http" };
-        let public_url = explicit_url.clone().unwrap_or_else(|| format!("{scheme}://{listen}"));
-        let tls = tls_files.map(|files| Tls {
-            files,
+        let scheme = if certs.is_some() { "https" } else { "http" };
+        let default_url = match acme_domains.first() {
+            Some(domain) if listen.port() == 443 => format!("https://{domain}"),
+            Some(domain) => format!("https://{domain}:{}", listen.port()),
+            None => format!("{scheme}://{listen}"),
+        };
+        let public_url = explicit_url.clone().unwrap_or(default_url);
+        let tls = certs.map(|certs| Tls {
+            certs,
             redirect_listen,
             redirect_to: match explicit_url.filter(|u| u.starts_with("https://")) {
                 Some(origin) => RedirectTarget::Origin(origin),
@@ -473,7 +548,7 @@ impl Config {
         let turn_secret = cli.turn_secret.or(file.turn_secret);
         let turn_listen = cli.turn_listen.or(file.turn_listen);
         let turn_tls_listen = cli.turn_tls_listen.or(file.turn_tls_listen);
-        if turn_tls_listen.is_some() && tls.is_none() {
+        if turn_tls_listen.is_some() && !matches!(tls.as_ref().map(|t| &t.certs), Some(Certificates::Files(_))) {
             anyhow::bail!(
                 "--turn-tls-listen needs --tls-cert and --tls-key (browsers accept only a TURN certificate they trust)"
             );
@@ -575,7 +650,7 @@ impl Config {
             turn_ttl_secs,
             tls,
             listen,
-            data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
+            data_dir,
             store,
             udp_port_base: cli.udp_port_base.or(file.udp_port_base).unwrap_or(50000),
             rtc_tcp_port: Some(cli.rtc_tcp_port.or(file.rtc_tcp_port).unwrap_or(7881)).filter(|p| *p != 0),
@@ -708,12 +783,41 @@ mod tests {
         assert_eq!(c.public_url, "https://0.0.0.0:8443");
         assert_eq!(c.voice_endpoint(), "wss://0.0.0.0:8443/voice");
         let t = c.tls.unwrap();
+        assert!(matches!(&t.certs, Certificates::Files(f) if f.cert.ends_with("c.pem")));
         assert_eq!(t.redirect_listen.map(|a| a.port()), Some(80));
         assert!(matches!(t.redirect_to, RedirectTarget::SameHost { https_port: 8443 }));
         assert!(tls(Some("c.pem"), None, None).is_err(), "a certificate without its key");
         assert!(tls(None, Some("k.pem"), None).is_err(), "a key without its certificate");
         assert!(tls(None, None, Some("0.0.0.0:80")).is_err(), "a redirect to an HTTPS that is not served");
         assert!(tls(None, None, None).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn acme_takes_dns_names_and_makes_the_public_url_https() {
+        let acme = |domains: &[&str], cert: Option<&str>| {
+            Config::load(Cli {
+                acme_domain: Some(domains.iter().map(|d| d.to_string()).collect()),
+                tls_cert: cert.map(PathBuf::from),
+                tls_key: cert.map(|_| PathBuf::from("k.pem")),
+                listen: Some("0.0.0.0:443".parse().unwrap()),
+                data_dir: Some(PathBuf::from("/var/lib/chorus")),
+                ..Cli::default()
+            })
+        };
+        let c = acme(&["Chat.Example.org"], None).unwrap();
+        assert_eq!(c.public_url, "https://chat.example.org");
+        match c.tls.map(|t| t.certs) {
+            Some(Certificates::Acme(a)) => {
+                assert_eq!(a.domains, ["chat.example.org"]);
+                assert_eq!(a.directory, crate::acme::LETS_ENCRYPT);
+                assert_eq!(a.cache_dir, PathBuf::from("/var/lib/chorus/acme"));
+            }
+            other => panic!("ACME settings expected: {other:?}"),
+        }
+        assert!(acme(&["chat.example.org"], Some("c.pem")).is_err(), "two sources of one certificate");
+        assert!(acme(&["https://chat.example.org"], None).is_err(), "a URL is not a domain");
+        let email_alone = Cli { acme_email: Some("ops@example.org".into()), ..Cli::default() };
+        assert!(Config::load(email_alone).is_err(), "an email without a domain");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! metrics endpoint, and the operator's commands (`chorus admin`, `backup`, `restore`, `ports`).
 //! Configuration comes from flags, `CHORUS_*` variables and `chorus.toml`.
 
+mod acme;
 mod admin;
 mod cluster;
 mod commands;

@@ -369,7 +369,7 @@ pub async fn run(mut config: Config) -> Result<()> {
     }
     // A certificate that does not load stops the start before anything else is opened.
     let tls = match &config.tls {
-        Some(tls) => Some((tls, crate::tls::server_config(&tls.files)?)),
+        Some(tls) => Some((tls, crate::tls::Serving::start(&tls.certs)?)),
         None => None,
     };
     let app = build(&config).await?;
@@ -405,12 +405,9 @@ pub async fn run(mut config: Config) -> Result<()> {
             let serve = axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx.clone()));
             servers.push(tokio::spawn(async move { serve.await }));
         }
-        Some((tls, (server_config, resolver))) => {
-            crate::tls::spawn_reloader(tls.files.clone(), resolver);
-            tracing::info!("TLS: certificate {}, key {}", tls.files.cert.display(), tls.files.key.display());
+        Some((tls, serving)) => {
             // tap_io only so that ConnectInfo<SocketAddr> works for a listener of our own.
-            let listener =
-                axum::serve::ListenerExt::tap_io(crate::tls::TlsListener::new(listener, server_config), |_| {});
+            let listener = axum::serve::ListenerExt::tap_io(serving.listener(listener), |_| {});
             let serve = axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx.clone()));
             servers.push(tokio::spawn(async move { serve.await }));
             if let Some(redirect) = tls.redirect_listen {

@@ -152,11 +152,62 @@ pub fn spawn_reloader(files: CertFiles, resolver: Arc<CertResolver>) {
     });
 }
 
+/// The HTTPS listener's certificates, wherever they come from.
+pub enum Serving {
+    Files(Arc<rustls::ServerConfig>),
+    Acme(crate::acme::AcmeTls),
+}
+
+impl Serving {
+    /// Loads the files (and watches them) or starts ACME. A certificate that does not load stops the start.
+    pub fn start(certs: &crate::config::Certificates) -> Result<Serving> {
+        match certs {
+            crate::config::Certificates::Files(files) => {
+                let (config, resolver) = server_config(files)?;
+                spawn_reloader(files.clone(), resolver);
+                tracing::info!("TLS: certificate {}, key {}", files.cert.display(), files.key.display());
+                Ok(Serving::Files(config))
+            }
+            crate::config::Certificates::Acme(settings) => Ok(Serving::Acme(crate::acme::start(settings)?)),
+        }
+    }
+
+    pub fn listener(self, tcp: TcpListener) -> TlsListener {
+        match self {
+            Serving::Files(config) => TlsListener::new(tcp, config, None),
+            Serving::Acme(acme) => TlsListener::new(tcp, acme.config, Some(acme.challenge)),
+        }
+    }
+}
+
+/// One handshake: with ACME, a ClientHello offering `acme-tls/1` is the CA validating the domain and
+/// gets the challenge certificate, then the connection ends (None).
+async fn handshake(
+    config: Arc<rustls::ServerConfig>,
+    challenge: Option<Arc<rustls::ServerConfig>>,
+    tcp: TcpStream,
+) -> std::io::Result<Option<TlsStream<TcpStream>>> {
+    let Some(challenge) = challenge else {
+        return TlsAcceptor::from(config).accept(tcp).await.map(Some);
+    };
+    let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    let validating = start.client_hello().alpn().into_iter().flatten().any(|p| p == ACME_TLS_ALPN);
+    if validating {
+        start.into_stream(challenge).await?;
+        return Ok(None);
+    }
+    start.into_stream(config).await.map(Some)
+}
+
+/// RFC 8737's ALPN protocol id.
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// Accepts TCP connections and yields them once their TLS handshake is done. Handshakes run in their
 /// own tasks, bounded in number and time, so the accept loop never waits on one client.
 pub struct TlsListener {
     tcp: TcpListener,
-    acceptor: TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
+    challenge: Option<Arc<rustls::ServerConfig>>,
     handshakes: Arc<Semaphore>,
     per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
     done_tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
@@ -164,11 +215,16 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        challenge: Option<Arc<rustls::ServerConfig>>,
+    ) -> TlsListener {
         let (done_tx, done_rx) = mpsc::channel(64);
         TlsListener {
             tcp,
-            acceptor: TlsAcceptor::from(config),
+            config,
+            challenge,
             handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
             per_ip: Arc::default(),
             done_tx,
@@ -195,16 +251,17 @@ impl axum::serve::Listener for TlsListener {
                             continue; // shed
                         };
                         let _ = tcp.set_nodelay(true);
-                        let acceptor = self.acceptor.clone();
+                        let (config, challenge) = (self.config.clone(), self.challenge.clone());
                         let done = self.done_tx.clone();
                         tokio::spawn(async move {
-                            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                            let shake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(config, challenge, tcp)).await;
                             drop(permit);
                             drop(slot);
-                            match handshake {
-                                Ok(Ok(tls)) => {
+                            match shake {
+                                Ok(Ok(Some(tls))) => {
                                     let _ = done.send((tls, peer)).await;
                                 }
+                                Ok(Ok(None)) => tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 validation"),
                                 Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }

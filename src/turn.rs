@@ -23,10 +23,10 @@ pub async fn start(config: &Config, embedded: &EmbeddedTurn, registry: &promethe
         Some(t) => t.secret.clone(),
         None => (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect(),
     };
-    let tls = match (&embedded.tls_listen, &config.tls) {
-        (Some(_), Some(tls)) => {
-            let (_, resolver) = crate::tls::server_config(&tls.files)?;
-            crate::tls::spawn_reloader(tls.files.clone(), resolver.clone());
+    let tls = match (&embedded.tls_listen, config.tls.as_ref().map(|t| &t.certs)) {
+        (Some(_), Some(crate::config::Certificates::Files(files))) => {
+            let (_, resolver) = crate::tls::server_config(files)?;
+            crate::tls::spawn_reloader(files.clone(), resolver.clone());
             Some(crate::tls::turn_server_config(resolver)?)
         }
         _ => None,

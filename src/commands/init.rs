@@ -135,7 +135,7 @@ mod tests {
         assert_eq!(c.listen.port(), 443);
         assert_eq!(c.rtc_tcp_port, Some(7881), "ICE over TCP is written out, on");
         let tls = c.tls.expect("TLS settings");
-        assert!(tls.files.cert.ends_with("tls/fullchain.pem"));
+        assert!(matches!(&tls.certs, crate::config::Certificates::Files(f) if f.cert.ends_with("tls/fullchain.pem")));
         assert_eq!(tls.redirect_listen.map(|a| a.port()), Some(80));
         assert_eq!(c.registration.to_string(), "invite");
         assert_eq!(c.voice_secret.map(|s| s.len()), Some(64));
