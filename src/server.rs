@@ -111,8 +111,10 @@ pub async fn build(config: &Config) -> Result<App> {
 
     // Embedded TURN: its listeners first, so the URLs in `joined` carry their ports; what it may
     // relay to is set once the SFU has bound.
+    // The TURN server's open relay addresses, which the SFU reads to count relayed joins.
+    let relay_sources = sfu::RelaySources::default();
     let embedded_turn = match &config.embedded_turn {
-        Some(e) => Some(crate::turn::start(config, e, &registry).await?),
+        Some(e) => Some(crate::turn::start(config, e, relay_sources.clone(), &registry).await?),
         None => None,
     };
     let signaling_config = signaling::SignalingConfig {
@@ -125,6 +127,7 @@ pub async fn build(config: &Config) -> Result<App> {
             public_ips: config.media.advertised.clone(),
             workers: config.sfu_workers,
             tcp_port: config.rtc_tcp_port,
+            relay_sources,
             ..sfu::SfuConfig::default()
         },
         resume_window: None,

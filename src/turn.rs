@@ -16,7 +16,12 @@ pub struct Embedded {
 }
 
 /// Binds the listeners. Relaying is allowed nowhere until [`allow_sfu`] names the SFU's sockets.
-pub async fn start(config: &Config, embedded: &EmbeddedTurn, registry: &prometheus::Registry) -> Result<Embedded> {
+pub async fn start(
+    config: &Config,
+    embedded: &EmbeddedTurn,
+    open_relays: turn::OpenRelays,
+    registry: &prometheus::Registry,
+) -> Result<Embedded> {
     // Credentials are made and checked on this node only (the node that hosts a call hands out
     // its own TURN), so a secret made at start is enough unless an external TURN shares one.
     let secret = match &config.turn {
@@ -40,6 +45,7 @@ pub async fn start(config: &Config, embedded: &EmbeddedTurn, registry: &promethe
             tls,
             targets: turn::Targets::default(),
             limits: turn::Limits::default(),
+            open_relays,
         },
         registry,
     )

@@ -22,7 +22,14 @@ pub struct SfuConfig {
     /// The one TCP port for ICE-TCP (passive candidates on every public address, for clients
     /// without UDP); `None` = off, `Some(0)` = an ephemeral port (tests).
     pub tcp_port: Option<u16>,
+    /// Source addresses that are TURN relays (the embedded TURN server keeps this set), so that a
+    /// relayed participant is told from a direct one in `chorus_sfu_joins_by_path_total`. Read once
+    /// per join, never per packet.
+    pub relay_sources: RelaySources,
 }
+
+/// See [`SfuConfig::relay_sources`].
+pub type RelaySources = std::sync::Arc<std::sync::RwLock<std::collections::HashSet<std::net::SocketAddr>>>;
 
 impl Default for SfuConfig {
     fn default() -> Self {
@@ -34,6 +41,7 @@ impl Default for SfuConfig {
             peer_timeout: Duration::from_secs(15),
             initial_bitrate_bps: 1_000_000,
             tcp_port: None,
+            relay_sources: RelaySources::default(),
         }
     }
 }

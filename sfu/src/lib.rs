@@ -55,7 +55,7 @@ use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub use config::SfuConfig;
+pub use config::{RelaySources, SfuConfig};
 pub use forwarder::{Layer, Preference};
 pub use metrics::SfuMetrics;
 pub use snapshot::{ParticipantSnapshot, Quality, RoomSnapshot, SubscriptionSnapshot};
@@ -294,6 +294,7 @@ impl Sfu {
                 load: load.clone(),
                 peer_timeout: config.peer_timeout,
                 initial_bps: config.initial_bitrate_bps,
+                relay_sources: config.relay_sources.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("sfu-worker-{i}"))

@@ -23,6 +23,8 @@ pub struct SfuMetrics {
     pub layer_switches: IntCounterVec,
     pub bandwidth_estimate: Histogram,
     pub join_latency: Histogram,
+    /// Participants connected, by the path their first connected peer connection took.
+    pub joins_by_path: IntCounterVec,
     /// ICE-TCP connections open now, and those refused by the connection limits.
     pub tcp_connections: IntGauge,
     pub tcp_refused: IntCounter,
@@ -69,6 +71,13 @@ impl SfuMetrics {
                 )
                 .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
             )?,
+            joins_by_path: IntCounterVec::new(
+                Opts::new(
+                    "chorus_sfu_joins_by_path_total",
+                    "Participants connected, by media path: udp (direct), tcp (ICE-TCP), relay (the embedded TURN server)",
+                ),
+                &["path"],
+            )?,
             tcp_connections: IntGauge::new("chorus_sfu_tcp_connections", "ICE-TCP connections open")?,
             tcp_refused: IntCounter::new(
                 "chorus_sfu_tcp_connections_refused_total",
@@ -89,6 +98,10 @@ impl SfuMetrics {
         registry.register(Box::new(m.layer_switches.clone()))?;
         registry.register(Box::new(m.bandwidth_estimate.clone()))?;
         registry.register(Box::new(m.join_latency.clone()))?;
+        registry.register(Box::new(m.joins_by_path.clone()))?;
+        for path in ["udp", "tcp", "relay"] {
+            m.joins_by_path.with_label_values(&[path]);
+        }
         registry.register(Box::new(m.tcp_connections.clone()))?;
         registry.register(Box::new(m.tcp_refused.clone()))?;
         Ok(m)

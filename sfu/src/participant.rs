@@ -37,6 +37,8 @@ pub(crate) struct Participant {
     /// room has no media path; its signaling socket decides when it is gone).
     pub seen_traffic: bool,
     pub connected: bool,
+    /// Where the last datagram before connecting came from (the path ICE is completing on).
+    pub path: Option<(str0m::net::Protocol, std::net::SocketAddr)>,
     pub muted: bool,
     pub deafened: bool,
     pub server_muted: bool,
@@ -141,6 +143,7 @@ impl Participant {
             last_seen: now,
             seen_traffic: false,
             connected: false,
+            path: None,
             muted: false,
             deafened: false,
             server_muted: false,

@@ -52,6 +52,7 @@ pub struct Room {
     last_reselect: Option<Instant>,
     /// The earliest str0m timeout that forwarding produced since the worker last asked (see [`Room::take_wake`]).
     wake: Option<Instant>,
+    relay_sources: crate::config::RelaySources,
 }
 
 impl Room {
@@ -74,7 +75,14 @@ impl Room {
             next_track: 1,
             last_reselect: None,
             wake: None,
+            relay_sources: Default::default(),
         }
+    }
+
+    /// Source addresses that are TURN relays, for the join-path metric.
+    pub fn with_relay_sources(mut self, relays: crate::config::RelaySources) -> Self {
+        self.relay_sources = relays;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -149,6 +157,9 @@ impl Room {
             return;
         };
         let source = recv.source;
+        if !p.connected {
+            p.path = Some((recv.proto, source));
+        }
         let input = Input::Receive(ctx.now, recv);
         let rtc = p.rtc(key.pc);
         if !known_path {
@@ -419,12 +430,22 @@ impl Room {
                 (Pc::Publish, Event::MediaData(data)) => self.forward(ctx, slot, data),
                 (Pc::Publish, Event::MediaAdded(m)) => self.media_added(ctx, slot, m),
                 (Pc::Publish, Event::MediaChanged(m)) => self.media_changed(ctx, slot, m),
-                (_, Event::IceConnectionStateChange(IceConnectionState::Connected)) => {
+                // An ICE-lite agent (the SFU) goes from checking straight to completed.
+                (_, Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)) => {
                     if let Some(p) = self.parts[slot].as_mut()
                         && !p.connected
                     {
                         p.connected = true;
                         ctx.metrics.join_latency.observe(ctx.now.saturating_duration_since(p.joined_at).as_secs_f64());
+                        let path = match p.path {
+                            Some((str0m::net::Protocol::Udp, source)) => {
+                                let relayed = self.relay_sources.read().map(|r| r.contains(&source)).unwrap_or(false);
+                                if relayed { "relay" } else { "udp" }
+                            }
+                            Some(_) => "tcp",
+                            None => "udp",
+                        };
+                        ctx.metrics.joins_by_path.with_label_values(&[path]).inc();
                     }
                 }
                 (Pc::Subscribe, Event::KeyframeRequest(req)) => {

@@ -124,11 +124,24 @@ pub(crate) struct Worker {
     pub load: Arc<AtomicUsize>,
     pub peer_timeout: Duration,
     pub initial_bps: u64,
+    pub relay_sources: crate::config::RelaySources,
 }
 
 impl Worker {
     pub fn run(self) {
-        let Worker { index, socket, public, tcp_public, tcp_rung, rx, metrics, load, peer_timeout, initial_bps } = self;
+        let Worker {
+            index,
+            socket,
+            public,
+            tcp_public,
+            tcp_rung,
+            rx,
+            metrics,
+            load,
+            peer_timeout,
+            initial_bps,
+            relay_sources,
+        } = self;
         if let Err(e) = socket.set_read_timeout(Some(READ_TIMEOUT)) {
             tracing::error!(error = %e, "cannot set socket read timeout");
             return;
@@ -180,7 +193,9 @@ impl Worker {
                     WorkerMsg::Join { room, id, user_id, rights, sink } => {
                         let r = rooms.entry(room).or_insert_with(|| {
                             metrics.rooms.inc();
-                            Room::new(room, &public, peer_timeout, initial_bps).with_tcp(&tcp_public)
+                            Room::new(room, &public, peer_timeout, initial_bps)
+                                .with_tcp(&tcp_public)
+                                .with_relay_sources(relay_sources.clone())
                         });
                         let mut ctx =
                             Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };

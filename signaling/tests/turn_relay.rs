@@ -14,6 +14,7 @@ const SECRET: &str = "0123456789abcdef-relay";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relay_only_clients_hear_each_other_through_the_embedded_turn_server() {
     let turn_registry = prometheus::Registry::new();
+    let relays = sfu::RelaySources::default();
     let turn = turn::io::start(
         turn::TurnConfig {
             realm: "chorus.test".into(),
@@ -23,6 +24,7 @@ async fn relay_only_clients_hear_each_other_through_the_embedded_turn_server() {
             tls: None,
             targets: turn::Targets::default(),
             limits: turn::Limits::default(),
+            open_relays: relays.clone(),
         },
         &turn_registry,
     )
@@ -31,6 +33,7 @@ async fn relay_only_clients_hear_each_other_through_the_embedded_turn_server() {
     let url = format!("turn:{}?transport=udp", turn.udp_addr.unwrap());
     let server = Server::start_with(|c| {
         c.turn = Some(TurnRest::new(vec![url], SECRET, Duration::from_secs(600)));
+        c.sfu.relay_sources = relays.clone();
     })
     .await;
     let sfu = server.signaling.sfu().udp_addrs();
@@ -71,4 +74,25 @@ async fn relay_only_clients_hear_each_other_through_the_embedded_turn_server() {
     };
     assert!(relayed("to_peer") > 20_000.0, "to the SFU: {} bytes", relayed("to_peer"));
     assert!(relayed("to_client") > 20_000.0, "to the clients: {} bytes", relayed("to_client"));
+    let joins = |path: &str| {
+        server
+            .registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "chorus_sfu_joins_by_path_total")
+            .flat_map(|f| f.get_metric().to_vec())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == path))
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>()
+    };
+    assert_eq!((joins("relay"), joins("udp")), (2.0, 0.0), "the SFU counts both joins as relayed");
+    let connected = server
+        .registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "chorus_sfu_join_latency_seconds")
+        .flat_map(|f| f.get_metric().to_vec())
+        .map(|m| m.get_histogram().get_sample_count())
+        .sum::<u64>();
+    assert_eq!(connected, 2, "and times both joins");
 }

@@ -42,7 +42,13 @@ pub struct TurnConfig {
     pub tls: Option<Arc<ServerConfig>>,
     pub targets: Targets,
     pub limits: Limits,
+    /// The relay addresses open now are kept in this set, for a caller that must tell relayed
+    /// traffic from direct (the SFU's join-path metric).
+    pub open_relays: OpenRelays,
 }
+
+/// See [`TurnConfig::open_relays`].
+pub type OpenRelays = Arc<std::sync::RwLock<std::collections::HashSet<SocketAddr>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TurnError {
@@ -101,6 +107,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     udp: Option<Arc<UdpSocket>>,
+    open_relays: OpenRelays,
 }
 
 pub async fn start(config: TurnConfig, registry: &prometheus::Registry) -> Result<TurnServer, TurnError> {
@@ -126,6 +133,7 @@ pub async fn start(config: TurnConfig, registry: &prometheus::Registry) -> Resul
             tls_per_ip: HashMap::new(),
         }),
         udp: udp.clone(),
+        open_relays: config.open_relays.clone(),
     });
     let mut tasks = vec![tokio::spawn(tick(shared.clone(), metrics.clone()))];
     if let Some(udp) = udp {
@@ -175,6 +183,9 @@ fn dispatch(shared: &Arc<Shared>, client: Client, input: &[u8]) -> (Outgoing, st
                 let socket = Arc::new(socket);
                 let task = tokio::spawn(relay_reader(shared.clone(), addr, socket.clone()));
                 state.relays.insert(addr, Relay { socket, task });
+                if let Ok(mut open) = shared.open_relays.write() {
+                    open.insert(addr);
+                }
             }
             Err(e) => {
                 tracing::warn!("TURN: relay socket {addr}: {e}");
@@ -246,6 +257,9 @@ fn release(shared: &Shared, relays: Vec<SocketAddr>) {
     for addr in relays {
         if let Some(r) = state.relays.remove(&addr) {
             r.task.abort();
+        }
+        if let Ok(mut open) = shared.open_relays.write() {
+            open.remove(&addr);
         }
     }
 }

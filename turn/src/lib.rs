@@ -15,5 +15,5 @@ pub mod metrics;
 pub mod server;
 pub mod wire;
 
-pub use io::{TurnConfig, TurnError, TurnServer};
+pub use io::{OpenRelays, TurnConfig, TurnError, TurnServer};
 pub use server::{Limits, Targets};

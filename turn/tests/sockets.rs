@@ -41,6 +41,7 @@ async fn start(sfu: SocketAddr, tls: Option<Arc<tokio_rustls::rustls::ServerConf
         tls,
         targets: Targets::new([(sfu, sfu)]),
         limits: Limits::default(),
+        open_relays: Default::default(),
     };
     turn::io::start(config, &prometheus::Registry::new()).await.unwrap()
 }

@@ -205,22 +205,31 @@ async function call(want, during = () => {}) {
   }
 }
 
+/** `chorus_sfu_joins_by_path_total{path}` now. */
+const joins = (path) => Number(new RegExp(`^chorus_sfu_joins_by_path_total\\{path="${path}"\\} (\\d+)`, 'm').exec(curl('/metrics'))?.[1] ?? -1);
+
 test('1. an open network: direct UDP', async () => {
   firewall('');
+  const before = joins('udp');
   await call(/^host\/udp->udp$/);
+  assert.equal(joins('udp'), before + 2, 'the server counts both joins as direct UDP');
 });
 
 test('2. UDP blocked: ICE over TCP', async () => {
   firewall(`ip saddr ${CLIENT_IP} meta l4proto udp drop`);
   // An active TCP candidate's port is known only once connected: Chromium reports it as prflx.
+  const before = joins('tcp');
   await call(/^(host|prflx)\/tcp->tcp$/, (metrics) => assert.match(metrics, /^chorus_sfu_tcp_connections [1-9]/m));
+  assert.equal(joins('tcp'), before + 2, 'the server counts both joins as ICE-TCP');
 });
 
 test('3. only TCP to the HTTPS and TURN/TLS ports: TURN over TLS', async () => {
   firewall(`ip saddr ${CLIENT_IP} meta l4proto udp drop\n  ip saddr ${CLIENT_IP} tcp dport != { ${HTTPS}, ${TURN_TLS} } drop`);
+  const before = joins('relay');
   await call(/^relay\/tls->udp$/, (metrics) => {
     assert.match(metrics, /^chorus_turn_allocations [1-9]/m);
     assert.match(metrics, /^chorus_turn_tls_connections [1-9]/m);
   });
+  assert.equal(joins('relay'), before + 2, 'the server counts both joins as relayed');
   assert.deepEqual(errors.flat(), [], 'no page errors or CSP violations');
 });
