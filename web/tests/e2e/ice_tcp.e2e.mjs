@@ -2,7 +2,7 @@
 // /voice socket is routed through the test, which strips them from the SFU's offers and answers, as a
 // network that blocks UDP leaves only TCP) join one voice channel. Each decodes the other's audio, the
 // selected candidate pair of every peer connection is TCP, and the server counts the connections.
-// (The full network cases — nftables in network namespaces — are the by-hand suite in docs/operations.md.)
+// (The same over real network paths — nftables in network namespaces — is network.e2e.mjs.)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -2,7 +2,9 @@
 // joined by a veth pair, and nftables in the server namespace shaping what the client may reach. For each
 // case both users join one voice channel, each decodes the other's audio, and the selected candidate pair
 // is the kind the network leaves: (1) direct UDP; (2) UDP blocked → ICE over TCP; (3) UDP and the ICE-TCP
-// port blocked, only the HTTPS and TURN/TLS ports open → TURN over TLS (embedded). Needs root (`ip netns`).
+// port blocked, only the HTTPS and TURN/TLS ports open → TURN over TLS (embedded); (4) only coturn's UDP
+// port open → TURN/UDP through Debian's coturn with the REST-API credentials Chorus hands out.
+// Needs root (`ip netns`).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,9 +26,12 @@ const ICE_TCP = 7881;
 const TURN_UDP = 3478;
 const TURN_TLS = 5349;
 const UDP_BASE = 50000;
+const COTURN = 3479;
+const TURN_SECRET = 'net-test-shared-secret-0123456789';
 
 let dir;
 let chorus;
+let coturn;
 let log = '';
 let browser;
 let alice;
@@ -88,7 +93,8 @@ before(async () => {
     '--tls-cert', cert, '--tls-key', key, '--public-url', `https://${SERVER_IP}:${HTTPS}`,
     '--public-ip', SERVER_IP, '--udp-port-base', String(UDP_BASE), '--sfu-workers', '1',
     '--rtc-tcp-port', String(ICE_TCP), '--turn-listen', `${SERVER_IP}:${TURN_UDP}`,
-    '--turn-tls-listen', `${SERVER_IP}:${TURN_TLS}`,
+    '--turn-tls-listen', `${SERVER_IP}:${TURN_TLS}`, '--turn-url', `turn:${SERVER_IP}:${COTURN}?transport=udp`,
+    '--turn-secret', TURN_SECRET,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CHORUS_LOG: process.env.CHORUS_LOG ?? 'warn' } });
   chorus.stdout.on('data', (d) => (log += d));
   chorus.stderr.on('data', (d) => (log += d));
@@ -102,6 +108,16 @@ before(async () => {
     if (chorus.exitCode !== null || Date.now() > deadline) throw new Error(`chorus did not start:\n${log}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+
+  // coturn as operations.md §4 configures it: the shared secret, relaying to the SFU's address only.
+  coturn = spawn('ip', [
+    'netns', 'exec', SRV, 'turnserver', '--listening-ip', SERVER_IP, '--relay-ip', SERVER_IP,
+    '--listening-port', String(COTURN), '--use-auth-secret', '--static-auth-secret', TURN_SECRET, '--realm', 'chorus.test',
+    '--no-tls', '--no-dtls', '--no-cli', '--no-tcp-relay', '--denied-peer-ip', '0.0.0.0-255.255.255.255',
+    '--allowed-peer-ip', SERVER_IP, '--log-file', 'stdout', '--simple-log',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  coturn.stdout.on('data', (d) => (log += d));
+  coturn.stderr.on('data', (d) => (log += d));
 
   // Chromium runs in the client namespace: playwright starts it through this wrapper.
   const wrapper = join(dir, 'chromium-in-client-ns');
@@ -133,6 +149,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  if (coturn && coturn.exitCode === null) coturn.kill('SIGKILL');
   if (chorus && chorus.exitCode === null) {
     chorus.kill('SIGTERM');
     await new Promise((r) => (chorus.exitCode !== null ? r(undefined) : chorus.once('exit', r)));
@@ -231,5 +248,11 @@ test('3. only TCP to the HTTPS and TURN/TLS ports: TURN over TLS', async () => {
     assert.match(metrics, /^chorus_turn_tls_connections [1-9]/m);
   });
   assert.equal(joins('relay'), before + 2, 'the server counts both joins as relayed');
+  assert.deepEqual(errors.flat(), [], 'no page errors or CSP violations');
+});
+
+test('4. only coturn\'s UDP port: TURN/UDP through coturn with the credentials from joined', async () => {
+  firewall(`ip saddr ${CLIENT_IP} udp dport != ${COTURN} drop\n  ip saddr ${CLIENT_IP} tcp dport != ${HTTPS} drop`);
+  await call(/^relay\/udp->udp$/);
   assert.deepEqual(errors.flat(), [], 'no page errors or CSP violations');
 });

@@ -2,7 +2,7 @@
 // and runs TURN over UDP and over TLS; both users' browsers may use only relay candidates (as on a network
 // that reaches nothing but the TURN server). Once over TURN/UDP, once over TURN/TLS: each decodes the
 // other's audio, every selected candidate pair is a relay of that protocol, and the server counts the
-// allocations. (The network-namespace cases with nftables are the by-hand suite in docs/operations.md.)
+// allocations. (The same over real network paths — nftables in network namespaces — is network.e2e.mjs.)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
