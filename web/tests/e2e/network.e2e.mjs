@@ -8,19 +8,15 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchBrowser, newContext, registerInUi, watchErrors } from './harness.mjs';
+import { newContext, registerInUi, watchErrors } from './harness.mjs';
+import { CLIENT_IP, SERVER_IP, certificateFor, createNetwork, media, open } from './netns.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const tag = String(process.pid % 100000);
-const SRV = `chorus-srv-${tag}`;
-const CLI = `chorus-cli-${tag}`;
-const SERVER_IP = '10.77.0.1';
-const CLIENT_IP = '10.77.0.2';
 const HTTPS = 8443;
 const ICE_TCP = 7881;
 const TURN_UDP = 3478;
@@ -29,6 +25,7 @@ const UDP_BASE = 50000;
 const COTURN = 3479;
 const TURN_SECRET = 'net-test-shared-secret-0123456789';
 
+let net;
 let dir;
 let chorus;
 let coturn;
@@ -37,59 +34,18 @@ let browser;
 let alice;
 let bob;
 const errors = [];
+/** Join times per case (click → first decoded remote audio), printed for docs/benchmarks.md. */
+const joinTimes = {};
 
-/** Navigates, retrying while Chromium still settles its view of the new network. */
-async function open(page, url) {
-  for (let i = 0; ; i++) {
-    try {
-      return await page.goto(url);
-    } catch (e) {
-      if (i >= 5 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-}
-
-const run = (cmd, args, input) => execFileSync(cmd, args, { input, stdio: ['pipe', 'pipe', 'pipe'] }).toString();
-const inSrv = (cmd, args, input) => run('ip', ['netns', 'exec', SRV, cmd, ...args], input);
-
-/** Replaces the server namespace's filter with `rules` (nft syntax for one input chain). */
-function firewall(rules) {
-  try {
-    inSrv('nft', ['delete', 'table', 'inet', 'case']);
-  } catch {
-    /* none yet */
-  }
-  inSrv('nft', ['-f', '-'], `table inet case {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ${rules}\n }\n}\n`);
-}
-
-function curl(path) {
-  return inSrv('curl', ['-sk', '--max-time', '5', `https://${SERVER_IP}:${HTTPS}${path}`]);
-}
+const curl = (path) => net.inSrv('curl', ['-sk', '--max-time', '5', `https://${SERVER_IP}:${HTTPS}${path}`]);
 
 before(async () => {
-  run('ip', ['netns', 'add', SRV]);
-  run('ip', ['netns', 'add', CLI]);
-  run('ip', ['link', 'add', `cs${tag}`, 'netns', SRV, 'type', 'veth', 'peer', 'name', `cc${tag}`, 'netns', CLI]);
-  run('ip', ['-n', SRV, 'addr', 'add', `${SERVER_IP}/24`, 'dev', `cs${tag}`]);
-  run('ip', ['-n', CLI, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', `cc${tag}`]);
-  for (const [ns, dev] of [[SRV, `cs${tag}`], [CLI, `cc${tag}`]]) {
-    // IPv4 only: IPv6 address setup after the links come up makes Chromium report ERR_NETWORK_CHANGED.
-    run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-    run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-    run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-  }
-
+  net = createNetwork();
   dir = mkdtempSync(join(tmpdir(), 'chorus-net-'));
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  run('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
-    '-days', '2', '-subj', `/CN=${SERVER_IP}`, '-addext', `subjectAltName=IP:${SERVER_IP}`,
-  ]);
+  const [cert, key] = certificateFor(dir, SERVER_IP);
   const bin = process.env.CHORUS_BIN || join(repo, 'target/debug/chorus');
   chorus = spawn('ip', [
-    'netns', 'exec', SRV, bin, '--listen', `${SERVER_IP}:${HTTPS}`, '--data-dir', join(dir, 'data'),
+    'netns', 'exec', net.srv, bin, '--listen', `${SERVER_IP}:${HTTPS}`, '--data-dir', join(dir, 'data'),
     '--tls-cert', cert, '--tls-key', key, '--public-url', `https://${SERVER_IP}:${HTTPS}`,
     '--public-ip', SERVER_IP, '--udp-port-base', String(UDP_BASE), '--sfu-workers', '1',
     '--rtc-tcp-port', String(ICE_TCP), '--turn-listen', `${SERVER_IP}:${TURN_UDP}`,
@@ -111,7 +67,7 @@ before(async () => {
 
   // coturn as operations.md §4 configures it: the shared secret, relaying to the SFU's address only.
   coturn = spawn('ip', [
-    'netns', 'exec', SRV, 'turnserver', '--listening-ip', SERVER_IP, '--relay-ip', SERVER_IP,
+    'netns', 'exec', net.srv, 'turnserver', '--listening-ip', SERVER_IP, '--relay-ip', SERVER_IP,
     '--listening-port', String(COTURN), '--use-auth-secret', '--static-auth-secret', TURN_SECRET, '--realm', 'chorus.test',
     '--no-tls', '--no-dtls', '--no-cli', '--no-tcp-relay', '--denied-peer-ip', '0.0.0.0-255.255.255.255',
     '--allowed-peer-ip', SERVER_IP, '--log-file', 'stdout', '--simple-log',
@@ -119,16 +75,7 @@ before(async () => {
   coturn.stdout.on('data', (d) => (log += d));
   coturn.stderr.on('data', (d) => (log += d));
 
-  // Chromium runs in the client namespace: playwright starts it through this wrapper.
-  const wrapper = join(dir, 'chromium-in-client-ns');
-  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${CLI} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
-  chmodSync(wrapper, 0o755);
-  const previous = process.env.CHROMIUM;
-  process.env.CHROMIUM = wrapper;
-  browser = await launchBrowser(['--ignore-certificate-errors']);
-  if (previous === undefined) delete process.env.CHROMIUM;
-  else process.env.CHROMIUM = previous;
-
+  browser = await net.browser(dir, ['--ignore-certificate-errors']);
   const url = `https://${SERVER_IP}:${HTTPS}`;
   alice = await (await newContext(browser)).newPage();
   bob = await (await newContext(browser)).newPage();
@@ -148,57 +95,35 @@ before(async () => {
 });
 
 after(async () => {
+  console.log(`join times (ms, click to first remote audio): ${JSON.stringify(joinTimes)}`);
   await browser?.close();
   if (coturn && coturn.exitCode === null) coturn.kill('SIGKILL');
   if (chorus && chorus.exitCode === null) {
     chorus.kill('SIGTERM');
     await new Promise((r) => (chorus.exitCode !== null ? r(undefined) : chorus.once('exit', r)));
   }
-  for (const ns of [SRV, CLI]) {
-    try {
-      run('ip', ['netns', 'del', ns]);
-    } catch {
-      /* already gone */
-    }
-  }
+  net?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Each peer connection's selected pair as `localType/protocol->remoteProtocol`, and inbound audio. */
-const media = (page) =>
-  page.evaluate(async () => {
-    const v = /** @type {any} */ (window).__chorusVoice;
-    if (!v?.pcSubscribe || !v?.pcPublish) return null;
-    const selected = async (pc) => {
-      const stats = await pc.getStats();
-      let pair;
-      stats.forEach((r) => {
-        if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
-      });
-      const local = pair && stats.get(pair.localCandidateId);
-      const remote = pair && stats.get(pair.remoteCandidateId);
-      if (!local || !remote) return null;
-      return `${local.candidateType}/${local.relayProtocol ?? local.protocol}->${remote.protocol}`;
-    };
-    let packets = 0;
-    let level = 0;
-    (await v.pcSubscribe.getStats()).forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
-        packets += r.packetsReceived ?? 0;
-        level = Math.max(level, r.audioLevel ?? 0, r.totalAudioEnergy ?? 0);
-      }
-    });
-    return { publish: await selected(v.pcPublish), subscribe: await selected(v.pcSubscribe), packets, level };
-  });
-
 /** Both join, hear each other, every connection's selected pair matches `want`, and `during` holds
  * (server metrics while the call runs); then both leave. */
-async function call(want, during = () => {}) {
+async function call(name, want, during = () => {}) {
   try {
+    const clicked = Date.now();
     for (const page of [alice, bob]) await page.getByTestId('voice-channel').filter({ hasText: 'General' }).click();
     for (const page of [alice, bob]) {
       await page.getByTestId('voice-state').filter({ hasText: 'Voice Connected' }).waitFor({ timeout: 40_000 });
     }
+    // Both joined at once: the first audio from the other side marks the join done.
+    const heard = await Promise.all([alice, bob].map(async (page) => {
+      while (Date.now() - clicked < 40_000) {
+        if ((await media(page))?.packets > 0) return Date.now() - clicked;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return null;
+    }));
+    joinTimes[name] = heard;
     for (const page of [alice, bob]) {
       let m;
       const deadline = Date.now() + 40_000;
@@ -226,24 +151,24 @@ async function call(want, during = () => {}) {
 const joins = (path) => Number(new RegExp(`^chorus_sfu_joins_by_path_total\\{path="${path}"\\} (\\d+)`, 'm').exec(curl('/metrics'))?.[1] ?? -1);
 
 test('1. an open network: direct UDP', async () => {
-  firewall('');
+  net.firewall('');
   const before = joins('udp');
-  await call(/^host\/udp->udp$/);
+  await call('udp', /^host\/udp->udp$/);
   assert.equal(joins('udp'), before + 2, 'the server counts both joins as direct UDP');
 });
 
 test('2. UDP blocked: ICE over TCP', async () => {
-  firewall(`ip saddr ${CLIENT_IP} meta l4proto udp drop`);
+  net.firewall(`ip saddr ${CLIENT_IP} meta l4proto udp drop`);
   // An active TCP candidate's port is known only once connected: Chromium reports it as prflx.
   const before = joins('tcp');
-  await call(/^(host|prflx)\/tcp->tcp$/, (metrics) => assert.match(metrics, /^chorus_sfu_tcp_connections [1-9]/m));
+  await call('ice-tcp', /^(host|prflx)\/tcp->tcp$/, (metrics) => assert.match(metrics, /^chorus_sfu_tcp_connections [1-9]/m));
   assert.equal(joins('tcp'), before + 2, 'the server counts both joins as ICE-TCP');
 });
 
 test('3. only TCP to the HTTPS and TURN/TLS ports: TURN over TLS', async () => {
-  firewall(`ip saddr ${CLIENT_IP} meta l4proto udp drop\n  ip saddr ${CLIENT_IP} tcp dport != { ${HTTPS}, ${TURN_TLS} } drop`);
+  net.firewall(`ip saddr ${CLIENT_IP} meta l4proto udp drop\n  ip saddr ${CLIENT_IP} tcp dport != { ${HTTPS}, ${TURN_TLS} } drop`);
   const before = joins('relay');
-  await call(/^relay\/tls->udp$/, (metrics) => {
+  await call('turn-tls', /^relay\/tls->udp$/, (metrics) => {
     assert.match(metrics, /^chorus_turn_allocations [1-9]/m);
     assert.match(metrics, /^chorus_turn_tls_connections [1-9]/m);
   });
@@ -252,7 +177,7 @@ test('3. only TCP to the HTTPS and TURN/TLS ports: TURN over TLS', async () => {
 });
 
 test('4. only coturn\'s UDP port: TURN/UDP through coturn with the credentials from joined', async () => {
-  firewall(`ip saddr ${CLIENT_IP} udp dport != ${COTURN} drop\n  ip saddr ${CLIENT_IP} tcp dport != ${HTTPS} drop`);
-  await call(/^relay\/udp->udp$/);
+  net.firewall(`ip saddr ${CLIENT_IP} udp dport != ${COTURN} drop\n  ip saddr ${CLIENT_IP} tcp dport != ${HTTPS} drop`);
+  await call('coturn-udp', /^relay\/udp->udp$/);
   assert.deepEqual(errors.flat(), [], 'no page errors or CSP violations');
 });

@@ -1,0 +1,121 @@
+// A two-host test network for the browser cases that need real network paths: a "server" and a
+// "client" network namespace joined by a veth pair (10.77.0.1 and 10.77.0.2, IPv4 only), nftables in the
+// server namespace, and Chromium started inside the client namespace. Needs root (`ip netns`).
+
+import { execFileSync } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { launchBrowser } from './harness.mjs';
+
+export const SERVER_IP = '10.77.0.1';
+export const CLIENT_IP = '10.77.0.2';
+
+export const run = (cmd, args, input) => execFileSync(cmd, args, { input, stdio: ['pipe', 'pipe', 'pipe'] }).toString();
+
+/** Creates the two namespaces; `extraClientIps` are further addresses of the client host. */
+export function createNetwork(extraClientIps = []) {
+  const tag = String(process.pid % 100000);
+  const srv = `chorus-srv-${tag}`;
+  const cli = `chorus-cli-${tag}`;
+  run('ip', ['netns', 'add', srv]);
+  run('ip', ['netns', 'add', cli]);
+  run('ip', ['link', 'add', `cs${tag}`, 'netns', srv, 'type', 'veth', 'peer', 'name', `cc${tag}`, 'netns', cli]);
+  run('ip', ['-n', srv, 'addr', 'add', `${SERVER_IP}/24`, 'dev', `cs${tag}`]);
+  for (const ip of [CLIENT_IP, ...extraClientIps]) run('ip', ['-n', cli, 'addr', 'add', `${ip}/24`, 'dev', `cc${tag}`]);
+  for (const [ns, dev] of [[srv, `cs${tag}`], [cli, `cc${tag}`]]) {
+    // IPv4 only: IPv6 address setup after the links come up makes Chromium report ERR_NETWORK_CHANGED.
+    run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  }
+  const inSrv = (cmd, args, input) => run('ip', ['netns', 'exec', srv, cmd, ...args], input);
+  const inCli = (cmd, args, input) => run('ip', ['netns', 'exec', cli, cmd, ...args], input);
+  return {
+    srv,
+    cli,
+    inSrv,
+    inCli,
+    /** Replaces the server namespace's input filter with `rules` (nft statements, one per line). */
+    firewall(rules) {
+      try {
+        inSrv('nft', ['delete', 'table', 'inet', 'case']);
+      } catch {
+        /* none yet */
+      }
+      inSrv('nft', ['-f', '-'], `table inet case {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ${rules}\n }\n}\n`);
+    },
+    /** Chromium (with the harness's fake devices) running in the client namespace. */
+    async browser(dir, extraArgs = []) {
+      const wrapper = join(dir, 'chromium-in-client-ns');
+      writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${cli} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
+      chmodSync(wrapper, 0o755);
+      const previous = process.env.CHROMIUM;
+      process.env.CHROMIUM = wrapper;
+      try {
+        return await launchBrowser(extraArgs);
+      } finally {
+        if (previous === undefined) delete process.env.CHROMIUM;
+        else process.env.CHROMIUM = previous;
+      }
+    },
+    destroy() {
+      for (const ns of [srv, cli]) {
+        try {
+          run('ip', ['netns', 'del', ns]);
+        } catch {
+          /* already gone */
+        }
+      }
+    },
+  };
+}
+
+/** A self-signed certificate for `ip` (openssl): [cert, key] paths in `dir`. */
+export function certificateFor(dir, ip) {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  run('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+    '-days', '2', '-subj', `/CN=${ip}`, '-addext', `subjectAltName=IP:${ip}`,
+  ]);
+  return [cert, key];
+}
+
+/** Navigates, retrying while Chromium still settles its view of the new network. */
+export async function open(page, url) {
+  for (let i = 0; ; i++) {
+    try {
+      return await page.goto(url);
+    } catch (e) {
+      if (i >= 5 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+/** Each voice peer connection's selected pair as `localType/protocol->remoteProtocol`, and inbound audio. */
+export const media = (page) =>
+  page.evaluate(async () => {
+    const v = /** @type {any} */ (window).__chorusVoice;
+    if (!v?.pcSubscribe || !v?.pcPublish) return null;
+    const selected = async (pc) => {
+      const stats = await pc.getStats();
+      let pair;
+      stats.forEach((r) => {
+        if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+      });
+      const local = pair && stats.get(pair.localCandidateId);
+      const remote = pair && stats.get(pair.remoteCandidateId);
+      if (!local || !remote) return null;
+      return `${local.candidateType}/${local.relayProtocol ?? local.protocol}->${remote.protocol}`;
+    };
+    let packets = 0;
+    let level = 0;
+    (await v.pcSubscribe.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+        packets += r.packetsReceived ?? 0;
+        level = Math.max(level, r.audioLevel ?? 0, r.totalAudioEnergy ?? 0);
+      }
+    });
+    return { publish: await selected(v.pcPublish), subscribe: await selected(v.pcSubscribe), packets, level };
+  });
