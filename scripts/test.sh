@@ -21,10 +21,12 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # The peer SFU the bench compares Chorus with (`chorus-bench compare`), and `ip` for its namespace.
 command -v janus >/dev/null 2>&1 || need+=(janus)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-# nftables, openssl and coturn for the network-namespace browser cases (web/tests/e2e/network.e2e.mjs).
+# nftables, openssl, coturn and nginx for the network-namespace browser cases (web/tests/e2e/network.e2e.mjs,
+# proxy.e2e.mjs).
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 # The ACME test CA (pebble, pebble-challtestsrv) for the --acme-domain test.
 command -v pebble >/dev/null 2>&1 || need+=(pebble)
 # Emoji in screenshots (reactions, call buttons) instead of empty boxes.
