@@ -27,16 +27,28 @@ export const SIMULCAST = [
 const DISCONNECTED_GRACE_MS = 2000;
 const ANSWER_TIMEOUT_MS = 10_000;
 
-/** Waits until ICE gathering completes (host candidates only take a moment; 2 s at most). @param {RTCPeerConnection} pc */
+/** After the first relay candidate, how long other TURN servers get to answer before the SDP goes out. */
+const RELAY_GRACE_MS = 300;
+
+/**
+ * Waits until ICE gathering completes (host candidates only take a moment; 2 s at most). The /voice
+ * protocol sends candidates in the SDP, not trickled, so on a network that blocks some TURN servers
+ * (UDP dropped, TLS allowed) gathering would wait for their timeouts: once one relay candidate is in,
+ * the rest get RELAY_GRACE_MS. @param {RTCPeerConnection} pc
+ */
 function gathered(pc) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
     const t = setTimeout(resolve, 2000);
+    const done = () => {
+      clearTimeout(t);
+      resolve(undefined);
+    };
     pc.addEventListener('icegatheringstatechange', () => {
-      if (pc.iceGatheringState === 'complete') {
-        clearTimeout(t);
-        resolve(undefined);
-      }
+      if (pc.iceGatheringState === 'complete') done();
+    });
+    pc.addEventListener('icecandidate', (e) => {
+      if (e.candidate?.type === 'relay') setTimeout(done, RELAY_GRACE_MS);
     });
   });
 }
