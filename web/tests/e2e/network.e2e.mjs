@@ -2,7 +2,8 @@
 // joined by a veth pair, and nftables in the server namespace shaping what the client may reach. For each
 // case both users join one voice channel, each decodes the other's audio, and the selected candidate pair
 // is the kind the network leaves: (1) direct UDP; (2) UDP blocked → ICE over TCP; (3) UDP and the ICE-TCP
-// port blocked, only the HTTPS and TURN/TLS ports open → TURN over TLS (embedded); (4) only coturn's UDP
+// port blocked, only the HTTPS and TURN/TLS ports open → TURN over TLS (embedded); (3b) only the embedded
+// TURN server's UDP port → TURN over UDP (embedded); (4) only coturn's UDP
 // port open → TURN/UDP through Debian's coturn with the REST-API credentials Chorus hands out.
 // Needs root (`ip netns`).
 
@@ -174,6 +175,13 @@ test('3. only TCP to the HTTPS and TURN/TLS ports: TURN over TLS', async () => {
   });
   assert.equal(joins('relay'), before + 2, 'the server counts both joins as relayed');
   assert.deepEqual(errors.flat(), [], 'no page errors or CSP violations');
+});
+
+test('3b. only the embedded TURN server\'s UDP port: TURN over UDP (embedded)', async () => {
+  net.firewall(`ip saddr ${CLIENT_IP} udp dport != ${TURN_UDP} drop\n  ip saddr ${CLIENT_IP} tcp dport != ${HTTPS} drop`);
+  const before = joins('relay');
+  await call('turn-udp', /^relay\/udp->udp$/);
+  assert.equal(joins('relay'), before + 2, 'the server counts both joins as relayed');
 });
 
 test('4. only coturn\'s UDP port: TURN/UDP through coturn with the credentials from joined', async () => {
