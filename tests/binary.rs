@@ -326,10 +326,55 @@ async fn advertising_only_loopback_for_a_public_url_is_reported_by_readyz() {
     assert_eq!(r["status"], "ready");
     let w = r["warnings"][0].as_str().unwrap_or_default();
     assert!(w.contains("advertises only loopback") && w.contains("--public-ip"), "{r}");
+    // The same warning on the operator's dashboard (the first user is its admin).
+    let admin = register(&c, "alice").await;
+    let (s, stats) = c.api(Some(&admin), reqwest::Method::GET, "/admin/stats", None).await;
+    assert_eq!(s, 200, "{stats}");
+    assert_eq!(stats["warnings"][0].as_str(), Some(w), "/admin shows what /readyz says");
     let dir2 = tempfile::tempdir().expect("dir");
     let ok = Chorus::start(dir2.path(), free_port()).await;
     let r: Value = reqwest::get(format!("{}/readyz", ok.base)).await.expect("readyz").json().await.expect("json");
     assert_eq!(r, json!({"status": "ready"}), "a local first run has nothing to warn about");
+}
+
+#[test]
+fn advertising_only_loopback_for_a_public_url_is_logged_as_a_warning_at_start() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", "https://chat.example.org"])
+        .args(["--public-ip", "127.0.0.1", "--rtc-tcp-port", "0", "--sfu-workers", "1"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("CHORUS_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // tracing writes to stdout; read both, whichever carries it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let found = (0..200).find_map(|_| {
+        rx.recv_timeout(Duration::from_millis(100)).ok().filter(|l| l.contains("advertises only loopback"))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = found.expect("a warning line at start");
+    assert!(line.contains("WARN") && line.contains("--public-ip"), "{line}");
 }
 
 /// A STUN server on loopback that says every binding request comes from `mapped` (a NAT's outside).
