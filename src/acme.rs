@@ -34,6 +34,8 @@ pub struct AcmeSettings {
 pub struct AcmeTls {
     pub config: Arc<ServerConfig>,
     pub challenge: Arc<ServerConfig>,
+    /// For TURN over TLS: the same certificates, no ALPN.
+    pub turn: Arc<ServerConfig>,
 }
 
 /// Starts ordering (or loads the cached certificate) in the background; handshakes before the first
@@ -52,6 +54,11 @@ pub fn start(settings: &AcmeSettings) -> Result<AcmeTls> {
         .directory(&settings.directory)
         .state();
     let challenge = state.challenge_rustls_config_with_provider(provider.clone());
+    let turn = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(state.resolver());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
@@ -67,7 +74,7 @@ pub fn start(settings: &AcmeSettings) -> Result<AcmeTls> {
             }
         }
     });
-    Ok(AcmeTls { config: Arc::new(config), challenge })
+    Ok(AcmeTls { config: Arc::new(config), challenge, turn: Arc::new(turn) })
 }
 
 /// The ACME client's TLS, trusting only `file`.

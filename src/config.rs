@@ -69,7 +69,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "CHORUS_TURN_LISTEN")]
     pub turn_listen: Option<SocketAddr>,
     /// Embedded TURN over TLS on this address (e.g. 0.0.0.0:5349, or :443 on an address of its own),
-    /// with the --tls-cert certificate [default: none]
+    /// with the HTTPS certificate (--tls-cert or --acme-domain) [default: none]
     #[arg(long, global = true, env = "CHORUS_TURN_TLS_LISTEN")]
     pub turn_tls_listen: Option<SocketAddr>,
     /// PEM certificate chain (leaf first): serve HTTPS on --listen; reloaded on SIGHUP or when the file
@@ -548,9 +548,10 @@ impl Config {
         let turn_secret = cli.turn_secret.or(file.turn_secret);
         let turn_listen = cli.turn_listen.or(file.turn_listen);
         let turn_tls_listen = cli.turn_tls_listen.or(file.turn_tls_listen);
-        if turn_tls_listen.is_some() && !matches!(tls.as_ref().map(|t| &t.certs), Some(Certificates::Files(_))) {
+        if turn_tls_listen.is_some() && tls.is_none() {
             anyhow::bail!(
-                "--turn-tls-listen needs --tls-cert and --tls-key (browsers accept only a TURN certificate they trust)"
+                "--turn-tls-listen needs --tls-cert and --tls-key or --acme-domain (browsers accept only a TURN \
+                 certificate they trust)"
             );
         }
         let embedded_turn = (turn_listen.is_some() || turn_tls_listen.is_some())

@@ -42,7 +42,8 @@ pub struct App {
     pub turn: Option<crate::turn::Embedded>,
 }
 
-pub async fn build(config: &Config) -> Result<App> {
+/// `turn_tls`: the certificate configuration for TURN over TLS, when HTTPS is served here.
+pub async fn build(config: &Config, turn_tls: Option<Arc<rustls::ServerConfig>>) -> Result<App> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let registry = Registry::new();
@@ -114,7 +115,7 @@ pub async fn build(config: &Config) -> Result<App> {
     // The TURN server's open relay addresses, which the SFU reads to count relayed joins.
     let relay_sources = sfu::RelaySources::default();
     let embedded_turn = match &config.embedded_turn {
-        Some(e) => Some(crate::turn::start(config, e, relay_sources.clone(), &registry).await?),
+        Some(e) => Some(crate::turn::start(config, e, turn_tls, relay_sources.clone(), &registry).await?),
         None => None,
     };
     let signaling_config = signaling::SignalingConfig {
@@ -375,7 +376,11 @@ pub async fn run(mut config: Config) -> Result<()> {
         Some(tls) => Some((tls, crate::tls::Serving::start(&tls.certs)?)),
         None => None,
     };
-    let app = build(&config).await?;
+    let turn_tls = match &tls {
+        Some((_, serving)) => Some(serving.turn_config()?),
+        None => None,
+    };
+    let app = build(&config, turn_tls).await?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(

@@ -101,7 +101,7 @@ pub fn server_config(files: &CertFiles) -> Result<(Arc<rustls::ServerConfig>, Ar
 }
 
 /// The same certificate for TURN over TLS: no ALPN (browsers offer none for TURN).
-pub fn turn_server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerConfig>> {
+fn turn_server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -154,7 +154,7 @@ pub fn spawn_reloader(files: CertFiles, resolver: Arc<CertResolver>) {
 
 /// The HTTPS listener's certificates, wherever they come from.
 pub enum Serving {
-    Files(Arc<rustls::ServerConfig>),
+    Files(Arc<rustls::ServerConfig>, Arc<CertResolver>),
     Acme(crate::acme::AcmeTls),
 }
 
@@ -164,17 +164,25 @@ impl Serving {
         match certs {
             crate::config::Certificates::Files(files) => {
                 let (config, resolver) = server_config(files)?;
-                spawn_reloader(files.clone(), resolver);
+                spawn_reloader(files.clone(), resolver.clone());
                 tracing::info!("TLS: certificate {}, key {}", files.cert.display(), files.key.display());
-                Ok(Serving::Files(config))
+                Ok(Serving::Files(config, resolver))
             }
             crate::config::Certificates::Acme(settings) => Ok(Serving::Acme(crate::acme::start(settings)?)),
         }
     }
 
+    /// The same certificate for TURN over TLS (`--turn-tls-listen`), renewed with the HTTPS one.
+    pub fn turn_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+        match self {
+            Serving::Files(_, resolver) => turn_server_config(resolver.clone()),
+            Serving::Acme(acme) => Ok(acme.turn.clone()),
+        }
+    }
+
     pub fn listener(self, tcp: TcpListener) -> TlsListener {
         match self {
-            Serving::Files(config) => TlsListener::new(tcp, config, None),
+            Serving::Files(config, _) => TlsListener::new(tcp, config, None),
             Serving::Acme(acme) => TlsListener::new(tcp, acme.config, Some(acme.challenge)),
         }
     }

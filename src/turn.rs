@@ -19,6 +19,7 @@ pub struct Embedded {
 pub async fn start(
     config: &Config,
     embedded: &EmbeddedTurn,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     open_relays: turn::OpenRelays,
     registry: &prometheus::Registry,
 ) -> Result<Embedded> {
@@ -28,14 +29,7 @@ pub async fn start(
         Some(t) => t.secret.clone(),
         None => (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect(),
     };
-    let tls = match (&embedded.tls_listen, config.tls.as_ref().map(|t| &t.certs)) {
-        (Some(_), Some(crate::config::Certificates::Files(files))) => {
-            let (_, resolver) = crate::tls::server_config(files)?;
-            crate::tls::spawn_reloader(files.clone(), resolver.clone());
-            Some(crate::tls::turn_server_config(resolver)?)
-        }
-        _ => None,
-    };
+    let tls = tls.filter(|_| embedded.tls_listen.is_some());
     let server = turn::io::start(
         turn::TurnConfig {
             realm: url_host(&config.public_url).unwrap_or_else(|| "chorus".into()),

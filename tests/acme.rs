@@ -1,7 +1,8 @@
 //! `--acme-domain` end to end against Debian's `pebble`, the ACME test CA: the real binary orders a
 //! certificate for `chat.chorus.test`, pebble validates it by TLS-ALPN-01 on Chorus's HTTPS port
 //! (its DNS answered by `pebble-challtestsrv` with 127.0.0.1), and a client that trusts only
-//! pebble's root gets the page. Restarted with pebble gone, Chorus serves the cached certificate.
+//! pebble's root gets the page, and TURN over TLS serves the same certificate. Restarted with pebble
+//! gone, Chorus serves the cached certificate.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -141,11 +142,12 @@ impl Pebble {
     }
 }
 
-fn start_chorus(data: &Path, port: u16, directory: &str, api_ca: &Path) -> Proc {
+fn start_chorus(data: &Path, port: u16, turn_tls: u16, directory: &str, api_ca: &Path) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--acme-domain", DOMAIN, "--acme-email", "ops@chorus.test"])
         .args(["--acme-directory", directory])
+        .args(["--turn-tls-listen", &format!("127.0.0.1:{turn_tls}")])
         .arg("--acme-ca-file")
         .arg(api_ca)
         .arg("--data-dir")
@@ -180,9 +182,21 @@ async fn a_certificate_is_ordered_from_the_acme_ca_served_and_kept_across_a_rest
     let trusts_pebble = client_trusting(&[root]);
     let data = dir.path().join("data");
 
-    let chorus = start_chorus(&data, port, &pebble.directory, &pebble.api_ca);
+    let turn_tls = free_port();
+    let chorus = start_chorus(&data, port, turn_tls, &pebble.directory, &pebble.api_ca);
     let status = wait_for_https(port, trusts_pebble.clone(), Duration::from_secs(90)).await;
     assert_eq!(status, Ok(200), "HTTPS with pebble's certificate for {DOMAIN}");
+    // TURN over TLS serves the same certificate: a STUN binding over it is answered.
+    let tcp = TcpStream::connect(("127.0.0.1", turn_tls)).await.expect("TURN/TLS port");
+    let name = ServerName::try_from(DOMAIN).expect("name");
+    let mut tls =
+        tokio_rustls::TlsConnector::from(trusts_pebble.clone()).connect(name, tcp).await.expect("TURN TLS handshake");
+    let mut binding = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    binding.extend_from_slice(&[7u8; 12]);
+    tls.write_all(&binding).await.expect("write");
+    let mut head = [0u8; 20];
+    tls.read_exact(&mut head).await.expect("a STUN answer");
+    assert_eq!(&head[..2], &[0x01, 0x01], "binding success");
     let cached = std::fs::read_dir(data.join("acme")).map(|d| d.count()).unwrap_or(0);
     assert!(cached >= 2, "the account and the certificate are cached in DATA_DIR/acme ({cached} files)");
 
@@ -190,7 +204,7 @@ async fn a_certificate_is_ordered_from_the_acme_ca_served_and_kept_across_a_rest
     let (directory, api_ca) = (pebble.directory.clone(), pebble.api_ca.clone());
     drop(chorus);
     drop(pebble);
-    let _chorus = start_chorus(&data, port, &directory, &api_ca);
+    let _chorus = start_chorus(&data, port, turn_tls, &directory, &api_ca);
     let status = wait_for_https(port, trusts_pebble, Duration::from_secs(30)).await;
     assert_eq!(status, Ok(200), "the cached certificate is served with the CA unreachable");
 }
