@@ -156,6 +156,10 @@ pub struct VoiceParams {
     /// the server with --server-arg=--rtc-tcp-port=N)
     #[arg(long)]
     pub tcp: bool,
+    /// Participants reach the SFU only through the TURN server `joined` names, as behind a network
+    /// that reaches nothing else (start the server with --server-arg=--turn-listen=127.0.0.1:PORT)
+    #[arg(long)]
+    pub turn: bool,
 }
 
 #[derive(Debug, Args, Clone)]

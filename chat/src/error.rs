@@ -29,6 +29,10 @@ pub enum Error {
     Unauthorized,
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// A signed-in user's password, asked again to confirm an account change, did not match: 400,
+    /// not 401 — the session is fine, a body field is wrong (a client must not take it for a dead token).
+    #[error("the password does not match")]
+    WrongPassword,
     #[error("{1}")]
     Conflict(&'static str, &'static str),
     #[error("invalid request fields")]
@@ -70,7 +74,7 @@ impl Error {
             Error::MissingPermission(_) | Error::Forbidden(_) | Error::Refused(..) => StatusCode::FORBIDDEN,
             Error::Unauthorized | Error::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Error::Conflict(..) => StatusCode::CONFLICT,
-            Error::Validation(_) | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::Validation(_) | Error::BadRequest { .. } | Error::WrongPassword => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge | Error::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::RateLimited(_) | Error::SlowMode(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -86,7 +90,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Refused(code, _) => code,
             Error::Unauthorized => "unauthorized",
-            Error::InvalidCredentials => "invalid_credentials",
+            Error::InvalidCredentials | Error::WrongPassword => "invalid_credentials",
             Error::Conflict(code, _) => code,
             Error::Validation(_) => "validation_failed",
             Error::BadRequest { code, .. } => code,

@@ -157,7 +157,11 @@ async fn enabling_needs_the_password_and_a_code_from_the_secret_and_disabling_ne
     let (st, body) = s
         .post(&u, "/users/@me/mfa/totp/enable", json!({"secret": secret, "code": code, "password": "nope-nope"}))
         .await;
-    assert_eq!((st, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")));
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_credentials")),
+        "not a dead session"
+    );
     let (st, body) = s
         .post(&u, "/users/@me/mfa/totp/enable", json!({"secret": "JBSWY3DP", "code": code, "password": "password123"}))
         .await;
@@ -190,7 +194,7 @@ async fn a_username_change_needs_the_password_and_a_free_name_and_is_announced()
     let (st, body) = s.patch(&alice, "/users/@me", json!({"username": "BOB", "password": "password123"})).await;
     assert_eq!((st, body["code"].as_str()), (StatusCode::CONFLICT, Some("username_taken")));
     let (st, body) = s.patch(&alice, "/users/@me", json!({"username": "alicia", "password": "wrong"})).await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_credentials")), "{body}");
     let (st, user) = s.patch(&alice, "/users/@me", json!({"username": "alicia", "password": "password123"})).await;
     assert_eq!((st, user["username"].as_str()), (StatusCode::OK, Some("alicia")));
     let ev = gb.expect("USER_UPDATE").await;
@@ -213,8 +217,12 @@ async fn a_deleted_account_leaves_its_guilds_keeps_its_messages_as_a_deleted_use
     let (st, body) =
         s.call(Some(&alice.token), Method::DELETE, "/users/@me", Some(json!({"password": "password123"}))).await;
     assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("owns_guilds")), "{body}");
-    let (st, _) = s.call(Some(&bob.token), Method::DELETE, "/users/@me", Some(json!({"password": "nope"}))).await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, body) = s.call(Some(&bob.token), Method::DELETE, "/users/@me", Some(json!({"password": "nope"}))).await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_credentials")),
+        "a wrong password, not a dead session"
+    );
     let (st, body) =
         s.call(Some(&bob.token), Method::DELETE, "/users/@me", Some(json!({"password": "password123"}))).await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{body}");

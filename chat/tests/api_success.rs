@@ -121,7 +121,7 @@ async fn changing_the_password_logs_out_every_other_session_and_keeps_this_one()
 
     let wrong = json!({"current_password": "not-it-at-all", "new_password": "a new password"});
     let (st, body) = s.call(Some(&alice.token), Method::POST, "/users/@me/password", Some(wrong)).await;
-    assert_error(st, &body, 401, "invalid_credentials");
+    assert_error(st, &body, 400, "invalid_credentials");
     let short = json!({"current_password": "password123", "new_password": "short"});
     let (st, body) = s.call(Some(&alice.token), Method::POST, "/users/@me/password", Some(short)).await;
     assert_error(st, &body, 400, "validation_failed");

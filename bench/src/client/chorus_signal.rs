@@ -4,19 +4,21 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::api::{Account, Api};
+use super::turn::TurnServer;
 use super::voice::{Plan, SigIn, SigOut, Signaling};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Asks for a grant and joins the channel; returns the signaling and how long the grant took.
-pub async fn start(api: &Api, account: &Account, plan: &Plan) -> Result<(Signaling, Duration)> {
+/// Asks for a grant and joins the channel; returns the signaling, how long the grant took, and
+/// (with `plan.turn`, which waits for `joined` here) the TURN server `joined` names.
+pub async fn start(api: &Api, account: &Account, plan: &Plan) -> Result<(Signaling, Duration, Option<TurnServer>)> {
     let t0 = Instant::now();
     let grant = api.voice_grant(account, &plan.channel).await?;
     let grant_time = t0.elapsed();
@@ -26,9 +28,35 @@ pub async fn start(api: &Api, account: &Account, plan: &Plan) -> Result<(Signali
         .with_context(|| format!("connecting to {}", grant.endpoint))?;
     send(&mut ws, json!({"type": "join", "token": grant.token, "channel_id": plan.channel})).await?;
     let (in_tx, in_rx) = mpsc::channel(16);
+    let turn = if plan.turn {
+        let joined = joined(&mut ws).await?;
+        let turn = TurnServer::from_joined(&joined["ice_servers"])
+            .ok_or_else(|| anyhow!("--turn: joined names no turn: server (start Chorus with --turn-listen)"))?;
+        in_tx.send(SigIn::Joined).await.map_err(|_| anyhow!("the media loop is gone"))?;
+        Some(turn)
+    } else {
+        None
+    };
     let (out_tx, out_rx) = mpsc::channel(16);
     let task = tokio::spawn(bridge(ws, plan.tile, in_tx, out_rx));
-    Ok((Signaling { rx: in_rx, tx: out_tx, task }, grant_time))
+    Ok((Signaling { rx: in_rx, tx: out_tx, task }, grant_time, turn))
+}
+
+/// Reads the socket until `joined` (10 s at most).
+async fn joined(ws: &mut Ws) -> Result<Value> {
+    let wait = async {
+        while let Some(m) = ws.next().await {
+            let Ok(Message::Text(t)) = m else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
+            match v["type"].as_str() {
+                Some("joined") => return Ok(v),
+                Some("error") => bail!("/voice refused the join: {v}"),
+                _ => {}
+            }
+        }
+        bail!("the /voice socket closed before joined")
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.map_err(|_| anyhow!("no joined within 10 s"))?
 }
 
 async fn send(ws: &mut Ws, v: Value) -> Result<()> {

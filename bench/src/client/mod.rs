@@ -7,6 +7,7 @@ pub mod audio;
 pub mod chorus_signal;
 pub mod gateway;
 pub mod janus_signal;
+pub mod turn;
 pub mod video;
 pub mod voice;
 

@@ -77,6 +77,8 @@ pub struct Plan {
     pub media_deadline: Option<Duration>,
     /// Reach the SFU over ICE-TCP only (a network that blocks UDP); the server needs `--rtc-tcp-port`.
     pub tcp: bool,
+    /// Reach the SFU only through the TURN server `joined` names (Chorus's `--turn-listen`).
+    pub turn: bool,
 }
 
 /// What one participant saw.
@@ -115,6 +117,8 @@ enum Link {
         inbox_tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
         remote: Option<SocketAddr>,
     },
+    /// Through a TURN relay: the only candidate is the relayed address.
+    Turn(super::turn::TurnLink),
 }
 
 impl Link {
@@ -139,6 +143,7 @@ impl Link {
                     let _ = tx.send(framed);
                 }
             }
+            Link::Turn(turn) => turn.send(to, data),
         }
     }
 
@@ -152,6 +157,7 @@ impl Link {
                 buf[..n].copy_from_slice(&frame[..n]);
                 Ok((n, remote.unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))))
             }
+            Link::Turn(turn) => turn.recv(buf).await,
         }
     }
 }
@@ -206,9 +212,13 @@ struct Peer {
 }
 
 impl Peer {
-    async fn new(video: bool, ip: IpAddr, tcp: bool) -> Result<Peer> {
+    async fn new(video: bool, ip: IpAddr, tcp: bool, turn: Option<&super::turn::TurnServer>) -> Result<Peer> {
         let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_vp8(video).build(Instant::now());
-        let (link, local, candidate) = if tcp {
+        let (link, local, candidate) = if let Some(server) = turn {
+            let link = super::turn::TurnLink::allocate(server, ip).await?;
+            let (relay, base) = (link.relay, link.local()?);
+            (Link::Turn(link), relay, Candidate::relayed(relay, base, "udp"))
+        } else if tcp {
             // An active TCP candidate (port 9 by convention: the real port is the connection's).
             let local = SocketAddr::new(ip, 9);
             let c = Candidate::builder().tcp().host(local).tcptype(TcpType::Active).build();
@@ -364,18 +374,18 @@ async fn participate(
     out: &mut Outcome,
 ) -> Result<()> {
     let t0 = Instant::now();
-    let mut sig = match sfu {
+    let (mut sig, turn) = match sfu {
         SfuClient::Chorus(api) => {
-            let (sig, grant) = chorus_signal::start(api, account, plan).await?;
+            let (sig, grant, turn) = chorus_signal::start(api, account, plan).await?;
             out.grant = Some(grant);
-            sig
+            (sig, turn)
         }
-        SfuClient::Janus(janus) => janus_signal::start(janus.clone(), plan).await?,
+        SfuClient::Janus(janus) => (janus_signal::start(janus.clone(), plan).await?, None),
     };
     let ip = sfu.media_ip();
-    let mut sub = Peer::new(plan.video, ip, plan.tcp).await?;
+    let mut sub = Peer::new(plan.video, ip, plan.tcp, turn.as_ref()).await?;
     let mut publ = match plan.talker {
-        Some(_) => Some(Peer::new(plan.video, ip, plan.tcp).await?),
+        Some(_) => Some(Peer::new(plan.video, ip, plan.tcp, turn.as_ref()).await?),
         None => None,
     };
     let mut talk = match plan.talker {

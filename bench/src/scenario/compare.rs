@@ -156,7 +156,15 @@ mod tests {
 
     #[test]
     fn ratio_is_chorus_median_over_janus_median() {
-        let p = VoiceParams { rooms: 1, participants: 2, talkers: 1, duration: 1, connect_timeout: 1, tcp: false };
+        let p = VoiceParams {
+            rooms: 1,
+            participants: 2,
+            talkers: 1,
+            duration: 1,
+            connect_timeout: 1,
+            tcp: false,
+            turn: false,
+        };
         let runs = [run("chorus", 4.0), run("janus", 12.0), run("chorus", 6.0), run("janus", 8.0)];
         let c = compare(&runs, &p).expect("comparison");
         let get = |n: &str| c.metrics.iter().find(|m| m.name == n).map(|m| m.value);
@@ -184,7 +192,15 @@ mod tests {
 
     #[test]
     fn a_failed_run_fails_the_comparison() {
-        let p = VoiceParams { rooms: 1, participants: 2, talkers: 1, duration: 1, connect_timeout: 1, tcp: false };
+        let p = VoiceParams {
+            rooms: 1,
+            participants: 2,
+            talkers: 1,
+            duration: 1,
+            connect_timeout: 1,
+            tcp: false,
+            turn: false,
+        };
         let mut j = run("janus", 1.0);
         j.check(false, "no media forwarded in the window");
         let c = compare(&[run("chorus", 1.0), j], &p).expect("comparison");

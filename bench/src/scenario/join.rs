@@ -42,6 +42,7 @@ pub async fn run(target: &mut Target, restart: bool, p: &JoinParams) -> Result<R
             leave_after_media: None,
             media_deadline: None,
             tcp: false,
+            turn: false,
         };
         talker_tasks.push(tokio::spawn(voice::run(
             target.sfu(),
@@ -79,6 +80,7 @@ pub async fn run(target: &mut Target, restart: bool, p: &JoinParams) -> Result<R
             leave_after_media: Some(Duration::from_secs_f64(p.hold)),
             media_deadline: Some(Duration::from_secs(p.media_timeout)),
             tcp: false,
+            turn: false,
         };
         let account = joiner_accounts[n as usize % joiner_accounts.len()].clone();
         tasks.push(tokio::spawn(voice::run(target.sfu(), account, plan, joiners.clone(), stop_joiners_rx.clone())));

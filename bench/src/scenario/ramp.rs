@@ -55,6 +55,7 @@ pub async fn run(target: &mut Target, p: &RampParams) -> Result<Report> {
             duration: p.step_duration,
             connect_timeout: 60,
             tcp: false,
+            turn: false,
         };
         let r = super::voice::measure(target, &params, &guild.voice_channels, &accounts).await?;
         let get = |name: &str| r.metrics.iter().find(|m| m.name == name).map_or(f64::INFINITY, |m| m.value);

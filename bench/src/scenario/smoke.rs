@@ -9,8 +9,15 @@ use crate::target::Target;
 pub async fn run(target: &mut Target, seconds: u64) -> Result<Vec<Report>> {
     let seconds = seconds.clamp(1, 10);
     let mut reports = Vec::new();
-    let voice =
-        VoiceParams { rooms: 2, participants: 3, talkers: 2, duration: seconds, connect_timeout: 10, tcp: false };
+    let voice = VoiceParams {
+        rooms: 2,
+        participants: 3,
+        talkers: 2,
+        duration: seconds,
+        connect_timeout: 10,
+        tcp: false,
+        turn: false,
+    };
     reports.push(super::voice::run(target, false, &voice).await?);
     let video =
         VideoParams { rooms: 1, participants: 3, publishers: 1, tile: None, duration: seconds, connect_timeout: 10 };

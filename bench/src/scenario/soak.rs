@@ -116,6 +116,7 @@ async fn voice_churner(
             leave_after_media: Some(hold),
             media_deadline: Some(MEDIA_DEADLINE),
             tcp: false,
+            turn: false,
         };
         let o = voice::run(sfu.clone(), account.clone(), plan, shared.clone(), stop.clone()).await;
         if let Some(e) = o.error {
@@ -333,6 +334,7 @@ pub async fn run(target: &mut Target, p: &SoakParams) -> Result<Report> {
                 leave_after_media: None,
                 media_deadline: None,
                 tcp: false,
+                turn: false,
             };
             let task = tokio::spawn(voice::run(target.sfu(), account, plan, voice.clone(), stop_rx.clone()));
             steady_voice.push((me, hears, task));

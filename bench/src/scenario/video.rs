@@ -52,6 +52,7 @@ pub async fn run(target: &mut Target, restart: bool, p: &VideoParams) -> Result<
                 leave_after_media: None,
                 media_deadline: None,
                 tcp: false,
+                turn: false,
             };
             hears.push(heard);
             participants.push((accounts[room * p.participants + i].clone(), plan));

@@ -57,6 +57,7 @@ pub async fn measure(target: &Target, p: &VoiceParams, channels: &[String], acco
                 leave_after_media: None,
                 media_deadline: None,
                 tcp: p.tcp,
+                turn: p.turn,
             };
             hears.push(heard);
             participants.push((accounts[room * p.participants + i].clone(), plan));

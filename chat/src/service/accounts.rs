@@ -173,7 +173,7 @@ impl Chat {
     pub async fn change_password(&self, caller: &Caller, current: &str, new: &str) -> Result<u64> {
         let record = self.store.user(caller.user.id).await?.ok_or(Error::Unauthorized)?;
         if !verify_password(current.to_string(), record.password_hash).await {
-            return Err(Error::InvalidCredentials);
+            return Err(Error::WrongPassword);
         }
         let new = validate::password(new)?;
         self.store.set_password_hash(caller.user.id, &hash_password(new).await?).await?;
@@ -208,7 +208,7 @@ impl Chat {
         let record = self.store.user(caller.user.id).await?.ok_or(Error::Unauthorized)?;
         let username = validate::username(username)?;
         if !verify_password(password.to_string(), record.password_hash).await {
-            return Err(Error::InvalidCredentials);
+            return Err(Error::WrongPassword);
         }
         match self.store.set_username(caller.user.id, &username).await {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict("username_taken", "that username is taken")),
@@ -229,7 +229,7 @@ impl Chat {
     pub async fn delete_account(&self, caller: &Caller, password: &str, code: Option<&str>) -> Result<()> {
         let record = self.store.user(caller.user.id).await?.ok_or(Error::Unauthorized)?;
         if !verify_password(password.to_string(), record.password_hash.clone()).await {
-            return Err(Error::InvalidCredentials);
+            return Err(Error::WrongPassword);
         }
         if record.totp_secret.is_some() {
             self.require_second_factor(&record, code.unwrap_or("")).await?;

@@ -155,7 +155,7 @@ impl Chat {
         }
         self.attempt(caller.user.id).await?;
         if !verify_password(body.password, record.password_hash).await {
-            return Err(Error::InvalidCredentials);
+            return Err(Error::WrongPassword);
         }
         let secret = body.secret.trim().to_ascii_uppercase();
         totp(&secret, &record.user.username)?;
@@ -176,7 +176,7 @@ impl Chat {
         };
         self.attempt(caller.user.id).await?;
         if !verify_password(body.password, record.password_hash.clone()).await {
-            return Err(Error::InvalidCredentials);
+            return Err(Error::WrongPassword);
         }
         if !self.second_factor(record.user.id, &secret, &record.user.username, &body.code).await? {
             return Err(Error::bad_request("invalid_mfa_code", "that code is not valid"));
