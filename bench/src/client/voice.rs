@@ -118,7 +118,7 @@ enum Link {
         remote: Option<SocketAddr>,
     },
     /// Through a TURN relay: the only candidate is the relayed address.
-    Turn(super::turn::TurnLink),
+    Turn(Box<super::turn::TurnLink>),
 }
 
 impl Link {
@@ -217,7 +217,7 @@ impl Peer {
         let (link, local, candidate) = if let Some(server) = turn {
             let link = super::turn::TurnLink::allocate(server, ip).await?;
             let (relay, base) = (link.relay, link.local()?);
-            (Link::Turn(link), relay, Candidate::relayed(relay, base, "udp"))
+            (Link::Turn(Box::new(link)), relay, Candidate::relayed(relay, base, "udp"))
         } else if tcp {
             // An active TCP candidate (port 9 by convention: the real port is the connection's).
             let local = SocketAddr::new(ip, 9);
