@@ -26,7 +26,9 @@ use crate::wire;
 /// [`TLS_IDLE`] is closed (a live client refreshes and checks consent every few seconds).
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 const TLS_IDLE: Duration = Duration::from_secs(60);
-const TLS_PER_IP: usize = 8;
+/// Browsers open one TLS connection per allocation (two peer connections each), and networks that
+/// allow only TLS are mostly offices behind one NAT.
+const TLS_PER_IP: usize = 64;
 const TLS_TOTAL: usize = 2048;
 /// Frames queued to one TLS client; past this they are dropped, never waited for.
 const TLS_QUEUE: usize = 256;
@@ -54,7 +56,7 @@ pub type OpenRelays = Arc<std::sync::RwLock<std::collections::HashSet<SocketAddr
 pub enum TurnError {
     #[error("TURN: cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
-    #[error("TURN over TLS needs a certificate (--tls-cert and --tls-key)")]
+    #[error("TURN over TLS needs a certificate (--tls-cert and --tls-key, or --acme-domain)")]
     NoCertificate,
     #[error("TURN metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -71,6 +73,16 @@ pub struct TurnServer {
 impl TurnServer {
     pub fn allocations(&self) -> usize {
         self.shared.state.lock().core.allocations()
+    }
+
+    /// Relay sockets open now (one per allocation; none may outlive its allocation).
+    pub fn relay_sockets(&self) -> usize {
+        self.shared.state.lock().relays.len()
+    }
+
+    /// TLS connections counted against their addresses now.
+    pub fn tls_connections(&self) -> usize {
+        self.shared.state.lock().tls_per_ip.values().sum()
     }
 
     /// Replaces the addresses relaying may reach (the SFU binds after the TURN listeners, whose
@@ -196,6 +208,10 @@ fn dispatch(shared: &Arc<Shared>, client: Client, input: &[u8]) -> (Outgoing, st
     match reply {
         Reply::None => (Outgoing::Nothing, 0..0),
         Reply::ToClient(bytes) => (Outgoing::Client(bytes), 0..0),
+        Reply::ToClientAndRelease(bytes, relay) => {
+            release_locked(&mut state, shared, relay);
+            (Outgoing::Client(bytes), 0..0)
+        }
         Reply::ToPeer { relay, to, payload } => match state.relays.get(&relay) {
             Some(r) => (Outgoing::Peer(r.socket.clone(), to), payload),
             None => (Outgoing::Nothing, 0..0),
@@ -255,12 +271,17 @@ async fn relay_reader(shared: Arc<Shared>, relay: SocketAddr, socket: Arc<UdpSoc
 fn release(shared: &Shared, relays: Vec<SocketAddr>) {
     let mut state = shared.state.lock();
     for addr in relays {
-        if let Some(r) = state.relays.remove(&addr) {
-            r.task.abort();
-        }
-        if let Ok(mut open) = shared.open_relays.write() {
-            open.remove(&addr);
-        }
+        release_locked(&mut state, shared, addr);
+    }
+}
+
+/// Closes a relay socket (its reader task ends) and forgets it.
+fn release_locked(state: &mut State, shared: &Shared, addr: SocketAddr) {
+    if let Some(r) = state.relays.remove(&addr) {
+        r.task.abort();
+    }
+    if let Ok(mut open) = shared.open_relays.write() {
+        open.remove(&addr);
     }
 }
 
@@ -286,34 +307,48 @@ async fn serve_tls(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcce
         {
             let mut state = shared.state.lock();
             let total: usize = state.tls_per_ip.values().sum();
-            let mine = state.tls_per_ip.entry(from.ip()).or_default();
-            if *mine >= TLS_PER_IP || total >= TLS_TOTAL {
+            let mine = state.tls_per_ip.get(&from.ip()).copied().unwrap_or(0);
+            if mine >= TLS_PER_IP || total >= TLS_TOTAL {
                 state.core.counters.refused[crate::server::Refusal::Quota as usize] += 1;
                 continue; // dropping the stream closes it
             }
-            *mine += 1;
+            state.tls_per_ip.insert(from.ip(), mine + 1);
         }
         metrics.tls_connections.inc();
         let (shared, acceptor, metrics) = (shared.clone(), acceptor.clone(), metrics.clone());
         tokio::spawn(async move {
             let client = Client { transport: Transport::Tls, addr: from };
+            // Whatever ends the connection — its end, an error, a panic — gives its slot back.
+            let _slot = TlsSlot { shared: shared.clone(), client, metrics };
             if let Ok(Ok(tls)) = tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
                 tls_connection(&shared, client, tls).await;
             }
-            let relay = {
-                let mut state = shared.state.lock();
-                state.tls_clients.remove(&from);
-                if let Some(n) = state.tls_per_ip.get_mut(&from.ip()) {
-                    *n -= 1;
-                    if *n == 0 {
-                        state.tls_per_ip.remove(&from.ip());
-                    }
-                }
-                state.core.remove(&client)
-            };
-            release(&shared, relay.into_iter().collect());
-            metrics.tls_connections.dec();
         });
+    }
+}
+
+/// One TLS connection's place in the per-address count, its sender and its allocation.
+struct TlsSlot {
+    shared: Arc<Shared>,
+    client: Client,
+    metrics: TurnMetrics,
+}
+
+impl Drop for TlsSlot {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock();
+        let ip = self.client.addr.ip();
+        state.tls_clients.remove(&self.client.addr);
+        if let Some(n) = state.tls_per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                state.tls_per_ip.remove(&ip);
+            }
+        }
+        if let Some(relay) = state.core.remove(&self.client) {
+            release_locked(&mut state, &self.shared, relay);
+        }
+        self.metrics.tls_connections.dec();
     }
 }
 
@@ -329,15 +364,15 @@ async fn tls_connection(shared: &Arc<Shared>, client: Client, tls: tokio_rustls:
             }
         }
     });
-    let mut buf = vec![0u8; 4 + u16::MAX as usize + 3];
+    let mut buf = vec![0u8; wire::MAX_STREAM_FRAME];
     loop {
         let mut head = [0u8; 4];
         match tokio::time::timeout(TLS_IDLE, read.read_exact(&mut head)).await {
             Ok(Ok(_)) => {}
             _ => break,
         }
-        // A frame's length is at most 4 + 65535 + padding: the buffer always holds it.
-        let Some(len) = wire::stream_frame_len(head) else { break };
+        // `stream_frame_len` answers at most MAX_STREAM_FRAME, the buffer's size.
+        let Some(len) = wire::stream_frame_len(head).filter(|n| *n <= buf.len()) else { break };
         buf[..4].copy_from_slice(&head);
         match tokio::time::timeout(TLS_IDLE, read.read_exact(&mut buf[4..len])).await {
             Ok(Ok(_)) => {}

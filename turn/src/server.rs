@@ -31,11 +31,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        // A participant needs one allocation per path it tries (UDP, TLS; IPv4, IPv6). 2.5 MB/s
-        // carries a camera's top simulcast layer and a screen share with room to spare.
+        // A participant's two peer connections each take one allocation per path they try (UDP and
+        // TLS, IPv4 and IPv6), and an ICE restart takes more for a while. 2.5 MB/s carries a
+        // camera's top simulcast layer and a screen share with room to spare.
         Limits {
             max_allocations: 4096,
-            allocations_per_participant: 4,
+            allocations_per_participant: 12,
             bytes_per_sec: 2_500_000,
             burst_bytes: 1_000_000,
             permissions_per_allocation: 16,
@@ -96,6 +97,9 @@ pub enum Reply {
         to: SocketAddr,
         payload: Range<usize>,
     },
+    /// Answer, and close relay socket `.1`: the client deallocated (Refresh with LIFETIME 0, which
+    /// browsers send at the end of every call).
+    ToClientAndRelease(Vec<u8>, SocketAddr),
 }
 
 /// Why something was refused, for the `chorus_turn_refused_total{reason}` metric.
@@ -239,8 +243,13 @@ impl Server {
         }
     }
 
-    fn challenge(&mut self, msg: &Message<'_>, client: Client, unix_now: u64, code: u16, reason: &str) -> Reply {
-        self.refuse(Refusal::Auth);
+    /// 401/438 with a fresh nonce. `refused`: a credential failed (counted in the metric) — not the
+    /// first unauthenticated Allocate or a stale nonce, which every client meets.
+    fn challenge(&mut self, msg: &Message<'_>, client: Client, unix_now: u64, code: u16, refused: bool) -> Reply {
+        if refused {
+            self.refuse(Refusal::Auth);
+        }
+        let reason = if code == 438 { "Stale Nonce" } else { "Unauthorized" };
         Reply::ToClient(
             Builder::new(msg.method, Class::Error, msg.transaction)
                 .error(code, reason)
@@ -259,7 +268,7 @@ impl Server {
         binder: &mut dyn RelayBinder,
     ) -> Reply {
         if !has_integrity(msg) {
-            return self.challenge(msg, client, unix_now, 401, "Unauthorized");
+            return self.challenge(msg, client, unix_now, 401, false);
         }
         let (Some(username), Some(realm), Some(nonce)) =
             (msg.text(wire::ATTR_USERNAME), msg.text(wire::ATTR_REALM), msg.text(wire::ATTR_NONCE))
@@ -268,13 +277,13 @@ impl Server {
             return Reply::ToClient(error(msg, 400, "Bad Request"));
         };
         if !self.secret.nonce_fresh(nonce, client.addr, unix_now) {
-            return self.challenge(msg, client, unix_now, 438, "Stale Nonce");
+            return self.challenge(msg, client, unix_now, 438, false);
         }
         let Ok(credential) = self.secret.credential(username, realm, unix_now) else {
-            return self.challenge(msg, client, unix_now, 401, "Unauthorized");
+            return self.challenge(msg, client, unix_now, 401, true);
         };
         if realm != self.realm || !msg.integrity_ok(&credential.key) {
-            return self.challenge(msg, client, unix_now, 401, "Unauthorized");
+            return self.challenge(msg, client, unix_now, 401, true);
         }
         let key = credential.key;
         if let Some(existing) = self.allocations.get(&client) {
@@ -311,7 +320,8 @@ impl Server {
                 return Reply::ToClient(signed_error(msg, 508, "Insufficient Capacity", &key));
             }
         };
-        let lifetime = lifetime(msg).unwrap_or(DEFAULT_LIFETIME);
+        // RFC 8656 §7.2: never shorter than the default.
+        let lifetime = lifetime(msg).unwrap_or(DEFAULT_LIFETIME).max(DEFAULT_LIFETIME);
         *self.per_participant.entry(credential.participant.clone()).or_default() += 1;
         self.counters.allocations_total += 1;
         self.by_relay.insert(relay, client);
@@ -342,24 +352,27 @@ impl Server {
         };
         let key = alloc.key;
         if msg.text(wire::ATTR_USERNAME) != Some(alloc.username.as_str()) || !msg.integrity_ok(&key) {
-            return self.challenge(msg, client, unix_now, 401, "Unauthorized");
+            return self.challenge(msg, client, unix_now, 401, true);
         }
         if !msg.text(wire::ATTR_NONCE).is_some_and(|n| self.secret.nonce_fresh(n, client.addr, unix_now)) {
-            return self.challenge(msg, client, unix_now, 438, "Stale Nonce");
+            return self.challenge(msg, client, unix_now, 438, false);
         }
         match msg.method {
             wire::REFRESH => {
                 let lifetime = lifetime(msg).unwrap_or(DEFAULT_LIFETIME);
+                let answer = Builder::new(msg.method, Class::Success, msg.transaction)
+                    .u32(wire::ATTR_LIFETIME, lifetime.as_secs() as u32)
+                    .finish(Some(&key));
                 if lifetime.is_zero() {
-                    self.remove(&client);
-                } else if let Some(a) = self.allocations.get_mut(&client) {
+                    return match self.remove(&client) {
+                        Some(relay) => Reply::ToClientAndRelease(answer, relay),
+                        None => Reply::ToClient(answer),
+                    };
+                }
+                if let Some(a) = self.allocations.get_mut(&client) {
                     a.expires = now + lifetime;
                 }
-                Reply::ToClient(
-                    Builder::new(msg.method, Class::Success, msg.transaction)
-                        .u32(wire::ATTR_LIFETIME, lifetime.as_secs() as u32)
-                        .finish(Some(&key)),
-                )
+                Reply::ToClient(answer)
             }
             wire::CREATE_PERMISSION => {
                 let peers: Vec<Option<SocketAddr>> = msg

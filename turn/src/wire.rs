@@ -357,8 +357,13 @@ pub fn write_channel_data(out: &mut Vec<u8>, channel: u16, payload: &[u8], pad: 
     }
 }
 
-/// On a stream (TURN over TLS), how long the frame starting with these 4 bytes is, or None when
-/// they begin neither a STUN message nor ChannelData (the connection is then closed).
+/// The longest frame [`stream_frame_len`] can answer: a STUN message with a 65,535-byte body (a
+/// ChannelData frame, 4 + 65,535 + 1 byte of padding, is shorter).
+pub const MAX_STREAM_FRAME: usize = HEADER + u16::MAX as usize;
+
+/// On a stream (TURN over TLS), how long the frame starting with these 4 bytes is (at most
+/// [`MAX_STREAM_FRAME`]), or None when they begin neither a STUN message nor ChannelData (the
+/// connection is then closed).
 pub fn stream_frame_len(head: [u8; 4]) -> Option<usize> {
     let len = u16::from_be_bytes([head[2], head[3]]) as usize;
     match head[0] >> 6 {
@@ -426,5 +431,7 @@ mod tests {
         assert_eq!(stream_frame_len([0x00, 0x03, 0x00, 0x08]), Some(28));
         assert_eq!(stream_frame_len([0x40, 0x00, 0x00, 0x05]), Some(12), "ChannelData padded to 4 on a stream");
         assert_eq!(stream_frame_len([0x80, 0, 0, 0]), None);
+        assert_eq!(stream_frame_len([0x00, 0x01, 0xff, 0xff]), Some(MAX_STREAM_FRAME), "the longest frame");
+        assert!(stream_frame_len([0x4f, 0xff, 0xff, 0xff]).is_some_and(|n| n <= MAX_STREAM_FRAME));
     }
 }

@@ -235,3 +235,47 @@ fn an_unknown_required_attribute_gets_420() {
     let raw = reply_bytes(s.on_client(Instant::now(), NOW_UNIX, client(), &req, &mut Ports(0)));
     assert_eq!(error_code(&raw), Some(420));
 }
+
+#[test]
+fn a_refresh_with_lifetime_zero_deallocates_and_names_the_relay_to_close() {
+    let mut s = server(Limits::default());
+    let mut u = user("7");
+    let relay = allocate(&mut s, client(), &mut u, &mut Ports(0)).unwrap();
+    let refresh = Builder::new(wire::REFRESH, Class::Request, tid()).u32(wire::ATTR_LIFETIME, 0);
+    match s.on_client(Instant::now(), NOW_UNIX, client(), &signed(&u, 0, refresh), &mut Ports(0)) {
+        Reply::ToClientAndRelease(answer, closed) => {
+            assert_eq!(error_code(&answer), None);
+            assert_eq!(closed, relay, "the I/O layer is told which socket to close");
+        }
+        other => panic!("expected a deallocation, got {other:?}"),
+    }
+    assert_eq!(s.allocations(), 0);
+}
+
+#[test]
+fn an_allocation_lives_at_least_the_default_lifetime_whatever_is_asked() {
+    let mut s = server(Limits::default());
+    let mut u = user("7");
+    let now = Instant::now();
+    let bare = Builder::new(wire::ALLOCATE, Class::Request, tid()).attr(wire::ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    let challenge = reply_bytes(s.on_client(now, NOW_UNIX, client(), &bare.finish(None), &mut Ports(0)));
+    u.nonce = Message::parse(&challenge).unwrap().text(wire::ATTR_NONCE).unwrap().to_string();
+    let req = Builder::new(wire::ALLOCATE, Class::Request, tid())
+        .attr(wire::ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+        .u32(wire::ATTR_LIFETIME, 0);
+    let raw = reply_bytes(s.on_client(now, NOW_UNIX, client(), &signed(&u, 0, req), &mut Ports(0)));
+    assert_eq!(Message::parse(&raw).unwrap().u32(wire::ATTR_LIFETIME), Some(600), "RFC 8656 §7.2");
+    assert!(s.expire(now + Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn the_first_challenge_is_not_counted_as_a_refusal_but_a_wrong_password_is() {
+    let mut s = server(Limits::default());
+    allocate(&mut s, client(), &mut user("7"), &mut Ports(0)).unwrap();
+    assert_eq!(s.counters.refused[turn::server::Refusal::Auth as usize], 0, "every client meets the first 401");
+    let mut wrong = user("8");
+    wrong.key = long_term_key(&wrong.username, REALM, "guessed");
+    let other = Client { transport: Transport::Udp, addr: "198.51.100.9:40001".parse().unwrap() };
+    assert_eq!(allocate(&mut s, other, &mut wrong, &mut Ports(0)), Err(401));
+    assert_eq!(s.counters.refused[turn::server::Refusal::Auth as usize], 1);
+}

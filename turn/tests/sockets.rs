@@ -286,13 +286,71 @@ async fn over_tls_an_allocation_relays_channel_data_both_ways() {
     sfu.send_to(b"back", relay).await.unwrap();
     assert_eq!(read_frame(&mut s).await, [0x40, 0x00, 0x00, 0x04, b'b', b'a', b'c', b'k']);
 
-    // Closing the connection releases the allocation.
+    // Deallocating (Refresh, LIFETIME 0: what browsers send when a call ends) closes the relay socket.
+    assert_eq!(server.relay_sockets(), 1);
+    s.write_all(&sign(Builder::new(wire::REFRESH, Class::Request, rand::random()).u32(wire::ATTR_LIFETIME, 0)))
+        .await
+        .unwrap();
+    let refreshed = read_frame(&mut s).await;
+    assert_eq!(Message::parse(&refreshed).unwrap().class, Class::Success);
+    assert_eq!((server.allocations(), server.relay_sockets()), (0, 0), "nothing outlives the allocation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_tls_connection_releases_its_allocation_and_its_place() {
+    let sfu = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (tls, ca) = tls_config();
+    let server = start(sfu.local_addr().unwrap(), Some(tls)).await;
+    let mut s = tls_connect(server.tls_addr.unwrap(), &ca).await;
+    let (username, password) = rest_user("9");
+    let key = long_term_key(&username, REALM, &password);
+    let transport = [17u8, 0, 0, 0];
+    s.write_all(
+        &Builder::new(wire::ALLOCATE, Class::Request, rand::random())
+            .attr(wire::ATTR_REQUESTED_TRANSPORT, &transport)
+            .finish(None),
+    )
+    .await
+    .unwrap();
+    let nonce = Message::parse(&read_frame(&mut s).await).unwrap().text(wire::ATTR_NONCE).unwrap().to_string();
+    let allocate = Builder::new(wire::ALLOCATE, Class::Request, rand::random())
+        .attr(wire::ATTR_REQUESTED_TRANSPORT, &transport)
+        .attr(wire::ATTR_USERNAME, username.as_bytes())
+        .attr(wire::ATTR_REALM, REALM.as_bytes())
+        .attr(wire::ATTR_NONCE, nonce.as_bytes())
+        .finish(Some(&key));
+    s.write_all(&allocate).await.unwrap();
+    read_frame(&mut s).await;
+    assert_eq!((server.allocations(), server.relay_sockets(), server.tls_connections()), (1, 1, 1));
     drop(s);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.allocations() > 0 && Instant::now() < deadline {
+    while server.tls_connections() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(server.allocations(), 0);
+    assert_eq!((server.allocations(), server.relay_sockets(), server.tls_connections()), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_frame_header_a_client_can_send_costs_it_only_its_connection() {
+    let sfu = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (tls, ca) = tls_config();
+    let server = start(sfu.local_addr().unwrap(), Some(tls)).await;
+    for _ in 0..3 {
+        let mut s = tls_connect(server.tls_addr.unwrap(), &ca).await;
+        // A STUN header declaring 65,535 bytes of attributes, then the connection ends.
+        s.write_all(&[0x00, 0x01, 0xff, 0xff]).await.unwrap();
+        s.write_all(&[0u8; 100]).await.unwrap();
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.tls_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.tls_connections(), 0, "every place is given back");
+    let mut good = tls_connect(server.tls_addr.unwrap(), &ca).await;
+    let tid: [u8; 12] = rand::random();
+    good.write_all(&Builder::new(wire::BINDING, Class::Request, tid).finish(None)).await.unwrap();
+    assert_eq!(Message::parse(&read_frame(&mut good).await).unwrap().transaction, tid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 // joined by a veth pair, and nftables in the server namespace shaping what the client may reach. For each
 // case both users join one voice channel, each decodes the other's audio, and the selected candidate pair
 // is the kind the network leaves: (1) direct UDP; (2) UDP blocked → ICE over TCP; (3) UDP and the ICE-TCP
-// port blocked, only the HTTPS and TURN/TLS ports open → TURN over TLS (embedded); (3b) only the embedded
+// port blocked, only the HTTPS port and 443 (TURN/TLS) open → TURN over TLS (embedded); (3b) only the embedded
 // TURN server's UDP port → TURN over UDP (embedded); (4) only coturn's UDP
 // port open → TURN/UDP through Debian's coturn with the REST-API credentials Chorus hands out.
 // Needs root (`ip netns`).
@@ -21,7 +21,7 @@ const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const HTTPS = 8443;
 const ICE_TCP = 7881;
 const TURN_UDP = 3478;
-const TURN_TLS = 5349;
+const TURN_TLS = 443; // the case a network that allows only HTTPS leaves
 const UDP_BASE = 50000;
 const COTURN = 3479;
 const TURN_SECRET = 'net-test-shared-secret-0123456789';
@@ -166,7 +166,7 @@ test('2. UDP blocked: ICE over TCP', async () => {
   assert.equal(joins('tcp'), before + 2, 'the server counts both joins as ICE-TCP');
 });
 
-test('3. only TCP to the HTTPS and TURN/TLS ports: TURN over TLS', async () => {
+test('3. only TCP to the HTTPS port and 443: TURN over TLS', async () => {
   net.firewall(`ip saddr ${CLIENT_IP} meta l4proto udp drop\n  ip saddr ${CLIENT_IP} tcp dport != { ${HTTPS}, ${TURN_TLS} } drop`);
   const before = joins('relay');
   await call('turn-tls', /^relay\/tls->udp$/, (metrics) => {
