@@ -106,17 +106,23 @@ pub fn discover() -> Vec<IpAddr> {
     .collect()
 }
 
+/// The host of `https://user@host:port/path` (IPv6 literals keep their brackets).
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port.split_inclusive(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
 /// Whether the URL's host is `localhost` or a loopback address (then only this machine can use it).
 pub fn url_host_is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        host_port.split(':').next().unwrap_or_default()
-    };
-    let host = host.to_ascii_lowercase();
+    let Some(host) = url_host(url) else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     host == "localhost" || host.ends_with(".localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -127,6 +133,14 @@ pub fn join(ips: &[IpAddr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_of_a_public_url() {
+        assert_eq!(url_host("https://chat.example.org"), Some("chat.example.org"));
+        assert_eq!(url_host("https://chat.example.org:8443/app"), Some("chat.example.org"));
+        assert_eq!(url_host("http://[2001:db8::1]:8080"), Some("[2001:db8::1]"));
+        assert_eq!(url_host("http://"), None);
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

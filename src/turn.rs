@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::config::{Config, EmbeddedTurn};
+use crate::media_addr::url_host;
 
 /// A started embedded TURN server and what signaling hands out for it.
 pub struct Embedded {
@@ -32,7 +33,7 @@ pub async fn start(
     let tls = tls.filter(|_| embedded.tls_listen.is_some());
     let server = turn::io::start(
         turn::TurnConfig {
-            realm: url_host(&config.public_url).unwrap_or_else(|| "chorus".into()),
+            realm: url_host(&config.public_url).unwrap_or("chorus").to_string(),
             secret: secret.as_bytes().to_vec(),
             udp_listen: embedded.udp_listen,
             tls_listen: embedded.tls_listen,
@@ -98,29 +99,9 @@ fn urls(udp: Option<SocketAddr>, tls: Option<SocketAddr>, advertised: &[IpAddr],
     out
 }
 
-/// The host of `https://host:port/path` (IPv6 literals keep their brackets).
-pub fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = if authority.starts_with('[') {
-        authority.split_inclusive(']').next()?
-    } else {
-        authority.split(':').next()?
-    };
-    (!host.is_empty()).then(|| host.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_host_of_a_public_url() {
-        assert_eq!(url_host("https://chat.example.org").as_deref(), Some("chat.example.org"));
-        assert_eq!(url_host("https://chat.example.org:8443/app").as_deref(), Some("chat.example.org"));
-        assert_eq!(url_host("http://[2001:db8::1]:8080").as_deref(), Some("[2001:db8::1]"));
-        assert_eq!(url_host("http://").as_deref(), None);
-    }
 
     #[test]
     fn turn_urls_name_each_advertised_address_and_the_tls_host() {

@@ -235,6 +235,33 @@ async fn read_frame(s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStrea
     frame
 }
 
+/// Allocates over TLS for `participant` (challenge, then the signed request); the relay address and
+/// a signer for later requests under the same credential.
+async fn tls_allocate(
+    s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    participant: &str,
+) -> (SocketAddr, impl Fn(Builder) -> Vec<u8> + use<>) {
+    let (username, password) = rest_user(participant);
+    let key = long_term_key(&username, REALM, &password);
+    let allocate = || {
+        Builder::new(wire::ALLOCATE, Class::Request, rand::random())
+            .attr(wire::ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+    };
+    s.write_all(&allocate().finish(None)).await.unwrap();
+    let challenge = read_frame(s).await;
+    let nonce = Message::parse(&challenge).unwrap().text(wire::ATTR_NONCE).unwrap().to_string();
+    let sign = move |b: Builder| {
+        b.attr(wire::ATTR_USERNAME, username.as_bytes())
+            .attr(wire::ATTR_REALM, REALM.as_bytes())
+            .attr(wire::ATTR_NONCE, nonce.as_bytes())
+            .finish(Some(&key))
+    };
+    s.write_all(&sign(allocate())).await.unwrap();
+    let ok = read_frame(s).await;
+    let relay = Message::parse(&ok).unwrap().xor_address(wire::ATTR_XOR_RELAYED_ADDRESS).expect("allocated");
+    (relay, sign)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_an_allocation_relays_channel_data_both_ways() {
     let sfu = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -243,31 +270,7 @@ async fn over_tls_an_allocation_relays_channel_data_both_ways() {
     let server = start(sfu_addr, Some(tls)).await;
     let mut s = tls_connect(server.tls_addr.unwrap(), &ca).await;
 
-    let (username, password) = rest_user("9");
-    let key = long_term_key(&username, REALM, &password);
-    let transport = [17u8, 0, 0, 0];
-    s.write_all(
-        &Builder::new(wire::ALLOCATE, Class::Request, rand::random())
-            .attr(wire::ATTR_REQUESTED_TRANSPORT, &transport)
-            .finish(None),
-    )
-    .await
-    .unwrap();
-    let challenge = read_frame(&mut s).await;
-    let nonce = Message::parse(&challenge).unwrap().text(wire::ATTR_NONCE).unwrap().to_string();
-    let sign = |b: Builder| {
-        b.attr(wire::ATTR_USERNAME, username.as_bytes())
-            .attr(wire::ATTR_REALM, REALM.as_bytes())
-            .attr(wire::ATTR_NONCE, nonce.as_bytes())
-            .finish(Some(&key))
-    };
-    s.write_all(&sign(
-        Builder::new(wire::ALLOCATE, Class::Request, rand::random()).attr(wire::ATTR_REQUESTED_TRANSPORT, &transport),
-    ))
-    .await
-    .unwrap();
-    let ok = read_frame(&mut s).await;
-    let relay = Message::parse(&ok).unwrap().xor_address(wire::ATTR_XOR_RELAYED_ADDRESS).expect("allocated");
+    let (relay, sign) = tls_allocate(&mut s, "9").await;
     s.write_all(&sign(
         Builder::new(wire::CHANNEL_BIND, Class::Request, rand::random())
             .attr(wire::ATTR_CHANNEL_NUMBER, &[0x40, 0x00, 0, 0])
@@ -302,25 +305,7 @@ async fn closing_a_tls_connection_releases_its_allocation_and_its_place() {
     let (tls, ca) = tls_config();
     let server = start(sfu.local_addr().unwrap(), Some(tls)).await;
     let mut s = tls_connect(server.tls_addr.unwrap(), &ca).await;
-    let (username, password) = rest_user("9");
-    let key = long_term_key(&username, REALM, &password);
-    let transport = [17u8, 0, 0, 0];
-    s.write_all(
-        &Builder::new(wire::ALLOCATE, Class::Request, rand::random())
-            .attr(wire::ATTR_REQUESTED_TRANSPORT, &transport)
-            .finish(None),
-    )
-    .await
-    .unwrap();
-    let nonce = Message::parse(&read_frame(&mut s).await).unwrap().text(wire::ATTR_NONCE).unwrap().to_string();
-    let allocate = Builder::new(wire::ALLOCATE, Class::Request, rand::random())
-        .attr(wire::ATTR_REQUESTED_TRANSPORT, &transport)
-        .attr(wire::ATTR_USERNAME, username.as_bytes())
-        .attr(wire::ATTR_REALM, REALM.as_bytes())
-        .attr(wire::ATTR_NONCE, nonce.as_bytes())
-        .finish(Some(&key));
-    s.write_all(&allocate).await.unwrap();
-    read_frame(&mut s).await;
+    let _ = tls_allocate(&mut s, "9").await;
     assert_eq!((server.allocations(), server.relay_sockets(), server.tls_connections()), (1, 1, 1));
     drop(s);
     let deadline = Instant::now() + Duration::from_secs(5);
