@@ -148,6 +148,25 @@ export async function registerInUi(page, username, password = 'correct horse bat
   await page.getByTestId('me-name').filter({ hasText: username }).waitFor();
 }
 
+/**
+ * Alice registers at `origin`, creates guild `name` and invites Bob, who registers from the invite link.
+ * `open` navigates (a test on a new network may retry it).
+ */
+export async function aliceInvitesBob(alice, bob, origin, name, open = (page, url) => page.goto(url)) {
+  await open(alice, `${origin}/register`);
+  await registerInUi(alice, 'alice');
+  await alice.getByTestId('create-guild').click();
+  await alice.getByTestId('prompt-input').fill(name);
+  await alice.getByTestId('prompt-ok').click();
+  await alice.getByTestId('guild-name').filter({ hasText: name }).waitFor();
+  await alice.getByTestId('invite-button').click();
+  const link = await alice.getByTestId('invite-link').inputValue();
+  await alice.keyboard.press('Escape');
+  await open(bob, link);
+  await registerInUi(bob, 'bob');
+  await bob.getByTestId('guild-name').filter({ hasText: name }).waitFor();
+}
+
 /** Saves a PNG under target/screenshots (or CHORUS_SCREENSHOT_DIR) and returns its path. */
 export async function screenshot(page, name) {
   const dir = process.env.CHORUS_SCREENSHOT_DIR || join(repo, 'target/screenshots');

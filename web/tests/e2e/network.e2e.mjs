@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { newContext, registerInUi, watchErrors } from './harness.mjs';
+import { aliceInvitesBob, newContext, watchErrors } from './harness.mjs';
 import { CLIENT_IP, SERVER_IP, certificateFor, createNetwork, media, open } from './netns.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -81,18 +81,7 @@ before(async () => {
   alice = await (await newContext(browser)).newPage();
   bob = await (await newContext(browser)).newPage();
   errors.push(watchErrors(alice), watchErrors(bob));
-  await open(alice, `${url}/register`);
-  await registerInUi(alice, 'alice');
-  await alice.getByTestId('create-guild').click();
-  await alice.getByTestId('prompt-input').fill('Net Club');
-  await alice.getByTestId('prompt-ok').click();
-  await alice.getByTestId('guild-name').filter({ hasText: 'Net Club' }).waitFor();
-  await alice.getByTestId('invite-button').click();
-  const link = await alice.getByTestId('invite-link').inputValue();
-  await alice.keyboard.press('Escape');
-  await open(bob, link);
-  await registerInUi(bob, 'bob');
-  await bob.getByTestId('guild-name').filter({ hasText: 'Net Club' }).waitFor();
+  await aliceInvitesBob(alice, bob, url, 'Net Club', open);
 });
 
 after(async () => {

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { newContext, registerInUi, watchErrors } from './harness.mjs';
+import { aliceInvitesBob, newContext, watchErrors } from './harness.mjs';
 import { SERVER_IP, certificateFor, createNetwork, media, open } from './netns.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -105,18 +105,7 @@ after(async () => {
 });
 
 test('through nginx, two users register, chat over the gateway and hear each other', async () => {
-  await open(alice, `${url}/register`);
-  await registerInUi(alice, 'alice');
-  await alice.getByTestId('create-guild').click();
-  await alice.getByTestId('prompt-input').fill('Proxy Club');
-  await alice.getByTestId('prompt-ok').click();
-  await alice.getByTestId('guild-name').filter({ hasText: 'Proxy Club' }).waitFor();
-  await alice.getByTestId('invite-button').click();
-  const link = await alice.getByTestId('invite-link').inputValue();
-  await alice.keyboard.press('Escape');
-  await open(bob, link);
-  await registerInUi(bob, 'bob');
-  await bob.getByTestId('guild-name').filter({ hasText: 'Proxy Club' }).waitFor();
+  await aliceInvitesBob(alice, bob, url, 'Proxy Club', open);
 
   await alice.getByTestId('composer').fill('hello through the proxy');
   await alice.getByTestId('composer').press('Enter');

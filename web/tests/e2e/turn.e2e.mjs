@@ -12,7 +12,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, launchBrowser, newContext, registerInUi, watchErrors } from './harness.mjs';
+import { aliceInvitesBob, freePort, launchBrowser, newContext, watchErrors } from './harness.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 let server;
@@ -103,18 +103,7 @@ before(async () => {
   alice = await aliceCtx.newPage();
   bob = await bobCtx.newPage();
   errors.push(watchErrors(alice), watchErrors(bob));
-  await alice.goto(`${server.url}/register`);
-  await registerInUi(alice, 'alice');
-  await alice.getByTestId('create-guild').click();
-  await alice.getByTestId('prompt-input').fill('Relay Club');
-  await alice.getByTestId('prompt-ok').click();
-  await alice.getByTestId('guild-name').filter({ hasText: 'Relay Club' }).waitFor();
-  await alice.getByTestId('invite-button').click();
-  const link = await alice.getByTestId('invite-link').inputValue();
-  await alice.keyboard.press('Escape');
-  await bob.goto(link);
-  await registerInUi(bob, 'bob');
-  await bob.getByTestId('guild-name').filter({ hasText: 'Relay Club' }).waitFor();
+  await aliceInvitesBob(alice, bob, server.url, 'Relay Club');
 });
 
 after(async () => {
