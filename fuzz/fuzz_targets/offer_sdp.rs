@@ -1,17 +1,20 @@
 //! The SFU's text edits and checks of SDP (`sfu::fuzzing`): `without_audio_transport_cc`, applied
-//! to subscribe offers, and `check_publish_rights`, applied to client publish offers.
+//! to subscribe offers, `check_publish_rights`, applied to client publish offers, and
+//! `rejected_lines_inactive`, applied to client subscribe answers.
 //!
 //! Asserts for `without_audio_transport_cc`: no panic; it removes exactly the transport-cc
 //! `a=extmap` lines inside `m=audio` sections (an independent reading of the rule) and keeps every
 //! other line, with its line ending, in order; applying it twice changes nothing; it commutes with
 //! turning CRLF into LF. For `check_publish_rights`: with every right any offer passes; more rights
 //! never refuse what fewer rights passed; a refusal names a right that is missing; an SDP without
-//! media lines always passes.
+//! media lines always passes. For `rejected_lines_inactive`: no panic; the input is a prefix of the
+//! output and nothing but `a=inactive` lines is added, at most one per media line; applying it twice
+//! changes nothing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sfu::Rights;
-use sfu::fuzzing::{check_publish_rights, without_audio_transport_cc};
+use sfu::fuzzing::{check_publish_rights, rejected_lines_inactive, without_audio_transport_cc};
 
 const TRANSPORT_CC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
@@ -77,8 +80,29 @@ fn check_rights(sdp: &str) {
     }
 }
 
+fn check_answer_repair(sdp: &str) {
+    let out = rejected_lines_inactive(sdp);
+    let added: String = {
+        // Remove the input's lines in order; what is left must be only `a=inactive` lines.
+        let mut rest = out.as_str();
+        let mut added = String::new();
+        for line in sdp.split_inclusive('\n') {
+            let at = rest.find(line).expect("every input line is kept, in order");
+            added.push_str(&rest[..at]);
+            rest = &rest[at + line.len()..];
+        }
+        added.push_str(rest);
+        added
+    };
+    let inserted = added.split(['\r', '\n']).filter(|l| !l.is_empty()).collect::<Vec<_>>();
+    assert!(inserted.iter().all(|l| *l == "a=inactive"), "added {inserted:?}");
+    assert!(inserted.len() <= sdp.matches("m=").count());
+    assert_eq!(rejected_lines_inactive(&out), out, "not idempotent");
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(sdp) = std::str::from_utf8(data) else { return };
     check_edit(sdp);
     check_rights(sdp);
+    check_answer_repair(sdp);
 });

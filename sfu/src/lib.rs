@@ -15,7 +15,8 @@
 //! - [`forwarder`]: which simulcast layer one subscriber receives.
 //! - [`speaking`]: speaking detection with hysteresis.
 //! - `link`: a participant's link quality from str0m's statistics.
-//! - `offer_sdp`: the subscribe offer's audio lines go without transport-cc (the estimate is for video).
+//! - `offer_sdp`: subscribe offers list only each track's codec and keep transport-cc off audio lines (the
+//!   estimate is for video); a subscriber's rejected line without a direction is read as inactive.
 //! - [`router`]: datagram → peer connection by hash map (remote address, STUN ufrag).
 //! - [`worker`]: the thin UDP loop around rooms, one thread and socket per worker.
 //! - [`tcp`]: ICE over TCP (RFC 6544/4571) for clients without UDP: framing, the listener, and the
@@ -44,7 +45,7 @@ mod worker;
 /// Parsers of untrusted input that are otherwise private, for the fuzz targets in `fuzz/` only.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::offer_sdp::without_audio_transport_cc;
+    pub use crate::offer_sdp::{rejected_lines_inactive, without_audio_transport_cc};
     pub use crate::room::check_publish_rights;
 }
 
@@ -132,6 +133,13 @@ pub enum SfuEvent {
     TrackUnpublished {
         track_id: TrackId,
         participant_id: ParticipantId,
+    },
+    /// This participant's subscribe answer left out the codec `track_id` is sent in, so it gets
+    /// nothing of that track; the rest of its call goes on.
+    TrackUnsupported {
+        track_id: TrackId,
+        participant_id: ParticipantId,
+        codec: String,
     },
     Speaking {
         participant_id: ParticipantId,

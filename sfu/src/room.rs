@@ -17,7 +17,7 @@ use str0m::{Event, IceConnectionState, Input};
 
 use crate::forwarder::{Decision, Layer, target_layer, vp8_keyframe_size};
 use crate::metrics::{LocalCounters, SfuMetrics};
-use crate::offer_sdp::without_audio_transport_cc;
+use crate::offer_sdp::{LineCodecs, only_codecs, rejected_lines_inactive, without_audio_transport_cc};
 use crate::participant::{Addresses, Participant};
 use crate::router::{Pc, PeerKey, Router};
 use crate::track::{Subscription, Track, TrackInfo, TrackKind};
@@ -332,7 +332,7 @@ impl Room {
         let Some(p) = self.parts[slot].as_mut() else {
             return;
         };
-        let answer = match SdpAnswer::from_sdp_string(sdp) {
+        let answer = match SdpAnswer::from_sdp_string(&rejected_lines_inactive(sdp)) {
             Ok(a) => a,
             Err(e) => {
                 p.emit(SfuEvent::Error { code: "bad_sdp", message: format!("answer does not parse: {e}") });
@@ -410,6 +410,15 @@ impl Room {
                 p.outgoing.push((mid, ti));
             }
         }
+        let lines: Vec<LineCodecs> = self
+            .tracks
+            .iter()
+            .flatten()
+            .filter_map(|t| {
+                let mid = t.subs.iter().find(|s| s.slot == slot)?.mid?;
+                Some(LineCodecs { mid: mid.to_string(), codecs: t.codecs.iter().map(|c| c.to_string()).collect() })
+            })
+            .collect();
         if let Some((offer, pending)) = api.apply() {
             if let Some(ufrag) = new_ufrag {
                 let key = PeerKey { room: self.id, participant: p.id, pc: Pc::Subscribe };
@@ -418,7 +427,8 @@ impl Room {
                 retire_ufrag(ctx.router, &mut p.retired_ufrags, old);
             }
             p.pending_offer = Some(pending);
-            p.emit(SfuEvent::Offer { sdp: without_audio_transport_cc(&offer.to_sdp_string()) });
+            let sdp = without_audio_transport_cc(&only_codecs(&offer.to_sdp_string(), &lines));
+            p.emit(SfuEvent::Offer { sdp });
         }
         p.drain(slot, Pc::Subscribe, ctx.out, &mut self.events);
     }
@@ -611,6 +621,7 @@ impl Room {
             }
         };
         p.published.push((mid, ti));
+        let codecs = negotiated_codecs(&p.publish, mid);
         let mut subs = Vec::new();
         for (i, o) in self.parts.iter_mut().enumerate() {
             if i == slot {
@@ -625,6 +636,8 @@ impl Room {
             info: info.clone(),
             owner: slot,
             mid,
+            codecs,
+            sending: None,
             layers: Default::default(),
             last_keyframe_request: [None; 3],
             subs,
@@ -674,6 +687,16 @@ impl Room {
             return;
         };
         let kind = track.info.kind;
+        let codec = data.params.spec().codec;
+        if track.sending != Some(codec) {
+            // First media, or the publisher changed codec: later offers list this one, and every
+            // subscription finds its payload type again.
+            track.sending = Some(codec);
+            track.codecs = vec![codec];
+            for s in &mut track.subs {
+                (s.pt, s.unsupported) = (None, false);
+            }
+        }
         let now = ctx.now;
         let mut layer = Layer::F;
         let keyframe = kind == TrackKind::Video && data.is_keyframe();
@@ -707,7 +730,7 @@ impl Room {
         let mut want_keyframe = false;
         for s in track.subs.iter_mut() {
             let Some(mid) = s.mid else { continue };
-            if !s.negotiated {
+            if !s.negotiated || s.unsupported {
                 continue;
             }
             let Some(sub) = self.parts[s.slot].as_mut() else {
@@ -734,18 +757,30 @@ impl Room {
                     }
                 }
             }
-            let Some(writer) = sub.subscribe.writer(mid) else {
-                continue;
-            };
             let pt = match s.pt {
                 Some(pt) => pt,
-                None => match writer.match_params(data.params) {
-                    Some(pt) => {
-                        s.pt = Some(pt);
-                        pt
+                None => {
+                    let Some(pt) = sub.subscribe.codec_config().match_params(data.params).map(|p| p.pt()) else {
+                        continue;
+                    };
+                    // str0m writes any configured payload type; only the answer says whether the
+                    // subscriber can decode it.
+                    if !sub.subscribe.media(mid).is_some_and(|m| m.remote_pts().contains(&pt)) {
+                        s.unsupported = true;
+                        let info = &track.info;
+                        sub.emit(SfuEvent::TrackUnsupported {
+                            track_id: info.track_id,
+                            participant_id: info.participant_id,
+                            codec: codec.to_string(),
+                        });
+                        continue;
                     }
-                    None => continue,
-                },
+                    s.pt = Some(pt);
+                    pt
+                }
+            };
+            let Some(writer) = sub.subscribe.writer(mid) else {
+                continue;
             };
             if writer.write(pt, data.network_time, data.time, data.data.clone()).is_err() {
                 continue;
@@ -955,6 +990,22 @@ impl Room {
 
 /// Ufrags kept routable after an ICE restart (packets in flight on the old path).
 const RETIRED_UFRAGS: usize = 2;
+
+/// The codecs negotiated on a publisher's line, in its order of preference (retransmission aside:
+/// it follows its codec).
+fn negotiated_codecs(rtc: &str0m::Rtc, mid: Mid) -> Vec<str0m::format::Codec> {
+    let mut codecs = Vec::new();
+    let Some(media) = rtc.media(mid) else { return codecs };
+    for pt in media.remote_pts() {
+        if let Some(p) = rtc.codec_config().params().iter().find(|p| p.pt() == *pt) {
+            let codec = p.spec().codec;
+            if !codecs.contains(&codec) {
+                codecs.push(codec);
+            }
+        }
+    }
+    codecs
+}
 
 fn retire_ufrag(router: &mut Router, retired: &mut Vec<String>, old: String) {
     retired.push(old);

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
 
 use crate::forwarder::{LayerForwarder, LayerStats, Preference};
@@ -49,8 +50,11 @@ pub(crate) struct Subscription {
     pub mid: Option<Mid>,
     /// The subscriber answered the offer carrying `mid`.
     pub negotiated: bool,
-    /// Outgoing payload type, found once.
+    /// Outgoing payload type, found once (again when the publisher changes codec).
     pub pt: Option<Pt>,
+    /// The subscriber's answer left out the codec this track is sent in: nothing is forwarded
+    /// (it was told with `TrackUnsupported`).
+    pub unsupported: bool,
     pub pref: Preference,
     pub layers: LayerForwarder,
     /// Cumulative NACK count last reported by str0m's egress stats.
@@ -64,6 +68,7 @@ impl Subscription {
             mid: None,
             negotiated: false,
             pt: None,
+            unsupported: false,
             pref: Preference::default(),
             layers: LayerForwarder::default(),
             nacks_seen: 0,
@@ -79,6 +84,11 @@ pub(crate) struct Track {
     pub owner: usize,
     /// Media line in the publisher's publish connection.
     pub mid: Mid,
+    /// What subscribe offers list for this track: the codecs negotiated on the publisher's line,
+    /// narrowed to the one it sends once media arrives.
+    pub codecs: Vec<Codec>,
+    /// The codec of the media last received.
+    pub sending: Option<Codec>,
     pub layers: [LayerStats; 3],
     /// Last keyframe request per layer (throttled to one per second).
     pub last_keyframe_request: [Option<Instant>; 3],

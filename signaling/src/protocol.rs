@@ -176,6 +176,13 @@ pub enum ServerMessage {
         track_id: String,
         participant_id: String,
     },
+    /// Your subscribe answer left out the codec this track is sent in: you get nothing of it
+    /// (the rest of the call goes on).
+    TrackUnsupported {
+        track_id: String,
+        participant_id: String,
+        codec: String,
+    },
     Speaking {
         participant_id: String,
         speaking: bool,

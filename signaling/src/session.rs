@@ -348,6 +348,11 @@ impl Session {
             SfuEvent::TrackUnpublished { track_id, participant_id } => {
                 ServerMessage::TrackUnpublished { track_id: track_id.0.to_string(), participant_id: id(participant_id) }
             }
+            SfuEvent::TrackUnsupported { track_id, participant_id, codec } => ServerMessage::TrackUnsupported {
+                track_id: track_id.0.to_string(),
+                participant_id: id(participant_id),
+                codec,
+            },
             SfuEvent::Speaking { participant_id, speaking } => {
                 ServerMessage::Speaking { participant_id: id(participant_id), speaking }
             }

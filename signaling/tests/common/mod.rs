@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::{RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy};
 use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use serde_json::{Value, json};
 use signaling::{Rights, Signaling, SignalingConfig, VoiceEvents, VoiceGrant, VoiceStateChange};
@@ -184,9 +185,32 @@ pub struct Pc {
 
 /// `relay`: the ICE servers of `joined`, used with the relay-only policy (a network that lets
 /// nothing through but the TURN server).
-async fn new_pc(tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>, relay: Option<&Value>) -> Pc {
+/// `decodes_vp8: false` is a receiver whose only video codec is H.264.
+async fn new_pc(
+    tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
+    relay: Option<&Value>,
+    decodes_vp8: bool,
+) -> Pc {
     let mut media = MediaEngine::default();
-    media.register_default_codecs().unwrap();
+    if decodes_vp8 {
+        media.register_default_codecs().unwrap();
+    } else {
+        let codec = |mime: &str, clock_rate, channels, fmtp: &str, payload_type| RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: fmtp.to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type,
+        };
+        media
+            .register_codec(codec(MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1", 111), RtpCodecKind::Audio)
+            .unwrap();
+        let h264 = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f";
+        media.register_codec(codec(MIME_TYPE_H264, 90000, 0, h264, 102), RtpCodecKind::Video).unwrap();
+    }
     media
         .register_header_extension(
             RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
@@ -316,12 +340,17 @@ impl Client {
     /// Join; server offers get `rewrite.0` replaced by `rewrite.1` (to put a relay
     /// in the media path).
     pub async fn try_join_with(url: &str, token: &str, rewrite: Option<(String, String)>) -> Result<Client, Value> {
-        Self::join_inner(url, token, rewrite, false).await
+        Self::join_inner(url, token, rewrite, false, true).await
+    }
+
+    /// Join as a receiver that cannot decode VP8 (H.264 is its only video codec).
+    pub async fn join_without_vp8(url: &str, token: &str) -> Client {
+        Self::join_inner(url, token, None, false, false).await.expect("joined")
     }
 
     /// Join with only relay candidates, through the TURN servers `joined` names.
     pub async fn join_relayed(url: &str, token: &str) -> Client {
-        Self::join_inner(url, token, None, true).await.expect("joined")
+        Self::join_inner(url, token, None, true, true).await.expect("joined")
     }
 
     async fn join_inner(
@@ -329,6 +358,7 @@ impl Client {
         token: &str,
         rewrite: Option<(String, String)>,
         relay_only: bool,
+        decodes_vp8: bool,
     ) -> Result<Client, Value> {
         let mut ws = Ws::connect(url).await;
         ws.send(json!({"type":"join","token":token})).await;
@@ -339,8 +369,8 @@ impl Client {
         let participant_id = joined["participant_id"].as_str().unwrap().to_owned();
         let (track_tx, mut track_rx) = mpsc::unbounded_channel::<Arc<dyn TrackRemote>>();
         let relay = relay_only.then_some(&joined["ice_servers"]);
-        let publish = Arc::new(new_pc(None, relay).await);
-        let subscribe = Arc::new(new_pc(Some(track_tx), relay).await);
+        let publish = Arc::new(new_pc(None, relay, decodes_vp8).await);
+        let subscribe = Arc::new(new_pc(Some(track_tx), relay, decodes_vp8).await);
         let received = Arc::new(Mutex::new(Received::default()));
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
         let (in_tx, inbox) = mpsc::unbounded_channel::<Value>();

@@ -184,6 +184,10 @@ export class VoiceSession extends EventTarget {
       case 'track_unpublished':
         this.emit('trackgone', m.track_id);
         break;
+      case 'track_unsupported':
+        // Only a browser that cannot decode the sender's codec gets this; the rest of the call goes on.
+        this.emit('problem', `this browser cannot play ${m.codec}: a track of this call is not shown`);
+        break;
       case 'participant_left':
         for (const t of this.roster.participants.get(m.participant_id)?.tracks ?? []) this.emit('trackgone', t.track_id);
         break;
