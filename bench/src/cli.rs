@@ -40,9 +40,20 @@ pub enum Command {
     /// The voice scenario against Chorus and against Janus VideoRoom, side by side (needs root
     /// for a network namespace, and Debian's `janus`).
     Compare(CompareArgs),
+    /// The forwarding floor of this machine: a bare receive → decrypt → encrypt-and-send loop on
+    /// loopback UDP with the voice scenario's rooms, fan-out and packet sizes (no server).
+    Floor(FloorArgs),
     /// Gateway fan-out over N cluster nodes the bench starts (with a redis-server of its own and
     /// the MongoDB named by --store): same-node vs cross-node latency, Redis work per message.
     Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FloorArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub voice: VoiceParams,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -76,6 +87,10 @@ pub struct ClusterParams {
     /// Seconds of posting
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// kill -9 the last node halfway through the posting: its clients resume on the others, and the
+    /// run reports the time from the kill to RESUMED and checks that no client lost or doubled a message
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub failover: bool,
 }
 
 #[derive(Debug, Args, Clone)]

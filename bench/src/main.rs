@@ -1,6 +1,7 @@
 //! `chorus-bench`: the load benchmark of Chorus. It owns the load clients (REST, chat gateway,
 //! and str0m voice peers sending real Opus), the scenarios (`voice`, `video`, `join`, `chat`, a
-//! voice `ramp`, a CI `smoke` of the first four, `compare` with Janus, and a long `soak` with
+//! voice `ramp`, a CI `smoke` of the first four, `compare` with Janus and the machine's forwarding
+//! `floor`, and a long `soak` with
 //! joins and leaves), the measurements (latency histograms, loss and jitter per talker → listener
 //! pair, the server's /proc counters and /metrics, growth of a series after a warm-up), and the
 //! reports (terminal table, JSON, Markdown, SVG latency CDFs and resources over time). Traffic goes only to the target server,
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         Command::Ramp(a) => a.target.is_janus(),
         Command::Smoke(a) => a.target.is_janus(),
         Command::Soak(a) => a.target.is_janus(),
-        Command::Upload(_) | Command::Cluster(_) => false,
+        Command::Upload(_) | Command::Cluster(_) | Command::Floor(_) => false,
     };
     if needs_namespace && netns::inside().is_none() {
         return netns::rerun_inside().unwrap_or_else(|e| {
@@ -78,6 +79,11 @@ async fn run(cli: Cli) -> Result<bool> {
             let report = scenario::cluster::run(&a.spawn, &a.cluster).await?;
             return finish(&[report], &a.output);
         }
+        Command::Floor(a) => {
+            let voice = a.voice.clone();
+            let report = tokio::task::spawn_blocking(move || scenario::floor::run(&voice)).await??;
+            return finish(&[report], &a.output);
+        }
         Command::Voice(a) => (&a.target, &a.output),
         Command::Video(a) => (&a.target, &a.output),
         Command::Join(a) => (&a.target, &a.output),
@@ -97,7 +103,9 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Smoke(a) => scenario::smoke::run(&mut target, a.seconds).await,
         Command::Soak(a) => scenario::soak::run(&mut target, &a.soak).await.map(|r| vec![r]),
         Command::Upload(a) => scenario::upload::run(&mut target, &a.upload).await.map(|r| vec![r]),
-        Command::Compare(_) | Command::Cluster(_) => Err(anyhow::anyhow!("this scenario starts its own targets")),
+        Command::Compare(_) | Command::Cluster(_) | Command::Floor(_) => {
+            Err(anyhow::anyhow!("this scenario starts its own targets"))
+        }
     };
     let reports = match result {
         Ok(r) => r,

@@ -160,6 +160,13 @@ impl Target {
         self.wait_ready().await
     }
 
+    /// Kills a spawned server with SIGKILL, as a crash would (no-op for a URL target).
+    pub async fn kill9(&mut self) {
+        if let Some(s) = self.spawned.as_mut() {
+            let _ = s.child.kill().await;
+        }
+    }
+
     /// The last lines of a spawned server's log, for error messages.
     pub fn log_tail(&self) -> String {
         if let Server::Janus(j) = &self.server {

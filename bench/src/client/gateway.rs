@@ -57,22 +57,110 @@ fn hello_interval(frame: &str) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
+/// What one gateway client saw.
+#[derive(Default)]
+pub struct ClientLog {
+    pub latency: Histogram,
+    /// Post stamps of the messages delivered, in order of arrival (kept when the run asks for them).
+    pub stamps: Vec<u64>,
+    /// When the client was last told RESUMED after losing its node, µs since the epoch.
+    pub resumed_at: Option<u64>,
+    /// INVALID_SESSION answers to a RESUME (the client identified again, so it may have missed events).
+    pub invalid_sessions: u32,
+}
+
 /// Runs one client until `stop` changes or the socket ends; returns its delivery latencies.
 pub async fn run_client(
     url: String,
     token: String,
     shared: Arc<FanoutShared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Histogram {
-    let mut latency = Histogram::default();
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
-        shared.disconnected.fetch_add(1, Ordering::Relaxed);
-        return latency;
+    follow(vec![url], token, shared, false, stop).await.latency
+}
+
+/// The sequence number of a dispatch frame as the server formats it (`{"op":0,"s":N,…`).
+fn seq_in(frame: &str) -> Option<u64> {
+    let rest = frame.strip_prefix("{\"op\":0,\"s\":")?;
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The session id in a READY frame.
+fn session_in(frame: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(frame).ok()?;
+    v["d"]["session_id"].as_str().map(str::to_string)
+}
+
+/// How one connection ended.
+enum Ended {
+    Stopped,
+    /// The socket closed, failed or the server asked for a reconnect: resume elsewhere.
+    Lost,
+    /// The server did not know the session: identify afresh.
+    Invalid,
+}
+
+/// Runs one client on `nodes[0]` until `stop` changes. With more than one node it behaves like the
+/// web client: when its node goes away it RESUMEs on the next one (INVALID_SESSION → IDENTIFY);
+/// with one node it ends when the socket does.
+pub async fn follow(
+    nodes: Vec<String>,
+    token: String,
+    shared: Arc<FanoutShared>,
+    keep_stamps: bool,
+    mut stop: watch::Receiver<bool>,
+) -> ClientLog {
+    let mut log = ClientLog::default();
+    let mut session: Option<(String, u64)> = None;
+    let mut node = 0;
+    let mut failures = 0;
+    loop {
+        let Some(url) = nodes.get(node % nodes.len().max(1)) else { return log };
+        let ws = match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => ws,
+            Err(_) if nodes.len() > 1 && failures < 20 * nodes.len() => {
+                failures += 1;
+                node += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(_) => {
+                shared.disconnected.fetch_add(1, Ordering::Relaxed);
+                return log;
+            }
+        };
+        match connection(ws, &token, &mut session, &shared, keep_stamps, &mut log, &mut stop).await {
+            Ended::Stopped => return log,
+            Ended::Invalid => {
+                log.invalid_sessions += 1;
+                session = None;
+            }
+            Ended::Lost if nodes.len() > 1 => node += 1,
+            Ended::Lost => {
+                shared.disconnected.fetch_add(1, Ordering::Relaxed);
+                return log;
+            }
+        }
+    }
+}
+
+/// One WebSocket connection: IDENTIFY (or RESUME when `session` is known), then read until it ends.
+async fn connection(
+    mut ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    token: &str,
+    session: &mut Option<(String, u64)>,
+    shared: &FanoutShared,
+    keep_stamps: bool,
+    log: &mut ClientLog,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let hello = match session.as_ref() {
+        Some((id, seq)) => json!({"op": 6, "d": {"token": token, "session_id": id, "seq": seq}}),
+        None => json!({"op": 2, "d": {"token": token}}),
     };
-    let identify = json!({"op": 2, "d": {"token": token}}).to_string();
-    if ws.send(Message::Text(identify.into())).await.is_err() {
-        shared.disconnected.fetch_add(1, Ordering::Relaxed);
-        return latency;
+    if ws.send(Message::Text(hello.to_string().into())).await.is_err() {
+        return Ended::Lost;
     }
     let mut heartbeat = tokio::time::interval(Duration::from_secs(3600));
     heartbeat.reset();
@@ -81,29 +169,40 @@ pub async fn run_client(
             m = ws.next() => m,
             _ = heartbeat.tick() => {
                 if ws.send(Message::Text(json!({"op": 1, "d": null}).to_string().into())).await.is_err() {
-                    break;
+                    return Ended::Lost;
                 }
                 continue;
             }
-            _ = stop.changed() => return latency,
+            _ = stop.changed() => return Ended::Stopped,
         };
-        let Some(Ok(msg)) = msg else { break };
+        let Some(Ok(msg)) = msg else { return Ended::Lost };
         let Message::Text(text) = msg else { continue };
         let t = text.as_str();
+        if let (Some(s), Some((_, seq))) = (seq_in(t), session.as_mut()) {
+            *seq = (*seq).max(s);
+        }
         if t.contains("\"t\":\"MESSAGE_CREATE\"") {
             let now = shared.epoch.elapsed().as_micros() as u64;
             if let Some(sent) = stamp_in(t) {
-                latency.record_us(now.saturating_sub(sent));
+                log.latency.record_us(now.saturating_sub(sent));
+                if keep_stamps {
+                    log.stamps.push(sent);
+                }
             }
             shared.received.fetch_add(1, Ordering::Relaxed);
         } else if t.contains("\"t\":\"READY\"") {
+            *session = session_in(t).map(|id| (id, seq_in(t).unwrap_or(0)));
             shared.ready.fetch_add(1, Ordering::Relaxed);
+        } else if t.contains("\"t\":\"RESUMED\"") {
+            log.resumed_at = Some(shared.epoch.elapsed().as_micros() as u64);
+        } else if t.starts_with("{\"op\":9") {
+            return Ended::Invalid;
+        } else if t.starts_with("{\"op\":7") {
+            return Ended::Lost;
         } else if let Some(every) = hello_interval(t) {
             heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         }
     }
-    shared.disconnected.fetch_add(1, Ordering::Relaxed);
-    latency
 }
 
 #[cfg(test)]
@@ -121,5 +220,14 @@ mod tests {
             Some(Duration::from_millis(41250))
         );
         assert_eq!(hello_interval(r#"{"op":0,"d":{}}"#), None);
+    }
+
+    #[test]
+    fn reads_the_sequence_and_session_of_dispatches() {
+        let ready = r#"{"op":0,"s":1,"t":"READY","d":{"session_id":"abc","user":{}}}"#;
+        assert_eq!(seq_in(ready), Some(1));
+        assert_eq!(session_in(ready).as_deref(), Some("abc"));
+        assert_eq!(seq_in(r#"{"op":0,"s":42,"t":"MESSAGE_CREATE","d":{}}"#), Some(42));
+        assert_eq!(seq_in(r#"{"op":11,"d":{}}"#), None);
     }
 }

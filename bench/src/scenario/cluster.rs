@@ -93,6 +93,9 @@ pub async fn run(bin: &Path, p: &ClusterParams) -> Result<Report> {
     if p.nodes == 0 || p.clients == 0 || p.rate == 0 || p.per_account == 0 {
         bail!("--nodes, --clients, --rate and --per-account must be positive");
     }
+    if p.failover && p.nodes < 2 {
+        bail!("--failover needs at least two nodes: the clients of the killed one resume on the others");
+    }
     let mut report = Report::new("cluster", serde_json::to_value(p)?);
     let redis = Redis::start().await?;
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
@@ -116,12 +119,16 @@ pub async fn run(bin: &Path, p: &ClusterParams) -> Result<Report> {
 
     let shared = FanoutShared::new();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let urls: Vec<String> = nodes.iter().map(|n| n.chorus().map(|a| a.gateway_url())).collect::<Result<_>>()?;
     let mut tasks = Vec::new();
     for i in 0..p.clients {
         let node = i % p.nodes;
-        let url = nodes[node].chorus()?.gateway_url();
+        // Its own node first, then the others in turn: where the web client would go next.
+        let order: Vec<String> = (0..p.nodes).map(|k| urls[(node + k) % p.nodes].clone()).collect();
+        let order = if p.failover { order } else { order[..1].to_vec() };
         let token = accounts[i % users].token.clone();
-        tasks.push((node, tokio::spawn(gateway::run_client(url, token, shared.clone(), stop_rx.clone()))));
+        let client = gateway::follow(order, token, shared.clone(), p.failover, stop_rx.clone());
+        tasks.push((node, tokio::spawn(client)));
     }
     let t0 = Instant::now();
     while (shared.ready.load(Ordering::Relaxed) as usize) < p.clients && t0.elapsed() < Duration::from_secs(120) {
@@ -132,19 +139,31 @@ pub async fn run(bin: &Path, p: &ClusterParams) -> Result<Report> {
 
     let (calls_before, cpu_before) = redis.counters().await?;
     let total = p.rate * p.duration;
+    let victim = p.nodes - 1;
+    let mut killed_at = None;
     let mut tick = tokio::time::interval(Duration::from_nanos((1_000_000_000 / p.rate).max(1)));
     let start = Instant::now();
     let mut posts = Vec::new();
-    for _ in 0..total {
+    for i in 0..total {
         tick.tick().await;
+        if p.failover && i == total / 2 {
+            nodes[victim].kill9().await;
+            killed_at = Some(shared.epoch.elapsed().as_micros() as u64);
+        }
         let (api, owner, channel) = (nodes[0].chorus()?.clone(), owner.clone(), guild.text_channel.clone());
         let content = shared.stamp();
-        posts.push(tokio::spawn(async move { api.post_message(&owner, &channel, &content).await }));
+        posts.push(tokio::spawn(async move {
+            let ok = api.post_message(&owner, &channel, &content).await;
+            ok.then(|| gateway::stamp_in(&content)).flatten()
+        }));
     }
-    let mut ok = 0u64;
+    let mut acknowledged = Vec::new();
     for post in posts {
-        ok += u64::from(post.await.unwrap_or(false));
+        if let Ok(Some(stamp)) = post.await {
+            acknowledged.push(stamp);
+        }
     }
+    let ok = acknowledged.len() as u64;
     let expected = ok * connected;
     let wait_until = Instant::now() + Duration::from_secs(20);
     while shared.received.load(Ordering::Relaxed) < expected && Instant::now() < wait_until {
@@ -155,9 +174,17 @@ pub async fn run(bin: &Path, p: &ClusterParams) -> Result<Report> {
     let got = shared.received.load(Ordering::Relaxed);
     let _ = stop_tx.send(true);
     let (mut same, mut cross) = (Histogram::default(), Histogram::default());
+    let mut failover = Failover::default();
+    acknowledged.sort_unstable();
     for (node, t) in tasks {
-        if let Ok(h) = t.await {
-            if node == 0 { same.merge(&h) } else { cross.merge(&h) }
+        let Ok(log) = t.await else { continue };
+        if node == 0 {
+            same.merge(&log.latency)
+        } else {
+            cross.merge(&log.latency)
+        }
+        if let Some(killed_at) = killed_at {
+            failover.add(node == victim, killed_at, log, &acknowledged);
         }
     }
     // The poster's own REST calls and the nodes' heartbeats are in Redis's counts too: per message
@@ -179,12 +206,72 @@ pub async fn run(bin: &Path, p: &ClusterParams) -> Result<Report> {
     report.details = json!({"same_node_latency": ss, "cross_node_latency": cs, "same_node_latency_cdf": same.cdf(), "cross_node_latency_cdf": cross.cdf()});
     report.check(connected as usize == p.clients, format!("{connected} of {} gateway clients got READY", p.clients));
     report.check(ok == total, format!("{ok} of {total} messages were accepted"));
-    report.check(got >= expected, format!("{got} of {expected} deliveries arrived"));
+    if p.failover {
+        failover.report(&mut report);
+    } else {
+        report.check(got >= expected, format!("{got} of {expected} deliveries arrived"));
+    }
     for n in nodes {
         n.shutdown().await;
     }
     drop(redis);
     Ok(report)
+}
+
+/// What the clients saw around the kill: how long the victim's clients took to be RESUMED elsewhere,
+/// and whether any client lost or doubled an acknowledged message.
+#[derive(Default)]
+struct Failover {
+    /// Kill → RESUMED, one sample per client of the killed node.
+    resume: Histogram,
+    victims: usize,
+    victims_resumed: usize,
+    invalid_sessions: u32,
+    clients_with_loss: usize,
+    lost: usize,
+    duplicates: usize,
+}
+
+impl Failover {
+    fn add(&mut self, on_victim: bool, killed_at: u64, log: gateway::ClientLog, acknowledged: &[u64]) {
+        self.victims += usize::from(on_victim);
+        if on_victim && let Some(at) = log.resumed_at {
+            self.victims_resumed += 1;
+            self.resume.record_us(at.saturating_sub(killed_at));
+        }
+        self.invalid_sessions += log.invalid_sessions;
+        let mut got = log.stamps;
+        got.sort_unstable();
+        let before = got.len();
+        got.dedup();
+        self.duplicates += before - got.len();
+        let lost = acknowledged.iter().filter(|s| got.binary_search(s).is_err()).count();
+        self.lost += lost;
+        self.clients_with_loss += usize::from(lost > 0);
+    }
+
+    fn report(&self, report: &mut Report) {
+        let victims = self.victims;
+        let r = self.resume.summary();
+        report.metric("failover_clients_resumed", self.victims_resumed as f64, "");
+        report.metric("failover_resume_p50", r.p50_ms, "ms");
+        report.metric("failover_resume_p99", r.p99_ms, "ms");
+        report.metric("failover_resume_max", r.max_ms, "ms");
+        report.metric("failover_invalid_sessions", f64::from(self.invalid_sessions), "");
+        report.metric("failover_lost_messages", self.lost as f64, "");
+        report.metric("failover_duplicate_messages", self.duplicates as f64, "");
+        report.check(
+            self.victims_resumed == victims,
+            format!("{} of the killed node's {victims} clients resumed elsewhere", self.victims_resumed),
+        );
+        report.check(
+            self.lost == 0 && self.duplicates == 0,
+            format!(
+                "{} acknowledged messages missing over {} clients, {} delivered twice",
+                self.lost, self.clients_with_loss, self.duplicates
+            ),
+        );
+    }
 }
 
 #[cfg(test)]

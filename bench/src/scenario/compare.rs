@@ -1,7 +1,9 @@
 //! `compare`: the voice scenario against Chorus and against Janus VideoRoom in one invocation,
 //! alternating rounds on the same machine, and a side-by-side report with the ratios
 //! Chorus / Janus. Both servers run in the bench's network namespace (Janus needs it), with the
-//! same load clients, so only the SFU differs.
+//! same load clients, so only the SFU differs. At each step the machine's forwarding `floor` (a bare
+//! receive → decrypt → encrypt-and-send loop, no server) runs too, so the report says how far each
+//! server is from what forwarding costs here, from the same invocation.
 
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -50,6 +52,8 @@ pub async fn run(chorus: &Spec, janus: &Spec, rounds: usize, steps: &[usize], p:
                 runs.push(result.map_err(|e| e.context(tail))?);
             }
         }
+        eprintln!("compare: {rooms} rooms, the forwarding floor");
+        runs.push(tokio::task::spawn_blocking(move || super::floor::run(&p)).await??);
     }
     let largest = steps.iter().copied().max().unwrap_or(p.rooms);
     let mut comparison = compare(&runs, &VoiceParams { rooms: largest, ..p.clone() })?;
@@ -68,7 +72,7 @@ fn metric(r: &Report, name: &str) -> Option<f64> {
 
 /// Per server, (delivered packets/s, server CPU % of one core) at each step: medians of its rounds.
 fn cpu_vs_load(runs: &[Report], steps: &[usize]) -> serde_json::Value {
-    let series: Vec<serde_json::Value> = ["chorus", "janus"]
+    let series: Vec<serde_json::Value> = ["chorus", "janus", "floor"]
         .iter()
         .map(|target| {
             let points: Vec<[f64; 2]> = steps
@@ -85,6 +89,32 @@ fn cpu_vs_load(runs: &[Report], steps: &[usize]) -> serde_json::Value {
         })
         .collect();
     json!(series)
+}
+
+/// CPU per delivered packet at each step: Chorus, Janus and the floor (medians of the rounds), and
+/// Chorus's ratio to each — the figures the forwarding-cost goals are stated in.
+fn per_step(runs: &[Report]) -> serde_json::Value {
+    let mut steps: Vec<u64> = runs.iter().filter_map(rooms_of).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let rows: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|&rooms| {
+            let of = |target: &str| {
+                median(
+                    runs.iter()
+                        .filter(|r| r.target == target && rooms_of(r) == Some(rooms))
+                        .filter_map(|r| metric(r, "cpu_per_delivered_packet"))
+                        .collect(),
+                )
+            };
+            let (c, j, f) = (of("chorus"), of("janus"), of("floor"));
+            let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b.filter(|b| *b > 0.0)).map(|(a, b)| a / b);
+            json!({"rooms": rooms, "chorus": c, "janus": j, "floor": f,
+                   "chorus_over_janus": ratio(c, j), "chorus_over_floor": ratio(c, f)})
+        })
+        .collect();
+    json!(rows)
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -130,13 +160,28 @@ fn compare(runs: &[Report], p: &VoiceParams) -> Result<Report> {
         }
         rows.push(json!({"metric": name, "unit": unit, "chorus": c, "janus": j, "ratio": ratio}));
     }
+    let floor = of("floor", "cpu_per_delivered_packet");
+    if let (Some(c), Some(f)) = (of("chorus", "cpu_per_delivered_packet"), floor.filter(|f| *f > 0.0)) {
+        report.metric("cpu_per_delivered_packet floor", f, "µs");
+        report.metric("cpu_per_delivered_packet chorus/floor", c / f, "×");
+    }
     for r in runs {
         for f in &r.failures {
             report.failures.push(format!("{}: {f}", r.target));
         }
     }
+    let steps = per_step(runs);
+    for row in steps.as_array().into_iter().flatten() {
+        let rooms = &row["rooms"];
+        for (key, label) in [("chorus_over_janus", "chorus/janus"), ("chorus_over_floor", "chorus/floor")] {
+            if let Some(v) = row[key].as_f64() {
+                report.metric(&format!("cpu_per_delivered_packet {label} at {rooms} rooms"), v, "×");
+            }
+        }
+    }
     report.details = json!({
         "rows": rows,
+        "per_step": steps,
         "rounds": runs.iter().filter(|r| r.target == "chorus" && rooms_of(r) == Some(p.rooms as u64)).count(),
         "note": "medians over the rounds; ratio = Chorus / Janus (below 1: Chorus uses less)",
     });
@@ -188,6 +233,23 @@ mod tests {
         assert_eq!(v[0]["name"], "chorus");
         assert_eq!(v[0]["points"], json!([[1000.0, 5.0], [2000.0, 8.0]]));
         assert_eq!(v[1]["points"], json!([[1000.0, 9.0]]));
+    }
+
+    #[test]
+    fn each_step_puts_chorus_beside_janus_and_the_floor() {
+        let step = |target: &str, rooms: u64, cpu: f64| {
+            let mut r = Report::new("voice", json!({"rooms": rooms}));
+            r.target = target.into();
+            r.metric("cpu_per_delivered_packet", cpu, "µs");
+            r
+        };
+        let runs = [step("chorus", 2, 6.0), step("janus", 2, 24.0), step("floor", 2, 3.0), step("chorus", 20, 9.0)];
+        let rows = per_step(&runs);
+        assert_eq!(rows[0]["rooms"], 2);
+        assert_eq!(rows[0]["chorus_over_janus"], 0.25);
+        assert_eq!(rows[0]["chorus_over_floor"], 2.0);
+        assert_eq!(rows[1]["rooms"], 20);
+        assert!(rows[1]["chorus_over_floor"].is_null(), "no floor at 20 rooms: no ratio");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod cluster;
 pub mod compare;
+pub mod floor;
 pub mod join;
 pub mod ramp;
 pub mod smoke;
