@@ -29,6 +29,8 @@ command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 # The ACME test CA (pebble, pebble-challtestsrv) for the --acme-domain test.
 command -v pebble >/dev/null 2>&1 || need+=(pebble)
+# Instruction counts of the SFU's forwarding path (scripts/callgrind_check.sh).
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 # Emoji in screenshots (reactions, call buttons) instead of empty boxes.
 fc-list 2>/dev/null | grep -qi "Noto Color Emoji" || need+=(fonts-noto-color-emoji)
 if [ ${#need[@]} -gt 0 ]; then
@@ -98,6 +100,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# --- the forwarding path's instruction counts (valgrind callgrind) against sfu/callgrind-baseline.txt: a
+# change that makes forwarding cost more instructions per packet than the tolerance fails here (~30 s).
+./scripts/callgrind_check.sh
 
 # --- coverage-guided fuzzing: every cargo-fuzz target in fuzz/ for 20 s on its committed corpus (docs/fuzzing.md).
 ./scripts/fuzz_smoke.sh
