@@ -278,7 +278,8 @@ pub async fn build(config: &Config, turn_tls: Option<Arc<rustls::ServerConfig>>)
     Ok(App { chat, router, membership: membership.map(|(m, _)| m), voice, turn: embedded_turn })
 }
 
-/// Gives back this node's placed voice rooms that nobody is in, so placement sees its real load.
+/// Every 5 s: gives back this node's placed voice rooms that nobody is in, so placement sees its real
+/// load, and ends the calls of rooms that were placed elsewhere while this node was taken for dead.
 fn spawn_room_release(conn: redis::aio::ConnectionManager, node_id: u16, voice: Arc<signaling::Signaling>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -292,6 +293,18 @@ fn spawn_room_release(conn: redis::aio::ConnectionManager, node_id: u16, voice: 
             let active: Vec<u64> = rooms.iter().filter(|r| !r.participants.is_empty()).map(|r| r.room).collect();
             if let Err(e) = crate::cluster::rooms::release_idle(&conn, node_id, &active).await {
                 tracing::debug!("cluster: could not release idle rooms: {e}");
+            }
+            match crate::cluster::rooms::lost_rooms(&conn, node_id, &active).await {
+                Ok(lost) => {
+                    for channel in lost {
+                        tracing::warn!(
+                            channel,
+                            "cluster: this room was placed on another node meanwhile; ending its calls here"
+                        );
+                        voice.close_room(channel, "room_moved", "this call moved to another server; join again");
+                    }
+                }
+                Err(e) => tracing::debug!("cluster: could not check room ownership: {e}"),
             }
         }
     });

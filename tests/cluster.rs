@@ -1119,3 +1119,53 @@ async fn a_moderators_order_on_one_node_reaches_the_call_on_the_node_that_holds_
         }
     }
 }
+
+#[tokio::test]
+async fn a_node_that_stalled_past_its_record_ends_the_calls_of_a_room_placed_elsewhere_meanwhile() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let owner = register(&b, "owner").await;
+    let (s, g) = b.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    assert_eq!(s, 201);
+    let voice = voice_channel_id(&g);
+    let (s, grant) = b.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
+    assert_eq!(s, 200, "{grant}");
+    let first = grant["endpoint"].as_str().expect("endpoint").to_string();
+    let (mut call, _) = tokio_tungstenite::connect_async(&first).await.expect("voice socket");
+    send(&mut call, json!({"type": "join", "token": grant["token"]})).await;
+    loop {
+        let v = next_frame(&mut call, Duration::from_secs(10)).await.expect("joined");
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "joined" {
+            break;
+        }
+    }
+    let voice_of = |n: &Chorus| format!("{}/voice", n.base.replace("http://", "ws://"));
+    let (stalled, other) = if first == voice_of(&a) { (&a, &b) } else { (&b, &a) };
+    let pid = stalled.child.id().to_string();
+
+    // The room's node stops (SIGSTOP) longer than its record lives; meanwhile a grant places the room elsewhere.
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, grant) = other.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
+        if s == 200 && grant["endpoint"] == voice_of(other).as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the room was not placed elsewhere while its node stood still: {grant}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
+
+    // Back, the node finds the room is another's and ends the call it still held: no split call.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let v = next_frame(&mut call, left).await.expect("the stale call was ended within 20 s of the node's return");
+        if v["type"] == "error" {
+            assert_eq!(v["code"], "room_moved", "{v}");
+            break;
+        }
+    }
+}

@@ -142,13 +142,20 @@ pub struct ModeratorOrder {
 pub(crate) enum Order {
     Kick(Kick),
     Moderate(ModeratorOrder),
+    /// Every call in one room ends with `kick`'s code and message (its user id is unused).
+    CloseRoom {
+        channel_id: u64,
+        kick: Kick,
+    },
 }
 
 impl Order {
-    pub(crate) fn user_id(&self) -> u64 {
+    /// Whether the order is about this session's call.
+    pub(crate) fn concerns(&self, session: &session::Session) -> bool {
         match self {
-            Order::Kick(k) => k.user_id,
-            Order::Moderate(m) => m.user_id,
+            Order::Kick(k) => session.user_id() == Some(k.user_id),
+            Order::Moderate(m) => session.user_id() == Some(m.user_id),
+            Order::CloseRoom { channel_id, .. } => session.participant().is_some_and(|(room, _)| room == *channel_id),
         }
     }
 }
@@ -200,6 +207,29 @@ impl Signaling {
                 let ids: Vec<String> = p
                     .iter()
                     .filter(|(_, parked)| parked.user_id() == Some(kick.user_id))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                ids.iter().filter_map(|id| p.remove(id)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for p in parked {
+            socket::end_parked(self, p);
+        }
+    }
+
+    /// Ends every call in `channel_id`'s room on this node with `code` (live sockets are told and
+    /// closed; sessions parked for resume end at once). The cluster calls this when the room was
+    /// placed on another node while this one was taken for dead: its callers rejoin the new owner
+    /// instead of staying in a split call.
+    pub fn close_room(&self, channel_id: u64, code: &'static str, message: &'static str) {
+        let kick = Kick { user_id: 0, code, message };
+        let _ = self.orders.send(Order::CloseRoom { channel_id, kick });
+        let parked: Vec<socket::Parked> = match self.parked.lock() {
+            Ok(mut p) => {
+                let ids: Vec<String> = p
+                    .iter()
+                    .filter(|(_, parked)| parked.channel_id() == Some(channel_id))
                     .map(|(id, _)| id.clone())
                     .collect();
                 ids.iter().filter_map(|id| p.remove(id)).collect()

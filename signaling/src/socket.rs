@@ -35,6 +35,11 @@ impl Parked {
     pub(crate) fn user_id(&self) -> Option<u64> {
         self.session.user_id()
     }
+
+    /// The channel whose room the parked session's participant is in.
+    pub(crate) fn channel_id(&self) -> Option<u64> {
+        self.session.participant().map(|(room, _)| room)
+    }
 }
 
 /// The TCP peer's address when the server runs with connect info (the binary does); loopback otherwise.
@@ -128,8 +133,8 @@ async fn serve(socket: WebSocket, s: Arc<Signaling>) {
                 None => rx = None,
             },
             order = next_order(&mut orders) => match order {
-                Ok(o) if session.user_id() == Some(o.user_id()) => match o {
-                    Order::Kick(k) => queue.extend(session.kick(k.code, k.message)),
+                Ok(o) if o.concerns(&session) => match o {
+                    Order::Kick(k) | Order::CloseRoom { kick: k, .. } => queue.extend(session.kick(k.code, k.message)),
                     Order::Moderate(m) => queue.extend(session.moderate(m.guild_id, m.action)),
                 },
                 Ok(_) => {}

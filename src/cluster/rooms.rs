@@ -66,6 +66,18 @@ redis.call('SREM', KEYS[2], ARGV[2])
 return 1
 ";
 
+// KEYS[1]: the room, KEYS[2]: this node's rooms; ARGV[1]: this node, ARGV[2]: channel. A room that
+// has people here but no owner in Redis (Redis lost its data) is claimed back; returns the owner.
+const CLAIM: &str = r"
+local owner = redis.call('HGET', KEYS[1], 'node')
+if owner then return tonumber(owner) end
+local t = redis.call('TIME')
+redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'granted_at', tonumber(t[1]) * 1000)
+redis.call('SADD', KEYS[2], ARGV[2])
+return tonumber(ARGV[1])
+";
+
 /// Where a room was placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -100,6 +112,28 @@ pub async fn place(conn: &ConnectionManager, channel_id: u64) -> Result<Placemen
         None => redis::cmd("HGET").arg(keys::node(node_id)).arg("voice_endpoint").query_async(&mut conn).await?,
     };
     Ok(Placement { node_id, epoch, voice_endpoint: endpoint.ok_or(PlaceError::NoNode)? })
+}
+
+/// Of the rooms with people on this node, those that Redis says another node owns: placed there
+/// while this node was taken for dead (stalled longer than its record lives). Their calls must end
+/// here so that nobody stays in a split call. A room with no owner at all is claimed back.
+pub async fn lost_rooms(conn: &ConnectionManager, node_id: u16, active: &[u64]) -> redis::RedisResult<Vec<u64>> {
+    let mut conn = conn.clone();
+    let script = keys::script(CLAIM);
+    let mut lost = Vec::new();
+    for &channel in active {
+        let owner: u16 = script
+            .key(keys::room(channel))
+            .key(keys::rooms_of(node_id))
+            .arg(node_id)
+            .arg(channel)
+            .invoke_async(&mut conn)
+            .await?;
+        if owner != node_id {
+            lost.push(channel);
+        }
+    }
+    Ok(lost)
 }
 
 /// Releases this node's placed rooms that nobody is in (`active`: the channels with participants here).

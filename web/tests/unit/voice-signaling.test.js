@@ -98,7 +98,7 @@ test('the decision after a drop: resume inside the window (with a margin), else 
 test('error codes map to what the client does', () => {
   assert.equal(errorAction('wrong_channel'), 'fatal');
   assert.equal(errorAction('disconnected'), 'fatal', 'a moderator disconnected us: no rejoin');
-  for (const c of ['invalid_token', 'token_expired', 'wrong_node', 'peer_timeout', 'peer_closed', 'sfu_unavailable', 'shutdown', 'join_timeout']) assert.equal(errorAction(c), 'rejoin', c);
+  for (const c of ['invalid_token', 'token_expired', 'wrong_node', 'peer_timeout', 'peer_closed', 'sfu_unavailable', 'shutdown', 'join_timeout', 'room_moved']) assert.equal(errorAction(c), 'rejoin', c);
   assert.equal(errorAction('unknown_session'), 'join');
   for (const c of ['bad_sdp', 'rate_limited', 'forbidden', 'bad_message']) assert.equal(errorAction(c), 'report', c);
 });

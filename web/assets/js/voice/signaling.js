@@ -66,6 +66,7 @@ export function errorAction(code) {
     case 'sfu_unavailable':
     case 'shutdown':
     case 'join_timeout':
+    case 'room_moved':
       return 'rejoin';
     case 'unknown_session':
       return 'join';
