@@ -689,13 +689,11 @@ impl Room {
         let kind = track.info.kind;
         let codec = data.params.spec().codec;
         if track.sending != Some(codec) {
-            // First media, or the publisher changed codec: later offers list this one, and every
-            // subscription finds its payload type again.
+            // First media, or the publisher changed codec: later offers list only this one (each
+            // subscription finds its payload type for it in the fan-out below).
             track.sending = Some(codec);
-            track.codecs = vec![codec];
-            for s in &mut track.subs {
-                (s.pt, s.unsupported) = (None, false);
-            }
+            track.codecs.clear();
+            track.codecs.push(codec);
         }
         let now = ctx.now;
         let mut layer = Layer::F;
@@ -730,7 +728,7 @@ impl Room {
         let mut want_keyframe = false;
         for s in track.subs.iter_mut() {
             let Some(mid) = s.mid else { continue };
-            if !s.negotiated || s.unsupported {
+            if !s.negotiated || s.unsupported == Some(codec) {
                 continue;
             }
             let Some(sub) = self.parts[s.slot].as_mut() else {
@@ -758,15 +756,16 @@ impl Room {
                 }
             }
             let pt = match s.pt {
-                Some(pt) => pt,
-                None => {
+                Some((c, pt)) if c == codec => pt,
+                _ => {
                     let Some(pt) = sub.subscribe.codec_config().match_params(data.params).map(|p| p.pt()) else {
                         continue;
                     };
+                    let Some(media) = sub.subscribe.media(mid) else { continue };
                     // str0m writes any configured payload type; only the answer says whether the
-                    // subscriber can decode it.
-                    if !sub.subscribe.media(mid).is_some_and(|m| m.remote_pts().contains(&pt)) {
-                        s.unsupported = true;
+                    // subscriber can decode it. Told once per codec.
+                    if !media.remote_pts().contains(&pt) {
+                        s.unsupported = Some(codec);
                         let info = &track.info;
                         sub.emit(SfuEvent::TrackUnsupported {
                             track_id: info.track_id,
@@ -775,7 +774,7 @@ impl Room {
                         });
                         continue;
                     }
-                    s.pt = Some(pt);
+                    s.pt = Some((codec, pt));
                     pt
                 }
             };
@@ -789,16 +788,14 @@ impl Room {
                 TrackKind::Audio => ctx.counters.forwarded_audio += 1,
                 TrackKind::Video => ctx.counters.forwarded_video += 1,
             }
-            sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
-            // str0m queues a written packet for its pacer and releases it on the next timeout pass; when that
-            // pass is due now, run it here so the packet leaves at once instead of at the worker's next tick.
-            if sub.subscribe_timeout <= now && !sub.dead {
-                if sub.subscribe.handle_input(Input::Timeout(now)).is_err() {
-                    sub.dead = true;
-                }
-                sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
+            // str0m queues a written packet for its pacer and releases it on a timeout pass: run one now, so the
+            // packet leaves at once when the pacer allows, and drain once after it. (Draining before the pass
+            // as well, only to learn whether the pass was due, cost a whole `poll_output` round per subscriber.)
+            if !sub.dead && sub.subscribe.handle_input(Input::Timeout(now)).is_err() {
+                sub.dead = true;
             }
-            // Otherwise the pacer wants a pass soon: ask the worker to wake then, not at its next 5 ms tick.
+            sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
+            // If the pacer held the packet back, it wants a pass soon: ask the worker to wake then, not at its next 5 ms tick.
             self.wake = Some(self.wake.map_or(sub.subscribe_timeout, |w| w.min(sub.subscribe_timeout)));
         }
         if want_keyframe {
