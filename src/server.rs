@@ -201,7 +201,7 @@ pub async fn build(config: &Config, turn_tls: Option<Arc<rustls::ServerConfig>>)
             registry.register(Box::new(failures.clone()))?;
             crate::cluster::nodes::spawn_heartbeat(membership.clone(), failures);
             if let Some(voice) = &voice {
-                spawn_room_release(conn.clone(), node_id, voice.clone());
+                spawn_room_upkeep(conn.clone(), node_id, voice.clone());
             }
             crate::cluster::presence::spawn_sweeper(conn.clone(), token.clone(), Arc::downgrade(&chat));
             Some((membership, conn))
@@ -280,7 +280,7 @@ pub async fn build(config: &Config, turn_tls: Option<Arc<rustls::ServerConfig>>)
 
 /// Every 5 s: gives back this node's placed voice rooms that nobody is in, so placement sees its real
 /// load, and ends the calls of rooms that were placed elsewhere while this node was taken for dead.
-fn spawn_room_release(conn: redis::aio::ConnectionManager, node_id: u16, voice: Arc<signaling::Signaling>) {
+fn spawn_room_upkeep(conn: redis::aio::ConnectionManager, node_id: u16, voice: Arc<signaling::Signaling>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -294,7 +294,7 @@ fn spawn_room_release(conn: redis::aio::ConnectionManager, node_id: u16, voice: 
             if let Err(e) = crate::cluster::rooms::release_idle(&conn, node_id, &active).await {
                 tracing::debug!("cluster: could not release idle rooms: {e}");
             }
-            match crate::cluster::rooms::lost_rooms(&conn, node_id, &active).await {
+            match crate::cluster::rooms::claim_or_lost(&conn, node_id, &active).await {
                 Ok(lost) => {
                     for channel in lost {
                         tracing::warn!(

@@ -7,8 +7,8 @@
 //! other line, with its line ending, in order; applying it twice changes nothing; it commutes with
 //! turning CRLF into LF. For `check_publish_rights`: with every right any offer passes; more rights
 //! never refuse what fewer rights passed; a refusal names a right that is missing; an SDP without
-//! media lines always passes. For `rejected_lines_inactive`: no panic; the input is a prefix of the
-//! output and nothing but `a=inactive` lines is added, at most one per media line; applying it twice
+//! media lines always passes. For `rejected_lines_inactive`: no panic; every input line is kept, in
+//! order, and nothing but `a=inactive` lines is added, at most one per media line; applying it twice
 //! changes nothing.
 #![no_main]
 

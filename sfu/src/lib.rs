@@ -15,7 +15,8 @@
 //! - [`forwarder`]: which simulcast layer one subscriber receives.
 //! - [`speaking`]: speaking detection with hysteresis.
 //! - `link`: a participant's link quality from str0m's statistics.
-//! - `offer_sdp`: subscribe offers list only each track's codec and keep transport-cc off audio lines (the
+//! - `offer_sdp`: subscribe offers list only each track's negotiated codecs (the one sent, once media has
+//!   arrived) and keep transport-cc off audio lines (the
 //!   estimate is for video); a subscriber's rejected line without a direction is read as inactive.
 //! - [`router`]: datagram → peer connection by hash map (remote address, STUN ufrag).
 //! - [`worker`]: the thin UDP loop around rooms, one thread and socket per worker.

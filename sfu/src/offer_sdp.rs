@@ -1,10 +1,11 @@
 //! The SFU's edits of subscribe SDP as text: two to str0m's offers — each line offers only the
-//! codecs its track is published in, and audio lines carry no transport-wide sequence numbers — and
-//! one to the subscriber's answer: a rejected line without a direction is read as inactive.
+//! codecs its track's publisher negotiated (the one it sends, once its media has arrived), and audio
+//! lines carry no transport-wide sequence numbers — and one to the subscriber's answer: a rejected
+//! line without a direction is read as inactive.
 //!
-//! Why only the published codecs: str0m offers every codec the session is configured for (VP8 and
+//! Why only the publisher's codecs: str0m offers every codec the session is configured for (VP8 and
 //! H.264) on every video line. A receiver that answers with H.264 alone for a VP8 track would be
-//! accepted and then sent VP8 it cannot decode — no picture and no error. Offering only what will
+//! accepted and then sent VP8 it cannot decode — no picture and no error. Offering only what can
 //! be forwarded makes the answer say whether the receiver can take it (the room tells it when not).
 //!
 //! Why no transport-cc on audio: the bandwidth estimate exists to pick video layers. Audio (Opus, tens of kbit/s) is never
@@ -50,32 +51,44 @@ pub struct LineCodecs {
 /// and `a=rtcp-fb` lines of the others go. A section that would be left with nothing is unchanged.
 pub fn only_codecs(sdp: &str, lines: &[LineCodecs]) -> String {
     let mut out = String::with_capacity(sdp.len());
-    let mut section = Vec::new();
+    for section in sections(sdp) {
+        narrow_section(&section, lines, &mut out);
+    }
+    out
+}
+
+/// The session part, then each media section from its `m=` line; lines keep their endings.
+fn sections(sdp: &str) -> Vec<Vec<&str>> {
+    let mut all: Vec<Vec<&str>> = vec![Vec::new()];
     for line in sdp.split_inclusive('\n') {
         if line.starts_with("m=") {
-            narrow_section(&section, lines, &mut out);
-            section.clear();
+            all.push(Vec::new());
         }
-        section.push(line);
+        if let Some(last) = all.last_mut() {
+            last.push(line);
+        }
     }
-    narrow_section(&section, lines, &mut out);
-    out
+    all
+}
+
+/// A line without its ending.
+fn text(line: &str) -> &str {
+    line.trim_end_matches(['\r', '\n'])
 }
 
 /// Appends one section (the session part, or `m=` and its attributes) to `out`, narrowed.
 fn narrow_section(section: &[&str], lines: &[LineCodecs], out: &mut String) {
-    let text = |l: &str| l.trim_end_matches(['\r', '\n']).to_string();
     let mid = section.iter().find_map(|l| text(l).strip_prefix("a=mid:").map(str::to_string));
     let Some(codecs) = mid.and_then(|m| lines.iter().find(|l| l.mid == m)).map(|l| &l.codecs) else {
         section.iter().for_each(|l| out.push_str(l));
         return;
     };
-    let mut keep: Vec<String> = Vec::new();
+    let mut keep: Vec<&str> = Vec::new();
     for l in section.iter().map(|l| text(l)) {
         if let Some((pt, name)) = l.strip_prefix("a=rtpmap:").and_then(|r| r.split_once(' '))
             && codecs.iter().any(|c| name.split('/').next().is_some_and(|n| n.eq_ignore_ascii_case(c)))
         {
-            keep.push(pt.to_string());
+            keep.push(pt);
         }
     }
     if keep.is_empty() {
@@ -84,10 +97,10 @@ fn narrow_section(section: &[&str], lines: &[LineCodecs], out: &mut String) {
     }
     for l in section.iter().map(|l| text(l)) {
         if let Some((pt, params)) = l.strip_prefix("a=fmtp:").and_then(|r| r.split_once(' '))
-            && params.split(';').any(|p| p.trim().strip_prefix("apt=").is_some_and(|apt| keep.iter().any(|k| k == apt)))
-            && !keep.iter().any(|k| k == pt)
+            && params.split(';').any(|p| p.trim().strip_prefix("apt=").is_some_and(|apt| keep.contains(&apt)))
+            && !keep.contains(&pt)
         {
-            keep.push(pt.to_string());
+            keep.push(pt);
         }
     }
     for line in section {
@@ -95,7 +108,7 @@ fn narrow_section(section: &[&str], lines: &[LineCodecs], out: &mut String) {
         let ending = &line[l.len()..];
         if let Some(m) = l.strip_prefix("m=") {
             let fields: Vec<&str> = m.split(' ').collect();
-            let formats = fields.iter().skip(3).filter(|pt| keep.iter().any(|k| k == *pt));
+            let formats = fields.iter().skip(3).filter(|pt| keep.contains(pt));
             let kept: Vec<&str> = fields.iter().take(3).copied().chain(formats.copied()).collect();
             out.push_str("m=");
             out.push_str(&kept.join(" "));
@@ -106,7 +119,7 @@ fn narrow_section(section: &[&str], lines: &[LineCodecs], out: &mut String) {
             .iter()
             .find_map(|prefix| l.strip_prefix(prefix))
             .and_then(|r| r.split(' ').next());
-        if pt.is_some_and(|pt| pt != "*" && !keep.iter().any(|k| k == pt)) {
+        if pt.is_some_and(|pt| pt != "*" && !keep.contains(&pt)) {
             continue;
         }
         out.push_str(line);
@@ -119,24 +132,16 @@ fn narrow_section(section: &[&str], lines: &[LineCodecs], out: &mut String) {
 /// the whole answer.
 pub fn rejected_lines_inactive(sdp: &str) -> String {
     let mut out = String::with_capacity(sdp.len() + 16);
-    let mut section: Vec<&str> = Vec::new();
-    for line in sdp.split_inclusive('\n') {
-        if line.starts_with("m=") {
-            close_section(&section, &mut out);
-            section.clear();
-        }
-        section.push(line);
+    for section in sections(sdp) {
+        close_section(&section, &mut out);
     }
-    close_section(&section, &mut out);
     out
 }
 
 fn close_section(section: &[&str], out: &mut String) {
     let Some(first) = section.first() else { return };
-    let text = |l: &str| l.trim_end_matches(['\r', '\n']).to_string();
     let rejected = text(first).strip_prefix("m=").is_some_and(|m| m.split(' ').nth(1) == Some("0"));
-    let directed =
-        section.iter().any(|l| matches!(text(l).as_str(), "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"));
+    let directed = section.iter().any(|l| matches!(text(l), "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"));
     section.iter().for_each(|l| out.push_str(l));
     if rejected && !directed {
         // Attributes come last in a media section (after `c=`, `b=`): append.
@@ -269,6 +274,10 @@ mod tests {
         let answer = "v=0\nm=video 0 UDP/TLS/RTP/SAVPF 96\na=inactive\nm=audio 9 UDP/TLS/RTP/SAVPF 111\na=mid:1\n";
         assert_eq!(rejected_lines_inactive(answer), answer);
         assert_eq!(rejected_lines_inactive(""), "");
+    }
+
+    #[test]
+    fn a_rejected_last_line_without_an_ending_gets_its_direction_on_a_line_of_its_own() {
         assert_eq!(rejected_lines_inactive("m=video 0"), "m=video 0\r\na=inactive");
     }
 

@@ -50,11 +50,11 @@ pub(crate) struct Subscription {
     pub mid: Option<Mid>,
     /// The subscriber answered the offer carrying `mid`.
     pub negotiated: bool,
-    /// Outgoing payload type, found once (again when the publisher changes codec).
-    pub pt: Option<Pt>,
-    /// The subscriber's answer left out the codec this track is sent in: nothing is forwarded
-    /// (it was told with `TrackUnsupported`).
-    pub unsupported: bool,
+    /// Outgoing payload type for the codec the publisher sends, found once per codec.
+    pub pt: Option<(Codec, Pt)>,
+    /// The codec the subscriber's answer left out: nothing of it is forwarded (the subscriber was
+    /// told once, with `TrackUnsupported`).
+    pub unsupported: Option<Codec>,
     pub pref: Preference,
     pub layers: LayerForwarder,
     /// Cumulative NACK count last reported by str0m's egress stats.
@@ -68,7 +68,7 @@ impl Subscription {
             mid: None,
             negotiated: false,
             pt: None,
-            unsupported: false,
+            unsupported: None,
             pref: Preference::default(),
             layers: LayerForwarder::default(),
             nacks_seen: 0,
@@ -84,8 +84,8 @@ pub(crate) struct Track {
     pub owner: usize,
     /// Media line in the publisher's publish connection.
     pub mid: Mid,
-    /// What subscribe offers list for this track: the codecs negotiated on the publisher's line,
-    /// narrowed to the one it sends once media arrives.
+    /// What subscribe offers list for this track: every codec negotiated on the publisher's line
+    /// until its media arrives (a browser negotiates VP8 and H.264), then the one it sends.
     pub codecs: Vec<Codec>,
     /// The codec of the media last received.
     pub sending: Option<Codec>,

@@ -142,10 +142,11 @@ pub struct ModeratorOrder {
 pub(crate) enum Order {
     Kick(Kick),
     Moderate(ModeratorOrder),
-    /// Every call in one room ends with `kick`'s code and message (its user id is unused).
+    /// Every call in one room ends with this code and message.
     CloseRoom {
         channel_id: u64,
-        kick: Kick,
+        code: &'static str,
+        message: &'static str,
     },
 }
 
@@ -202,13 +203,14 @@ impl Signaling {
     pub fn kick_user(&self, kick: Kick) {
         // A socket with no receiver yet (none open) is fine: send fails only when nobody listens.
         let _ = self.orders.send(Order::Kick(kick));
+        self.end_parked_where(|parked| parked.user_id() == Some(kick.user_id));
+    }
+
+    /// Ends the sessions parked for resume that `which` picks.
+    fn end_parked_where(&self, which: impl Fn(&socket::Parked) -> bool) {
         let parked: Vec<socket::Parked> = match self.parked.lock() {
             Ok(mut p) => {
-                let ids: Vec<String> = p
-                    .iter()
-                    .filter(|(_, parked)| parked.user_id() == Some(kick.user_id))
-                    .map(|(id, _)| id.clone())
-                    .collect();
+                let ids: Vec<String> = p.iter().filter(|(_, parked)| which(parked)).map(|(id, _)| id.clone()).collect();
                 ids.iter().filter_map(|id| p.remove(id)).collect()
             }
             Err(_) => Vec::new(),
@@ -223,22 +225,8 @@ impl Signaling {
     /// placed on another node while this one was taken for dead: its callers rejoin the new owner
     /// instead of staying in a split call.
     pub fn close_room(&self, channel_id: u64, code: &'static str, message: &'static str) {
-        let kick = Kick { user_id: 0, code, message };
-        let _ = self.orders.send(Order::CloseRoom { channel_id, kick });
-        let parked: Vec<socket::Parked> = match self.parked.lock() {
-            Ok(mut p) => {
-                let ids: Vec<String> = p
-                    .iter()
-                    .filter(|(_, parked)| parked.channel_id() == Some(channel_id))
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                ids.iter().filter_map(|id| p.remove(id)).collect()
-            }
-            Err(_) => Vec::new(),
-        };
-        for p in parked {
-            socket::end_parked(self, p);
-        }
+        let _ = self.orders.send(Order::CloseRoom { channel_id, code, message });
+        self.end_parked_where(|parked| parked.channel_id() == Some(channel_id));
     }
 
     /// Carries out a moderator's order on this user's calls on this node: a live socket's session

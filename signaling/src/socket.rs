@@ -134,7 +134,8 @@ async fn serve(socket: WebSocket, s: Arc<Signaling>) {
             },
             order = next_order(&mut orders) => match order {
                 Ok(o) if o.concerns(&session) => match o {
-                    Order::Kick(k) | Order::CloseRoom { kick: k, .. } => queue.extend(session.kick(k.code, k.message)),
+                    Order::Kick(k) => queue.extend(session.kick(k.code, k.message)),
+                    Order::CloseRoom { code, message, .. } => queue.extend(session.kick(code, message)),
                     Order::Moderate(m) => queue.extend(session.moderate(m.guild_id, m.action)),
                 },
                 Ok(_) => {}

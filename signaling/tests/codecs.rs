@@ -1,6 +1,6 @@
 //! Codecs on the subscribe side, with independent peers (webrtc-rs): each subscribe media line offers
-//! only the codec its track is published in, and a receiver that cannot decode it is told so while
-//! the rest of its call goes on.
+//! only the codecs its publisher negotiated (this publisher offers VP8 alone), and a receiver that
+//! cannot decode the track's codec is told so while the rest of its call goes on.
 
 mod common;
 
@@ -36,7 +36,7 @@ async fn publisher_with_camera(server: &Server) -> (Client, Vec<tokio::task::Joi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_subscribe_line_offers_only_the_codec_its_track_is_published_in() {
+async fn a_subscribe_line_offers_only_the_codec_its_publisher_negotiated() {
     let server = Server::start().await;
     let mut watcher = Client::join(&server.url(), &server.token(2, all_rights())).await;
     let (publisher, senders) = publisher_with_camera(&server).await;

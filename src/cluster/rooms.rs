@@ -72,8 +72,9 @@ const CLAIM: &str = r"
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner then return tonumber(owner) end
 local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'granted_at', tonumber(t[1]) * 1000)
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'granted_at', now)
 redis.call('SADD', KEYS[2], ARGV[2])
 return tonumber(ARGV[1])
 ";
@@ -114,10 +115,11 @@ pub async fn place(conn: &ConnectionManager, channel_id: u64) -> Result<Placemen
     Ok(Placement { node_id, epoch, voice_endpoint: endpoint.ok_or(PlaceError::NoNode)? })
 }
 
-/// Of the rooms with people on this node, those that Redis says another node owns: placed there
-/// while this node was taken for dead (stalled longer than its record lives). Their calls must end
-/// here so that nobody stays in a split call. A room with no owner at all is claimed back.
-pub async fn lost_rooms(conn: &ConnectionManager, node_id: u16, active: &[u64]) -> redis::RedisResult<Vec<u64>> {
+/// Checks who owns each room with people on this node, claiming back any that Redis has no owner
+/// for (it lost its data); returns those another node owns — placed there while this node was taken
+/// for dead (stalled longer than its record lives). Their calls must end here so that nobody stays
+/// in a split call.
+pub async fn claim_or_lost(conn: &ConnectionManager, node_id: u16, active: &[u64]) -> redis::RedisResult<Vec<u64>> {
     let mut conn = conn.clone();
     let script = keys::script(CLAIM);
     let mut lost = Vec::new();

@@ -45,6 +45,19 @@ pub fn stamp_in(frame: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
+/// The content of message number `n` posted now: its post time, then its number (the time alone
+/// is not unique: two posts can fall in one microsecond).
+pub fn numbered(shared: &FanoutShared, n: u64) -> String {
+    format!("{} #{n}", shared.stamp())
+}
+
+/// The number of a message posted with [`numbered`].
+pub fn number_in(frame: &str) -> Option<u64> {
+    let rest = frame.split(" #").nth(1)?;
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 /// Heartbeat interval from a HELLO frame, if this is one.
 fn hello_interval(frame: &str) -> Option<Duration> {
     let v: serde_json::Value = serde_json::from_str(frame).ok()?;
@@ -61,8 +74,9 @@ fn hello_interval(frame: &str) -> Option<Duration> {
 #[derive(Default)]
 pub struct ClientLog {
     pub latency: Histogram,
-    /// Post stamps of the messages delivered, in order of arrival (kept when the run asks for them).
-    pub stamps: Vec<u64>,
+    /// The poster's numbers of the messages delivered (`#N` in the content), in order of arrival
+    /// (kept when the run asks for them).
+    pub posts: Vec<u64>,
     /// When the client was last told RESUMED after losing its node, µs since the epoch.
     pub resumed_at: Option<u64>,
     /// INVALID_SESSION answers to a RESUME (the client identified again, so it may have missed events).
@@ -108,7 +122,7 @@ pub async fn follow(
     nodes: Vec<String>,
     token: String,
     shared: Arc<FanoutShared>,
-    keep_stamps: bool,
+    keep_posts: bool,
     mut stop: watch::Receiver<bool>,
 ) -> ClientLog {
     let mut log = ClientLog::default();
@@ -130,7 +144,7 @@ pub async fn follow(
                 return log;
             }
         };
-        match connection(ws, &token, &mut session, &shared, keep_stamps, &mut log, &mut stop).await {
+        match connection(ws, &token, &mut session, &shared, keep_posts, &mut log, &mut stop).await {
             Ended::Stopped => return log,
             Ended::Invalid => {
                 log.invalid_sessions += 1;
@@ -151,7 +165,7 @@ async fn connection(
     token: &str,
     session: &mut Option<(String, u64)>,
     shared: &FanoutShared,
-    keep_stamps: bool,
+    keep_posts: bool,
     log: &mut ClientLog,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
@@ -185,9 +199,9 @@ async fn connection(
             let now = shared.epoch.elapsed().as_micros() as u64;
             if let Some(sent) = stamp_in(t) {
                 log.latency.record_us(now.saturating_sub(sent));
-                if keep_stamps {
-                    log.stamps.push(sent);
-                }
+            }
+            if keep_posts && let Some(n) = number_in(t) {
+                log.posts.push(n);
             }
             shared.received.fetch_add(1, Ordering::Relaxed);
         } else if t.contains("\"t\":\"READY\"") {
@@ -229,5 +243,15 @@ mod tests {
         assert_eq!(session_in(ready).as_deref(), Some("abc"));
         assert_eq!(seq_in(r#"{"op":0,"s":42,"t":"MESSAGE_CREATE","d":{}}"#), Some(42));
         assert_eq!(seq_in(r#"{"op":11,"d":{}}"#), None);
+    }
+
+    #[test]
+    fn numbered_posts_carry_their_stamp_and_number() {
+        let shared = FanoutShared::new();
+        let content = numbered(&shared, 42);
+        let frame = format!(r#"{{"op":0,"s":3,"t":"MESSAGE_CREATE","d":{{"content":"{content}","id":"1"}}}}"#);
+        assert!(stamp_in(&frame).is_some());
+        assert_eq!(number_in(&frame), Some(42));
+        assert_eq!(number_in(r#"{"d":{"content":"ts:5"}}"#), None);
     }
 }

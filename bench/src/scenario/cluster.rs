@@ -151,16 +151,13 @@ pub async fn run(bin: &Path, p: &ClusterParams) -> Result<Report> {
             killed_at = Some(shared.epoch.elapsed().as_micros() as u64);
         }
         let (api, owner, channel) = (nodes[0].chorus()?.clone(), owner.clone(), guild.text_channel.clone());
-        let content = shared.stamp();
-        posts.push(tokio::spawn(async move {
-            let ok = api.post_message(&owner, &channel, &content).await;
-            ok.then(|| gateway::stamp_in(&content)).flatten()
-        }));
+        let content = gateway::numbered(&shared, i);
+        posts.push(tokio::spawn(async move { api.post_message(&owner, &channel, &content).await.then_some(i) }));
     }
     let mut acknowledged = Vec::new();
     for post in posts {
-        if let Ok(Some(stamp)) = post.await {
-            acknowledged.push(stamp);
+        if let Ok(Some(n)) = post.await {
+            acknowledged.push(n);
         }
     }
     let ok = acknowledged.len() as u64;
@@ -240,7 +237,7 @@ impl Failover {
             self.resume.record_us(at.saturating_sub(killed_at));
         }
         self.invalid_sessions += log.invalid_sessions;
-        let mut got = log.stamps;
+        let mut got = log.posts;
         got.sort_unstable();
         let before = got.len();
         got.dedup();

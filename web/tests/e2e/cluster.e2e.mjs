@@ -31,6 +31,9 @@ let alice;
 let bob;
 const errors = [];
 
+/** A child that has ended (by exiting or by a signal: then `exitCode` stays null). */
+const exited = (child) => child.exitCode !== null || child.signalCode !== null;
+
 /** Spawns a process whose output is kept for error messages; resolves once `ready()` holds. */
 async function run(name, cmd, args, ready) {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CHORUS_LOG: process.env.CHORUS_LOG ?? 'warn' } });
@@ -41,7 +44,7 @@ async function run(name, cmd, args, ready) {
   children.push(proc);
   const deadline = Date.now() + 30_000;
   while (!(await ready().catch(() => false))) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start:\n${log}`);
+    if (exited(child) || Date.now() > deadline) throw new Error(`${name} did not start:\n${log}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return proc;
@@ -152,9 +155,9 @@ http {
 after(async () => {
   await browser?.close();
   for (const p of children.reverse()) {
-    if (p.child.exitCode === null) {
+    if (!exited(p.child)) {
       p.child.kill('SIGTERM');
-      await new Promise((r) => (p.child.exitCode !== null ? r(undefined) : p.child.once('exit', r)));
+      await new Promise((r) => (exited(p.child) ? r(undefined) : p.child.once('exit', r)));
     }
   }
   if (dir) rmSync(dir, { recursive: true, force: true });
