@@ -566,16 +566,33 @@ async fn a_rate_limit_hammered_over_three_nodes_admits_one_nodes_budget() {
 }
 
 async fn voice_join(endpoint: &str, token: &str) -> Value {
+    let (mut ws, answer) = voice_socket(endpoint, token).await;
+    // Keep the participant in the room while the test looks at it.
+    tokio::spawn(async move { while ws.next().await.is_some() {} });
+    answer
+}
+
+/// Opens `/voice`, sends `join`; the socket and the answer (`joined` or `error`).
+async fn voice_socket(endpoint: &str, token: &str) -> (Ws, Value) {
     let (mut ws, _) = tokio_tungstenite::connect_async(endpoint).await.expect("voice socket");
     send(&mut ws, json!({"type": "join", "token": token})).await;
     loop {
         let v = next_frame(&mut ws, Duration::from_secs(10)).await.expect("an answer to join");
         if v["type"] == "joined" || v["type"] == "error" {
-            // Keep the participant in the room while the test looks at it.
-            tokio::spawn(async move { while ws.next().await.is_some() {} });
-            return v;
+            return (ws, v);
         }
     }
+}
+
+/// An owner registered on `node` with a guild there; its voice channel and a grant for it.
+async fn owner_with_voice_grant(node: &Chorus) -> (String, String, Value) {
+    let owner = register(node, "owner").await;
+    let (s, g) = node.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
+    assert_eq!(s, 201);
+    let voice = voice_channel_id(&g);
+    let (s, grant) = node.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
+    assert_eq!(s, 200, "{grant}");
+    (owner, voice, grant)
 }
 
 #[tokio::test]
@@ -669,12 +686,7 @@ async fn when_a_rooms_node_dies_the_next_grant_places_it_on_a_live_node() {
     let Some(mut cluster) = Cluster::new() else { return };
     let mut a = cluster.node(&[]).await;
     let b = cluster.node(&[]).await;
-    let owner = register(&b, "owner").await;
-    let (s, g) = b.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
-    assert_eq!(s, 201);
-    let voice = voice_channel_id(&g);
-    let (s, grant) = b.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
-    assert_eq!(s, 200, "{grant}");
+    let (owner, voice, grant) = owner_with_voice_grant(&b).await;
     let first = grant["endpoint"].as_str().expect("endpoint").to_string();
     let joined = voice_join(&first, grant["token"].as_str().expect("token")).await;
     assert_eq!(joined["type"], "joined", "{joined}");
@@ -1125,22 +1137,10 @@ async fn a_node_that_stalled_past_its_record_ends_the_calls_of_a_room_placed_els
     let Some(mut cluster) = Cluster::new() else { return };
     let a = cluster.node(&[]).await;
     let b = cluster.node(&[]).await;
-    let owner = register(&b, "owner").await;
-    let (s, g) = b.api(Some(&owner), Method::POST, "/guilds", Some(json!({"name": "G"}))).await;
-    assert_eq!(s, 201);
-    let voice = voice_channel_id(&g);
-    let (s, grant) = b.api(Some(&owner), Method::POST, &format!("/channels/{voice}/voice"), None).await;
-    assert_eq!(s, 200, "{grant}");
+    let (owner, voice, grant) = owner_with_voice_grant(&b).await;
     let first = grant["endpoint"].as_str().expect("endpoint").to_string();
-    let (mut call, _) = tokio_tungstenite::connect_async(&first).await.expect("voice socket");
-    send(&mut call, json!({"type": "join", "token": grant["token"]})).await;
-    loop {
-        let v = next_frame(&mut call, Duration::from_secs(10)).await.expect("joined");
-        assert_ne!(v["type"], "error", "{v}");
-        if v["type"] == "joined" {
-            break;
-        }
-    }
+    let (mut call, joined) = voice_socket(&first, grant["token"].as_str().expect("token")).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
     let voice_of = |n: &Chorus| format!("{}/voice", n.base.replace("http://", "ws://"));
     assert!(first == voice_of(&a) || first == voice_of(&b), "the grant names one of the two nodes: {first}");
     let (stalled, other) = if first == voice_of(&a) { (&a, &b) } else { (&b, &a) };

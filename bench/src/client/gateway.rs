@@ -40,9 +40,18 @@ impl FanoutShared {
 
 /// The post time in a message frame, µs since the epoch.
 pub fn stamp_in(frame: &str) -> Option<u64> {
-    let rest = frame.split("ts:").nth(1)?;
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    number_after(frame, "ts:")
+}
+
+/// The decimal number right after the first `marker` in `frame`.
+fn number_after(frame: &str, marker: &str) -> Option<u64> {
+    leading_number(frame.split(marker).nth(1)?)
+}
+
+/// The decimal number `text` starts with.
+fn leading_number(text: &str) -> Option<u64> {
+    let end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    text[..end].parse().ok()
 }
 
 /// The content of message number `n` posted now: its post time, then its number (the time alone
@@ -53,9 +62,7 @@ pub fn numbered(shared: &FanoutShared, n: u64) -> String {
 
 /// The number of a message posted with [`numbered`].
 pub fn number_in(frame: &str) -> Option<u64> {
-    let rest = frame.split(" #").nth(1)?;
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    number_after(frame, " #")
 }
 
 /// Heartbeat interval from a HELLO frame, if this is one.
@@ -95,9 +102,7 @@ pub async fn run_client(
 
 /// The sequence number of a dispatch frame as the server formats it (`{"op":0,"s":N,…`).
 fn seq_in(frame: &str) -> Option<u64> {
-    let rest = frame.strip_prefix("{\"op\":0,\"s\":")?;
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    leading_number(frame.strip_prefix("{\"op\":0,\"s\":")?)
 }
 
 /// The session id in a READY frame.

@@ -78,10 +78,8 @@ fn cpu_vs_load(runs: &[Report], steps: &[usize]) -> serde_json::Value {
             let points: Vec<[f64; 2]> = steps
                 .iter()
                 .filter_map(|&rooms| {
-                    let at: Vec<&Report> =
-                        runs.iter().filter(|r| r.target == *target && rooms_of(r) == Some(rooms as u64)).collect();
-                    let load = median(at.iter().filter_map(|r| metric(r, "delivered_per_s")).collect())?;
-                    let cpu = median(at.iter().filter_map(|r| metric(r, "server_cpu")).collect())?;
+                    let load = median_at(runs, target, rooms as u64, "delivered_per_s")?;
+                    let cpu = median_at(runs, target, rooms as u64, "server_cpu")?;
                     Some([load, cpu])
                 })
                 .collect();
@@ -100,14 +98,7 @@ fn per_step(runs: &[Report]) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = steps
         .iter()
         .map(|&rooms| {
-            let of = |target: &str| {
-                median(
-                    runs.iter()
-                        .filter(|r| r.target == target && rooms_of(r) == Some(rooms))
-                        .filter_map(|r| metric(r, "cpu_per_delivered_packet"))
-                        .collect(),
-                )
-            };
+            let of = |target: &str| median_at(runs, target, rooms, "cpu_per_delivered_packet");
             let (c, j, f) = (of("chorus"), of("janus"), of("floor"));
             let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b.filter(|b| *b > 0.0)).map(|(a, b)| a / b);
             json!({"rooms": rooms, "chorus": c, "janus": j, "floor": f,
@@ -115,6 +106,17 @@ fn per_step(runs: &[Report]) -> serde_json::Value {
         })
         .collect();
     json!(rows)
+}
+
+/// The median of `name` over `target`'s runs at `rooms` (a run that names no room count counts at
+/// every step).
+fn median_at(runs: &[Report], target: &str, rooms: u64, name: &str) -> Option<f64> {
+    median(
+        runs.iter()
+            .filter(|r| r.target == target && rooms_of(r).is_none_or(|n| n == rooms))
+            .filter_map(|r| metric(r, name))
+            .collect(),
+    )
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -130,14 +132,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 fn compare(runs: &[Report], p: &VoiceParams) -> Result<Report> {
     let mut report = Report::new("compare", serde_json::to_value(p)?);
     report.target = "chorus vs janus".into();
-    let of = |target: &str, name: &str| {
-        median(
-            runs.iter()
-                .filter(|r| r.target == target && rooms_of(r).is_none_or(|n| n == p.rooms as u64))
-                .filter_map(|r| r.metrics.iter().find(|m| m.name == name).map(|m| m.value))
-                .collect(),
-        )
-    };
+    let of = |target: &str, name: &str| median_at(runs, target, p.rooms as u64, name);
     let mut rows = Vec::new();
     for name in COMPARED {
         let unit = runs
@@ -193,23 +188,23 @@ mod tests {
     use super::*;
 
     fn run(target: &str, cpu: f64) -> Report {
-        let mut r = Report::new("voice", json!({}));
+        run_at(target, json!({}), cpu)
+    }
+
+    fn run_at(target: &str, params: serde_json::Value, cpu: f64) -> Report {
+        let mut r = Report::new("voice", params);
         r.target = target.into();
         r.metric("cpu_per_delivered_packet", cpu, "µs");
         r
     }
 
+    fn one_small_room() -> VoiceParams {
+        VoiceParams { rooms: 1, participants: 2, talkers: 1, duration: 1, connect_timeout: 1, tcp: false, turn: false }
+    }
+
     #[test]
     fn ratio_is_chorus_median_over_janus_median() {
-        let p = VoiceParams {
-            rooms: 1,
-            participants: 2,
-            talkers: 1,
-            duration: 1,
-            connect_timeout: 1,
-            tcp: false,
-            turn: false,
-        };
+        let p = one_small_room();
         let runs = [run("chorus", 4.0), run("janus", 12.0), run("chorus", 6.0), run("janus", 8.0)];
         let c = compare(&runs, &p).expect("comparison");
         let get = |n: &str| c.metrics.iter().find(|m| m.name == n).map(|m| m.value);
@@ -237,12 +232,7 @@ mod tests {
 
     #[test]
     fn each_step_puts_chorus_beside_janus_and_the_floor() {
-        let step = |target: &str, rooms: u64, cpu: f64| {
-            let mut r = Report::new("voice", json!({"rooms": rooms}));
-            r.target = target.into();
-            r.metric("cpu_per_delivered_packet", cpu, "µs");
-            r
-        };
+        let step = |target: &str, rooms: u64, cpu: f64| run_at(target, json!({"rooms": rooms}), cpu);
         let runs = [step("chorus", 2, 6.0), step("janus", 2, 24.0), step("floor", 2, 3.0), step("chorus", 20, 9.0)];
         let rows = per_step(&runs);
         assert_eq!(rows[0]["rooms"], 2);
@@ -254,15 +244,7 @@ mod tests {
 
     #[test]
     fn a_failed_run_fails_the_comparison() {
-        let p = VoiceParams {
-            rooms: 1,
-            participants: 2,
-            talkers: 1,
-            duration: 1,
-            connect_timeout: 1,
-            tcp: false,
-            turn: false,
-        };
+        let p = one_small_room();
         let mut j = run("janus", 1.0);
         j.check(false, "no media forwarded in the window");
         let c = compare(&[run("chorus", 1.0), j], &p).expect("comparison");
