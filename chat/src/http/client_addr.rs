@@ -102,7 +102,12 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 }
 
 /// `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]`, `[2001:db8::1]:4711` or a bare IPv6 address.
+/// A zone (`fe80::1%eth0`) is refused: RFC 7239 nodes carry none, and it names a link on the
+/// proxy's host, not a client.
 fn parse_node(s: &str) -> Option<IpAddr> {
+    if s.contains('%') {
+        return None;
+    }
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(ip);
     }
@@ -203,7 +208,9 @@ mod tests {
     #[test]
     fn malformed_unknown_or_obfuscated_hops_leave_the_proxy_as_the_client() {
         let p = proxies(&["10.0.0.0/8"]);
-        for value in ["not-an-ip", "unknown", "", "999.1.1.1", "198.51.100.9:port"] {
+        for value in
+            ["not-an-ip", "unknown", "", "999.1.1.1", "198.51.100.9:port", "[2001:db8::%7]:4711", "fe80::1%eth0"]
+        {
             let h = headers(&[("x-forwarded-for", value)]);
             assert_eq!(p.client(ip("10.0.0.1"), &h), ip("10.0.0.1"), "{value:?}");
         }
