@@ -405,3 +405,50 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_once_its_files_are_sent_still_gets_its_message_and_leaves_no_orphan() {
+    use tokio::io::AsyncWriteExt;
+    let (s, _, alice, g) = setup().await;
+    // A text file (stored at once), then a large image (long to decode and thumbnail).
+    let body = multipart(&[
+        payload(json!({"content": "bye"})),
+        file("files[0]", "notes.txt", "text/plain", b"stored first".to_vec()),
+        file("files[1]", "big.png", "image/png", png(3000, 2000)),
+    ]);
+    let host = s.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/channels/{}/messages HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        g.text,
+        alice.token,
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    tcp.write_all(&body).await.expect("body");
+    // Hang up as soon as the server has stored the first file, while it decodes the image.
+    for _ in 0..600 {
+        if !stored(&s).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(!stored(&s).is_empty(), "the server began storing the files");
+    drop(tcp);
+
+    let mut message = Value::Null;
+    for _ in 0..300 {
+        let (_, list) = s.get(&alice, &format!("/channels/{}/messages", g.text)).await;
+        if let Some(m) = list.as_array().and_then(|l| l.first()) {
+            message = m.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let attachments = message["attachments"].as_array().cloned().unwrap_or_default();
+    assert_eq!(attachments.len(), 2, "the message was posted with both files: {message} {:?}", stored(&s));
+    let thumbnails = attachments.iter().filter(|a| !a["thumbnail_url"].is_null()).count();
+    assert_eq!(stored(&s).len(), 2 + thumbnails, "storage holds the message's files and nothing else");
+    assert_eq!(temp_files(&s), 0, "no staged file left");
+}

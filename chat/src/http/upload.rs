@@ -2,6 +2,8 @@
 //! JSON) and `files[n]` parts, each streamed to a temporary file under the limits the caller's
 //! permit gives — checked before any file byte is read. JSON sends take the same route.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;
 
@@ -30,7 +32,7 @@ fn invalid(message: impl Into<String>) -> Error {
 
 /// Reads the parts, then sends the message with its files.
 pub async fn send_with_files(
-    chat: &Chat,
+    chat: &Arc<Chat>,
     caller: &Caller,
     channel_id: Id,
     req: Request,
@@ -100,7 +102,13 @@ pub async fn send_with_files(
     if files.is_empty() && body.content.trim().is_empty() {
         return Err(Error::field("content", "must not be empty"));
     }
-    chat.send_message_with_files(caller, channel_id, body, files).await
+    // Once the body is in, the send runs to its end even if the client hangs up (its connection
+    // task is then dropped): stopped halfway, it would leave stored files without their message
+    // and the quota held for them.
+    let (chat, caller) = (Arc::clone(chat), caller.clone());
+    tokio::spawn(async move { chat.send_message_with_files(&caller, channel_id, body, files).await })
+        .await
+        .map_err(|e| Error::Internal(format!("send task: {e}")))?
 }
 
 async fn read_payload(mut field: axum::extract::multipart::Field<'_>) -> Result<NewMessage> {
