@@ -28,6 +28,12 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }
 
+/// The app's next code (one step ahead, inside the server's skew): the current one was spent by
+/// `enable`, and a code is good once.
+fn next_code(secret_b32: &str) -> String {
+    totp_at(secret_b32, now() + 30)
+}
+
 fn base32_decode(s: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut bits, mut value, mut out) = (0u32, 0u32, Vec::new());
@@ -78,7 +84,7 @@ async fn with_totp_on_a_login_needs_the_apps_current_code_after_the_password() {
     let (st, body) =
         s.call(None, Method::POST, "/auth/mfa/totp", Some(json!({"ticket": ticket, "code": "000000"}))).await;
     assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_mfa_code")), "{body}");
-    let code = totp_at(&secret, now());
+    let code = next_code(&secret);
     let (st, body) = s.call(None, Method::POST, "/auth/mfa/totp", Some(json!({"ticket": ticket, "code": code}))).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let token = body["token"].as_str().expect("token");
@@ -87,6 +93,32 @@ async fn with_totp_on_a_login_needs_the_apps_current_code_after_the_password() {
     // A wrong password still says only that.
     let (st, body) = login(&s, "alice", "wrong-password").await;
     assert_eq!((st, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")));
+}
+
+#[tokio::test]
+async fn a_totp_code_is_good_once() {
+    let s = TestServer::start().await;
+    let u = s.user("alice").await;
+    let (secret, _) = enable(&s, &u).await;
+    let mfa = |code: String| {
+        let s = &s;
+        async move {
+            let (_, first) = login(s, "alice", "password123").await;
+            let ticket = first["ticket"].as_str().expect("ticket").to_string();
+            s.call(None, Method::POST, "/auth/mfa/totp", Some(json!({"ticket": ticket, "code": code}))).await
+        }
+    };
+    let (st, body) = mfa(totp_at(&secret, now())).await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_mfa_code")),
+        "the code that enabled 2FA is spent: {body}"
+    );
+    let code = next_code(&secret);
+    let (st, body) = mfa(code.clone()).await;
+    assert_eq!(st, StatusCode::OK, "a later code logs in: {body}");
+    let (st, body) = mfa(code).await;
+    assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_mfa_code")), "replayed: {body}");
 }
 
 #[tokio::test]
@@ -173,7 +205,7 @@ async fn enabling_needs_the_password_and_a_code_from_the_secret_and_disabling_ne
     let (st, body) =
         s.post(&u, "/users/@me/mfa/totp/disable", json!({"password": "password123", "code": "123456"})).await;
     assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_mfa_code")));
-    let code = totp_at(&secret, now());
+    let code = next_code(&secret);
     let (st, _) = s.post(&u, "/users/@me/mfa/totp/disable", json!({"password": "password123", "code": code})).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (_, plain) = login(&s, "alice", "password123").await;
@@ -245,7 +277,7 @@ async fn with_totp_on_deleting_the_account_also_needs_a_code() {
     let (st, body) =
         s.call(Some(&u.token), Method::DELETE, "/users/@me", Some(json!({"password": "password123"}))).await;
     assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_mfa_code")), "{body}");
-    let code = totp_at(&secret, now());
+    let code = next_code(&secret);
     let (st, _) = s
         .call(Some(&u.token), Method::DELETE, "/users/@me", Some(json!({"password": "password123", "code": code})))
         .await;

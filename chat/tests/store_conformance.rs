@@ -236,6 +236,21 @@ async fn user_flags_are_set_and_cleared_without_touching_the_profile(s: S) {
     assert_eq!(s.user(u.user.id).await.unwrap().map(|r| (r.admin, r.disabled)), Some((true, false)));
 }
 
+async fn a_totp_step_is_taken_once_and_only_later_ones_after_it(s: S) {
+    let ids = Snowflakes::new(1);
+    let (u, other) = (user_rec(ids.next(), "erin"), user_rec(ids.next(), "frank"));
+    s.insert_user(&u).await.unwrap();
+    s.insert_user(&other).await.unwrap();
+    let id = u.user.id;
+    assert!(s.use_totp_step(id, 59_000_000).await.unwrap(), "the first code");
+    assert!(!s.use_totp_step(id, 59_000_000).await.unwrap(), "its replay");
+    assert!(!s.use_totp_step(id, 58_999_999).await.unwrap(), "an earlier step");
+    assert!(s.use_totp_step(other.user.id, 59_000_000).await.unwrap(), "another account's steps are its own");
+    let racers = (0..8).map(|_| s.use_totp_step(id, 59_000_001));
+    let taken = futures::future::join_all(racers).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(taken, 1, "of concurrent uses of one code, one passes");
+}
+
 async fn list_users_pages_by_id(s: S) {
     let ids = Snowflakes::new(1);
     let all: Vec<UserRecord> = (0..5).map(|i| user_rec(ids.next(), &format!("u{i}"))).collect();
@@ -1374,6 +1389,7 @@ conformance_suite!(
     first_user_is_the_earliest_registered,
     user_setters_each_change_only_their_field,
     user_flags_are_set_and_cleared_without_touching_the_profile,
+    a_totp_step_is_taken_once_and_only_later_ones_after_it,
     list_users_pages_by_id,
     delete_sessions_of_revokes_only_that_users_sessions,
     instance_invites_count_uses_and_expire,

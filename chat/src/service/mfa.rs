@@ -8,7 +8,9 @@
 //! ticket instead of a session; `login_mfa` trades the ticket and a code (or a recovery code) for
 //! the session. Tickets are HMACs under the server key, valid five minutes, bound to the password
 //! hash (a password change voids them), so any node of a cluster accepts them. Code attempts are
-//! limited per account.
+//! limited per account, and a code is good once (RFC 6238 §5.2): the store keeps the time step of
+//! the last accepted code and takes only later ones, so a code seen over a shoulder or in a log
+//! cannot be replayed within its 90 s of validity.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -26,6 +28,9 @@ use crate::id::Id;
 const ISSUER: &str = "Chorus";
 const TICKET_SECS: i64 = 300;
 const RECOVERY_CODES: usize = 10;
+const STEP_SECS: u64 = 30;
+/// Steps of clock skew taken either side of now (as authenticator apps expect).
+const SKEW_STEPS: u64 = 1;
 
 /// The answer of `POST /users/@me/mfa/totp/setup`.
 #[derive(Debug, Serialize)]
@@ -72,7 +77,7 @@ fn totp(secret_b32: &str, account: &str) -> Result<TOTP> {
     if bytes.len() < 16 {
         return Err(Error::field("secret", "a TOTP secret has at least 128 bits"));
     }
-    TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, Some(ISSUER.to_owned()), account.to_owned())
+    TOTP::new(Algorithm::SHA1, 6, 0, STEP_SECS, bytes, Some(ISSUER.to_owned()), account.to_owned())
         .map_err(|e| Error::field("secret", e.to_string()))
 }
 
@@ -137,14 +142,16 @@ impl Chat {
         Ok(TotpSetup { secret, otpauth_url: url, qr_svg })
     }
 
-    /// Checks a code for the account. Each request that checks one counts one attempt first
-    /// ([`Chat::attempt`]).
-    fn check_code(&self, secret: &str, account: &str, code: &str) -> Result<bool> {
+    /// The time step a code belongs to (now, or one step either side), if it is the account's.
+    /// Each request that checks one counts one attempt first ([`Chat::attempt`]).
+    fn code_step(&self, secret: &str, account: &str, code: &str) -> Result<Option<u64>> {
         let code = digits(code);
         if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(false);
+            return Ok(None);
         }
-        Ok(totp(secret, account)?.check_current(&code).unwrap_or(false))
+        let t = totp(secret, account)?;
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0) / STEP_SECS;
+        Ok((now.saturating_sub(SKEW_STEPS)..=now + SKEW_STEPS).find(|step| t.check(&code, step * STEP_SECS)))
     }
 
     /// Turns 2FA on; answers the recovery codes (shown once).
@@ -159,12 +166,14 @@ impl Chat {
         }
         let secret = body.secret.trim().to_ascii_uppercase();
         totp(&secret, &record.user.username)?;
-        if !self.check_code(&secret, &record.user.username, &body.code)? {
+        let Some(step) = self.code_step(&secret, &record.user.username, &body.code)? else {
             return Err(Error::bad_request("invalid_mfa_code", "that code is not the app's current one"));
-        }
+        };
         let codes = new_recovery_codes();
         let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
         self.store.set_totp(caller.user.id, Some(&secret), &hashes).await?;
+        // The code that proved the app holds the secret is spent: it cannot log in next.
+        self.store.use_totp_step(caller.user.id, step).await?;
         Ok(codes)
     }
 
@@ -185,10 +194,11 @@ impl Chat {
         Ok(())
     }
 
-    /// A TOTP code, or else a recovery code (spent on use).
+    /// A TOTP code not used before (its step is later than the last accepted one), or else a
+    /// recovery code (spent on use).
     async fn second_factor(&self, user_id: Id, secret: &str, account: &str, code: &str) -> Result<bool> {
-        if self.check_code(secret, account, code)? {
-            return Ok(true);
+        if let Some(step) = self.code_step(secret, account, code)? {
+            return Ok(self.store.use_totp_step(user_id, step).await?);
         }
         Ok(self.store.use_recovery_code(user_id, &recovery_hash(code)).await?)
     }

@@ -373,6 +373,11 @@ impl Store for Metered {
         self.inner.set_totp(id, secret, recovery_codes).await
     }
 
+    async fn use_totp_step(&self, id: Id, step: u64) -> StoreResult<bool> {
+        let _t = self.time("use_totp_step");
+        self.inner.use_totp_step(id, step).await
+    }
+
     async fn use_recovery_code(&self, id: Id, code_hash: &str) -> StoreResult<bool> {
         let _t = self.time("use_recovery_code");
         self.inner.use_recovery_code(id, code_hash).await

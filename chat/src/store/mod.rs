@@ -107,6 +107,10 @@ pub trait Store: Send + Sync + 'static {
     async fn set_username(&self, id: Id, username: &str) -> StoreResult<()>;
     /// Turns two-factor authentication on (a secret and the recovery codes' hashes) or off (None, none).
     async fn set_totp(&self, id: Id, secret: Option<&str>, recovery_codes: &[String]) -> StoreResult<()>;
+    /// Takes a TOTP code of time step `step`: true when no code of this or a later step was taken
+    /// before (the step is then kept), false for a replay. Atomic: two logins racing with one code
+    /// cannot both pass.
+    async fn use_totp_step(&self, id: Id, step: u64) -> StoreResult<bool>;
     /// Spends one recovery code (by its hash); false when the user has no such unused code.
     async fn use_recovery_code(&self, id: Id, code_hash: &str) -> StoreResult<bool>;
     /// Removes the account, its sessions, quota and read states. Messages stay (shown as a deleted

@@ -39,11 +39,27 @@ after(async () => {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** The app's current code, away from the last second of a 30-second window. */
+/** The time step of the last code the server took: a code is good once (RFC 6238 §5.2). */
+let lastStep = -1;
+
+/**
+ * A code the server has not taken yet, away from the last second of a 30-second window: the app's
+ * current one or, when that was spent, the next step's (inside the server's one step of skew) —
+ * waiting for the clock when even that one was spent.
+ */
 async function currentCode() {
-  const left = 30 - ((Date.now() / 1000) % 30);
-  if (left < 1.5) await sleep(left * 1000 + 200);
-  return totp(secret);
+  for (;;) {
+    const now = Date.now() / 1000;
+    const step = Math.floor(now / 30);
+    const left = 30 - (now % 30);
+    const use = Math.max(step, lastStep + 1);
+    if (left < 1.5 || use > step + 1) {
+      await sleep(left * 1000 + 200);
+      continue;
+    }
+    lastStep = use;
+    return totp(secret, use * 30);
+  }
 }
 
 /** Six digits the server cannot accept now (it allows one step of clock skew either way). */
@@ -246,7 +262,8 @@ test('a stale hint follows the server (409 mfa_enabled), and an owner cannot del
   const error = dave.getByTestId('delete-section').getByTestId('security-error');
   await error.filter({ hasText: 'Two-factor authentication is on: enter a code' }).waitFor();
   assert.equal(await error.getAttribute('data-code'), 'invalid_mfa_code');
-  await dave.getByTestId('delete-code').fill(daveCode());
+  // The next step's code: the current one enabled 2FA, and a code is good once.
+  await dave.getByTestId('delete-code').fill(totp(other.secret, Date.now() / 1000 + 30));
   await dave.getByTestId('delete-confirm').click();
   await error.filter({ hasText: /transfer or delete the servers you own first/ }).waitFor();
   assert.equal(await error.getAttribute('data-code'), 'owns_guilds');

@@ -386,6 +386,20 @@ impl Store for MongoStore {
         Ok(())
     }
 
+    async fn use_totp_step(&self, id: Id, step: u64) -> StoreResult<bool> {
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        // One conditional update (a missing field is an account that never used a code).
+        let r = self
+            .users
+            .update_one(
+                doc! { "_id": id.as_i64(), "$or": [ { "totp_last_step": { "$exists": false } }, { "totp_last_step": { "$lt": step } } ] },
+                doc! { "$set": { "totp_last_step": step } },
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(r.modified_count > 0)
+    }
+
     async fn use_recovery_code(&self, id: Id, code_hash: &str) -> StoreResult<bool> {
         // One conditional update: two logins racing with the same code cannot both spend it.
         let r = self

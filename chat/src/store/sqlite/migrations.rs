@@ -14,7 +14,7 @@ use crate::store::{StoreError, StoreResult};
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Ordered migrations; migration `i` brings a database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 1: the whole community plane.
 ///
@@ -252,6 +252,11 @@ ALTER TABLE messages ADD COLUMN embeds TEXT NOT NULL DEFAULT '[]';
 -- EMBED_LINKS (1 << 14) and ATTACH_FILES (1 << 15) are new and part of @everyone's defaults: existing
 -- guilds get them as new ones do.
 UPDATE roles SET permissions = permissions | 49152 WHERE id = guild_id;
+"#;
+
+/// The time step of the last TOTP code accepted per account: a code is good once (RFC 6238 §5.2).
+const V5: &str = r#"
+ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
 "#;
 
 /// Indexes every queued message (see [`V2`]). Runs on the writer inside the group transaction,

@@ -345,6 +345,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn use_totp_step(&self, id: Id, step: u64) -> StoreResult<bool> {
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        self.engine
+            .write(move |c| {
+                let changed = exec(
+                    c,
+                    "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND totp_last_step < ?2",
+                    params![id.as_i64(), step],
+                )
+                .map_err(db)?;
+                Ok(changed > 0)
+            })
+            .await
+    }
+
     async fn use_recovery_code(&self, id: Id, code_hash: &str) -> StoreResult<bool> {
         let hash = code_hash.to_owned();
         self.engine
