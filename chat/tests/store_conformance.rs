@@ -1293,6 +1293,42 @@ async fn attachments_are_kept_with_their_message_and_upload_usage_adds_up(s: S) 
     assert_eq!(s.upload_usage(w.owner).await.unwrap(), 0);
 }
 
+async fn deleting_a_channel_or_a_guild_gives_its_files_bytes_back_to_their_uploaders(s: S) {
+    let w = world(&s).await;
+    let other = w.channel(&s, "other", 1).await;
+    let file = |id: Id, size: u64| Attachment {
+        id,
+        filename: "f".into(),
+        content_type: "text/plain".into(),
+        size,
+        width: None,
+        height: None,
+        thumbnail_type: None,
+    };
+    let uploader = w.ids.next();
+    s.insert_user(&user_rec(uploader, "uploader")).await.unwrap();
+    // In `chan`: 100 + 20 bytes by the owner, 7 by the uploader, and a message without files.
+    let mut a = msg(w.ids.next(), &w.chan, w.owner, "");
+    a.attachments = vec![file(w.ids.next(), 100), file(w.ids.next(), 20)];
+    let mut b = msg(w.ids.next(), &w.chan, uploader, "");
+    b.attachments = vec![file(w.ids.next(), 7)];
+    // In `other`: 1,000 bytes by the owner.
+    let mut c = msg(w.ids.next(), &other, w.owner, "");
+    c.attachments = vec![file(w.ids.next(), 1_000)];
+    for m in [&a, &b, &c] {
+        post(&s, m).await;
+    }
+    post(&s, &msg(w.ids.next(), &w.chan, w.owner, "no files")).await;
+    s.add_upload_usage(w.owner, 1_120 + 5).await.unwrap();
+    s.add_upload_usage(uploader, 7).await.unwrap();
+
+    s.delete_channel(w.chan.id).await.unwrap();
+    assert_eq!(s.upload_usage(w.owner).await.unwrap(), 1_005, "the channel's 120 bytes are back");
+    assert_eq!(s.upload_usage(uploader).await.unwrap(), 0);
+    s.delete_guild(w.guild.id).await.unwrap();
+    assert_eq!(s.upload_usage(w.owner).await.unwrap(), 5, "the guild's last 1,000 bytes are back");
+}
+
 // ------------------------------------------------------------------------------------------------
 // backends
 
@@ -1434,4 +1470,5 @@ conformance_suite!(
     slow_mode_and_voice_moderation_round_trip,
     audit_entries_read_newest_first_with_filters_and_pages,
     attachments_are_kept_with_their_message_and_upload_usage_adds_up,
+    deleting_a_channel_or_a_guild_gives_its_files_bytes_back_to_their_uploaders,
 );

@@ -281,7 +281,7 @@ impl Chat {
     }
 
     /// After channels were deleted: their files go too (they were unreachable already: a URL checks
-    /// its message). Quotas are not given back here — the messages are gone with the channel.
+    /// its message). The store gave the uploaders their bytes back with the delete.
     pub(crate) async fn forget_channel_files(&self, channel_ids: &[Id]) {
         let Ok(uploads) = self.uploads() else { return };
         for channel_id in channel_ids {

@@ -131,7 +131,7 @@ pub trait Store: Send + Sync + 'static {
     async fn guild(&self, id: Id) -> StoreResult<Option<Guild>>;
     async fn update_guild(&self, guild: &Guild) -> StoreResult<()>;
     /// Removes the guild and everything in it: channels, roles, members, bans, invites, messages,
-    /// audit log.
+    /// audit log. The bytes of the messages' files go back to their uploaders' upload usage.
     async fn delete_guild(&self, id: Id) -> StoreResult<()>;
     /// Guilds ordered by id, with id > `after`, at most `limit` (the operator's list).
     async fn list_guilds(&self, after: Id, limit: u32) -> StoreResult<Vec<Guild>>;
@@ -142,7 +142,8 @@ pub trait Store: Send + Sync + 'static {
     async fn channel(&self, id: Id) -> StoreResult<Option<Channel>>;
     /// All channels of a guild, ordered by (position, id).
     async fn guild_channels(&self, guild_id: Id) -> StoreResult<Vec<Channel>>;
-    /// Removes the channel and its messages; children of a category lose their parent.
+    /// Removes the channel and its messages; children of a category lose their parent. The bytes of
+    /// the messages' files go back to their uploaders' upload usage.
     async fn delete_channel(&self, id: Id) -> StoreResult<()>;
     /// The DM channel between two users, whichever order they are given in.
     async fn dm_channel(&self, a: Id, b: Id) -> StoreResult<Option<Channel>>;

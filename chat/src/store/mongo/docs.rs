@@ -585,6 +585,20 @@ pub(super) fn int_of(v: Option<&bson::Bson>) -> Option<i64> {
     }
 }
 
+/// The bytes of the files in some message documents (`author_id` and `attachments` read), summed
+/// per uploader; uploaders without files are left out.
+pub(super) fn upload_bytes_by_author(messages: &[bson::Document]) -> Vec<(Id, i64)> {
+    let mut sums: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for m in messages {
+        let (Some(author), Ok(files)) = (int_of(m.get("author_id")), m.get_array("attachments")) else { continue };
+        let bytes: i64 = files.iter().filter_map(|f| int_of(f.as_document()?.get("size"))).sum();
+        if bytes > 0 {
+            *sums.entry(author).or_default() += bytes;
+        }
+    }
+    sums.into_iter().map(|(author, bytes)| (Id::from_i64(author), bytes)).collect()
+}
+
 // ---------------------------------------------------------------- audit log
 
 /// `_id` is the entry id; the changes are kept as the JSON text the API shows (arbitrary values

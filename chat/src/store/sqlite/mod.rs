@@ -504,6 +504,7 @@ impl Store for SqliteStore {
         // FTS rows via triggers), roles, members, bans and invites — all in this one transaction.
         self.engine
             .write(move |c| {
+                give_back_upload_usage(c, "SELECT id FROM channels WHERE guild_id = ?1", id)?;
                 exec(c, "DELETE FROM guilds WHERE id = ?1", [id.as_i64()]).map_err(db)?;
                 Ok(())
             })
@@ -569,6 +570,7 @@ impl Store for SqliteStore {
         self.engine
             .write(move |c| {
                 exec(c, "UPDATE channels SET parent_id = NULL WHERE parent_id = ?1", [id.as_i64()]).map_err(db)?;
+                give_back_upload_usage(c, "?1", id)?;
                 // Messages (and their reactions, mentions, FTS rows) and read states cascade.
                 exec(c, "DELETE FROM channels WHERE id = ?1", [id.as_i64()]).map_err(db)?;
                 Ok(())
@@ -1190,6 +1192,19 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
+
+/// Before the messages of some channels go (`channels`: SQL naming their ids, with `?1` bound to
+/// `param`): their files' bytes go back to each uploader's usage, in the same transaction.
+fn give_back_upload_usage(c: &rusqlite::Connection, channels: &str, param: Id) -> StoreResult<()> {
+    let sql = format!(
+        "UPDATE upload_usage SET bytes = max(bytes - COALESCE((\
+           SELECT SUM(json_extract(a.value, '$.size')) FROM messages AS m, json_each(m.attachments) AS a \
+           WHERE m.author_id = upload_usage.user_id AND m.channel_id IN ({channels})), 0), 0) \
+         WHERE user_id IN (SELECT author_id FROM messages WHERE channel_id IN ({channels}) AND attachments <> '[]')"
+    );
+    exec(c, &sql, [param.as_i64()]).map_err(db)?;
+    Ok(())
 }
 
 #[cfg(test)]
