@@ -1171,3 +1171,38 @@ async fn a_node_that_stalled_past_its_record_ends_the_calls_of_a_room_placed_els
         }
     }
 }
+
+#[tokio::test]
+async fn slow_mode_holds_across_nodes_and_a_send_with_files_waits_before_its_upload() {
+    let Some(mut cluster) = Cluster::new() else { return };
+    let limited = ["--no-rate-limits", "false"];
+    let (a, b) = (cluster.node(&limited).await, cluster.node(&limited).await);
+    let owner = register(&a, "owner").await;
+    let alice = register(&a, "alice").await;
+    let (_, channel) = guild_with_member(&a, &owner, &a, &alice).await;
+    let slow = json!({"rate_limit_per_user": 60});
+    let (s, _) = a.api(Some(&owner), Method::PATCH, &format!("/channels/{channel}"), Some(slow)).await;
+    assert_eq!(s, 200);
+    let path = format!("/channels/{channel}/messages");
+    let (s, first) = a.api(Some(&alice), Method::POST, &path, Some(json!({"content": "on a"}))).await;
+    assert_eq!(s, 201, "{first}");
+    let (s, body) = b.api(Some(&alice), Method::POST, &path, Some(json!({"content": "on b"}))).await;
+    assert_eq!((s, body["code"].as_str()), (429, Some("slow_mode")), "the period is the cluster's: {body}");
+
+    // A send with files whose body never ends: node B answers from Redis before reading the file.
+    let head = "--b\r\nContent-Disposition: form-data; name=\"payload_json\"\r\n\r\n{\"content\":\"file\"}\r\n\
+                --b\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"f.bin\"\r\n\r\n";
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(head.as_bytes().to_vec()) })
+        .chain(futures::stream::pending());
+    let send = reqwest::Client::new()
+        .post(format!("{}/api/v1{path}", b.base))
+        .bearer_auth(&alice)
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let r = tokio::time::timeout(Duration::from_secs(10), send).await.expect("an answer before the body ends");
+    let r = r.expect("response");
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "slow_mode", "{body}");
+}

@@ -103,6 +103,9 @@ pub trait SharedLimiter: Send + Sync + 'static {
 
     /// Admits `key` at most once per `period` (slow mode); answers like [`SharedLimiter::check`].
     async fn once_per(&self, key: &str, period: Duration) -> Result<Result<(), Limited>, String>;
+
+    /// Whether [`SharedLimiter::once_per`] would refuse `key` now, without taking it.
+    async fn once_per_waiting(&self, key: &str) -> Result<Result<(), Limited>, String>;
 }
 
 pub struct RateLimits {
@@ -121,6 +124,22 @@ pub struct RateLimits {
     gateway_frames: Quota,
     /// Slow mode: when each (channel, member) may post again.
     slow_mode: parking_lot::Mutex<std::collections::HashMap<(Id, Id), std::time::Instant>>,
+}
+
+fn slow_mode_key(channel: Id, user: Id) -> String {
+    format!("slow:{channel}:{user}")
+}
+
+/// Refused (with the whole seconds left, rounded up) while `next` — when the member may post
+/// again — is still ahead.
+fn slow_mode_wait(next: Option<&std::time::Instant>, now: std::time::Instant) -> Result<(), Limited> {
+    match next {
+        Some(at) if *at > now => {
+            let wait = *at - now;
+            Err(Limited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Slow-mode entries kept before expired ones are swept out.
@@ -168,7 +187,18 @@ impl RateLimits {
         local: impl FnOnce() -> Result<(), Limited>,
     ) -> Result<(), Limited> {
         let Some(shared) = self.shared.get().filter(|_| !rate.is_unlimited()) else { return local() };
-        match shared.check(&key(), rate).await {
+        let verdict = shared.check(&key(), rate).await;
+        self.shared_or_local(verdict, local)
+    }
+
+    /// The shared limiter's verdict, or this node's when it does not answer (counted; an outage
+    /// logged once, and its end).
+    fn shared_or_local(
+        &self,
+        verdict: Result<Result<(), Limited>, String>,
+        local: impl FnOnce() -> Result<(), Limited>,
+    ) -> Result<(), Limited> {
+        match verdict {
             Ok(verdict) => {
                 if self.shared_failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("rate limits: the shared limiter answers again");
@@ -210,26 +240,22 @@ impl RateLimits {
             if next.len() >= SLOW_MODE_SWEEP_AT {
                 next.retain(|_, at| *at > now);
             }
-            match next.get(&(channel, user)) {
-                Some(at) if *at > now => {
-                    let wait = *at - now;
-                    Err(Limited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)))
-                }
-                _ => {
-                    next.insert((channel, user), now + period);
-                    Ok(())
-                }
-            }
+            slow_mode_wait(next.get(&(channel, user)), now)?;
+            next.insert((channel, user), now + period);
+            Ok(())
         };
         let Some(shared) = self.shared.get() else { return local() };
-        match shared.once_per(&format!("slow:{channel}:{user}"), period).await {
-            Ok(verdict) => verdict,
-            Err(e) => {
-                self.shared_fallbacks.inc();
-                tracing::debug!("slow mode: the shared limiter does not answer ({e}); deciding on this node");
-                local()
-            }
-        }
+        let verdict = shared.once_per(&slow_mode_key(channel, user), period).await;
+        self.shared_or_local(verdict, local)
+    }
+
+    /// Whether [`RateLimits::slow_mode`] would refuse the member now, without taking their turn (to
+    /// refuse a send before its files are uploaded).
+    pub async fn slow_mode_waiting(&self, channel: Id, user: Id) -> Result<(), Limited> {
+        let local = || slow_mode_wait(self.slow_mode.lock().get(&(channel, user)), std::time::Instant::now());
+        let Some(shared) = self.shared.get() else { return local() };
+        let verdict = shared.once_per_waiting(&slow_mode_key(channel, user)).await;
+        self.shared_or_local(verdict, local)
     }
 
     /// A second-factor code tried for this account (see [`MFA_ATTEMPTS`]), whatever the client's
@@ -268,6 +294,9 @@ mod tests {
         async fn once_per(&self, _: &str, _: Duration) -> Result<Result<(), Limited>, String> {
             Err("connection refused".into())
         }
+        async fn once_per_waiting(&self, _: &str) -> Result<Result<(), Limited>, String> {
+            Err("connection refused".into())
+        }
     }
 
     struct RefuseAll;
@@ -278,6 +307,9 @@ mod tests {
             Ok(Err(Limited(7)))
         }
         async fn once_per(&self, _: &str, _: Duration) -> Result<Result<(), Limited>, String> {
+            Ok(Err(Limited(7)))
+        }
+        async fn once_per_waiting(&self, _: &str) -> Result<Result<(), Limited>, String> {
             Ok(Err(Limited(7)))
         }
     }
@@ -301,6 +333,18 @@ mod tests {
         assert!(l.auth_ip(ip).await.is_ok());
         assert!(l.auth_ip(ip).await.is_err(), "the local budget still holds");
         assert_eq!(l.shared_fallbacks.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn asking_whether_slow_mode_would_refuse_does_not_take_the_members_turn() {
+        let l = RateLimits::new(&RateLimitConfig::default());
+        let (c, u) = (Id::from_raw(1), Id::from_raw(2));
+        let period = Duration::from_secs(30);
+        assert!(l.slow_mode_waiting(c, u).await.is_ok());
+        assert!(l.slow_mode_waiting(c, u).await.is_ok(), "asking twice takes nothing");
+        assert!(l.slow_mode(c, u, period).await.is_ok(), "the turn is still there");
+        let Limited(wait) = l.slow_mode_waiting(c, u).await.unwrap_err();
+        assert!((29..=30).contains(&wait), "{wait}");
     }
 
     #[tokio::test]

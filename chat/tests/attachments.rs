@@ -7,6 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{Guild, TestServer, User};
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -451,4 +452,52 @@ async fn a_client_that_hangs_up_once_its_files_are_sent_still_gets_its_message_a
     let thumbnails = attachments.iter().filter(|a| !a["thumbnail_url"].is_null()).count();
     assert_eq!(stored(&s).len(), 2 + thumbnails, "storage holds the message's files and nothing else");
     assert_eq!(temp_files(&s), 0, "no staged file left");
+}
+
+/// A multipart send whose `payload_json` and first file bytes arrive and whose body then never
+/// ends: what the server answers before reading the rest (None after 10 s).
+async fn upload_that_never_ends(s: &TestServer, u: &User, channel: &str, payload_json: Value) -> Option<(u16, Value)> {
+    let head = multipart(&[payload(payload_json)]);
+    let mut head = head[..head.len() - format!("--{BOUNDARY}--\r\n").len()].to_vec();
+    head.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"big.bin\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    head.extend_from_slice(&[7u8; 64 * 1024]);
+    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(head) });
+    let body = reqwest::Body::wrap_stream(first.chain(futures::stream::pending()));
+    let send = s
+        .http
+        .post(format!("{}/api/v1/channels/{channel}/messages", s.base))
+        .bearer_auth(&u.token)
+        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .body(body)
+        .send();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), send).await.ok()?.ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn in_slow_mode_a_send_with_files_is_refused_before_its_files_are_read_and_a_retry_still_answers() {
+    let (s, owner, alice, g) = setup().await;
+    s.patch(&owner, &format!("/channels/{}", g.text), json!({"rate_limit_per_user": 60})).await;
+    let parts = || {
+        [payload(json!({"content": "one", "nonce": "slow-1"})), file("files[0]", "a.txt", "text/plain", b"a".to_vec())]
+    };
+    let (st, first) = upload(&s, &alice, &g.text, &parts()).await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+
+    let answer = upload_that_never_ends(&s, &alice, &g.text, json!({"content": "two", "nonce": "slow-2"})).await;
+    let (status, body) = answer.expect("an answer without the rest of the body");
+    assert_eq!((status, body["code"].as_str()), (429, Some("slow_mode")), "{body}");
+    assert_eq!(temp_files(&s), 0, "nothing staged");
+
+    let (st, again) = upload(&s, &alice, &g.text, &parts()).await;
+    assert!(st.is_success(), "a retry of the first send passes the early check: {st} {again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(stored(&s).len(), 1, "only the first send's file: {:?}", stored(&s));
 }

@@ -87,6 +87,20 @@ impl SharedLimiter for RedisLimiter {
             Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
         }
     }
+
+    async fn once_per_waiting(&self, key: &str) -> Result<Result<(), Limited>, String> {
+        let mut conn = self.conn.clone();
+        let mut pttl = redis::cmd("PTTL");
+        pttl.arg(format!("chorus:rl:{key}"));
+        let call = pttl.query_async::<i64>(&mut conn);
+        match tokio::time::timeout(CHECK_TIMEOUT, call).await {
+            // -2: no key (nothing posted this period).
+            Ok(Ok(wait_ms)) if wait_ms <= 0 => Ok(Ok(())),
+            Ok(Ok(wait_ms)) => Ok(Err(Limited((wait_ms as u64).div_ceil(1000)))),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+        }
+    }
 }
 
 #[cfg(test)]

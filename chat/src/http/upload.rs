@@ -59,7 +59,13 @@ pub async fn send_with_files(
             if payload.is_some() {
                 return Err(invalid("payload_json appears twice"));
             }
-            payload = Some(read_payload(field).await?);
+            let body = read_payload(field).await?;
+            // Sent before the files (as the web client does), it lets a member in slow mode be
+            // refused before any file byte is read.
+            if files.is_empty() {
+                chat.slow_mode_before_upload(caller, channel_id, &body).await?;
+            }
+            payload = Some(body);
         } else if name == "file" || name.starts_with("files") {
             if files.len() >= permit.max_files as usize {
                 return Err(Error::bad_request(

@@ -80,6 +80,13 @@ fn audience(access: &ChannelAccess) -> Audience {
 
 /// Mentions as the author may make them: `@everyone` needs MENTION_EVERYONE; only roles of the guild,
 /// and unmentionable ones only with MENTION_EVERYONE.
+/// The channel's slow mode for this member: none when off, or when they manage messages or the channel.
+fn slow_mode_period(access: &ChannelAccess) -> Option<std::time::Duration> {
+    let slow = access.channel.rate_limit_per_user;
+    let exempt = access.perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::MANAGE_CHANNELS);
+    (slow > 0 && !exempt).then(|| std::time::Duration::from_secs(u64::from(slow)))
+}
+
 fn allowed_mentions(access: &ChannelAccess, content: &str) -> crate::model::Mentions {
     let mut mentions = mentions::parse(content);
     let may_all = access.perms.contains(Permissions::MENTION_EVERYONE);
@@ -152,6 +159,22 @@ impl Chat {
         Ok(self.message_views(&[m], caller.user.id).await?.remove(0))
     }
 
+    /// Before the files of a multipart send stream in (its `payload_json` came first): a member still
+    /// waiting out slow mode is refused now rather than after the upload. A retry — its nonce names
+    /// a stored message — passes, to be answered with that message.
+    pub async fn slow_mode_before_upload(&self, caller: &Caller, channel_id: Id, body: &NewMessage) -> Result<()> {
+        let access = self.text_channel(caller, channel_id).await?;
+        if slow_mode_period(&access).is_none() {
+            return Ok(());
+        }
+        if let Ok(Some(nonce)) = validate::nonce(body.nonce.as_deref())
+            && self.store.message_by_nonce(channel_id, caller.user.id, &nonce).await?.is_some()
+        {
+            return Ok(());
+        }
+        self.limits.slow_mode_waiting(channel_id, caller.user.id).await.map_err(|l| Error::SlowMode(l.0))
+    }
+
     /// Returns the message and whether it was created now (false: an earlier send with the same nonce).
     pub async fn send_message(&self, caller: &Caller, channel_id: Id, body: NewMessage) -> Result<(MessageView, bool)> {
         self.send_message_with_files(caller, channel_id, body, Vec::new()).await
@@ -198,9 +221,7 @@ impl Chat {
             let view = self.message_views(std::slice::from_ref(&first), caller.user.id).await?.remove(0);
             return Ok((view, false));
         }
-        let slow = access.channel.rate_limit_per_user;
-        if slow > 0 && !access.perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::MANAGE_CHANNELS) {
-            let period = std::time::Duration::from_secs(u64::from(slow));
+        if let Some(period) = slow_mode_period(&access) {
             self.limits.slow_mode(channel_id, caller.user.id, period).await.map_err(|l| Error::SlowMode(l.0))?;
         }
         let mentions = allowed_mentions(&access, &content);
