@@ -397,6 +397,11 @@ impl Room {
         }
         for (ti, t) in self.tracks.iter_mut().enumerate() {
             let Some(t) = t else { continue };
+            // A video line waits for the track's first media: a browser negotiates VP8 and H.264 on its
+            // publish line, and only the codec it then sends may be offered (`forward` offers it then).
+            if t.info.kind == TrackKind::Video && t.sending.is_none() {
+                continue;
+            }
             for s in t.subs.iter_mut().filter(|s| s.slot == slot && s.mid.is_none()) {
                 let mid = api.add_media(
                     t.info.kind.media_kind(),
@@ -688,6 +693,7 @@ impl Room {
         };
         let kind = track.info.kind;
         let codec = data.params.spec().codec;
+        let first_media = track.sending.is_none();
         if track.sending != Some(codec) {
             // First media, or the publisher changed codec: later offers list only this one (each
             // subscription finds its payload type for it in the fan-out below).
@@ -800,6 +806,22 @@ impl Room {
         }
         if want_keyframe {
             self.request_keyframe(ctx, ti, layer, KeyframeRequestKind::Pli);
+        }
+        if first_media && kind == TrackKind::Video {
+            self.offer_waiting_video(ctx, ti);
+        }
+    }
+
+    /// A video track's codec is known (its first media arrived): its subscribers get its line now
+    /// (their answer, then a keyframe request, starts the video).
+    fn offer_waiting_video(&mut self, ctx: &mut Ctx, ti: usize) {
+        let Some(track) = self.tracks[ti].as_ref() else { return };
+        let waiting: Vec<usize> = track.subs.iter().filter(|s| s.mid.is_none()).map(|s| s.slot).collect();
+        for slot in waiting {
+            if let Some(p) = self.parts[slot].as_mut() {
+                p.renegotiate = true;
+            }
+            self.offer_if_needed(ctx, slot);
         }
     }
 

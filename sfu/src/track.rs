@@ -84,8 +84,9 @@ pub(crate) struct Track {
     pub owner: usize,
     /// Media line in the publisher's publish connection.
     pub mid: Mid,
-    /// What subscribe offers list for this track: every codec negotiated on the publisher's line
-    /// until its media arrives (a browser negotiates VP8 and H.264), then the one it sends.
+    /// What subscribe offers list for this track: the codec its media arrives in. Until then, every
+    /// codec negotiated on the publisher's line — offered for audio only (a video line waits for the
+    /// first frame, since a browser negotiates VP8 and H.264 and sends one).
     pub codecs: Vec<Codec>,
     /// The codec of the media last received.
     pub sending: Option<Codec>,

@@ -232,6 +232,10 @@ fn a_publish_line_stopped_or_turned_recvonly_unpublishes_its_track() {
     m.talk(3, &[]);
     assert_eq!(tracks(&m, "video"), 1);
     assert!(m.peers[1..].iter().all(|p| published(p, publisher, TrackKind::Video) == 1));
+    // Its first frame puts the camera's line in the subscribers' offers.
+    m.send_camera_keyframe(0, video);
+    m.talk(3, &[]);
+    assert!(m.peers[1..].iter().all(|p| p.last_offer().is_some_and(|sdp| sdp.contains("m=video 9 "))));
     m.stop_publish_line(0, video);
     m.talk(3, &[]);
     assert_eq!(tracks(&m, "video"), 0, "the stopped line's track is gone");
@@ -286,4 +290,27 @@ fn an_offer_that_makes_str0m_panic_removes_only_its_sender_and_the_room_goes_on(
     assert_eq!(m.room.participant_count(), 2);
     m.talk(50, &[]);
     assert!(m.run_until(200, |m| m.peers[1].media_in >= 45), "the others still hear each other");
+}
+
+#[test]
+fn a_camera_is_offered_once_its_first_frame_names_the_one_codec_it_sends() {
+    let mut m = Mesh::new(2, 1);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    // A str0m client, like a browser, negotiates VP8 and H.264 on its camera line.
+    let video = m.add_publish_line(0, MediaKind::Video, Direction::SendOnly).expect("video line offered");
+    m.talk(3, &[]);
+    assert_eq!(published(&m.peers[1], m.peers[0].id, TrackKind::Video), 1, "the track is announced at once");
+    let offer = m.peers[1].last_offer().unwrap_or_default().to_owned();
+    assert!(!offer.contains("m=video"), "no camera line before its media says which codec: {offer}");
+
+    m.send_camera_keyframe(0, video);
+    m.talk(3, &[]);
+    let offer = m.peers[1].last_offer().expect("an offer with the camera");
+    let section = offer.split("\nm=").find(|s| s.starts_with("video")).expect("the camera's line");
+    let codecs: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+        .filter_map(|r| r.split_once(' ').and_then(|(_, c)| c.split('/').next()))
+        .collect();
+    assert_eq!(codecs, ["VP8", "rtx"], "only the codec it sends, with its retransmission: {offer}");
 }

@@ -32,7 +32,7 @@ fn simulcast_room(m: &mut Mesh) -> TrackId {
     m.add_simulcast_publisher();
     m.add_peer(false, 1);
     m.add_peer(false, 2);
-    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    assert!(m.connect_all(2000), "peers did not connect");
     m.peers[1]
         .seen
         .iter()

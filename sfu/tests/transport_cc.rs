@@ -19,7 +19,7 @@ fn sections<'a>(sdp: &'a str, kind: &str) -> Vec<&'a str> {
 fn audio_and_video_room() -> Mesh {
     let mut m = Mesh::new(2, 1);
     m.add_simulcast_publisher();
-    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    assert!(m.connect_all(2000), "peers did not connect");
     assert!(
         m.run_until(200, |m| m.peers[1].last_offer().is_some_and(|o| o.contains("\nm=video"))),
         "the listener was offered the camera"
@@ -61,7 +61,7 @@ fn forwarded_audio_carries_no_transport_sequence_number_and_video_does() {
 fn an_audio_only_listener_reports_loss_and_round_trip_from_its_receiver_reports() {
     let mut m = Mesh::new(2, 1);
     m.uplink_delay = true; // a round trip above 0
-    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    assert!(m.connect_all(2000), "peers did not connect");
     // Receivers report on audio every 5 s (str0m's and Chrome's interval): 12 s of talk.
     m.talk(600, &[]);
     let listener = m.peers[1].id;

@@ -356,6 +356,26 @@ impl Mesh {
         cond(self)
     }
 
+    /// Step until [`Mesh::all_connected`]; false after `max` steps. A camera's line is offered to the
+    /// others once its first frame arrives, so each simulcast camera sends one keyframe as soon as
+    /// its publish connection is up (as a browser does), and nothing more.
+    pub fn connect_all(&mut self, max: usize) -> bool {
+        let mut sent = vec![false; self.peers.len()];
+        for _ in 0..max {
+            if self.all_connected() {
+                return true;
+            }
+            for i in 0..self.peers.len() {
+                if !sent[i] && self.peers[i].video_mid.is_some() && self.peers[i].publish.is_connected() {
+                    sent[i] = true;
+                    self.send_video_frame(i, true);
+                }
+            }
+            self.step(Duration::from_millis(5));
+        }
+        self.all_connected()
+    }
+
     /// Everyone connected both ways and every subscription negotiated.
     pub fn all_connected(&self) -> bool {
         let publishes = |p: &Peer| p.audio_mid.is_some() || p.video_mid.is_some();
@@ -481,6 +501,27 @@ impl Mesh {
         let _ = p.publish.handle_input(Input::Timeout(now));
         self.drain_client(i, Pc::Publish);
         self.to_sfu.drain(..).collect()
+    }
+
+    /// Peer `i` sends one VP8 keyframe (1280x720) on its single-layer video line `mid` to the room.
+    pub fn send_camera_keyframe(&mut self, i: usize, mid: Mid) {
+        self.video_frame += 1;
+        let (now, t) = (self.now, MediaTime::new(self.video_frame * 3000, Frequency::NINETY_KHZ));
+        let p = &mut self.peers[i];
+        let mut frame = vec![0u8; 600];
+        frame[..6].copy_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
+        frame[6..8].copy_from_slice(&1280u16.to_le_bytes());
+        frame[8..10].copy_from_slice(&720u16.to_le_bytes());
+        if let Some(w) = p.publish.writer(mid) {
+            let pt = w.payload_params().find(|pp| pp.spec().codec == Codec::Vp8).map(|pp| pp.pt());
+            if let Some(pt) = pt {
+                let _ = w.write(pt, now, t, frame);
+            }
+        }
+        let _ = p.publish.handle_input(Input::Timeout(now));
+        self.drain_client(i, Pc::Publish);
+        let d = self.to_sfu.drain(..).collect();
+        self.deliver(d);
     }
 
     /// Hand datagrams from a client to the room.
