@@ -53,14 +53,15 @@ async fn login(s: &TestServer, name: &str, password: &str) -> (StatusCode, Value
     s.call(None, Method::POST, "/auth/login", Some(json!({"username": name, "password": password}))).await
 }
 
-/// Enables 2FA for `u`; returns the secret and the recovery codes.
-async fn enable(s: &TestServer, u: &User) -> (String, Vec<String>) {
+/// Enables 2FA for `u`; returns the secret, the recovery codes and the time whose code enabled it.
+async fn enable(s: &TestServer, u: &User) -> (String, Vec<String>, u64) {
     let (st, setup) = s.post(u, "/users/@me/mfa/totp/setup", json!({})).await;
     assert_eq!(st, StatusCode::OK, "{setup}");
     assert!(setup["qr_svg"].as_str().unwrap().starts_with("data:image/svg+xml;base64,"));
     assert!(setup["otpauth_url"].as_str().unwrap().starts_with("otpauth://totp/Chorus:"));
     let secret = setup["secret"].as_str().expect("secret").to_string();
-    let code = totp_at(&secret, now());
+    let at = now();
+    let code = totp_at(&secret, at);
     let (st, body) = s
         .post(u, "/users/@me/mfa/totp/enable", json!({"secret": secret, "code": code, "password": "password123"}))
         .await;
@@ -68,14 +69,14 @@ async fn enable(s: &TestServer, u: &User) -> (String, Vec<String>) {
     let codes: Vec<String> =
         body["recovery_codes"].as_array().expect("codes").iter().map(|c| c.as_str().unwrap().to_string()).collect();
     assert_eq!(codes.len(), 10);
-    (secret, codes)
+    (secret, codes, at)
 }
 
 #[tokio::test]
-async fn with_totp_on_a_login_needs_the_apps_current_code_after_the_password() {
+async fn with_totp_on_a_login_needs_a_code_from_the_app_after_the_password() {
     let s = TestServer::start().await;
     let u = s.user("alice").await;
-    let (secret, _) = enable(&s, &u).await;
+    let (secret, _, _) = enable(&s, &u).await;
     let (st, first) = login(&s, "alice", "password123").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(first["mfa"], true);
@@ -99,7 +100,7 @@ async fn with_totp_on_a_login_needs_the_apps_current_code_after_the_password() {
 async fn a_totp_code_is_good_once() {
     let s = TestServer::start().await;
     let u = s.user("alice").await;
-    let (secret, _) = enable(&s, &u).await;
+    let (secret, _, enabled_at) = enable(&s, &u).await;
     let mfa = |code: String| {
         let s = &s;
         async move {
@@ -108,7 +109,7 @@ async fn a_totp_code_is_good_once() {
             s.call(None, Method::POST, "/auth/mfa/totp", Some(json!({"ticket": ticket, "code": code}))).await
         }
     };
-    let (st, body) = mfa(totp_at(&secret, now())).await;
+    let (st, body) = mfa(totp_at(&secret, enabled_at)).await;
     assert_eq!(
         (st, body["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_mfa_code")),
@@ -125,7 +126,7 @@ async fn a_totp_code_is_good_once() {
 async fn a_recovery_code_logs_in_once_and_a_forged_ticket_never() {
     let s = TestServer::start().await;
     let u = s.user("alice").await;
-    let (_, codes) = enable(&s, &u).await;
+    let (_, codes, _) = enable(&s, &u).await;
     let ticket = |v: &Value| v["ticket"].as_str().expect("ticket").to_string();
     let (_, first) = login(&s, "alice", "password123").await;
     let typed = codes[0].to_uppercase().replace('-', " ");
@@ -160,7 +161,7 @@ async fn a_recovery_code_logs_in_once_and_a_forged_ticket_never() {
 async fn guessing_codes_is_limited_per_account_whatever_the_address() {
     let s = TestServer::start().await;
     let u = s.user("alice").await;
-    let (secret, _) = enable(&s, &u).await;
+    let (secret, _, _) = enable(&s, &u).await;
     let (_, first) = login(&s, "alice", "password123").await;
     let ticket = first["ticket"].as_str().expect("ticket");
     let mut limited = false;
@@ -174,7 +175,7 @@ async fn guessing_codes_is_limited_per_account_whatever_the_address() {
         }
     }
     assert!(limited, "a run of wrong codes is cut off");
-    let code = totp_at(&secret, now());
+    let code = next_code(&secret);
     let (st, _) = s.call(None, Method::POST, "/auth/mfa/totp", Some(json!({"ticket": ticket, "code": code}))).await;
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "even the right code waits out the limit");
 }
@@ -201,7 +202,7 @@ async fn enabling_needs_the_password_and_a_code_from_the_secret_and_disabling_ne
     let (_, login_plain) = login(&s, "alice", "password123").await;
     assert!(login_plain["token"].is_string(), "2FA is still off");
 
-    let (secret, _) = enable(&s, &u).await;
+    let (secret, _, _) = enable(&s, &u).await;
     let (st, body) =
         s.post(&u, "/users/@me/mfa/totp/disable", json!({"password": "password123", "code": "123456"})).await;
     assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_mfa_code")));
@@ -273,7 +274,7 @@ async fn a_deleted_account_leaves_its_guilds_keeps_its_messages_as_a_deleted_use
 async fn with_totp_on_deleting_the_account_also_needs_a_code() {
     let s = TestServer::start().await;
     let u = s.user("alice").await;
-    let (secret, _) = enable(&s, &u).await;
+    let (secret, _, _) = enable(&s, &u).await;
     let (st, body) =
         s.call(Some(&u.token), Method::DELETE, "/users/@me", Some(json!({"password": "password123"}))).await;
     assert_eq!((st, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_mfa_code")), "{body}");

@@ -693,14 +693,6 @@ impl Room {
         };
         let kind = track.info.kind;
         let codec = data.params.spec().codec;
-        let first_media = track.sending.is_none();
-        if track.sending != Some(codec) {
-            // First media, or the publisher changed codec: later offers list only this one (each
-            // subscription finds its payload type for it in the fan-out below).
-            track.sending = Some(codec);
-            track.codecs.clear();
-            track.codecs.push(codec);
-        }
         let now = ctx.now;
         let mut layer = Layer::F;
         let keyframe = kind == TrackKind::Video && data.is_keyframe();
@@ -722,6 +714,16 @@ impl Room {
             layer = l;
             let dims = if keyframe { vp8_keyframe_size(&data.data) } else { None };
             track.layers[layer.index()].on_frame(now, data.data.len(), dims);
+        }
+        // Only media that is forwarded counts: a frame refused above must not mark the track as sending
+        // (its waiting video lines would never be offered).
+        let first_media = track.sending.is_none();
+        if track.sending != Some(codec) {
+            // First media, or the publisher changed codec: later offers list only this one (each
+            // subscription finds its payload type for it in the fan-out below).
+            track.sending = Some(codec);
+            track.codecs.clear();
+            track.codecs.push(codec);
         }
         let publisher = p.id;
         if let Some(speaking) = speaking_change {

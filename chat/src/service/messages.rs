@@ -78,8 +78,6 @@ fn audience(access: &ChannelAccess) -> Audience {
     }
 }
 
-/// Mentions as the author may make them: `@everyone` needs MENTION_EVERYONE; only roles of the guild,
-/// and unmentionable ones only with MENTION_EVERYONE.
 /// The channel's slow mode for this member: none when off, or when they manage messages or the channel.
 fn slow_mode_period(access: &ChannelAccess) -> Option<std::time::Duration> {
     let slow = access.channel.rate_limit_per_user;
@@ -87,6 +85,8 @@ fn slow_mode_period(access: &ChannelAccess) -> Option<std::time::Duration> {
     (slow > 0 && !exempt).then(|| std::time::Duration::from_secs(u64::from(slow)))
 }
 
+/// Mentions as the author may make them: `@everyone` needs MENTION_EVERYONE; only roles of the guild,
+/// and unmentionable ones only with MENTION_EVERYONE.
 fn allowed_mentions(access: &ChannelAccess, content: &str) -> crate::model::Mentions {
     let mut mentions = mentions::parse(content);
     let may_all = access.perms.contains(Permissions::MENTION_EVERYONE);

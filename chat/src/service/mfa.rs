@@ -172,8 +172,11 @@ impl Chat {
         let codes = new_recovery_codes();
         let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
         self.store.set_totp(caller.user.id, Some(&secret), &hashes).await?;
-        // The code that proved the app holds the secret is spent: it cannot log in next.
-        self.store.use_totp_step(caller.user.id, step).await?;
+        // The code that proved the app holds the secret is spent: it cannot log in next. 2FA is on
+        // already, so a failure here must not hide the recovery codes from the caller.
+        if let Err(e) = self.store.use_totp_step(caller.user.id, step).await {
+            tracing::warn!(error = %e, "the enabling TOTP code was not marked used");
+        }
         Ok(codes)
     }
 

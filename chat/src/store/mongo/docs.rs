@@ -585,18 +585,13 @@ pub(super) fn int_of(v: Option<&bson::Bson>) -> Option<i64> {
     }
 }
 
-/// The bytes of the files in some message documents (`author_id` and `attachments` read), summed
-/// per uploader; uploaders without files are left out.
-pub(super) fn upload_bytes_by_author(messages: &[bson::Document]) -> Vec<(Id, i64)> {
-    let mut sums: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
-    for m in messages {
-        let (Some(author), Ok(files)) = (int_of(m.get("author_id")), m.get_array("attachments")) else { continue };
-        let bytes: i64 = files.iter().filter_map(|f| int_of(f.as_document()?.get("size"))).sum();
-        if bytes > 0 {
-            *sums.entry(author).or_default() += bytes;
-        }
-    }
-    sums.into_iter().map(|(author, bytes)| (Id::from_i64(author), bytes)).collect()
+/// The uploader of a message document's files and their bytes (`author_id` and `attachments`
+/// read); None for a message without files.
+pub(super) fn upload_bytes(message: &bson::Document) -> Option<(Id, i64)> {
+    let author = int_of(message.get("author_id"))?;
+    let files = message.get_array("attachments").ok()?;
+    let bytes: i64 = files.iter().filter_map(|f| int_of(f.as_document()?.get("size"))).sum();
+    (bytes > 0).then(|| (Id::from_i64(author), bytes))
 }
 
 // ---------------------------------------------------------------- audit log

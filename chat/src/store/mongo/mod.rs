@@ -171,11 +171,23 @@ impl MongoStore {
                 break;
             }
             self.reactions.delete_many(doc! { "message_id": { "$in": &ids } }).await.map_err(map_err)?;
-            self.messages.delete_many(doc! { "_id": { "$in": &ids } }).await.map_err(map_err)?;
-            // After the delete: a crash in between leaves bytes counted, never files uncounted.
-            for (author, bytes) in docs::upload_bytes_by_author(&batch) {
-                self.add_upload_usage(author, -bytes).await?;
+            // A message with files goes on its own, and its bytes go back to the uploader only if this
+            // delete took it: a message delete racing the purge (which gives them back itself), or a
+            // second purge of the channel, must not give them back twice. After the delete: a crash in
+            // between leaves bytes counted, never files uncounted.
+            let mut plain = Vec::new();
+            for m in &batch {
+                let Some(id) = m.get("_id").cloned() else { continue };
+                let Some((author, bytes)) = docs::upload_bytes(m) else {
+                    plain.push(id);
+                    continue;
+                };
+                let deleted = self.messages.delete_one(doc! { "_id": id }).await.map_err(map_err)?;
+                if deleted.deleted_count == 1 {
+                    self.add_upload_usage(author, -bytes).await?;
+                }
             }
+            self.messages.delete_many(doc! { "_id": { "$in": &plain } }).await.map_err(map_err)?;
         }
         self.read_states.delete_many(doc! { "channel_id": channel_id }).await.map_err(map_err)?;
         Ok(())

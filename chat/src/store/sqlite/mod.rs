@@ -1195,13 +1195,16 @@ impl Store for SqliteStore {
 }
 
 /// Before the messages of some channels go (`channels`: SQL naming their ids, with `?1` bound to
-/// `param`): their files' bytes go back to each uploader's usage, in the same transaction.
+/// `param`): their files' bytes go back to each uploader's usage, in the same transaction — summed
+/// per uploader in one pass over the channels' messages.
 fn give_back_upload_usage(c: &rusqlite::Connection, channels: &str, param: Id) -> StoreResult<()> {
     let sql = format!(
-        "UPDATE upload_usage SET bytes = max(bytes - COALESCE((\
-           SELECT SUM(json_extract(a.value, '$.size')) FROM messages AS m, json_each(m.attachments) AS a \
-           WHERE m.author_id = upload_usage.user_id AND m.channel_id IN ({channels})), 0), 0) \
-         WHERE user_id IN (SELECT author_id FROM messages WHERE channel_id IN ({channels}) AND attachments <> '[]')"
+        "WITH freed AS (\
+           SELECT m.author_id AS user_id, SUM(json_extract(a.value, '$.size')) AS bytes \
+           FROM messages AS m, json_each(m.attachments) AS a \
+           WHERE m.channel_id IN ({channels}) AND m.attachments <> '[]' GROUP BY m.author_id) \
+         UPDATE upload_usage SET bytes = max(upload_usage.bytes - freed.bytes, 0) \
+         FROM freed WHERE upload_usage.user_id = freed.user_id"
     );
     exec(c, &sql, [param.as_i64()]).map_err(db)?;
     Ok(())
