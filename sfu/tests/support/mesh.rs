@@ -365,11 +365,12 @@ impl Mesh {
             if self.all_connected() {
                 return true;
             }
-            for i in 0..self.peers.len() {
-                if !sent[i] && self.peers[i].video_mid.is_some() && self.peers[i].publish.is_connected() {
-                    sent[i] = true;
-                    self.send_video_frame(i, true);
-                }
+            let ready: Vec<usize> = (0..self.peers.len())
+                .filter(|&i| !sent[i] && self.peers[i].video_mid.is_some() && self.peers[i].publish.is_connected())
+                .collect();
+            for i in ready {
+                sent[i] = true;
+                self.send_video_frame(i, true);
             }
             self.step(Duration::from_millis(5));
         }
