@@ -49,16 +49,16 @@ fn multipart(parts: &[Part]) -> Vec<u8> {
     out
 }
 
-async fn upload_raw(s: &TestServer, u: &User, channel: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let resp = s
-        .http
+/// A multipart send of `u` in `channel`, its body still to be set.
+fn upload_request(s: &TestServer, u: &User, channel: &str) -> reqwest::RequestBuilder {
+    s.http
         .post(format!("{}/api/v1/channels/{channel}/messages", s.base))
         .bearer_auth(&u.token)
         .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(body)
-        .send()
-        .await
-        .expect("upload");
+}
+
+async fn upload_raw(s: &TestServer, u: &User, channel: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let resp = upload_request(s, u, channel).body(body).send().await.expect("upload");
     let status = resp.status();
     let text = resp.text().await.expect("body");
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -469,13 +469,7 @@ async fn upload_that_never_ends(s: &TestServer, u: &User, channel: &str, payload
     head.extend_from_slice(&[7u8; 64 * 1024]);
     let first = futures::stream::once(async move { Ok::<_, std::io::Error>(head) });
     let body = reqwest::Body::wrap_stream(first.chain(futures::stream::pending()));
-    let send = s
-        .http
-        .post(format!("{}/api/v1/channels/{channel}/messages", s.base))
-        .bearer_auth(&u.token)
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(body)
-        .send();
+    let send = upload_request(s, u, channel).body(body).send();
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), send).await.ok()?.ok()?;
     let status = resp.status().as_u16();
     Some((status, resp.json().await.unwrap_or(Value::Null)))

@@ -62,7 +62,7 @@ pub async fn send_with_files(
             let body = read_payload(field).await?;
             // Sent before the files (as the web client does), it lets a member in slow mode be
             // refused before any file byte is read.
-            if files.is_empty() {
+            if files.is_empty() && permit.slow_mode {
                 chat.slow_mode_before_upload(caller, channel_id, &body).await?;
             }
             payload = Some(body);

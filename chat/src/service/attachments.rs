@@ -41,6 +41,9 @@ pub struct UploadPermit {
     pub budget: u64,
     pub max_files: u32,
     pub temp_dir: PathBuf,
+    /// The channel's slow mode applies to the caller (checked again, without a lookup, before the
+    /// files stream in: `Chat::slow_mode_before_upload`).
+    pub slow_mode: bool,
 }
 
 /// An attachment as the API shows it, with signed, expiring URLs.
@@ -140,6 +143,7 @@ impl Chat {
             budget,
             max_files: limits.max_files,
             temp_dir: uploads.temp_dir.clone(),
+            slow_mode: super::messages::slow_mode_period(&access).is_some(),
         })
     }
 

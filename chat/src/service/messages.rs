@@ -79,7 +79,7 @@ fn audience(access: &ChannelAccess) -> Audience {
 }
 
 /// The channel's slow mode for this member: none when off, or when they manage messages or the channel.
-fn slow_mode_period(access: &ChannelAccess) -> Option<std::time::Duration> {
+pub(crate) fn slow_mode_period(access: &ChannelAccess) -> Option<std::time::Duration> {
     let slow = access.channel.rate_limit_per_user;
     let exempt = access.perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::MANAGE_CHANNELS);
     (slow > 0 && !exempt).then(|| std::time::Duration::from_secs(u64::from(slow)))
@@ -159,14 +159,11 @@ impl Chat {
         Ok(self.message_views(&[m], caller.user.id).await?.remove(0))
     }
 
-    /// Before the files of a multipart send stream in (its `payload_json` came first): a member still
-    /// waiting out slow mode is refused now rather than after the upload. A retry — its nonce names
-    /// a stored message — passes, to be answered with that message.
+    /// Before the files of a multipart send stream in (its `payload_json` came first), when the
+    /// channel's slow mode applies to the caller (its upload permit says so): a member still waiting
+    /// it out is refused now rather than after the upload. A retry — its nonce names a stored
+    /// message — passes, to be answered with that message.
     pub async fn slow_mode_before_upload(&self, caller: &Caller, channel_id: Id, body: &NewMessage) -> Result<()> {
-        let access = self.text_channel(caller, channel_id).await?;
-        if slow_mode_period(&access).is_none() {
-            return Ok(());
-        }
         if let Ok(Some(nonce)) = validate::nonce(body.nonce.as_deref())
             && self.store.message_by_nonce(channel_id, caller.user.id, &nonce).await?.is_some()
         {

@@ -482,15 +482,7 @@ impl Mesh {
         for (layer, (rid, w, h, size)) in
             [("q", 320u16, 180u16, 200usize), ("h", 640, 360, 800), ("f", 1280, 720, 2400)].into_iter().enumerate()
         {
-            let mut frame = vec![layer as u8; size];
-            if keyframe {
-                frame[..3].copy_from_slice(&[0x10, 0x02, 0x00]);
-                frame[3..6].copy_from_slice(&[0x9d, 0x01, 0x2a]);
-                frame[6..8].copy_from_slice(&w.to_le_bytes());
-                frame[8..10].copy_from_slice(&h.to_le_bytes());
-            } else {
-                frame[..3].copy_from_slice(&[0x11, 0x02, 0x00]);
-            }
+            let frame = vp8_frame(keyframe, w, h, layer as u8, size);
             let Some(w) = p.publish.writer(mid) else {
                 continue;
             };
@@ -509,10 +501,7 @@ impl Mesh {
         self.video_frame += 1;
         let (now, t) = (self.now, MediaTime::new(self.video_frame * 3000, Frequency::NINETY_KHZ));
         let p = &mut self.peers[i];
-        let mut frame = vec![0u8; 600];
-        frame[..6].copy_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
-        frame[6..8].copy_from_slice(&1280u16.to_le_bytes());
-        frame[8..10].copy_from_slice(&720u16.to_le_bytes());
+        let frame = vp8_frame(true, 1280, 720, 0, 600);
         if let Some(w) = p.publish.writer(mid) {
             let pt = w.payload_params().find(|pp| pp.spec().codec == Codec::Vp8).map(|pp| pp.pt());
             if let Some(pt) = pt {
@@ -551,4 +540,18 @@ impl Mesh {
         self.drain_client(i, Pc::Publish);
         self.to_sfu.drain(..).collect()
     }
+}
+
+/// A VP8 frame of `size` bytes filled with `fill` behind its frame tag; a keyframe's tag carries
+/// the start code and its `w`×`h` (RFC 6386 §9.1).
+fn vp8_frame(keyframe: bool, w: u16, h: u16, fill: u8, size: usize) -> Vec<u8> {
+    let mut frame = vec![fill; size];
+    if keyframe {
+        frame[..6].copy_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
+        frame[6..8].copy_from_slice(&w.to_le_bytes());
+        frame[8..10].copy_from_slice(&h.to_le_bytes());
+    } else {
+        frame[..3].copy_from_slice(&[0x11, 0x02, 0x00]);
+    }
+    frame
 }
