@@ -27,6 +27,8 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
+# The call-quality browser case's camera (Y4M) and microphone (WAV) files (web/tests/e2e/callbed.mjs).
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 # The ACME test CA (pebble, pebble-challtestsrv) for the --acme-domain test.
 command -v pebble >/dev/null 2>&1 || need+=(pebble)
 # Instruction counts of the SFU's forwarding path (scripts/callgrind_check.sh).

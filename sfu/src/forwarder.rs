@@ -1,8 +1,12 @@
 //! Simulcast layer selection: which layer of a video track one subscriber receives.
 //!
 //! The target layer is the best one that fits both the size the subscriber asked for
-//! and its share of the bandwidth estimate. Switching up waits for a keyframe on the
-//! new layer; switching down happens at once (and asks for a keyframe).
+//! and its share of the bandwidth estimate. Every switch, up or down, happens at a keyframe of
+//! the new layer (a VP8 decoder fed another layer's delta frames shows garbage until one
+//! comes); until then the old layer goes on. Two rules keep a subscriber whose estimate hovers
+//! near a layer's rate from flapping between layers: moving up needs a margin over the layer's
+//! rate ([`UP_MARGIN_PERCENT`]), and a layer left for lack of bandwidth stays out of reach for a
+//! while ([`UP_HOLD`], doubled when the subscriber fails again soon after).
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +84,18 @@ impl LayerStats {
     }
 }
 
+/// A layer above the forwarded one is chosen only when its rate plus this share fits the budget.
+pub const UP_MARGIN_PERCENT: u64 = 10;
+/// How long a layer left for lack of bandwidth stays out of reach, at first.
+pub const UP_HOLD: Duration = Duration::from_secs(4);
+/// The longest hold, for a subscriber that keeps failing at the same layer.
+const UP_HOLD_MAX: Duration = Duration::from_secs(32);
+/// A down-switch this soon after the last hold ended doubles the next hold.
+const HOLD_MEMORY: Duration = Duration::from_secs(20);
+/// How long a layer above must fit before the subscriber moves up: a probe through a shaping router's
+/// burst allowance can show a moment's capacity the link does not have.
+pub const UP_STABLE: Duration = Duration::from_millis(1500);
+
 /// What a subscriber asked for (`subscribe` message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Preference {
@@ -96,20 +112,23 @@ pub fn target_layer(
     layers: &[LayerStats; 3],
     pref: &Preference,
     budget_bps: Option<u64>,
+    current: Option<Layer>,
 ) -> Option<Layer> {
-    if simulcast { choose_layer(now, layers, pref, budget_bps) } else { (!pref.paused).then_some(Layer::F) }
+    if simulcast { choose_layer(now, layers, pref, budget_bps, current) } else { (!pref.paused).then_some(Layer::F) }
 }
 
 /// Choose the target layer for one subscriber.
 ///
 /// Size: the smallest active layer that covers the requested box (no upscaling needed),
 /// or the largest active layer when none does. Unknown sizes are assumed as 1/4, 1/2 and
-/// 1/1 of 1280x720. Bandwidth: step down while the layer's bitrate exceeds the budget.
+/// 1/1 of 1280x720. Bandwidth: step down while the layer does not fit the budget; a layer
+/// above `current` (the one forwarded now) fits only with [`UP_MARGIN_PERCENT`] to spare.
 pub fn choose_layer(
     now: Instant,
     layers: &[LayerStats; 3],
     pref: &Preference,
     budget_bps: Option<u64>,
+    current: Option<Layer>,
 ) -> Option<Layer> {
     if pref.paused {
         return None;
@@ -139,7 +158,12 @@ pub fn choose_layer(
             .unwrap_or(highest);
     }
     if let Some(budget) = budget_bps {
-        while chosen > lowest && layers[chosen.index()].bitrate_bps > budget {
+        let fits = |l: Layer| {
+            let bps = layers[l.index()].bitrate_bps;
+            let margin = if current.is_some_and(|c| l > c) { bps * UP_MARGIN_PERCENT / 100 } else { 0 };
+            bps + margin <= budget
+        };
+        while chosen > lowest && !fits(chosen) {
             let idx = active.iter().position(|l| *l == chosen).unwrap_or(0);
             if idx == 0 {
                 break;
@@ -164,8 +188,18 @@ pub enum Decision {
 /// One subscriber's view of one simulcast video track.
 #[derive(Debug, Default, Clone)]
 pub struct LayerForwarder {
+    /// The layer forwarded now.
     pub current: Option<Layer>,
+    /// The layer to move to at its next keyframe (equal to `current` once there).
     pub target: Option<Layer>,
+    /// The layer last left for lack of bandwidth and until when it and those above stay out of reach.
+    hold: Option<(Layer, Instant)>,
+    /// How long the last hold was.
+    hold_len: Duration,
+    /// A layer above the target that has fitted since then.
+    rising: Option<(Layer, Instant)>,
+    /// Whether the budget held the target below what the size asked for at the last choice.
+    limited: bool,
 }
 
 impl LayerForwarder {
@@ -174,6 +208,63 @@ impl LayerForwarder {
         if target.is_none() {
             self.current = None;
         }
+    }
+
+    /// Chooses the target anew ([`target_layer`]) under the hold, and starts a hold when the
+    /// budget (not the size asked for, nor a layer the publisher stopped) takes a layer away.
+    pub fn retarget(
+        &mut self,
+        now: Instant,
+        simulcast: bool,
+        layers: &[LayerStats; 3],
+        pref: &Preference,
+        budget_bps: Option<u64>,
+    ) {
+        let mut target = target_layer(now, simulcast, layers, pref, budget_bps, self.current);
+        if let (Some((held, until)), Some(t)) = (self.hold, target)
+            && now < until
+            && t >= held
+        {
+            // The best active layer below the held one; when there is none, the layer chosen.
+            target = Layer::ALL.into_iter().rfind(|l| *l < held && layers[l.index()].is_active(now)).or(target);
+        }
+        // Up from a target the budget held down only once the layer above has fitted for UP_STABLE; a
+        // larger tile or a layer the publisher (re)starts at once.
+        match (self.target, target) {
+            (Some(was), Some(t)) if t > was && self.limited => {
+                let since = match self.rising {
+                    Some((l, since)) if l == t => since,
+                    _ => now,
+                };
+                self.rising = Some((t, since));
+                if now.saturating_duration_since(since) < UP_STABLE {
+                    target = Some(was);
+                }
+            }
+            _ => self.rising = None,
+        }
+        let sized = target_layer(now, simulcast, layers, pref, None, None);
+        if let (Some(was), Some(t)) = (self.target, target)
+            && t < was
+            && was <= sized.unwrap_or(Layer::Q)
+        {
+            let again = self.hold.is_some_and(|(_, until)| now < until + HOLD_MEMORY);
+            self.hold_len = if again { (self.hold_len * 2).clamp(UP_HOLD, UP_HOLD_MAX) } else { UP_HOLD };
+            self.hold = Some((was, now + self.hold_len));
+        }
+        self.limited = target < sized;
+        self.set_target(target);
+    }
+
+    /// The layer the bandwidth estimator should find room for: the one the size asked for wants, so that
+    /// str0m probes for it (a rise of the desired rate starts a probe; in the application-limited region
+    /// it probes for twice the desired rate every 5 s); while a hold stands, only the target — probing a
+    /// link that just proved too small costs the audio on it packets.
+    pub fn wanted(&self, now: Instant, simulcast: bool, layers: &[LayerStats; 3], pref: &Preference) -> Option<Layer> {
+        if self.hold.is_some_and(|(_, until)| now < until) && self.target.is_some() {
+            return self.target;
+        }
+        target_layer(now, simulcast, layers, pref, None, None)
     }
 
     /// Whether the frame of `layer` goes to this subscriber.
@@ -185,12 +276,8 @@ impl LayerForwarder {
         if layer == target {
             match self.current {
                 Some(c) if c == target => Decision::Forward,
-                Some(c) if target < c => {
-                    self.current = Some(target);
-                    Decision::Switched { up: false }
-                }
                 _ if keyframe => {
-                    let up = self.current.is_some();
+                    let up = self.current.is_some_and(|c| c < target);
                     self.current = Some(target);
                     Decision::Switched { up }
                 }
@@ -209,6 +296,33 @@ impl LayerForwarder {
             (c, Some(t)) if c != Some(t) => Some(t),
             _ => None,
         }
+    }
+}
+
+/// One subscriber's RTP timestamps of a simulcast track, continuous across layer switches. Each layer is
+/// its own RTP stream with its own random timestamp base (RFC 3550 §5.1), so forwarding a new layer's
+/// timestamps as they are makes the receiver's clock jump: Chromium froze the picture for ~3 s at each
+/// switch. At a switch the new layer's timestamps are shifted to go on from the last one forwarded, by
+/// the arrival time between the two frames.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timestamps {
+    /// Added to the publisher's timestamps (90 kHz ticks).
+    offset: i64,
+    /// The last timestamp forwarded and when its frame arrived.
+    last: Option<(u64, Instant)>,
+}
+
+impl Timestamps {
+    /// The timestamp to forward for a frame with `input` that arrived at `at`; `switched`: the first
+    /// frame of a layer the subscriber just moved to.
+    pub fn map(&mut self, input: u64, at: Instant, switched: bool) -> u64 {
+        if let (true, Some((last, last_at))) = (switched, self.last) {
+            let ticks = (at.saturating_duration_since(last_at).as_micros() * 90 / 1000).max(1) as i64;
+            self.offset = (last as i64).saturating_add(ticks).saturating_sub(input as i64);
+        }
+        let out = (input as i64).saturating_add(self.offset).max(0) as u64;
+        self.last = Some((out, at));
+        out
     }
 }
 
@@ -239,21 +353,32 @@ mod tests {
         l
     }
 
+    const LARGE: Preference = Preference { max_width: Some(1280), max_height: Some(720), paused: false };
+
     #[test]
     fn small_tile_gets_low_layer_and_large_tile_high_layer() {
         let now = Instant::now();
         let l = three_layers(now);
         let small = Preference { max_width: Some(320), max_height: Some(180), paused: false };
-        let large = Preference { max_width: Some(1280), max_height: Some(720), paused: false };
-        assert_eq!(choose_layer(now, &l, &small, None), Some(Layer::Q));
-        assert_eq!(choose_layer(now, &l, &large, Some(5_000_000)), Some(Layer::F));
-        assert_eq!(choose_layer(now, &l, &large, Some(600_000)), Some(Layer::H));
-        let paused = Preference { paused: true, ..large };
-        assert_eq!(choose_layer(now, &l, &paused, None), None);
+        assert_eq!(choose_layer(now, &l, &small, None, None), Some(Layer::Q));
+        assert_eq!(choose_layer(now, &l, &LARGE, Some(5_000_000), None), Some(Layer::F));
+        assert_eq!(choose_layer(now, &l, &LARGE, Some(600_000), None), Some(Layer::H));
+        let paused = Preference { paused: true, ..LARGE };
+        assert_eq!(choose_layer(now, &l, &paused, None, None), None);
     }
 
     #[test]
-    fn switch_up_waits_for_keyframe_and_down_is_immediate() {
+    fn a_layer_above_the_forwarded_one_needs_a_margin_over_its_rate() {
+        let now = Instant::now();
+        let l = three_layers(now);
+        // 1.6 Mbit/s holds `f` (1.5) once there, but does not take a subscriber from `h` up to it.
+        assert_eq!(choose_layer(now, &l, &LARGE, Some(1_600_000), Some(Layer::F)), Some(Layer::F));
+        assert_eq!(choose_layer(now, &l, &LARGE, Some(1_600_000), Some(Layer::H)), Some(Layer::H));
+        assert_eq!(choose_layer(now, &l, &LARGE, Some(1_650_000), Some(Layer::H)), Some(Layer::F));
+    }
+
+    #[test]
+    fn switch_up_waits_for_keyframe() {
         let mut f = LayerForwarder::default();
         f.set_target(Some(Layer::Q));
         assert_eq!(f.on_frame(Layer::Q, false), Decision::Drop);
@@ -264,8 +389,128 @@ mod tests {
         assert_eq!(f.on_frame(Layer::Q, false), Decision::Forward);
         assert_eq!(f.on_frame(Layer::F, true), Decision::Switched { up: true });
         assert_eq!(f.on_frame(Layer::Q, false), Decision::Drop);
+    }
+
+    #[test]
+    fn switch_down_waits_for_a_keyframe_of_the_lower_layer_while_the_upper_goes_on() {
+        let mut f = LayerForwarder { current: Some(Layer::F), target: Some(Layer::F), ..Default::default() };
         f.set_target(Some(Layer::H));
-        assert_eq!(f.on_frame(Layer::H, false), Decision::Switched { up: false });
+        assert_eq!(f.wants_keyframe(), Some(Layer::H));
+        assert_eq!(f.on_frame(Layer::H, false), Decision::Drop);
+        assert_eq!(f.on_frame(Layer::F, false), Decision::Forward);
+        assert_eq!(f.on_frame(Layer::H, true), Decision::Switched { up: false });
+        assert_eq!(f.on_frame(Layer::F, false), Decision::Drop);
+        assert_eq!(f.on_frame(Layer::H, false), Decision::Forward);
+    }
+
+    /// A forwarder on `f` whose budget just fell to 1 Mbit/s at `now`.
+    fn squeezed(now: Instant, l: &[LayerStats; 3]) -> LayerForwarder {
+        let mut f = LayerForwarder { current: Some(Layer::F), target: Some(Layer::F), ..Default::default() };
+        f.retarget(now, true, l, &LARGE, Some(1_000_000));
+        assert_eq!(f.target, Some(Layer::H));
+        f
+    }
+
+    #[test]
+    fn a_layer_left_for_lack_of_bandwidth_stays_out_of_reach_for_the_hold() {
+        let now = Instant::now();
+        let l = three_layers(now);
+        let mut f = squeezed(now, &l);
+        f.on_frame(Layer::H, true);
+        let plenty = Some(10_000_000);
+        let later = now + UP_HOLD - Duration::from_millis(100);
+        f.retarget(later, true, &three_layers(later), &LARGE, plenty);
+        assert_eq!(f.target, Some(Layer::H), "still held");
+        let after = steady(&mut f, now + UP_HOLD, UP_STABLE, plenty);
+        assert_eq!(f.target, Some(Layer::F), "the hold is over, and `f` fitted for UP_STABLE");
+        assert!(after >= now + UP_HOLD + UP_STABLE);
+    }
+
+    /// Retargets every 500 ms from `from` for `span` with `budget`; returns the last time.
+    fn steady(f: &mut LayerForwarder, from: Instant, span: Duration, budget: Option<u64>) -> Instant {
+        let mut t = from;
+        loop {
+            f.retarget(t, true, &three_layers(t), &LARGE, budget);
+            if t >= from + span {
+                return t;
+            }
+            t += Duration::from_millis(500);
+        }
+    }
+
+    #[test]
+    fn a_moment_of_room_does_not_move_a_subscriber_up() {
+        let now = Instant::now();
+        let mut f = LayerForwarder::default();
+        f.retarget(now, true, &three_layers(now), &LARGE, Some(1_000_000));
+        assert_eq!(f.target, Some(Layer::H), "the first choice at once, held down by the budget");
+        let t = now + Duration::from_millis(500);
+        f.retarget(t, true, &three_layers(t), &LARGE, Some(10_000_000));
+        let t = t + Duration::from_millis(500);
+        f.retarget(t, true, &three_layers(t), &LARGE, Some(1_000_000));
+        let t = t + Duration::from_millis(1000);
+        f.retarget(t, true, &three_layers(t), &LARGE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::H), "room that came and went, then came again: not yet");
+        steady(&mut f, t, UP_STABLE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::F));
+    }
+
+    #[test]
+    fn failing_again_soon_after_a_hold_doubles_the_next() {
+        let now = Instant::now();
+        let mut f = squeezed(now, &three_layers(now));
+        let t1 = steady(&mut f, now + UP_HOLD, UP_STABLE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::F));
+        let t2 = t1 + Duration::from_secs(1);
+        f.retarget(t2, true, &three_layers(t2), &LARGE, Some(1_000_000));
+        assert_eq!(f.target, Some(Layer::H));
+        steady(&mut f, t2 + UP_HOLD, UP_STABLE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::H), "the second hold is twice the first");
+        steady(&mut f, t2 + UP_HOLD * 2, UP_STABLE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::F));
+    }
+
+    #[test]
+    fn the_estimator_is_asked_for_the_size_wanted_once_the_hold_is_over() {
+        let now = Instant::now();
+        let l = three_layers(now);
+        let f = squeezed(now, &l);
+        assert_eq!(f.wanted(now, true, &l, &LARGE), Some(Layer::H), "held: nothing above `h`");
+        let after = now + UP_HOLD;
+        assert_eq!(f.wanted(after, true, &three_layers(after), &LARGE), Some(Layer::F));
+        let small = Preference { max_width: Some(640), max_height: Some(360), paused: false };
+        assert_eq!(f.wanted(after, true, &three_layers(after), &small), Some(Layer::H), "the tile wants no more");
+        assert_eq!(LayerForwarder::default().wanted(now, true, &l, &LARGE), Some(Layer::F), "no target yet: the size");
+    }
+
+    #[test]
+    fn a_smaller_tile_or_a_layer_the_publisher_stopped_starts_no_hold() {
+        let now = Instant::now();
+        let l = three_layers(now);
+        let mut f = LayerForwarder { current: Some(Layer::F), target: Some(Layer::F), ..Default::default() };
+        let small = Preference { max_width: Some(640), max_height: Some(360), paused: false };
+        f.retarget(now, true, &l, &small, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::H));
+        f.retarget(now, true, &l, &LARGE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::F), "the tile grew back: no hold, no wait");
+        let mut no_f = l;
+        no_f[Layer::F.index()].last_seen = None;
+        f.retarget(now, true, &no_f, &LARGE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::H));
+        f.retarget(now, true, &l, &LARGE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::F), "the publisher sends `f` again: no hold, no wait");
+    }
+
+    #[test]
+    fn timestamps_go_on_across_a_layer_switch_by_the_time_between_the_frames() {
+        let t0 = Instant::now();
+        let mut ts = Timestamps::default();
+        assert_eq!(ts.map(1_000_000, t0, true), 1_000_000, "the first layer's timestamps pass as they are");
+        assert_eq!(ts.map(1_003_000, t0 + Duration::from_millis(33), false), 1_003_000);
+        // The next layer's base is elsewhere; its first frame comes 33 ms later.
+        let out = ts.map(7_777_000, t0 + Duration::from_millis(66), true);
+        assert_eq!(out, 1_003_000 + 2_970);
+        assert_eq!(ts.map(7_780_000, t0 + Duration::from_millis(99), false), out + 3_000, "and go on from there");
     }
 
     #[test]

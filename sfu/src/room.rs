@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::Receive;
 use str0m::{Event, IceConnectionState, Input};
 
-use crate::forwarder::{Decision, Layer, target_layer, vp8_keyframe_size};
+use crate::forwarder::{Decision, Layer, vp8_keyframe_size};
 use crate::metrics::{LocalCounters, SfuMetrics};
 use crate::offer_sdp::{LineCodecs, only_codecs, rejected_lines_inactive, without_audio_transport_cc};
 use crate::participant::{Addresses, Participant};
@@ -29,6 +29,8 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_TIMEOUT_ROUNDS: usize = 4;
 /// Layer choices are revisited this often (bitrates and active layers move).
 const RESELECT_INTERVAL: Duration = Duration::from_millis(500);
+/// Timeouts further away than this are left to the worker's regular tick.
+const WAKE_HORIZON: Duration = Duration::from_millis(5);
 
 /// What the room needs from its worker on each call.
 pub struct Ctx<'a> {
@@ -50,7 +52,7 @@ pub struct Room {
     events: VecDeque<(usize, Pc, Event)>,
     next_track: u64,
     last_reselect: Option<Instant>,
-    /// The earliest str0m timeout that forwarding produced since the worker last asked (see [`Room::take_wake`]).
+    /// The earliest str0m timeout that forwarding or a tick produced since the worker last asked (see [`Room::take_wake`]).
     wake: Option<Instant>,
     relay_sources: crate::config::RelaySources,
 }
@@ -517,8 +519,8 @@ impl Room {
         }
     }
 
-    /// The earliest moment a subscriber's pacer wants a timeout pass, set while forwarding; the worker
-    /// schedules its next tick no later than that.
+    /// The earliest moment a peer connection wants a timeout pass, set while forwarding and by each tick;
+    /// the worker schedules its next tick no later than that.
     pub fn take_wake(&mut self) -> Option<Instant> {
         self.wake.take()
     }
@@ -742,26 +744,29 @@ impl Room {
             let Some(sub) = self.parts[s.slot].as_mut() else {
                 continue;
             };
+            let mut time = data.time;
             if kind == TrackKind::Audio {
                 if sub.deafened || sub.server_deafened {
                     continue;
                 }
             } else {
-                match s.layers.on_frame(layer, keyframe) {
+                let switched = match s.layers.on_frame(layer, keyframe) {
                     Decision::Drop => {
                         want_keyframe |= s.layers.wants_keyframe() == Some(layer);
                         continue;
                     }
-                    Decision::Forward => {}
-                    Decision::Switched { up } => {
-                        if up {
-                            ctx.counters.switches_up += 1;
-                        } else {
-                            ctx.counters.switches_down += 1;
-                            want_keyframe |= !keyframe;
-                        }
+                    Decision::Forward => false,
+                    Decision::Switched { up: true } => {
+                        ctx.counters.switches_up += 1;
+                        true
                     }
-                }
+                    Decision::Switched { up: false } => {
+                        ctx.counters.switches_down += 1;
+                        true
+                    }
+                };
+                let mapped = s.timestamps.map(data.time.numer(), data.network_time, switched);
+                time = MediaTime::new(mapped, data.time.frequency());
             }
             let pt = match s.pt {
                 Some((c, pt)) if c == codec => pt,
@@ -789,7 +794,7 @@ impl Room {
             let Some(writer) = sub.subscribe.writer(mid) else {
                 continue;
             };
-            if writer.write(pt, data.network_time, data.time, data.data.clone()).is_err() {
+            if writer.write(pt, data.network_time, time, data.data.clone()).is_err() {
                 continue;
             }
             match kind {
@@ -871,14 +876,15 @@ impl Room {
         }
     }
 
-    /// Tells each subscriber's bandwidth estimator what its video would use at the sizes it asked for,
-    /// so that str0m probes for that capacity: without a desired rate it never probes above what is
-    /// sent, and the estimate stays below the next layer for good.
+    /// Tells each subscriber's bandwidth estimator what its video would use at the sizes it asked for
+    /// (while a hold stands, at the layers it is given: [`crate::forwarder::LayerForwarder::wanted`]), so
+    /// that str0m probes for that capacity: without a desired rate it never probes above what is sent,
+    /// and the estimate stays below the next layer for good.
     fn update_desired_bitrates(&mut self, ctx: &mut Ctx) {
         let mut want = vec![0u64; self.parts.len()];
         for t in self.tracks.iter().flatten().filter(|t| t.info.kind == TrackKind::Video) {
             for s in &t.subs {
-                let layer = target_layer(ctx.now, t.info.simulcast, &t.layers, &s.pref, None);
+                let layer = s.layers.wanted(ctx.now, t.info.simulcast, &t.layers, &s.pref);
                 if let (Some(l), Some(w)) = (layer, want.get_mut(s.slot)) {
                     *w += t.layers[l.index()].bitrate_bps;
                 }
@@ -888,8 +894,9 @@ impl Room {
             let Some(p) = self.parts[slot].as_mut() else {
                 continue;
             };
-            // A quarter on top for keyframes and bursts; changes under a fifth are not worth a new probe.
-            let desired = bps + bps / 4;
+            // Half on top: the margin an up-switch needs, keyframes and bursts. Changes under a fifth are not worth a new
+            // probe.
+            let desired = bps + bps / 2;
             if desired.abs_diff(p.desired_bps) * 5 <= p.desired_bps || (desired == 0 && p.desired_bps == 0) {
                 continue;
             }
@@ -910,7 +917,7 @@ impl Room {
         let mut need = None;
         for s in t.subs.iter_mut() {
             let budget = self.parts[s.slot].as_ref().and_then(|p| p.bwe_bps.map(|b| b / p.video_out.max(1) as u64));
-            s.layers.set_target(target_layer(ctx.now, t.info.simulcast, &t.layers, &s.pref, budget));
+            s.layers.retarget(ctx.now, t.info.simulcast, &t.layers, &s.pref, budget);
             if let Some(l) = s.layers.wants_keyframe() {
                 need = Some(l);
             }
@@ -924,6 +931,7 @@ impl Room {
     pub fn tick(&mut self, ctx: &mut Ctx) {
         let now = ctx.now;
         let mut dead = Vec::new();
+        let mut earliest = now + WAKE_HORIZON;
         for slot in 0..self.parts.len() {
             let Some(p) = self.parts[slot].as_mut() else {
                 continue;
@@ -938,6 +946,10 @@ impl Room {
                     p.drain(slot, pc, ctx.out, &mut self.events);
                     rounds += 1;
                 }
+                // A pacer sending a probe wants a pass every few milliseconds: waiting for the worker's next
+                // regular tick would spread the probe out and make str0m measure the link at a fraction of
+                // its capacity.
+                earliest = earliest.min(p.timeout(pc));
             }
             if let Some(speaking) = p.speaking.on_tick(now) {
                 let ev = SfuEvent::Speaking { participant_id: p.id, speaking };
@@ -951,6 +963,9 @@ impl Room {
             } else if p.seen_traffic && now.saturating_duration_since(p.last_seen) > self.peer_timeout {
                 dead.push((slot, LeaveReason::Timeout));
             }
+        }
+        if earliest < now + WAKE_HORIZON {
+            self.wake = Some(self.wake.map_or(earliest, |w| w.min(earliest)));
         }
         self.process_events(ctx);
         if self.last_reselect.is_none_or(|t| now.saturating_duration_since(t) >= RESELECT_INTERVAL) {

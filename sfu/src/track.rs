@@ -5,7 +5,7 @@ use std::time::Instant;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
 
-use crate::forwarder::{LayerForwarder, LayerStats, Preference};
+use crate::forwarder::{LayerForwarder, LayerStats, Preference, Timestamps};
 use crate::{ParticipantId, TrackId};
 
 /// Audio or video.
@@ -57,6 +57,8 @@ pub(crate) struct Subscription {
     pub unsupported: Option<Codec>,
     pub pref: Preference,
     pub layers: LayerForwarder,
+    /// Its video timestamps, continuous across layer switches.
+    pub timestamps: Timestamps,
     /// Cumulative NACK count last reported by str0m's egress stats.
     pub nacks_seen: u64,
 }
@@ -71,6 +73,7 @@ impl Subscription {
             unsupported: None,
             pref: Preference::default(),
             layers: LayerForwarder::default(),
+            timestamps: Timestamps::default(),
             nacks_seen: 0,
         }
     }

@@ -298,6 +298,9 @@ impl Worker {
                     let mut ctx =
                         Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
                     r.tick(&mut ctx);
+                    if let Some(due) = r.take_wake() {
+                        next_tick = next_tick.min(due.max(now + MIN_TICK));
+                    }
                     let gone = before - r.participant_count();
                     if gone > 0 {
                         load.fetch_sub(gone, Ordering::Relaxed);

@@ -48,7 +48,7 @@ fn tile(w: u32, h: u32) -> Preference {
 }
 
 #[test]
-fn small_tile_gets_low_layer_large_tile_high_layer_and_up_switch_waits_for_keyframe() {
+fn small_tile_gets_low_layer_large_tile_high_layer_and_every_switch_waits_for_a_keyframe() {
     let mut m = Mesh::new(0, 0);
     m.record = true;
     let track = simulcast_room(&mut m);
@@ -65,13 +65,15 @@ fn small_tile_gets_low_layer_large_tile_high_layer_and_up_switch_waits_for_keyfr
     assert!(got_large.iter().all(|f| layer_of(f) == 2), "large tile must get only f");
     assert!(is_keyframe(&got_large[0]) && is_keyframe(&got_small[0]), "streams start at a keyframe");
 
-    // Down at once: the next frame is from q even though it is not a keyframe.
+    // Down at a keyframe of q (asked for), f until then: a decoder never gets q's delta frames first.
     let mark = m.peers[2].frames.len();
     m.command(large, Command::Subscribe { track_id: track, pref: tile(320, 180) });
-    send(&mut m, 10);
+    send(&mut m, 20);
     let after_down = &m.peers[2].frames[mark..];
-    assert!(!after_down.is_empty());
-    assert!(after_down.iter().all(|f| layer_of(f) == 0), "switch down must be immediate");
+    let first_q = after_down.iter().position(|f| layer_of(f) == 0).expect("switched down");
+    assert!(is_keyframe(&after_down[first_q]), "switch down must start at a keyframe");
+    assert!(after_down[..first_q].iter().all(|f| layer_of(f) == 2), "f goes on until then");
+    assert!(after_down[first_q..].iter().all(|f| layer_of(f) == 0));
 
     // Up only at a keyframe of f.
     let mark = m.peers[2].frames.len();

@@ -7,7 +7,7 @@
 // (data-user-id, class "speaking"), composer, message (data-message-id), message-content, edited, reaction
 // (data-emoji), react-button, reply-button, edit-button, edit-box, delete-button, member (data-user-id),
 // voice-mute, voice-deafen, voice-camera, voice-screen, voice-leave, voice-state, video-tile (data-kind,
-// data-track-id, data-user-id, data-local), tab-<name> (spaces as dashes: tab-audit-log), display-name,
+// data-track-id, data-user-id, data-local; aria-pressed: focused, by a click), tab-<name> (spaces as dashes: tab-audit-log), display-name,
 // save-profile, logout.
 // Moderation: member-menu-button (the "…" of a member row or voice user row, only when the viewer may
 // moderate), member-menu (data-user-id), menu-server-mute, menu-server-deafen, menu-move, menu-move-target

@@ -33,6 +33,9 @@ export function createNetwork(extraClientIps = []) {
   return {
     srv,
     cli,
+    /** The veth ends: traffic leaving `srvDev` is the client host's downlink, leaving `cliDev` its uplink. */
+    srvDev: `cs${tag}`,
+    cliDev: `cc${tag}`,
     inSrv,
     inCli,
     /** Replaces the server namespace's input filter with `rules` (nft statements, one per line). */
@@ -44,10 +47,10 @@ export function createNetwork(extraClientIps = []) {
       }
       inSrv('nft', ['-f', '-'], `table inet case {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ${rules}\n }\n}\n`);
     },
-    /** Chromium (with the harness's fake devices) running in the client namespace. */
-    async browser(dir, extraArgs = []) {
-      const wrapper = join(dir, 'chromium-in-client-ns');
-      writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${cli} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
+    /** Chromium (with the harness's fake devices) running in the client namespace (or the server's: `ns`). */
+    async browser(dir, extraArgs = [], ns = cli) {
+      const wrapper = join(dir, `chromium-in-${ns}`);
+      writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
       chmodSync(wrapper, 0o755);
       const previous = process.env.CHROMIUM;
       process.env.CHROMIUM = wrapper;

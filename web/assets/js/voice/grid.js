@@ -3,7 +3,8 @@
 // and pauses its track while it cannot be seen (scrolled away: IntersectionObserver; tab hidden:
 // visibilitychange). Which tile is a screen share: see roster.js (a single-layer video track).
 // A remote video that stops delivering frames (the publisher turned it off: the SFU keeps the track
-// published) is shown as "video off" until frames come again.
+// published) is shown as "video off" until frames come again. Clicking a tile (or Enter on it) focuses
+// it: it takes the grid's width, and so asks the SFU for its full layer; clicking it again unfocuses.
 
 import { h } from '../dom.js';
 import { TileRequests } from './subscriptions.js';
@@ -24,6 +25,8 @@ export class VideoGrid {
     this.requests = new TileRequests({ send: opts.send });
     /** track id → tile @type {Map<string, Tile>} */
     this.tiles = new Map();
+    /** The focused tile's track id. @type {string|null} */
+    this.focused = null;
     this.empty = h('p', { class: 'video-grid-empty muted small' }, 'No one is sharing video. Turn on your camera or share your screen from the voice panel.');
     this.resize = new ResizeObserver((entries) => entries.forEach((e) => this.changed(/** @type {HTMLElement} */ (e.target))));
     this.visible = new IntersectionObserver((entries) =>
@@ -58,12 +61,21 @@ export class VideoGrid {
         'data-participant-id': spec.participantId,
         'data-user-id': spec.userId,
         'data-local': spec.local ? 'true' : null,
+        tabindex: '0',
+        title: 'Click to focus',
       },
       video,
       h('div', { class: 'tile-off', 'aria-hidden': 'true' }, 'Video off'),
       caption,
     );
     const t = { tile, caption, spec, intersecting: true };
+    tile.addEventListener('click', () => this.focus(spec.trackId));
+    tile.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' || e.key === ' ') {
+        e.preventDefault();
+        this.focus(spec.trackId);
+      }
+    });
     this.tiles.set(spec.trackId, t);
     this.render(t);
     // Screen shares first, then cameras; local tiles last.
@@ -126,6 +138,7 @@ export class VideoGrid {
     if (v) v.srcObject = null;
     t.tile.remove();
     this.tiles.delete(trackId);
+    if (this.focused === trackId) this.focused = null;
     this.layout();
   }
 
@@ -141,11 +154,23 @@ export class VideoGrid {
     this.root.hidden = true;
   }
 
+  /** Focuses the tile of `trackId`, or unfocuses it when it is the focused one. @param {string} trackId */
+  focus(trackId) {
+    this.focused = this.focused === trackId || !this.tiles.has(trackId) ? null : trackId;
+    this.layout();
+  }
+
   layout() {
     const n = this.tiles.size;
     if (n === 0 && !this.empty.isConnected) this.root.appendChild(this.empty);
     if (n > 0) this.empty.remove();
     this.root.dataset.count = String(n);
+    if (this.focused) this.root.dataset.focus = 'true';
+    else delete this.root.dataset.focus;
+    this.tiles.forEach((t, id) => {
+      t.tile.classList.toggle('focused', id === this.focused);
+      t.tile.setAttribute('aria-pressed', String(id === this.focused));
+    });
   }
 
   /** @param {HTMLElement} tile */
