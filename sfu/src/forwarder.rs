@@ -88,12 +88,12 @@ impl LayerStats {
 pub const UP_MARGIN_PERCENT: u64 = 10;
 /// How long a layer left for lack of bandwidth stays out of reach, at first.
 pub const UP_HOLD: Duration = Duration::from_secs(4);
-/// The longest hold, for a subscriber that keeps failing at the same layer.
+/// The longest hold, for a subscriber that keeps losing layers to its bandwidth.
 const UP_HOLD_MAX: Duration = Duration::from_secs(32);
 /// A down-switch this soon after the last hold ended doubles the next hold.
 const HOLD_MEMORY: Duration = Duration::from_secs(20);
-/// How long a layer above must fit before the subscriber moves up: a probe through a shaping router's
-/// burst allowance can show a moment's capacity the link does not have.
+/// How long a layer above must fit before a subscriber that recently lost a layer for lack of bandwidth
+/// moves up: a probe through a shaping router's queue can show a moment's capacity the link does not have.
 pub const UP_STABLE: Duration = Duration::from_millis(1500);
 
 /// What a subscriber asked for (`subscribe` message).
@@ -179,7 +179,7 @@ pub fn choose_layer(
 pub enum Decision {
     Drop,
     Forward,
-    /// Forward; the subscriber moved to this layer (up at a keyframe, or down at once).
+    /// Forward; the subscriber moved to this layer (at its keyframe, up or down).
     Switched {
         up: bool,
     },
@@ -220,7 +220,9 @@ impl LayerForwarder {
         pref: &Preference,
         budget_bps: Option<u64>,
     ) {
-        let mut target = target_layer(now, simulcast, layers, pref, budget_bps, self.current);
+        // The margin is over the layer forwarded, or the one being moved to (which then keeps it).
+        let reference = self.current.max(self.target);
+        let mut target = target_layer(now, simulcast, layers, pref, budget_bps, reference);
         if let (Some((held, until)), Some(t)) = (self.hold, target)
             && now < until
             && t >= held
@@ -228,10 +230,12 @@ impl LayerForwarder {
             // The best active layer below the held one; when there is none, the layer chosen.
             target = Layer::ALL.into_iter().rfind(|l| *l < held && layers[l.index()].is_active(now)).or(target);
         }
-        // Up from a target the budget held down only once the layer above has fitted for UP_STABLE; a
-        // larger tile or a layer the publisher (re)starts at once.
+        // Up from a target the budget held down, soon after a layer was lost for lack of bandwidth, only
+        // once the layer above has fitted for UP_STABLE; otherwise (the first climb, a larger tile, a layer
+        // the publisher restarts) at once.
+        let wary = self.limited && self.hold.is_some_and(|(_, until)| now < until + HOLD_MEMORY);
         match (self.target, target) {
-            (Some(was), Some(t)) if t > was && self.limited => {
+            (Some(was), Some(t)) if t > was && wary => {
                 let since = match self.rising {
                     Some((l, since)) if l == t => since,
                     _ => now,
@@ -244,9 +248,11 @@ impl LayerForwarder {
             _ => self.rising = None,
         }
         let sized = target_layer(now, simulcast, layers, pref, None, None);
+        // A hold only on a layer the subscriber had (not one it was still waiting for a keyframe of).
         if let (Some(was), Some(t)) = (self.target, target)
             && t < was
             && was <= sized.unwrap_or(Layer::Q)
+            && self.current >= Some(was)
         {
             let again = self.hold.is_some_and(|(_, until)| now < until + HOLD_MEMORY);
             self.hold_len = if again { (self.hold_len * 2).clamp(UP_HOLD, UP_HOLD_MAX) } else { UP_HOLD };
@@ -306,23 +312,26 @@ impl LayerForwarder {
 /// the arrival time between the two frames.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Timestamps {
-    /// Added to the publisher's timestamps (90 kHz ticks).
-    offset: i64,
+    /// Added to the publisher's timestamps (90 kHz ticks, modulo 2^32 as on the wire).
+    offset: u32,
     /// The last timestamp forwarded and when its frame arrived.
-    last: Option<(u64, Instant)>,
+    last: Option<(u32, Instant)>,
 }
 
 impl Timestamps {
     /// The timestamp to forward for a frame with `input` that arrived at `at`; `switched`: the first
-    /// frame of a layer the subscriber just moved to.
+    /// frame of a layer the subscriber just moved to. Works on the 32 bits RTP carries, so any input
+    /// (a wrap, a jump backwards, an extended value far from the last) maps to a timestamp.
     pub fn map(&mut self, input: u64, at: Instant, switched: bool) -> u64 {
+        let input = input as u32;
         if let (true, Some((last, last_at))) = (switched, self.last) {
-            let ticks = (at.saturating_duration_since(last_at).as_micros() * 90 / 1000).max(1) as i64;
-            self.offset = (last as i64).saturating_add(ticks).saturating_sub(input as i64);
+            let ticks =
+                (at.saturating_duration_since(last_at).as_micros() * 90 / 1000).clamp(1, u32::MAX as u128) as u32;
+            self.offset = last.wrapping_add(ticks).wrapping_sub(input);
         }
-        let out = (input as i64).saturating_add(self.offset).max(0) as u64;
+        let out = input.wrapping_add(self.offset);
         self.last = Some((out, at));
-        out
+        out as u64
     }
 }
 
@@ -439,19 +448,28 @@ mod tests {
     }
 
     #[test]
-    fn a_moment_of_room_does_not_move_a_subscriber_up() {
+    fn after_a_loss_a_moment_of_room_does_not_move_a_subscriber_up() {
+        let now = Instant::now();
+        let mut f = squeezed(now, &three_layers(now));
+        f.on_frame(Layer::H, true);
+        let mut t = now + UP_HOLD;
+        for budget in [10_000_000, 1_000_000, 10_000_000] {
+            f.retarget(t, true, &three_layers(t), &LARGE, Some(budget));
+            t += Duration::from_millis(500);
+        }
+        assert_eq!(f.target, Some(Layer::H), "room that came, went and came again: not yet");
+        steady(&mut f, t, UP_STABLE, Some(10_000_000));
+        assert_eq!(f.target, Some(Layer::F));
+    }
+
+    #[test]
+    fn the_first_climb_takes_the_room_there_is_at_once() {
         let now = Instant::now();
         let mut f = LayerForwarder::default();
         f.retarget(now, true, &three_layers(now), &LARGE, Some(1_000_000));
-        assert_eq!(f.target, Some(Layer::H), "the first choice at once, held down by the budget");
+        assert_eq!(f.target, Some(Layer::H), "the first choice, held down by the budget");
         let t = now + Duration::from_millis(500);
         f.retarget(t, true, &three_layers(t), &LARGE, Some(10_000_000));
-        let t = t + Duration::from_millis(500);
-        f.retarget(t, true, &three_layers(t), &LARGE, Some(1_000_000));
-        let t = t + Duration::from_millis(1000);
-        f.retarget(t, true, &three_layers(t), &LARGE, Some(10_000_000));
-        assert_eq!(f.target, Some(Layer::H), "room that came and went, then came again: not yet");
-        steady(&mut f, t, UP_STABLE, Some(10_000_000));
         assert_eq!(f.target, Some(Layer::F));
     }
 
@@ -461,6 +479,7 @@ mod tests {
         let mut f = squeezed(now, &three_layers(now));
         let t1 = steady(&mut f, now + UP_HOLD, UP_STABLE, Some(10_000_000));
         assert_eq!(f.target, Some(Layer::F));
+        f.on_frame(Layer::F, true);
         let t2 = t1 + Duration::from_secs(1);
         f.retarget(t2, true, &three_layers(t2), &LARGE, Some(1_000_000));
         assert_eq!(f.target, Some(Layer::H));
@@ -481,6 +500,18 @@ mod tests {
         let small = Preference { max_width: Some(640), max_height: Some(360), paused: false };
         assert_eq!(f.wanted(after, true, &three_layers(after), &small), Some(Layer::H), "the tile wants no more");
         assert_eq!(LayerForwarder::default().wanted(now, true, &l, &LARGE), Some(Layer::F), "no target yet: the size");
+    }
+
+    #[test]
+    fn a_layer_still_waited_for_starts_no_hold_and_keeps_its_target_without_the_margin() {
+        let now = Instant::now();
+        let l = three_layers(now);
+        let mut f = LayerForwarder { current: Some(Layer::H), target: Some(Layer::F), ..Default::default() };
+        f.retarget(now, true, &l, &LARGE, Some(1_550_000));
+        assert_eq!(f.target, Some(Layer::F), "moving to `f`: no margin asked of it");
+        f.retarget(now, true, &l, &LARGE, Some(1_000_000));
+        assert_eq!(f.target, Some(Layer::H));
+        assert_eq!(f.wanted(now, true, &l, &LARGE), Some(Layer::F), "no hold: `f` was never had");
     }
 
     #[test]
@@ -511,6 +542,19 @@ mod tests {
         let out = ts.map(7_777_000, t0 + Duration::from_millis(66), true);
         assert_eq!(out, 1_003_000 + 2_970);
         assert_eq!(ts.map(7_780_000, t0 + Duration::from_millis(99), false), out + 3_000, "and go on from there");
+    }
+
+    #[test]
+    fn timestamps_wrap_as_on_the_wire_whatever_the_input() {
+        let t0 = Instant::now();
+        let mut ts = Timestamps::default();
+        assert_eq!(ts.map(u32::MAX as u64 - 1_000, t0, true), u32::MAX as u64 - 1_000);
+        let out = ts.map(5, t0 + Duration::from_millis(33), true);
+        assert_eq!(out, (u32::MAX as u64 - 1_000 + 2_970) % (1 << 32), "past the wrap");
+        assert_eq!(
+            ts.map(u64::MAX, t0 + Duration::from_millis(66), false),
+            (u32::MAX as u64).wrapping_add(out).wrapping_sub(5) % (1 << 32)
+        );
     }
 
     #[test]

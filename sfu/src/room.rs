@@ -472,8 +472,13 @@ impl Room {
                     let Some(&(_, ti)) = p.outgoing.iter().find(|(m, _)| *m == req.mid) else {
                         continue;
                     };
+                    // While a switch waits for the target's keyframe, that keyframe both repairs the decoder and
+                    // completes the switch (the current layer's would be a large frame on a link that is too small).
                     let layer = self.tracks[ti].as_ref().and_then(|t| {
-                        t.subs.iter().find(|s| s.slot == slot).and_then(|s| s.layers.current.or(s.layers.target))
+                        t.subs
+                            .iter()
+                            .find(|s| s.slot == slot)
+                            .and_then(|s| s.layers.wants_keyframe().or(s.layers.current).or(s.layers.target))
                     });
                     self.request_keyframe(ctx, ti, layer.unwrap_or(Layer::F), req.kind);
                 }
@@ -927,10 +932,12 @@ impl Room {
         }
     }
 
-    /// Drive time: str0m timeouts, speaking decay, layer choices and peer timeouts.
-    pub fn tick(&mut self, ctx: &mut Ctx) {
+    /// Runs the str0m timeouts that are due, and notes in `wake` the earliest still to come within
+    /// [`WAKE_HORIZON`]: a pacer sending a probe wants a pass every 2 ms, and waiting for the next
+    /// regular tick would spread the probe out and make str0m measure the link at a fraction of its
+    /// capacity.
+    fn drive_timeouts(&mut self, ctx: &mut Ctx) {
         let now = ctx.now;
-        let mut dead = Vec::new();
         let mut earliest = now + WAKE_HORIZON;
         for slot in 0..self.parts.len() {
             let Some(p) = self.parts[slot].as_mut() else {
@@ -946,11 +953,29 @@ impl Room {
                     p.drain(slot, pc, ctx.out, &mut self.events);
                     rounds += 1;
                 }
-                // A pacer sending a probe wants a pass every few milliseconds: waiting for the worker's next
-                // regular tick would spread the probe out and make str0m measure the link at a fraction of
-                // its capacity.
                 earliest = earliest.min(p.timeout(pc));
             }
+        }
+        if earliest < now + WAKE_HORIZON {
+            self.wake = Some(self.wake.map_or(earliest, |w| w.min(earliest)));
+        }
+    }
+
+    /// Between ticks: only the str0m timeouts that are due (the worker calls this when `wake` asked).
+    pub fn drive_due(&mut self, ctx: &mut Ctx) {
+        self.drive_timeouts(ctx);
+        self.process_events(ctx);
+    }
+
+    /// Drive time: str0m timeouts, speaking decay, layer choices and peer timeouts.
+    pub fn tick(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now;
+        let mut dead = Vec::new();
+        self.drive_timeouts(ctx);
+        for slot in 0..self.parts.len() {
+            let Some(p) = self.parts[slot].as_mut() else {
+                continue;
+            };
             if let Some(speaking) = p.speaking.on_tick(now) {
                 let ev = SfuEvent::Speaking { participant_id: p.id, speaking };
                 self.broadcast(None, &ev);
@@ -963,9 +988,6 @@ impl Room {
             } else if p.seen_traffic && now.saturating_duration_since(p.last_seen) > self.peer_timeout {
                 dead.push((slot, LeaveReason::Timeout));
             }
-        }
-        if earliest < now + WAKE_HORIZON {
-            self.wake = Some(self.wake.map_or(earliest, |w| w.min(earliest)));
         }
         self.process_events(ctx);
         if self.last_reselect.is_none_or(|t| now.saturating_duration_since(t) >= RESELECT_INTERVAL) {

@@ -20,7 +20,8 @@ use crate::{Command, EventSink, ParticipantId, Rights, RoomId, Transmitter};
 
 /// How often timers, speaking decay and peer timeouts are driven.
 const TICK: Duration = Duration::from_millis(5);
-/// The shortest interval between two ticks when a pacer asks for an earlier one.
+/// The shortest interval between two passes over the due timeouts when a peer connection asks for one
+/// before the next tick (a pacer sending a probe wants one every 2 ms).
 const MIN_TICK: Duration = Duration::from_millis(1);
 /// Longest a blocked `recv_from` waits, so commands are picked up promptly.
 const READ_TIMEOUT: Duration = Duration::from_millis(2);
@@ -162,7 +163,9 @@ impl Worker {
         let mut batch = SendBatch::default();
         let mut tcp: HashMap<SocketAddr, TcpPeer> = HashMap::new();
         let mut next_tick = Instant::now();
-        let mut last_tick = Instant::now();
+        // Between ticks, a pass over only the timeouts that are due, when a peer connection asked for one.
+        let mut next_due = next_tick;
+        let mut last_due = Instant::now();
         let mut next_flush = Instant::now() + FLUSH;
         loop {
             // Commands from signaling, and ICE-TCP frames; a bounded number per pass, so UDP and the
@@ -227,7 +230,7 @@ impl Worker {
                         let mut ctx =
                             Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
                         if let Some(due) = receive(&mut rooms, &mut ctx, Protocol::Tcp, source, destination, &data) {
-                            next_tick = next_tick.min(due.max(last_tick + MIN_TICK));
+                            next_due = next_due.min(due.max(last_due + MIN_TICK));
                         }
                         // Claimed once its STUN request was accepted (the router then knows the path).
                         let claimed = ours || (router.by_addr(&source).is_some() && peer.claim(index));
@@ -275,8 +278,8 @@ impl Worker {
                         metrics: &metrics,
                     };
                     if let Some(due) = receive(&mut rooms, &mut ctx, Protocol::Udp, source, destination, &buf[..n]) {
-                        // Never tick more often than MIN_TICK: a tick visits every peer.
-                        next_tick = next_tick.min(due.max(last_tick + MIN_TICK));
+                        // Never more often than MIN_TICK: a pass visits every peer.
+                        next_due = next_due.min(due.max(last_due + MIN_TICK));
                     }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -288,9 +291,24 @@ impl Worker {
             }
 
             let now = Instant::now();
+            if now >= next_due && now < next_tick {
+                let mut out = UdpOut { socket: &socket, batch: &mut batch, tcp: &mut tcp };
+                next_due = next_tick;
+                for r in rooms.values_mut() {
+                    let mut ctx =
+                        Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
+                    r.drive_due(&mut ctx);
+                    if let Some(due) = r.take_wake() {
+                        next_due = next_due.min(due);
+                    }
+                }
+                // Counted from the end of the pass, so a slow pass cannot leave the socket unread.
+                last_due = Instant::now();
+                next_due = next_due.max(last_due + MIN_TICK);
+            }
             if now >= next_tick {
                 next_tick = now + TICK;
-                last_tick = now;
+                next_due = next_tick;
                 let mut out = UdpOut { socket: &socket, batch: &mut batch, tcp: &mut tcp };
                 let mut emptied = Vec::new();
                 for (id, r) in rooms.iter_mut() {
@@ -299,7 +317,7 @@ impl Worker {
                         Ctx { now, out: &mut out, router: &mut router, counters: &mut counters, metrics: &metrics };
                     r.tick(&mut ctx);
                     if let Some(due) = r.take_wake() {
-                        next_tick = next_tick.min(due.max(now + MIN_TICK));
+                        next_due = next_due.min(due);
                     }
                     let gone = before - r.participant_count();
                     if gone > 0 {
@@ -314,6 +332,8 @@ impl Worker {
                     rooms.remove(&id);
                     metrics.rooms.dec();
                 }
+                last_due = Instant::now();
+                next_due = next_due.max(last_due + MIN_TICK);
             }
             if now >= next_flush {
                 next_flush = now + FLUSH;

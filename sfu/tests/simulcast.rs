@@ -19,7 +19,12 @@ fn is_keyframe(frame: &[u8]) -> bool {
 
 /// Send `frames` frames at 30 fps; keyframes every 30 frames and when asked.
 fn send(m: &mut Mesh, frames: usize) {
-    for n in 0..frames {
+    send_from(m, 0, frames);
+}
+
+/// As `send`, counting from frame `first` (so a first frame that is not a multiple of 30 is a delta frame).
+fn send_from(m: &mut Mesh, first: usize, frames: usize) {
+    for n in first..first + frames {
         m.send_video_frame(0, n % 30 == 0);
         for _ in 0..6 {
             m.step(Duration::from_micros(5500));
@@ -68,9 +73,10 @@ fn small_tile_gets_low_layer_large_tile_high_layer_and_every_switch_waits_for_a_
     // Down at a keyframe of q (asked for), f until then: a decoder never gets q's delta frames first.
     let mark = m.peers[2].frames.len();
     m.command(large, Command::Subscribe { track_id: track, pref: tile(320, 180) });
-    send(&mut m, 20);
+    send_from(&mut m, 1, 20);
     let after_down = &m.peers[2].frames[mark..];
     let first_q = after_down.iter().position(|f| layer_of(f) == 0).expect("switched down");
+    assert!(first_q > 0, "f went on while the keyframe of q was asked for");
     assert!(is_keyframe(&after_down[first_q]), "switch down must start at a keyframe");
     assert!(after_down[..first_q].iter().all(|f| layer_of(f) == 2), "f goes on until then");
     assert!(after_down[first_q..].iter().all(|f| layer_of(f) == 0));

@@ -2,10 +2,13 @@
 // "client" network namespace joined by a veth pair (10.77.0.1 and 10.77.0.2, IPv4 only), nftables in the
 // server namespace, and Chromium started inside the client namespace. Needs root (`ip netns`).
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { launchBrowser } from './harness.mjs';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 export const SERVER_IP = '10.77.0.1';
 export const CLIENT_IP = '10.77.0.2';
@@ -82,6 +85,45 @@ export function certificateFor(dir, ip) {
     '-days', '2', '-subj', `/CN=${ip}`, '-addext', `subjectAltName=IP:${ip}`,
   ]);
   return [cert, key];
+}
+
+/**
+ * Starts chorus in the server namespace, serving HTTPS itself on `SERVER_IP:port` (a self-signed certificate
+ * in `dir`) with its data in `dir`/data, plus `args`; `onLog` gets its output. Resolves with the child process
+ * once /healthz answers.
+ */
+export async function startChorusIn(net, dir, port, args, onLog) {
+  const [cert, key] = certificateFor(dir, SERVER_IP);
+  const bin = process.env.CHORUS_BIN || join(repo, 'target/debug/chorus');
+  const origin = `https://${SERVER_IP}:${port}`;
+  const child = spawn('ip', [
+    'netns', 'exec', net.srv, bin, '--listen', `${SERVER_IP}:${port}`, '--data-dir', join(dir, 'data'),
+    '--tls-cert', cert, '--tls-key', key, '--public-url', origin, '--public-ip', SERVER_IP, ...args,
+  ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CHORUS_LOG: process.env.CHORUS_LOG ?? 'warn' } });
+  let log = '';
+  const take = (d) => {
+    log += d;
+    onLog(String(d));
+  };
+  child.stdout.on('data', take);
+  child.stderr.on('data', take);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      if (net.inSrv('curl', ['-sk', '--max-time', '5', `${origin}/healthz`]).includes('ok')) return child;
+    } catch {
+      /* not up yet */
+    }
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`chorus did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Stops a child process (SIGTERM) and waits for it to exit. */
+export async function stop(child) {
+  if (!child || child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
 }
 
 /** Navigates, retrying while Chromium still settles its view of the new network. */

@@ -12,12 +12,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { aliceInvitesBob, newContext, watchErrors } from './harness.mjs';
-import { CLIENT_IP, SERVER_IP, certificateFor, createNetwork, media, open } from './netns.mjs';
+import { CLIENT_IP, SERVER_IP, createNetwork, media, open, startChorusIn, stop } from './netns.mjs';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const HTTPS = 8443;
 const ICE_TCP = 7881;
 const TURN_UDP = 3478;
@@ -43,28 +41,11 @@ const curl = (path) => net.inSrv('curl', ['-sk', '--max-time', '5', `https://${S
 before(async () => {
   net = createNetwork();
   dir = mkdtempSync(join(tmpdir(), 'chorus-net-'));
-  const [cert, key] = certificateFor(dir, SERVER_IP);
-  const bin = process.env.CHORUS_BIN || join(repo, 'target/debug/chorus');
-  chorus = spawn('ip', [
-    'netns', 'exec', net.srv, bin, '--listen', `${SERVER_IP}:${HTTPS}`, '--data-dir', join(dir, 'data'),
-    '--tls-cert', cert, '--tls-key', key, '--public-url', `https://${SERVER_IP}:${HTTPS}`,
-    '--public-ip', SERVER_IP, '--udp-port-base', String(UDP_BASE), '--sfu-workers', '1',
-    '--rtc-tcp-port', String(ICE_TCP), '--turn-listen', `${SERVER_IP}:${TURN_UDP}`,
-    '--turn-tls-listen', `${SERVER_IP}:${TURN_TLS}`, '--turn-url', `turn:${SERVER_IP}:${COTURN}?transport=udp`,
-    '--turn-secret', TURN_SECRET,
-  ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CHORUS_LOG: process.env.CHORUS_LOG ?? 'warn' } });
-  chorus.stdout.on('data', (d) => (log += d));
-  chorus.stderr.on('data', (d) => (log += d));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if (curl('/healthz').includes('ok')) break;
-    } catch {
-      /* not up yet */
-    }
-    if (chorus.exitCode !== null || Date.now() > deadline) throw new Error(`chorus did not start:\n${log}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  chorus = await startChorusIn(net, dir, HTTPS, [
+    '--udp-port-base', String(UDP_BASE), '--sfu-workers', '1', '--rtc-tcp-port', String(ICE_TCP),
+    '--turn-listen', `${SERVER_IP}:${TURN_UDP}`, '--turn-tls-listen', `${SERVER_IP}:${TURN_TLS}`,
+    '--turn-url', `turn:${SERVER_IP}:${COTURN}?transport=udp`, '--turn-secret', TURN_SECRET,
+  ], (d) => (log += d));
 
   // coturn as operations.md §4 configures it: the shared secret, relaying to the SFU's address only.
   coturn = spawn('ip', [
@@ -88,10 +69,7 @@ after(async () => {
   console.log(`join times (ms, click to first remote audio): ${JSON.stringify(joinTimes)}`);
   await browser?.close();
   if (coturn && coturn.exitCode === null) coturn.kill('SIGKILL');
-  if (chorus && chorus.exitCode === null) {
-    chorus.kill('SIGTERM');
-    await new Promise((r) => (chorus.exitCode !== null ? r(undefined) : chorus.once('exit', r)));
-  }
+  await stop(chorus);
   net?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });

@@ -47,7 +47,10 @@ export class VideoGrid {
 
   /** @param {TileSpec} spec */
   add(spec) {
+    // A tile added again (a new camera track, say) keeps its focus.
+    const focused = this.focused === spec.trackId;
     this.remove(spec.trackId);
+    if (focused) this.focused = spec.trackId;
     const video = /** @type {HTMLVideoElement} */ (h('video', { autoplay: true, playsinline: true, muted: true }));
     video.muted = true;
     video.srcObject = new MediaStream([spec.track]);
@@ -61,6 +64,7 @@ export class VideoGrid {
         'data-participant-id': spec.participantId,
         'data-user-id': spec.userId,
         'data-local': spec.local ? 'true' : null,
+        role: 'button',
         tabindex: '0',
         title: 'Click to focus',
       },
