@@ -3,10 +3,11 @@
 //! The target layer is the best one that fits both the size the subscriber asked for
 //! and its share of the bandwidth estimate. Every switch, up or down, happens at a keyframe of
 //! the new layer (a VP8 decoder fed another layer's delta frames shows garbage until one
-//! comes); until then the old layer goes on. Two rules keep a subscriber whose estimate hovers
+//! comes); until then the old layer goes on. Three rules keep a subscriber whose estimate hovers
 //! near a layer's rate from flapping between layers: moving up needs a margin over the layer's
-//! rate ([`UP_MARGIN_PERCENT`]), and a layer left for lack of bandwidth stays out of reach for a
-//! while ([`UP_HOLD`], doubled when the subscriber fails again soon after).
+//! rate ([`UP_MARGIN_PERCENT`]); a layer left for lack of bandwidth stays out of reach for a
+//! while ([`UP_HOLD`], doubled when the subscriber fails again soon after); and soon after such a
+//! loss, the layer above must fit for [`UP_STABLE`] before the subscriber moves up.
 
 use std::time::{Duration, Instant};
 
