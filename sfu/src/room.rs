@@ -524,8 +524,8 @@ impl Room {
         }
     }
 
-    /// The earliest moment a peer connection wants a timeout pass, set while forwarding and by each tick;
-    /// the worker schedules its next tick no later than that.
+    /// The earliest moment a peer connection wants a timeout pass, set while forwarding and by each pass
+    /// over the timeouts; the worker runs the due timeouts ([`Room::drive_due`]) no later than that.
     pub fn take_wake(&mut self) -> Option<Instant> {
         self.wake.take()
     }
