@@ -45,7 +45,7 @@ const errors = [];
 const measured = {};
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const layer = async () => (await forwardedLayer(alice, bobId, trackId)).layer;
+const layer = async () => (await forwardedLayer(alice, bobId, trackId))?.layer ?? null;
 
 /** Polls `fn` every 250 ms until it returns true; resolves the milliseconds it took, or null at the deadline. */
 async function within(ms, fn) {

@@ -122,8 +122,9 @@ export function between(a, b) {
 }
 
 /**
- * The layer the SFU forwards to `userId` for `trackId` now (`null`: none), read from /api/v1/admin/stats
- * through `adminPage` (a page signed in as the instance's admin).
+ * What the SFU does for `userId`'s subscription to `trackId` now — the layer it forwards (`null`: none) and
+ * the user's estimate — or `null` when there is no such subscription; read from /api/v1/admin/stats through
+ * `adminPage` (a page signed in as the instance's admin).
  */
 export const forwardedLayer = (adminPage, userId, trackId) =>
   adminPage.evaluate(
@@ -136,7 +137,7 @@ export const forwardedLayer = (adminPage, userId, trackId) =>
           if (sub) return { layer: sub.layer, bwe: p.bwe_bps ?? null };
         }
       }
-      return { layer: null, bwe: null };
+      return null;
     },
     [userId, trackId],
   );

@@ -9,6 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, launchBrowser, newContext, registerInUi, screenshot, until, watchErrors } from './harness.mjs';
+import { forwardedLayer } from './callbed.mjs';
 
 let server;
 let browser;
@@ -111,21 +112,10 @@ async function poll(fn, ms = 20_000) {
 }
 
 /** The simulcast layer the SFU forwards to Bob for `trackId` now (`null`: none), from the admin stats Alice may read. */
-const bobLayer = (trackId) =>
-  alice.evaluate(
-    async ([bid, tid]) => {
-      const r = await fetch('/api/v1/admin/stats', { headers: { Authorization: `Bearer ${localStorage.getItem('chorus.token')}` } });
-      const stats = await r.json();
-      for (const room of stats.rooms ?? []) {
-        for (const p of room.participants) {
-          const sub = p.user_id === bid ? p.subscriptions.find((s) => s.track_id === tid) : undefined;
-          if (sub) return sub.layer;
-        }
-      }
-      return 'no such subscription';
-    },
-    [bobId, trackId],
-  );
+const bobLayer = async (trackId) => {
+  const sub = await forwardedLayer(alice, bobId, trackId);
+  return sub ? sub.layer : 'no such subscription';
+};
 
 const voiceUser = (page, id) => page.locator(`[data-testid="voice-user"][data-user-id="${id}"]`);
 const aliceCam = `[data-testid="video-tile"][data-kind="camera"][data-user-id="${'%A%'}"]`;
