@@ -13,7 +13,7 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::Receive;
-use str0m::{Event, IceConnectionState, Input};
+use str0m::{Event, IceConnectionState, Input, PacerReason, Reason};
 
 use crate::forwarder::{Decision, Layer, vp8_keyframe_size};
 use crate::metrics::{LocalCounters, SfuMetrics};
@@ -31,6 +31,10 @@ const MAX_TIMEOUT_ROUNDS: usize = 4;
 const RESELECT_INTERVAL: Duration = Duration::from_millis(500);
 /// Timeouts further away than this are left to the worker's regular tick.
 const WAKE_HORIZON: Duration = Duration::from_millis(5);
+/// How long an audio-only listener's pass may wait after a packet left (see [`Room::forward`]): below
+/// every str0m timer it runs for such a connection (pacer budget 40 ms, NACK 33 ms, reports and stats
+/// 1 s), above the 20 ms at which each talker's next packet comes and runs a pass anyway.
+const LISTENER_PASS_DEFER: Duration = Duration::from_millis(25);
 
 /// What the room needs from its worker on each call.
 pub struct Ctx<'a> {
@@ -813,6 +817,16 @@ impl Room {
                 sub.dead = true;
             }
             sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
+            // Once a packet has left, str0m's pacer asks for another pass at once only to reopen its gate for the
+            // next one. A listener that receives no video has nothing else queued and nothing to probe for (audio
+            // lines carry no transport-cc): its next packet's write runs that pass. Skipping it halves the timer
+            // passes per forwarded audio packet.
+            if kind == TrackKind::Audio
+                && sub.video_out == 0
+                && sub.subscribe.last_timeout_reason() == Reason::Pacer(PacerReason::Immediate)
+            {
+                sub.subscribe_timeout = now + LISTENER_PASS_DEFER;
+            }
             // If the pacer held the packet back, it wants a pass soon: ask the worker to wake then, not at its next 5 ms tick.
             self.wake = Some(self.wake.map_or(sub.subscribe_timeout, |w| w.min(sub.subscribe_timeout)));
         }
@@ -932,10 +946,12 @@ impl Room {
         }
     }
 
-    /// Runs the str0m timeouts that are due, and notes in `wake` the earliest still to come within
-    /// [`WAKE_HORIZON`]: a pacer sending a probe wants a pass every 2 ms, and waiting for the next
+    /// Runs the str0m timeouts that are due, and notes in `wake` the earliest pacer timeout still to come
+    /// within [`WAKE_HORIZON`]: a pacer sending a probe wants a pass every 2 ms, and waiting for the next
     /// regular tick would spread the probe out and make str0m measure the link at a fraction of its
-    /// capacity.
+    /// capacity. Other timers (reports, NACK and transport-cc feedback, statistics, the pacer's 40 ms
+    /// budget refresh) keep to the tick: waking early for them woke the worker ~650 times a second with two
+    /// voice rooms.
     fn drive_timeouts(&mut self, ctx: &mut Ctx) {
         let now = ctx.now;
         let mut earliest = now + WAKE_HORIZON;
@@ -953,7 +969,9 @@ impl Room {
                     p.drain(slot, pc, ctx.out, &mut self.events);
                     rounds += 1;
                 }
-                earliest = earliest.min(p.timeout(pc));
+                if pc == Pc::Subscribe && paces(p.subscribe.last_timeout_reason()) {
+                    earliest = earliest.min(p.subscribe_timeout);
+                }
             }
         }
         if earliest < now + WAKE_HORIZON {
@@ -1051,6 +1069,11 @@ const RETIRED_UFRAGS: usize = 2;
 
 /// The codecs negotiated on a publisher's line, in its order of preference (retransmission aside:
 /// it follows its codec).
+/// A timeout of str0m's pacer that releases media, padding or a probe (not its periodic budget refresh).
+fn paces(reason: Reason) -> bool {
+    matches!(reason, Reason::Pacer(r) if r != PacerReason::Handle)
+}
+
 fn negotiated_codecs(rtc: &str0m::Rtc, mid: Mid) -> Vec<str0m::format::Codec> {
     let mut codecs = Vec::new();
     let Some(media) = rtc.media(mid) else { return codecs };

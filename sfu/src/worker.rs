@@ -23,8 +23,15 @@ const TICK: Duration = Duration::from_millis(5);
 /// The shortest interval between two passes over the due timeouts when a peer connection asks for one
 /// before the next tick (a pacer sending a probe wants one every 2 ms).
 const MIN_TICK: Duration = Duration::from_millis(1);
-/// Longest a blocked `recv_from` waits, so commands are picked up promptly.
-const READ_TIMEOUT: Duration = Duration::from_millis(2);
+/// Longest a blocked `recv_from` waits: until the next tick, due pass or metrics flush, and no longer than
+/// this, so commands from signaling are picked up within a tick. (A fixed 2 ms wait woke an idle worker
+/// twice between ticks for nothing.)
+const MAX_READ_WAIT: Duration = TICK;
+/// The shortest wait set on the socket (a zero timeout would mean "block forever").
+const MIN_READ_WAIT: Duration = Duration::from_micros(100);
+/// The socket's timeout is set again only when the wait wanted differs by more than this (one system
+/// call saved on most datagrams).
+const READ_WAIT_SLACK: Duration = Duration::from_micros(250);
 /// Channel messages handled before the worker turns to its socket and timers again.
 const MAX_MESSAGES_PER_PASS: usize = 256;
 /// Metrics are flushed from worker-local counters this often.
@@ -143,7 +150,8 @@ impl Worker {
             initial_bps,
             relay_sources,
         } = self;
-        if let Err(e) = socket.set_read_timeout(Some(READ_TIMEOUT)) {
+        let mut read_wait = MAX_READ_WAIT;
+        if let Err(e) = socket.set_read_timeout(Some(read_wait)) {
             tracing::error!(error = %e, "cannot set socket read timeout");
             return;
         }
@@ -261,7 +269,15 @@ impl Worker {
                 }
             }
 
-            // One datagram.
+            // One datagram, or the next thing due.
+            let wait = next_tick
+                .min(next_due)
+                .min(next_flush)
+                .saturating_duration_since(Instant::now())
+                .clamp(MIN_READ_WAIT, MAX_READ_WAIT);
+            if wait.abs_diff(read_wait) > READ_WAIT_SLACK && socket.set_read_timeout(Some(wait)).is_ok() {
+                read_wait = wait;
+            }
             match socket.recv_from(&mut buf) {
                 // An empty datagram is no WebRTC packet: it is the ICE-TCP doorbell (a frame is queued).
                 Ok((0, _)) => {}
@@ -286,7 +302,7 @@ impl Worker {
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "udp receive failed");
-                    std::thread::sleep(READ_TIMEOUT);
+                    std::thread::sleep(MAX_READ_WAIT);
                 }
             }
 

@@ -20,6 +20,28 @@ fn audio_from_one_publisher_reaches_every_other_participant_once() {
 }
 
 #[test]
+fn a_listener_without_video_is_not_woken_again_right_after_each_audio_packet() {
+    let mut m = Mesh::new(4, 1);
+    assert!(m.run_until(2000, Mesh::all_connected), "peers did not connect");
+    m.talk(10, &[]);
+    let _ = m.room.take_wake();
+    let sent = m.wire.count;
+    let dgrams = m.publish_frame(0, &[0xfc; 80]);
+    m.deliver(dgrams);
+    assert!(m.wire.count >= sent + 3, "the packet left for the three listeners at once");
+    // str0m's pacer asks for a pass at once after each packet; for an audio-only listener the next packet's
+    // write runs it.
+    let wake = m.room.take_wake();
+    assert!(
+        wake.is_none_or(|w| w >= m.now + Duration::from_millis(10)),
+        "the room asked to be woken {:?} after the packet",
+        wake.map(|w| w.saturating_duration_since(m.now))
+    );
+    m.talk(50, &[]);
+    assert!(m.run_until(200, |m| m.peers[1..].iter().all(|p| p.media_in >= 55)), "every packet still arrives");
+}
+
+#[test]
 fn leaving_participant_unpublishes_its_track_for_everyone() {
     let mut m = Mesh::new(3, 1);
     assert!(m.run_until(2000, Mesh::all_connected));
