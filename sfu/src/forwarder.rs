@@ -62,6 +62,11 @@ pub struct LayerStats {
 
 /// A layer that sent nothing for this long is treated as off.
 const LAYER_STALE: Duration = Duration::from_millis(1500);
+/// A layer whose last frame is this much older than the newest frame of another layer has been turned off
+/// by its publisher (Chromium drops its top layer when its uplink cannot carry it): sooner than
+/// [`LAYER_STALE`], so that its subscribers move down before their picture freezes for long. Nine frame
+/// times at 30 fps — more than a frame delayed by a retransmission.
+const LAYER_STOPPED: Duration = Duration::from_millis(300);
 
 impl LayerStats {
     pub fn on_frame(&mut self, now: Instant, bytes: usize, dims: Option<(u16, u16)>) {
@@ -83,6 +88,18 @@ impl LayerStats {
     pub fn is_active(&self, now: Instant) -> bool {
         self.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_STALE)
     }
+}
+
+/// Which layers of a track are on: each sent within [`LAYER_STALE`], and none stopped while another goes on
+/// ([`LAYER_STOPPED`]).
+pub fn active_layers(now: Instant, layers: &[LayerStats; 3]) -> [bool; 3] {
+    let newest = layers.iter().filter_map(|l| l.last_seen).max();
+    std::array::from_fn(|i| {
+        let l = &layers[i];
+        let stopped =
+            l.last_seen.zip(newest).is_some_and(|(seen, n)| n.saturating_duration_since(seen) > LAYER_STOPPED);
+        l.is_active(now) && !stopped
+    })
 }
 
 /// A layer above the forwarded one is chosen only when its rate plus this share fits the budget.
@@ -134,7 +151,8 @@ pub fn choose_layer(
     if pref.paused {
         return None;
     }
-    let active: Vec<Layer> = Layer::ALL.into_iter().filter(|l| layers[l.index()].is_active(now)).collect();
+    let on = active_layers(now, layers);
+    let active: Vec<Layer> = Layer::ALL.into_iter().filter(|l| on[l.index()]).collect();
     let (&lowest, &highest) = (active.first()?, active.last()?);
     let dims = |l: Layer| {
         let s = &layers[l.index()];
@@ -229,7 +247,8 @@ impl LayerForwarder {
             && t >= held
         {
             // The best active layer below the held one; when there is none, the layer chosen.
-            target = Layer::ALL.into_iter().rfind(|l| *l < held && layers[l.index()].is_active(now)).or(target);
+            let on = active_layers(now, layers);
+            target = Layer::ALL.into_iter().rfind(|l| *l < held && on[l.index()]).or(target);
         }
         // Up from a target the budget held down, soon after a layer was lost for lack of bandwidth, only
         // once the layer above has fitted for UP_STABLE; otherwise (the first climb, a larger tile, a layer
@@ -267,6 +286,12 @@ impl LayerForwarder {
     /// str0m probes for it (a rise of the desired rate starts a probe; in the application-limited region
     /// it probes for twice the desired rate every 5 s); while a hold stands, only the target — probing a
     /// link that just proved too small costs the audio on it packets.
+    /// Whether the budget keeps this subscriber under the layer its size asks for, with no hold standing: its
+    /// estimator should look for more room ([`Reprobe`]).
+    pub fn wants_more(&self, now: Instant) -> bool {
+        self.limited && self.hold.is_none_or(|(_, until)| now >= until)
+    }
+
     pub fn wanted(&self, now: Instant, simulcast: bool, layers: &[LayerStats; 3], pref: &Preference) -> Option<Layer> {
         if self.hold.is_some_and(|(_, until)| now < until) && self.target.is_some() {
             return self.target;
@@ -302,6 +327,50 @@ impl LayerForwarder {
         match (self.current, self.target) {
             (c, Some(t)) if c != Some(t) => Some(t),
             _ => None,
+        }
+    }
+}
+
+/// How soon a subscriber that the estimate keeps under the layers it wants has its estimator probe again;
+/// the interval doubles while it stays held, up to [`PROBE_AGAIN_MAX`] (each probe sends up to twice the
+/// estimate: on a link that really is that small, a burst its audio pays for).
+pub const PROBE_AGAIN: Duration = Duration::from_secs(3);
+const PROBE_AGAIN_MAX: Duration = Duration::from_secs(12);
+
+/// Has a subscriber's estimator probe again while the estimate keeps it under the layers it wants: str0m
+/// probes for a desired rate only when it rises (otherwise every 15 s when the estimate stands still, or when
+/// little is sent), so after a cap lifts the estimate — bounded by 1.5× what is sent — would stay where the
+/// cap left it. After [`PROBE_AGAIN`] (then 6 s, 12 s, 12 s …) the desired rate goes down to the estimate for
+/// one layer choice; the next raises it again, and str0m probes at up to twice the estimate.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Reprobe {
+    at: Option<Instant>,
+    /// The wait before the next probe after `at` (zero: [`PROBE_AGAIN`]).
+    next: Duration,
+}
+
+impl Reprobe {
+    /// The desired rate to give the estimator at this choice: `desired`, or the estimate when it is time to
+    /// probe again. `wants_more`: a subscription is held under its size's layer with no hold standing
+    /// ([`LayerForwarder::wants_more`]).
+    pub fn desired(&mut self, now: Instant, wants_more: bool, estimate: Option<u64>, desired: u64) -> u64 {
+        let Some(estimate) = estimate.filter(|e| wants_more && *e < desired) else {
+            *self = Reprobe::default();
+            return desired;
+        };
+        match self.at {
+            Some(at) if now >= at => {
+                let wait = self.next.max(PROBE_AGAIN);
+                self.at = Some(now + wait);
+                self.next = (wait * 2).min(PROBE_AGAIN_MAX);
+                estimate
+            }
+            Some(_) => desired,
+            None => {
+                self.at = Some(now + PROBE_AGAIN);
+                self.next = PROBE_AGAIN * 2;
+                desired
+            }
         }
     }
 }
@@ -364,6 +433,59 @@ mod tests {
     }
 
     const LARGE: Preference = Preference { max_width: Some(1280), max_height: Some(720), paused: false };
+
+    #[test]
+    fn a_layer_that_stops_while_the_others_go_on_is_off_after_300_ms() {
+        let start = Instant::now();
+        let mut l = three_layers(start);
+        for ms in [100, 300] {
+            let now = start + Duration::from_millis(ms);
+            l[0].last_seen = Some(now);
+            l[1].last_seen = Some(now);
+            assert_eq!(active_layers(now, &l), [true, true, ms <= 300], "at {ms} ms");
+        }
+        let now = start + Duration::from_millis(301);
+        l[0].last_seen = Some(now);
+        assert_eq!(active_layers(now, &l), [true, true, false]);
+        // A large tile then gets the best layer still on.
+        assert_eq!(choose_layer(now, &l, &LARGE, Some(5_000_000), Some(Layer::F)), Some(Layer::H));
+    }
+
+    #[test]
+    fn layers_that_all_pause_stay_on_until_they_are_stale() {
+        let start = Instant::now();
+        let l = three_layers(start);
+        assert_eq!(active_layers(start + Duration::from_millis(1400), &l), [true; 3]);
+        assert_eq!(active_layers(start + Duration::from_millis(1600), &l), [false; 3]);
+    }
+
+    #[test]
+    fn a_subscriber_held_under_its_layers_probes_again_after_3_s_then_less_often() {
+        let start = Instant::now();
+        let mut r = Reprobe::default();
+        let mut probes = Vec::new();
+        for ms in (0..=40_000).step_by(500) {
+            if r.desired(start + Duration::from_millis(ms), true, Some(1_000_000), 2_400_000) == 1_000_000 {
+                probes.push(ms);
+            }
+        }
+        // Down to the estimate for one choice (the next raises it again: a probe), after 3, 6, 12, 12 s.
+        assert_eq!(probes, [3_000, 9_000, 21_000, 33_000]);
+    }
+
+    #[test]
+    fn a_subscriber_not_held_under_its_layers_never_probes_again() {
+        let start = Instant::now();
+        let mut r = Reprobe::default();
+        for (ms, wants_more, estimate) in
+            [(0, false, Some(1_000_000)), (3_000, true, Some(3_000_000)), (6_000, true, None)]
+        {
+            assert_eq!(r.desired(start + Duration::from_millis(ms), wants_more, estimate, 2_400_000), 2_400_000);
+        }
+        // The 3 s count starts again once it is held.
+        assert_eq!(r.desired(start + Duration::from_millis(9_000), true, Some(1_000_000), 2_400_000), 2_400_000);
+        assert_eq!(r.desired(start + Duration::from_millis(11_000), true, Some(1_000_000), 2_400_000), 2_400_000);
+    }
 
     #[test]
     fn small_tile_gets_low_layer_and_large_tile_high_layer() {

@@ -64,6 +64,8 @@ pub(crate) struct Participant {
     pub video_out: usize,
     /// The rate last given to the subscribe connection's estimator as the one to probe for.
     pub desired_bps: u64,
+    /// Has its estimator probe again while the estimate keeps it under the layers it wants.
+    pub reprobe: crate::forwarder::Reprobe,
     pub quality: crate::Quality,
     pub link: LinkReports,
     pub speaking: SpeakingDetector,
@@ -155,6 +157,7 @@ impl Participant {
             to_stop: Vec::new(),
             bwe_bps: None,
             desired_bps: 0,
+            reprobe: Default::default(),
             video_out: 0,
             bundle_mid: None,
             publish_lines: Vec::new(),

@@ -15,7 +15,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, Med
 use str0m::net::Receive;
 use str0m::{Event, IceConnectionState, Input, PacerReason, Reason};
 
-use crate::forwarder::{Decision, Layer, vp8_keyframe_size};
+use crate::forwarder::{Decision, Layer, active_layers, vp8_keyframe_size};
 use crate::metrics::{LocalCounters, SfuMetrics};
 use crate::offer_sdp::{LineCodecs, only_codecs, rejected_lines_inactive, without_audio_transport_cc};
 use crate::participant::{Addresses, Participant};
@@ -25,8 +25,11 @@ use crate::{Command, EventSink, LeaveReason, ParticipantId, Rights, RoomId, SfuE
 
 /// Keyframe requests per track layer at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
-/// Most timeouts handled per peer connection and tick.
+/// Most timeouts handled per peer connection and pass: str0m's pacer releases one packet per timeout, so
+/// this many packets per pass (a probe of 240-byte padding at 2 ms spacing needs up to 3 per 1 ms pass).
 const MAX_TIMEOUT_ROUNDS: usize = 4;
+/// After each packet str0m's pacer asks for its next timeout this much after the last one ("at once").
+const PACER_AT_ONCE: Duration = Duration::from_micros(1);
 /// Layer choices are revisited this often (bitrates and active layers move).
 const RESELECT_INTERVAL: Duration = Duration::from_millis(500);
 /// Timeouts further away than this are left to the worker's regular tick.
@@ -655,6 +658,7 @@ impl Room {
             codecs,
             sending: None,
             layers: Default::default(),
+            layers_on: [false; 3],
             last_keyframe_request: [None; 3],
             subs,
         });
@@ -899,23 +903,35 @@ impl Room {
     /// (while a hold stands, at the layers it is given: [`crate::forwarder::LayerForwarder::wanted`]), so
     /// that str0m probes for that capacity: without a desired rate it never probes above what is sent,
     /// and the estimate stays below the next layer for good.
+    /// While the estimate keeps a subscriber under the layers it wants, its estimator probes again now and then
+    /// ([`crate::forwarder::Reprobe`]).
     fn update_desired_bitrates(&mut self, ctx: &mut Ctx) {
-        let mut want = vec![0u64; self.parts.len()];
+        let now = ctx.now;
+        let mut want = vec![(0u64, false); self.parts.len()];
         for t in self.tracks.iter().flatten().filter(|t| t.info.kind == TrackKind::Video) {
             for s in &t.subs {
-                let layer = s.layers.wanted(ctx.now, t.info.simulcast, &t.layers, &s.pref);
-                if let (Some(l), Some(w)) = (layer, want.get_mut(s.slot)) {
-                    *w += t.layers[l.index()].bitrate_bps;
+                let layer = s.layers.wanted(now, t.info.simulcast, &t.layers, &s.pref);
+                if let Some(w) = want.get_mut(s.slot) {
+                    w.0 += layer.map_or(0, |l| t.layers[l.index()].bitrate_bps);
+                    w.1 |= s.layers.wants_more(now);
                 }
             }
         }
-        for (slot, bps) in want.into_iter().enumerate() {
+        for (slot, (bps, wants_more)) in want.into_iter().enumerate() {
             let Some(p) = self.parts[slot].as_mut() else {
                 continue;
             };
             // Half on top: the margin an up-switch needs, keyframes and bursts. Changes under a fifth are not worth a new
             // probe.
             let desired = bps + bps / 2;
+            let rate = p.reprobe.desired(now, wants_more, p.bwe_bps, desired);
+            if rate < desired {
+                tracing::debug!(participant = p.id.0, estimate = rate, desired, "probing again for the layers wanted");
+                p.desired_bps = rate;
+                p.subscribe.bwe().set_bitrate(Bitrate::bps(0), Bitrate::bps(rate));
+                p.drain(slot, Pc::Subscribe, ctx.out, &mut self.events);
+                continue;
+            }
             if desired.abs_diff(p.desired_bps) * 5 <= p.desired_bps || (desired == 0 && p.desired_bps == 0) {
                 continue;
             }
@@ -933,6 +949,7 @@ impl Room {
         if t.info.kind != TrackKind::Video {
             return;
         }
+        t.layers_on = active_layers(ctx.now, &t.layers);
         let mut need = None;
         for s in t.subs.iter_mut() {
             let budget = self.parts[s.slot].as_ref().and_then(|p| p.bwe_bps.map(|b| b / p.video_out.max(1) as u64));
@@ -960,9 +977,11 @@ impl Room {
                 continue;
             };
             for pc in [Pc::Publish, Pc::Subscribe] {
-                // A pacer may release one burst per timeout: catch up while due.
+                // The pacer releases one packet per timeout and asks for the next "at once", 1 µs after the time
+                // it was given: run those rounds in this pass too. (Waiting for the next pass let a probe send one
+                // padding packet per wake — at most ~2 Mbit/s — so str0m's estimate never measured more.)
                 let mut rounds = 0;
-                while p.timeout(pc) <= now && rounds < MAX_TIMEOUT_ROUNDS && !p.dead {
+                while p.timeout(pc) <= now + PACER_AT_ONCE && rounds < MAX_TIMEOUT_ROUNDS && !p.dead {
                     if p.rtc(pc).handle_input(Input::Timeout(now)).is_err() {
                         p.dead = true;
                     }
@@ -1016,6 +1035,21 @@ impl Room {
             }
             self.update_desired_bitrates(ctx);
             self.process_events(ctx);
+        } else {
+            // A layer the publisher turned off since the last choice: its subscribers' pictures stand still until
+            // they move to another layer, so they choose now rather than at the next interval.
+            for ti in 0..self.tracks.len() {
+                let turned_off = self.tracks[ti].as_ref().is_some_and(|t| {
+                    t.info.simulcast && {
+                        let on = active_layers(now, &t.layers);
+                        (0..3).any(|i| t.layers_on[i] && !on[i])
+                    }
+                });
+                if turned_off {
+                    self.reselect_track(ctx, ti);
+                    self.process_events(ctx);
+                }
+            }
         }
         for (slot, reason) in dead {
             self.remove(ctx, slot, reason);

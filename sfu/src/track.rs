@@ -94,6 +94,9 @@ pub(crate) struct Track {
     /// The codec of the media last received.
     pub sending: Option<Codec>,
     pub layers: [LayerStats; 3],
+    /// The layers that were on ([`crate::forwarder::active_layers`]) at the last layer choice: one turning off
+    /// between choices makes its subscribers choose again at once.
+    pub layers_on: [bool; 3],
     /// Last keyframe request per layer (throttled to one per second).
     pub last_keyframe_request: [Option<Instant>; 3],
     pub subs: Vec<Subscription>,

@@ -89,6 +89,8 @@ pub struct Mesh {
     delayed: Vec<(SocketAddr, Vec<u8>)>,
     /// Client addresses whose datagrams are lost on the way to the SFU (a network that went away).
     pub silenced: Vec<SocketAddr>,
+    /// How many simulcast layers `publish_video_frame` sends, from q up (3; 2: the publisher turned `f` off).
+    pub video_layers: usize,
 }
 
 fn client_rtc(now: Instant, addr: SocketAddr) -> Rtc {
@@ -122,6 +124,7 @@ impl Mesh {
             uplink_delay: false,
             delayed: Vec::new(),
             silenced: Vec::new(),
+            video_layers: 3,
         };
         for i in 0..n {
             mesh.add_peer(i < publishers, i);
@@ -480,7 +483,10 @@ impl Mesh {
             return Vec::new();
         };
         for (layer, (rid, w, h, size)) in
-            [("q", 320u16, 180u16, 200usize), ("h", 640, 360, 800), ("f", 1280, 720, 2400)].into_iter().enumerate()
+            [("q", 320u16, 180u16, 200usize), ("h", 640, 360, 800), ("f", 1280, 720, 2400)]
+                .into_iter()
+                .enumerate()
+                .take(self.video_layers)
         {
             let frame = vp8_frame(keyframe, w, h, layer as u8, size);
             let Some(w) = p.publish.writer(mid) else {
