@@ -282,16 +282,16 @@ impl LayerForwarder {
         self.set_target(target);
     }
 
-    /// The layer the bandwidth estimator should find room for: the one the size asked for wants, so that
-    /// str0m probes for it (a rise of the desired rate starts a probe; in the application-limited region
-    /// it probes for twice the desired rate every 5 s); while a hold stands, only the target — probing a
-    /// link that just proved too small costs the audio on it packets.
     /// Whether the budget keeps this subscriber under the layer its size asks for, with no hold standing: its
     /// estimator should look for more room ([`Reprobe`]).
     pub fn wants_more(&self, now: Instant) -> bool {
         self.limited && self.hold.is_none_or(|(_, until)| now >= until)
     }
 
+    /// The layer the bandwidth estimator should find room for: the one the size asked for wants, so that
+    /// str0m probes for it (a rise of the desired rate starts a probe; in the application-limited region
+    /// it probes for twice the desired rate every 5 s); while a hold stands, only the target — probing a
+    /// link that just proved too small costs the audio on it packets.
     pub fn wanted(&self, now: Instant, simulcast: bool, layers: &[LayerStats; 3], pref: &Preference) -> Option<Layer> {
         if self.hold.is_some_and(|(_, until)| now < until) && self.target.is_some() {
             return self.target;
@@ -347,29 +347,34 @@ pub struct Reprobe {
     at: Option<Instant>,
     /// The wait before the next probe after `at` (zero: [`PROBE_AGAIN`]).
     next: Duration,
+    /// The last choice lowered the rate: the next one must raise it again, however small the change.
+    dipped: bool,
 }
 
 impl Reprobe {
-    /// The desired rate to give the estimator at this choice: `desired`, or the estimate when it is time to
-    /// probe again. `wants_more`: a subscription is held under its size's layer with no hold standing
+    /// The desired rate to give the estimator at this choice — `desired`, or the estimate when it is time to
+    /// probe again — and whether it must be given even if it differs little from the last (the dip and the
+    /// rise after it). `wants_more`: a subscription is held under its size's layer with no hold standing
     /// ([`LayerForwarder::wants_more`]).
-    pub fn desired(&mut self, now: Instant, wants_more: bool, estimate: Option<u64>, desired: u64) -> u64 {
+    pub fn desired(&mut self, now: Instant, wants_more: bool, estimate: Option<u64>, desired: u64) -> (u64, bool) {
+        let rise = std::mem::take(&mut self.dipped);
         let Some(estimate) = estimate.filter(|e| wants_more && *e < desired) else {
             *self = Reprobe::default();
-            return desired;
+            return (desired, rise);
         };
         match self.at {
             Some(at) if now >= at => {
                 let wait = self.next.max(PROBE_AGAIN);
                 self.at = Some(now + wait);
                 self.next = (wait * 2).min(PROBE_AGAIN_MAX);
-                estimate
+                self.dipped = true;
+                (estimate, true)
             }
-            Some(_) => desired,
+            Some(_) => (desired, rise),
             None => {
                 self.at = Some(now + PROBE_AGAIN);
                 self.next = PROBE_AGAIN * 2;
-                desired
+                (desired, rise)
             }
         }
     }
@@ -464,13 +469,20 @@ mod tests {
         let start = Instant::now();
         let mut r = Reprobe::default();
         let mut probes = Vec::new();
+        let mut told = Vec::new();
         for ms in (0..=40_000).step_by(500) {
-            if r.desired(start + Duration::from_millis(ms), true, Some(1_000_000), 2_400_000) == 1_000_000 {
+            let (rate, tell) = r.desired(start + Duration::from_millis(ms), true, Some(2_200_000), 2_400_000);
+            if rate == 2_200_000 {
                 probes.push(ms);
+            }
+            if tell {
+                told.push(ms);
             }
         }
         // Down to the estimate for one choice (the next raises it again: a probe), after 3, 6, 12, 12 s.
         assert_eq!(probes, [3_000, 9_000, 21_000, 33_000]);
+        // Both the dip and the rise are given, though each changes the rate by less than a fifth.
+        assert_eq!(told, [3_000, 3_500, 9_000, 9_500, 21_000, 21_500, 33_000, 33_500]);
     }
 
     #[test]
@@ -480,11 +492,20 @@ mod tests {
         for (ms, wants_more, estimate) in
             [(0, false, Some(1_000_000)), (3_000, true, Some(3_000_000)), (6_000, true, None)]
         {
-            assert_eq!(r.desired(start + Duration::from_millis(ms), wants_more, estimate, 2_400_000), 2_400_000);
+            assert_eq!(
+                r.desired(start + Duration::from_millis(ms), wants_more, estimate, 2_400_000),
+                (2_400_000, false)
+            );
         }
         // The 3 s count starts again once it is held.
-        assert_eq!(r.desired(start + Duration::from_millis(9_000), true, Some(1_000_000), 2_400_000), 2_400_000);
-        assert_eq!(r.desired(start + Duration::from_millis(11_000), true, Some(1_000_000), 2_400_000), 2_400_000);
+        assert_eq!(
+            r.desired(start + Duration::from_millis(9_000), true, Some(1_000_000), 2_400_000),
+            (2_400_000, false)
+        );
+        assert_eq!(
+            r.desired(start + Duration::from_millis(11_000), true, Some(1_000_000), 2_400_000),
+            (2_400_000, false)
+        );
     }
 
     #[test]

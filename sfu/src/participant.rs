@@ -62,6 +62,9 @@ pub(crate) struct Participant {
     pub bundle_mid: Option<Mid>,
     /// Video tracks it receives (not paused), counted at each layer reselection.
     pub video_out: usize,
+    /// Video lines negotiated on its subscribe connection, paused or not (counted at each answer and layer
+    /// choice): while there are none, its pacer never holds anything but audio, nor probes.
+    pub video_lines: usize,
     /// The rate last given to the subscribe connection's estimator as the one to probe for.
     pub desired_bps: u64,
     /// Has its estimator probe again while the estimate keeps it under the layers it wants.
@@ -159,6 +162,7 @@ impl Participant {
             desired_bps: 0,
             reprobe: Default::default(),
             video_out: 0,
+            video_lines: 0,
             bundle_mid: None,
             publish_lines: Vec::new(),
             quality: crate::Quality::default(),

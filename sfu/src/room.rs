@@ -376,6 +376,8 @@ impl Room {
                 tis.push(ti);
             }
         }
+        // Its video lines count before the next packet is forwarded (see the listener's pass in `forward`).
+        self.count_video_out();
         for ti in tis {
             self.reselect_track(ctx, ti);
         }
@@ -822,11 +824,11 @@ impl Room {
             }
             sub.drain(s.slot, Pc::Subscribe, ctx.out, &mut self.events);
             // Once a packet has left, str0m's pacer asks for another pass at once only to reopen its gate for the
-            // next one. A listener that receives no video has nothing else queued and nothing to probe for (audio
-            // lines carry no transport-cc): its next packet's write runs that pass. Skipping it halves the timer
-            // passes per forwarded audio packet.
+            // next one. A listener with no video line has nothing else queued and nothing to probe for (audio lines
+            // carry no transport-cc): its next packet's write runs that pass. Skipping it halves the timer passes
+            // per forwarded audio packet.
             if kind == TrackKind::Audio
-                && sub.video_out == 0
+                && sub.video_lines == 0
                 && sub.subscribe.last_timeout_reason() == Reason::Pacer(PacerReason::Immediate)
             {
                 sub.subscribe_timeout = now + LISTENER_PASS_DEFER;
@@ -886,14 +888,17 @@ impl Room {
     }
 
     /// How many video tracks each participant receives (its estimate is shared between them).
+    /// And how many video lines each has negotiated, paused or not.
     fn count_video_out(&mut self) {
         for p in self.parts.iter_mut().flatten() {
             p.video_out = 0;
+            p.video_lines = 0;
         }
         for t in self.tracks.iter().flatten().filter(|t| t.info.kind == TrackKind::Video) {
-            for s in t.subs.iter().filter(|s| !s.pref.paused) {
+            for s in &t.subs {
                 if let Some(p) = self.parts[s.slot].as_mut() {
-                    p.video_out += 1;
+                    p.video_out += usize::from(!s.pref.paused);
+                    p.video_lines += usize::from(s.negotiated);
                 }
             }
         }
@@ -924,19 +929,15 @@ impl Room {
             // Half on top: the margin an up-switch needs, keyframes and bursts. Changes under a fifth are not worth a new
             // probe.
             let desired = bps + bps / 2;
-            let rate = p.reprobe.desired(now, wants_more, p.bwe_bps, desired);
+            let (rate, always) = p.reprobe.desired(now, wants_more, p.bwe_bps, desired);
             if rate < desired {
                 tracing::debug!(participant = p.id.0, estimate = rate, desired, "probing again for the layers wanted");
-                p.desired_bps = rate;
-                p.subscribe.bwe().set_bitrate(Bitrate::bps(0), Bitrate::bps(rate));
-                p.drain(slot, Pc::Subscribe, ctx.out, &mut self.events);
+            }
+            if !always && (rate.abs_diff(p.desired_bps) * 5 <= p.desired_bps || (rate == 0 && p.desired_bps == 0)) {
                 continue;
             }
-            if desired.abs_diff(p.desired_bps) * 5 <= p.desired_bps || (desired == 0 && p.desired_bps == 0) {
-                continue;
-            }
-            p.desired_bps = desired;
-            p.subscribe.bwe().set_bitrate(Bitrate::bps(0), Bitrate::bps(desired));
+            p.desired_bps = rate;
+            p.subscribe.bwe().set_bitrate(Bitrate::bps(0), Bitrate::bps(rate));
             p.drain(slot, Pc::Subscribe, ctx.out, &mut self.events);
         }
     }
@@ -967,8 +968,8 @@ impl Room {
     /// within [`WAKE_HORIZON`]: a pacer sending a probe wants a pass every 2 ms, and waiting for the next
     /// regular tick would spread the probe out and make str0m measure the link at a fraction of its
     /// capacity. Other timers (reports, NACK and transport-cc feedback, statistics, the pacer's 40 ms
-    /// budget refresh) keep to the tick: waking early for them woke the worker ~650 times a second with two
-    /// voice rooms.
+    /// budget refresh) keep to the tick: waking early for them, with the socket's 2 ms wait, woke the two workers
+    /// ~1,050 times a second with two voice rooms (655 now).
     fn drive_timeouts(&mut self, ctx: &mut Ctx) {
         let now = ctx.now;
         let mut earliest = now + WAKE_HORIZON;
@@ -979,7 +980,9 @@ impl Room {
             for pc in [Pc::Publish, Pc::Subscribe] {
                 // The pacer releases one packet per timeout and asks for the next "at once", 1 µs after the time
                 // it was given: run those rounds in this pass too. (Waiting for the next pass let a probe send one
-                // padding packet per wake — at most ~2 Mbit/s — so str0m's estimate never measured more.)
+                // padding packet per wake — at most ~2 Mbit/s — so str0m's estimate never measured more.) The
+                // rounds share `now`, so their packets carry one send time; the probe's result is bounded by the
+                // receive rate the feedback reports, which this does not change.
                 let mut rounds = 0;
                 while p.timeout(pc) <= now + PACER_AT_ONCE && rounds < MAX_TIMEOUT_ROUNDS && !p.dead {
                     if p.rtc(pc).handle_input(Input::Timeout(now)).is_err() {
@@ -1101,13 +1104,13 @@ impl Room {
 /// Ufrags kept routable after an ICE restart (packets in flight on the old path).
 const RETIRED_UFRAGS: usize = 2;
 
-/// The codecs negotiated on a publisher's line, in its order of preference (retransmission aside:
-/// it follows its codec).
 /// A timeout of str0m's pacer that releases media, padding or a probe (not its periodic budget refresh).
 fn paces(reason: Reason) -> bool {
     matches!(reason, Reason::Pacer(r) if r != PacerReason::Handle)
 }
 
+/// The codecs negotiated on a publisher's line, in its order of preference (retransmission aside:
+/// it follows its codec).
 fn negotiated_codecs(rtc: &str0m::Rtc, mid: Mid) -> Vec<str0m::format::Codec> {
     let mut codecs = Vec::new();
     let Some(media) = rtc.media(mid) else { return codecs };

@@ -29,8 +29,8 @@ const MIN_TICK: Duration = Duration::from_millis(1);
 const MAX_READ_WAIT: Duration = TICK;
 /// The shortest wait set on the socket (a zero timeout would mean "block forever").
 const MIN_READ_WAIT: Duration = Duration::from_micros(100);
-/// The socket's timeout is set again only when the wait wanted differs by more than this (one system
-/// call saved on most datagrams).
+/// The socket's timeout is set again only when the wait wanted differs by more than this (under load, when
+/// datagrams come closer together, most of them then need no system call for it).
 const READ_WAIT_SLACK: Duration = Duration::from_micros(250);
 /// Channel messages handled before the worker turns to its socket and timers again.
 const MAX_MESSAGES_PER_PASS: usize = 256;
