@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { aliceInvitesBob, watchErrors } from './harness.mjs';
 import { SERVER_IP, createNetwork, open, startChorusIn, stop } from './netns.mjs';
-import { between, fakeCapture, forwardedLayer, receiverStats, shape } from './callbed.mjs';
+import { WIDTH, between, fakeCapture, forwardedLayer, joinVoice, openPage, receiverStats, shape, sleep, userId, within } from './callbed.mjs';
 
 const HTTPS = 8443;
 const UDP_BASE = 50000;
@@ -28,7 +28,6 @@ const UP_WITHIN_MS = 40_000;
 const capFor = (layer) => Number(process.env.CALL_QUALITY_CAP_KBIT || (layer === 'f' ? 1200 : 400));
 /** The layers that fit a cap (the web client's q/h/f are at most 150/500/1500 kbit/s). */
 const fitting = (capKbit) => (capKbit >= 1000 ? ['q', 'h'] : ['q']);
-const WIDTH = { q: 320, h: 640, f: 1280 };
 
 let net;
 let dir;
@@ -44,18 +43,7 @@ const errors = [];
 /** What was measured, printed at the end. */
 const measured = {};
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const layer = async () => (await forwardedLayer(alice, bobId, trackId))?.layer ?? null;
-
-/** Polls `fn` every 250 ms until it returns true; resolves the milliseconds it took, or null at the deadline. */
-async function within(ms, fn) {
-  const start = Date.now();
-  while (Date.now() - start < ms) {
-    if (await fn()) return Date.now() - start;
-    await sleep(250);
-  }
-  return null;
-}
 
 /** Samples the forwarded layer every 250 ms for `ms`; returns the switches seen (`h→f`, …). */
 async function switchesOver(ms) {
@@ -102,18 +90,13 @@ before(async () => {
   // Alice publishes from the server's host (her uplink is not the link under test); Bob watches from the client's.
   publisherBrowser = await net.browser(dir, ['--ignore-certificate-errors', ...fakeCapture()], net.srv);
   viewerBrowser = await net.browser(dir, ['--ignore-certificate-errors']);
-  const context = async (b, viewport) => {
-    const ctx = await b.newContext({ viewport });
-    await ctx.grantPermissions(['microphone', 'camera']);
-    return ctx.newPage();
-  };
-  alice = await context(publisherBrowser, { width: 1280, height: 720 });
+  alice = await openPage(publisherBrowser, { width: 1280, height: 720 });
   // A large window, so that Alice's camera, focused, is one tile as large as 1280×720.
-  bob = await context(viewerBrowser, { width: 1920, height: 1080 });
+  bob = await openPage(viewerBrowser, { width: 1920, height: 1080 });
   errors.push(watchErrors(alice), watchErrors(bob));
   await aliceInvitesBob(alice, bob, `https://${SERVER_IP}:${HTTPS}`, 'Quality Club', open);
   sample();
-  bobId = await bob.evaluate(async () => (await (await fetch('/api/v1/users/@me', { headers: { Authorization: `Bearer ${localStorage.getItem('chorus.token')}` } })).json()).id);
+  bobId = await userId(bob);
 });
 
 after(async () => {
@@ -130,10 +113,7 @@ after(async () => {
 });
 
 test('unshaped, the viewer of one large tile gets its camera at `h` or `f`, decoded at that size', { timeout: 240_000 }, async () => {
-  for (const page of [alice, bob]) {
-    await page.getByTestId('voice-channel').filter({ hasText: 'General' }).click();
-    await page.getByTestId('voice-state').filter({ hasText: 'Voice Connected' }).waitFor({ timeout: 40_000 });
-  }
+  await joinVoice([alice, bob]);
   await alice.getByTestId('voice-camera').click();
   const tile = bob.locator('[data-testid="video-tile"][data-kind="camera"]');
   await tile.waitFor({ timeout: 30_000 });

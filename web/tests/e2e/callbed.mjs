@@ -141,3 +141,37 @@ export const forwardedLayer = (adminPage, userId, trackId) =>
     },
     [userId, trackId],
   );
+
+/** Widths of the web client's simulcast layers. */
+export const WIDTH = { q: 320, h: 640, f: 1280 };
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` every 250 ms until it returns true; resolves the milliseconds it took, or null at the deadline. */
+export async function within(ms, fn) {
+  const start = Date.now();
+  while (Date.now() - start < ms) {
+    if (await fn()) return Date.now() - start;
+    await sleep(250);
+  }
+  return null;
+}
+
+/** A page in a new context of `browser` with `viewport`, allowed the microphone and camera. */
+export async function openPage(browser, viewport) {
+  const ctx = await browser.newContext({ viewport });
+  await ctx.grantPermissions(['microphone', 'camera']);
+  return ctx.newPage();
+}
+
+/** Each page joins the voice channel "General" and waits until it is connected. */
+export async function joinVoice(pages) {
+  for (const page of pages) {
+    await page.getByTestId('voice-channel').filter({ hasText: 'General' }).click();
+    await page.getByTestId('voice-state').filter({ hasText: 'Voice Connected' }).waitFor({ timeout: 40_000 });
+  }
+}
+
+/** The id of the user signed in on `page`. */
+export const userId = (page) =>
+  page.evaluate(async () => (await (await fetch('/api/v1/users/@me', { headers: { Authorization: `Bearer ${localStorage.getItem('chorus.token')}` } })).json()).id);

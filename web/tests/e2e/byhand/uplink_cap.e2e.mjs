@@ -17,12 +17,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { aliceInvitesBob, watchErrors } from '../harness.mjs';
 import { SERVER_IP, createNetwork, open, startChorusIn, stop } from '../netns.mjs';
-import { between, fakeCapture, forwardedLayer, receiverStats, shape } from '../callbed.mjs';
+import { WIDTH, between, fakeCapture, forwardedLayer, joinVoice, openPage, receiverStats, shape, sleep, userId, within } from '../callbed.mjs';
 
 const HTTPS = 8443;
 const UDP_BASE = 50000;
 const CAP_KBIT = Number(process.env.UPLINK_CAP_KBIT || 800);
-const WIDTH = { q: 320, h: 640, f: 1280 };
 
 let net;
 let dir;
@@ -40,17 +39,7 @@ const timeline = [];
 const t0 = Date.now();
 let sampling = true;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const layer = async () => (await forwardedLayer(bob, bobId, trackId))?.layer ?? null;
-
-async function within(ms, fn) {
-  const start = Date.now();
-  while (Date.now() - start < ms) {
-    if (await fn()) return Date.now() - start;
-    await sleep(250);
-  }
-  return null;
-}
 
 /** What Alice's camera sends per simulcast layer: bytes so far, frame width and fps, and why Chromium limits it. */
 const sent = (page) =>
@@ -88,18 +77,13 @@ before(async () => {
   // Alice publishes from the client's host (her uplink is the link under test); Bob watches from the server's.
   publisherBrowser = await net.browser(dir, ['--ignore-certificate-errors', ...fakeCapture()]);
   viewerBrowser = await net.browser(dir, ['--ignore-certificate-errors'], net.srv);
-  const context = async (b, viewport) => {
-    const ctx = await b.newContext({ viewport });
-    await ctx.grantPermissions(['microphone', 'camera']);
-    return ctx.newPage();
-  };
-  alice = await context(publisherBrowser, { width: 1280, height: 720 });
-  bob = await context(viewerBrowser, { width: 1920, height: 1080 });
+  alice = await openPage(publisherBrowser, { width: 1280, height: 720 });
+  bob = await openPage(viewerBrowser, { width: 1920, height: 1080 });
   errors.push(watchErrors(alice), watchErrors(bob));
   // Bob is the instance's admin here (the first account): he reads the SFU's stats.
   await aliceInvitesBob(bob, alice, `https://${SERVER_IP}:${HTTPS}`, 'Uplink Club', open);
   sample();
-  bobId = await bob.evaluate(async () => (await (await fetch('/api/v1/users/@me', { headers: { Authorization: `Bearer ${localStorage.getItem('chorus.token')}` } })).json()).id);
+  bobId = await userId(bob);
 });
 
 after(async () => {
@@ -116,10 +100,7 @@ after(async () => {
 });
 
 test('a publisher capped under its full layer: the viewer falls back to `h` without a long freeze, and back to `f`', { timeout: 300_000 }, async () => {
-  for (const page of [alice, bob]) {
-    await page.getByTestId('voice-channel').filter({ hasText: 'General' }).click();
-    await page.getByTestId('voice-state').filter({ hasText: 'Voice Connected' }).waitFor({ timeout: 40_000 });
-  }
+  await joinVoice([alice, bob]);
   await alice.getByTestId('voice-camera').click();
   const tile = bob.locator('[data-testid="video-tile"][data-kind="camera"]');
   await tile.waitFor({ timeout: 30_000 });
